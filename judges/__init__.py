@@ -1,0 +1,1 @@
+"""Codebooks, the LLM judge and adjudication (issue 3)."""

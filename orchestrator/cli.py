@@ -1,0 +1,158 @@
+"""The `sociolab` command line.
+
+Imports stay inside commands so that `sociolab --help` and `sociolab sql` start fast; litellm is
+imported only when a real model is called. Errors a user can fix print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="sociolab: behavioural experiments with groups of LLM agents.")
+import_app = typer.Typer(no_args_is_help=True, help="Load published data into the store.")
+app.add_typer(import_app, name="import")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DB_OPTION = typer.Option("sociolab.duckdb", "--db", help="DuckDB file to use.")
+
+
+@app.command()
+def run(
+    file: Path = typer.Argument(..., help="scenario or suite YAML file"),
+    db: Path = DB_OPTION,
+    sim: bool = typer.Option(False, "--sim", help="replace every model with a sim stand-in named after it"),
+    series: Optional[str] = typer.Option(None, help="run only these series (comma-separated)"),
+    fresh: bool = typer.Option(False, "--fresh", help="redo runs that are already complete"),
+    concurrency: Optional[int] = typer.Option(None, help="runs in flight at once (default: the file's)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display"),
+) -> None:
+    """Run a scenario or a suite; a rerun resumes where the last one stopped."""
+    import asyncio
+
+    from .config import load_plan
+    from .progress import RichProgress
+    from .runner import execute
+    from .store import Store
+
+    plan = load_plan(file, sim=sim, only_series=series.split(",") if series else None)
+    if concurrency is not None:
+        plan.file.concurrency = max(1, concurrency)
+    with Store.open(db) as store:
+        progress = RichProgress(console, enabled=not quiet)
+        report = asyncio.run(execute(plan, store, progress, fresh=fresh))
+        counts = store.counts()
+    print_summary(db, report, counts)
+
+
+def print_summary(db: Path, report, counts: dict) -> None:
+    done = f"{report.completed} completed"
+    if report.stopped:
+        done += f", {report.stopped} stopped early (too many agent failures)"
+    if report.skipped:
+        done += f", {report.skipped} already complete"
+    console.print(f"\n[bold]Runs:[/bold] {report.planned} planned: {done}.")
+    console.print(f"[bold]Store:[/bold] {db.resolve()} holds {counts['runs']} runs, {counts['agents']} agents, "
+                  f"{counts['messages']} agent messages ({counts['errors']} errors), "
+                  f"{counts['llm_calls']} LLM calls, {counts['tokens']:,} tokens, cost ${counts['cost_usd']:.4f}.")
+    console.print("[bold]Try:[/bold] sociolab sql \"SELECT sender_name, count(*) AS messages, "
+                  "round(avg(length(content))) AS avg_chars FROM messages WHERE sender <> 'user' "
+                  f"GROUP BY ALL ORDER BY messages DESC\" --db {db}")
+
+
+@app.command()
+def sql(
+    query: str = typer.Argument(..., help="SQL to run (read-only)"),
+    db: Path = DB_OPTION,
+    format: str = typer.Option("table", "--format", "-f", help="table | csv | json"),
+) -> None:
+    """Query the store read-only, e.g. sociolab sql "SELECT * FROM runs"."""
+    from .query import render, run_query
+
+    if format not in ("table", "csv", "json"):
+        raise UserError(f"unknown --format '{format}': use table, csv or json")
+    columns, rows = run_query(db, query)
+    render(columns, rows, format, console)
+
+
+@app.command("serve-sim")
+def serve_sim(
+    port: int = typer.Option(8765, help="port on 127.0.0.1 (0 picks a free one)"),
+    host: str = typer.Option("127.0.0.1", help="loopback address to bind"),
+    fail_rate: float = typer.Option(0.0, help="share of requests that fail (429/500/503)"),
+    fault_kinds: str = typer.Option("429,500,503", help="status codes failures are drawn from"),
+    retry_after: float = typer.Option(1.0, help="Retry-After seconds sent with 429"),
+    latency_ms: float = typer.Option(0.0, help="delay added to every reply"),
+    latency_jitter_ms: float = typer.Option(0.0, help="random extra delay, up to this"),
+    slow_rate: float = typer.Option(0.0, help="share of replies that are very slow"),
+    slow_ms: float = typer.Option(5000.0, help="delay of a slow reply"),
+    malformed_rate: float = typer.Option(0.0, help="share of replies with a malformed JSON body"),
+    fail_first: int = typer.Option(0, help="the first N requests fail with 503"),
+    seed: int = typer.Option(0, help="seed of the fault draws"),
+    api_key: Optional[str] = typer.Option(None, help="require this bearer token"),
+    verbose: bool = typer.Option(False, "--verbose", help="log every request"),
+) -> None:
+    """Serve the sim over an OpenAI-compatible HTTP API on loopback, with fault injection."""
+    from .sim.server import FaultConfig, serve
+
+    try:
+        kinds = [int(k) for k in fault_kinds.split(",") if k.strip()]
+        faults = FaultConfig(fail_rate=fail_rate, fault_kinds=kinds, retry_after=retry_after,
+                             latency_ms=latency_ms, latency_jitter_ms=latency_jitter_ms,
+                             slow_rate=slow_rate, slow_ms=slow_ms, malformed_rate=malformed_rate,
+                             fail_first=fail_first, seed=seed)
+    except ValueError as exc:
+        raise UserError(f"serve-sim: {str(exc).splitlines()[0]}") from None
+    try:
+        serve(host=host, port=port, faults=faults, api_key=api_key, verbose=verbose)
+    except ValueError as exc:
+        raise UserError(f"serve-sim: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"serve-sim: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+@import_app.command("warroom")
+def import_warroom_cmd(
+    directory: Path = typer.Argument(..., help="the dataset's transcripts/ folder (or its parent)"),
+    db: Path = DB_OPTION,
+) -> None:
+    """Load the study's published transcripts (208 runs) into the store."""
+    from .store import Store
+    from .warroom import import_warroom
+
+    with Store.open(db) as store:
+        summary = import_warroom(store, directory)
+    series = ", ".join(f"{k}: {v}" for k, v in sorted(summary.series.items()))
+    console.print(f"Imported {summary.runs} runs ({series}), {summary.agents} agents, "
+                  f"{summary.messages} messages ({summary.errors} errors) into {db.resolve()}.")
+    console.print("Credit: data from \"Who Am I, and Who Else Is Here?\" (H. El Kandoussi, 2026), CC BY 4.0.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; a UserError becomes one line on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; completed rounds are stored, rerun the same command to resume")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click (or typer's vendored click)
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

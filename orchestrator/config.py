@@ -1,0 +1,186 @@
+"""Scenario and suite files: what a YAML file may say, and the list of runs it stands for.
+
+A file names a scenario kind, the agents, and the kind's parameters. With a `series:` section it
+becomes a suite: each series overrides `agents` and `params` and sets how many runs it gets;
+`repeats` and `seeds` multiply. `plan_runs` expands a file into `RunSpec`s with stable ids, so a
+rerun finds the runs it already completed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from personas.models import Persona, RosterSpec, resolve_personas
+from orchestrator.client import ClientSettings
+from orchestrator.errors import UserError
+from orchestrator.sim.propensities import Propensities, SIM_PREFIX, base_name
+from orchestrator.yamlfile import YamlDoc, read_yaml, validate, validation_error
+
+
+class SeriesSpec(BaseModel):
+    """One named condition of a suite."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    runs: int | None = Field(None, ge=1, description="runs of this series (default: the file's `repeats`)")
+    agents: dict[str, Any] = Field(default_factory=dict, description="overrides of the `agents` section")
+    params: dict[str, Any] = Field(default_factory=dict, description="overrides of the `params` section")
+
+
+class SimSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stand_ins: bool = Field(False, description="run every model as its sim stand-in (like --sim)")
+    models: dict[str, Propensities] = Field(default_factory=dict,
+                                            description="propensities of sim models, by name")
+
+
+class RunFile(BaseModel):
+    """A scenario file (one condition) or a suite (with `series`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="suite name; prefixes every run id")
+    description: str | None = None
+    kind: str = "discussion"
+    seed: int = 0
+    repeats: int = Field(1, ge=1)
+    seeds: list[int] | None = Field(None, description="run every repeat once per seed")
+    concurrency: int = Field(4, ge=1, le=256, description="runs in flight at once")
+    agents: dict[str, Any]
+    params: dict[str, Any] = Field(default_factory=dict)
+    series: dict[str, SeriesSpec] | None = None
+    client: ClientSettings = Field(default_factory=ClientSettings)
+    sim: SimSection = Field(default_factory=SimSection)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run to execute: everything needed, nothing left to look up."""
+
+    run_id: str
+    suite: str
+    series: str | None
+    repeat: int
+    seed: int
+    kind: str
+    params: Any                       # the kind's validated pydantic config
+    roster: RosterSpec
+    personas: tuple[Persona, ...]
+
+    def config_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "params": self.params.model_dump(mode="json"),
+            "agents": self.roster.model_dump(mode="json", exclude_defaults=True),
+            "personas": [p.model_dump(mode="json", exclude_none=True) for p in self.personas],
+            "seed": self.seed,
+        }
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.config_json(), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Plan:
+    file: RunFile
+    runs: list[RunSpec]
+    path: Path
+
+
+def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | None = None) -> Plan:
+    """Read, validate and expand a scenario or suite file. Raises UserError on bad input."""
+    from scenarios.registry import scenario_class
+
+    doc = read_yaml(path)
+    runfile = validate(doc, RunFile)
+    try:
+        kind_cls = scenario_class(runfile.kind)
+    except KeyError as exc:
+        raise UserError(str(exc.args[0]), file=doc.path, line=doc.line_of(("kind",))) from None
+    sim = sim or runfile.sim.stand_ins
+    series = runfile.series or {None: SeriesSpec()}
+    if only_series:
+        unknown = [s for s in only_series if s not in series]
+        if unknown:
+            raise UserError(f"no series '{unknown[0]}' in this file (has: {', '.join(map(str, series))})",
+                            file=doc.path)
+        series = {k: v for k, v in series.items() if k in only_series}
+    runs: list[RunSpec] = []
+    for series_name, spec in series.items():
+        loc = ("series", series_name) if series_name is not None else ()
+        roster, personas = resolve_roster(doc, runfile, spec, loc, sim)
+        params = resolve_params(doc, runfile, spec, loc, kind_cls.Params)
+        for repeat, seed in repeats_and_seeds(runfile, spec):
+            run_id = "/".join(x for x in (runfile.name, series_name, f"{repeat:03d}") if x is not None)
+            if runfile.seeds is not None:
+                run_id += f"-s{seed}"
+            runs.append(RunSpec(run_id, runfile.name, series_name, repeat, derive_seed(runfile.seed, run_id, seed),
+                                runfile.kind, params, roster, tuple(personas)))
+    return Plan(runfile, runs, doc.path)
+
+
+def resolve_roster(doc: YamlDoc, runfile: RunFile, spec: SeriesSpec, loc: tuple,
+                   sim: bool) -> tuple[RosterSpec, list[Persona]]:
+    merged = deep_merge(runfile.agents, spec.agents)
+    where = loc + ("agents",) if spec.agents else ("agents",)
+    try:
+        roster = RosterSpec.model_validate(merged)
+    except ValidationError as exc:
+        raise validation_error(doc, exc, where) from None
+    try:
+        personas = resolve_personas(roster, doc.path.parent)
+    except ValueError as exc:
+        raise UserError(f"{'.'.join(map(str, where))}: {exc}", file=doc.path, line=doc.line_of(where)) from None
+    if sim:
+        personas = [sim_stand_in(p) for p in personas]
+    return roster, personas
+
+
+def resolve_params(doc: YamlDoc, runfile: RunFile, spec: SeriesSpec, loc: tuple, params_cls: type[BaseModel]):
+    merged = deep_merge(runfile.params, spec.params)
+    where = loc + ("params",) if spec.params else ("params",)
+    try:
+        return params_cls.model_validate(merged)
+    except ValidationError as exc:
+        raise validation_error(doc, exc, where) from None
+
+
+def repeats_and_seeds(runfile: RunFile, spec: SeriesSpec) -> list[tuple[int, int]]:
+    n = spec.runs or runfile.repeats
+    seeds = runfile.seeds if runfile.seeds is not None else [0]
+    return [(r + 1, s) for r in range(n) for s in seeds]
+
+
+def derive_seed(base: int, run_id: str, seed: int) -> int:
+    """A run's seed: stable across reruns, different for every run of a suite."""
+    digest = hashlib.sha256(f"{base}|{run_id}|{seed}".encode()).digest()
+    return int.from_bytes(digest[:6], "big")
+
+
+def sim_stand_in(persona: Persona) -> Persona:
+    """`--sim`: the same persona spoken for by a sim model named after its real model."""
+    if persona.model.startswith(SIM_PREFIX):
+        return persona
+    return persona.model_copy(update={"model": SIM_PREFIX + base_name(persona.model).split("/")[-1],
+                                      "api_base": None})
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Series overrides: nested mappings merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

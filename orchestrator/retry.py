@@ -1,0 +1,81 @@
+"""Which provider errors are worth retrying, and how long to wait before the next attempt.
+
+Retries are added by wrapping a call (`retrying(settings, sleep)`), never sprinkled inside it.
+Classification goes by exception class *names* so that sim-only runs never import litellm.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Awaitable, Callable
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from .errors import ProviderError
+
+# litellm's (and openai's) transient exception classes.
+TRANSIENT_NAMES = frozenset({
+    "RateLimitError", "Timeout", "APITimeoutError", "APIConnectionError", "InternalServerError",
+    "ServiceUnavailableError", "BadGatewayError", "APIResponseValidationError",
+})
+# Subclasses of transient-looking bases that must fail fast.
+PERMANENT_NAMES = frozenset({"ContextWindowExceededError", "ContentPolicyViolationError",
+                             "AuthenticationError", "BadRequestError", "NotFoundError",
+                             "PermissionDeniedError", "UnsupportedParamsError"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for rate limits, timeouts, connection failures and 5xx; False for everything else."""
+    if isinstance(exc, ProviderError):
+        return exc.transient
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if type(exc).__name__ in PERMANENT_NAMES:
+        return False
+    return bool(names & TRANSIENT_NAMES)
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The server's Retry-After, wherever the exception carries it."""
+    if isinstance(exc, ProviderError):
+        return exc.retry_after
+    headers = getattr(exc, "litellm_response_headers", None)
+    if headers is None:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class BackoffWait:
+    """Full-jitter exponential backoff, but never shorter than the server's Retry-After."""
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None):
+        self.initial = initial
+        self.maximum = maximum
+        self.rng = rng or random.Random()
+
+    def __call__(self, state: RetryCallState) -> float:
+        ceiling = min(self.maximum, self.initial * 2 ** (state.attempt_number - 1))
+        wait = self.rng.uniform(0, ceiling)
+        exc = state.outcome.exception() if state.outcome else None
+        hinted = retry_after_seconds(exc) if exc else None
+        if hinted is not None:
+            wait = max(wait, min(hinted, self.maximum))
+        return wait
+
+
+def retrying(max_attempts: int, initial_wait: float, max_wait: float,
+             sleep: Callable[[float], Awaitable[None]]) -> AsyncRetrying:
+    """A tenacity controller: transient errors only, jittered backoff honouring Retry-After."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(max_attempts),
+        wait=BackoffWait(initial_wait, max_wait),
+        retry=retry_if_exception(is_transient),
+        sleep=sleep,
+        reraise=True,
+    )

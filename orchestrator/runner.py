@@ -1,0 +1,117 @@
+"""Execute a plan: resume what is unfinished, run runs concurrently, report progress.
+
+A rerun skips completed runs and restarts unfinished ones from scratch (their partial rows are
+deleted in the same transaction that re-creates them), so the final tables hold each message
+exactly once, whatever was killed when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+from .client import ModelClient, check_models_ready
+from .clock import VirtualClock, WallClock
+from .config import Plan, RunSpec
+from .errors import UserError
+from .sim import propensities
+from .sink import EventSink, Message
+from .store import Store, to_db
+
+
+class Progress(Protocol):
+    def start(self, plan: Plan, todo: list[RunSpec], skipped: int) -> None: ...
+    def messages(self, spec: RunSpec, committed: list[Message]) -> None: ...
+    def run_done(self, spec: RunSpec, status: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class RunReport:
+    planned: int = 0
+    skipped: int = 0
+    completed: int = 0
+    stopped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
+                  fresh: bool = False, client: ModelClient | None = None) -> RunReport:
+    """Run every unfinished run of the plan; returns what happened."""
+    for name, values in plan.file.sim.models.items():
+        propensities.register(name, values)
+    api_bases = {p.model: p.api_base for spec in plan.runs for p in spec.personas if p.api_base}
+    check_models_ready([p.model for spec in plan.runs for p in spec.personas], api_bases)
+    client = client or ModelClient(plan.file.client, api_bases=api_bases)
+    todo, skipped = await asyncio.to_thread(runs_to_do, store, plan, fresh)
+    models = {p.model for spec in todo for p in spec.personas if client.uses_cache(p.model)}
+    client.cache.preload(await store.run_blocking(store.load_cache, sorted(models)))
+    report = RunReport(planned=len(plan.runs), skipped=skipped)
+    if progress:
+        progress.start(plan, todo, skipped)
+    limit = asyncio.Semaphore(plan.file.concurrency)
+
+    async def one(spec: RunSpec) -> None:
+        async with limit:
+            status = await run_one(spec, store, client, progress)
+        if status == "completed":
+            report.completed += 1
+        elif status == "stopped":
+            report.stopped += 1
+        if progress:
+            progress.run_done(spec, status)
+
+    try:
+        await asyncio.gather(*(one(spec) for spec in todo))
+    finally:
+        if progress:
+            progress.stop()
+    return report
+
+
+def runs_to_do(store: Store, plan: Plan, fresh: bool) -> tuple[list[RunSpec], int]:
+    """Completed runs are skipped, unless their config changed (then the user must choose)."""
+    states = store.run_states(spec.run_id for spec in plan.runs)
+    todo, skipped = [], 0
+    for spec in plan.runs:
+        status, config_hash = states.get(spec.run_id, (None, None))
+        if status in ("completed", "stopped") and not fresh:
+            if config_hash != spec.config_hash():
+                raise UserError(f"run {spec.run_id} is already in {store.path} with a different "
+                                "configuration; rerun with --fresh to replace it, or use another --db",
+                                file=plan.path)
+            skipped += 1
+        else:
+            todo.append(spec)
+    return todo, skipped
+
+
+async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Progress | None) -> str:
+    from scenarios.base import RunContext
+    from scenarios.registry import scenario_class
+
+    scenario = scenario_class(spec.kind)(spec.params)
+    agents = scenario.place_agents(list(spec.personas), spec.roster)
+    run_row = {"run_id": spec.run_id, "source": "sociolab", "suite": spec.suite, "series": spec.series,
+               "repeat": spec.repeat, "seed": spec.seed, "kind": spec.kind, "config": spec.config_json(),
+               "config_hash": spec.config_hash(), "status": "running",
+               "rounds_planned": scenario.rounds_planned(), "started_at": utcnow()}
+    agent_rows = [(spec.run_id, a.agent_id, a.position, a.name, a.persona.key, a.model, a.persona.label,
+                   a.system_prompt, "active", None) for a in agents]
+    await store.run_blocking(store.start_run, {k: to_db(v) for k, v in run_row.items()}, agent_rows)
+    virtual = all(client.is_in_process(a.model) for a in agents)
+    sink = EventSink(store, spec.run_id, client.cache,
+                     on_commit=(lambda msgs: progress.messages(spec, msgs)) if progress else None)
+    ctx = RunContext(run_id=spec.run_id, seed=spec.seed, agents=agents, client=client, sink=sink,
+                     clock=VirtualClock() if virtual else WallClock(), rng=random.Random(spec.seed))
+    outcome = await scenario.run(ctx)
+    await sink.commit_round(outcome.rounds_done, status=outcome.status, stop_reason=outcome.stop_reason,
+                            finished_at=utcnow())
+    return outcome.status

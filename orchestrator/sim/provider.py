@@ -1,0 +1,40 @@
+"""The sim as a litellm custom provider, so `litellm.acompletion(model="sim/x", ...)` works.
+
+Imported only by `orchestrator.litellm_boot` (which imports litellm first). The simulated latency
+a real model would have taken travels in `response._hidden_params["sim_latency_s"]`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from litellm import CustomLLM, ModelResponse
+from litellm.types.utils import Choices, Message, Usage
+
+from .agent import sim_reply
+
+
+class SimProvider(CustomLLM):
+    def completion(self, model: str, messages: list, *args, optional_params: dict | None = None,
+                   model_response: ModelResponse | None = None, **kwargs) -> ModelResponse:
+        return self._respond(model, messages, optional_params or {}, model_response)
+
+    async def acompletion(self, model: str, messages: list, *args, optional_params: dict | None = None,
+                          model_response: ModelResponse | None = None, **kwargs) -> ModelResponse:
+        return self._respond(model, messages, optional_params or {}, model_response)
+
+    @staticmethod
+    def _respond(model: str, messages: list, params: dict, response: ModelResponse | None) -> ModelResponse:
+        name = model if model.startswith("sim/") else f"sim/{model}"
+        reply = sim_reply(name, messages, seed=params.get("seed"),
+                          temperature=params.get("temperature", 0.7) if params.get("temperature") is not None else 0.7,
+                          max_tokens=params.get("max_tokens"))
+        response = response or ModelResponse()
+        response.choices = [Choices(index=0, finish_reason="stop",
+                                    message=Message(role="assistant", content=reply.text))]
+        response.model = name
+        response.created = int(time.time())
+        response.usage = Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                               total_tokens=reply.prompt_tokens + reply.completion_tokens)
+        response._hidden_params["sim_latency_s"] = reply.latency_s
+        return response

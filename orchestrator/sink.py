@@ -1,0 +1,92 @@
+"""The event sink: how a scenario records what happened, without knowing about DuckDB.
+
+A scenario adds messages, LLM calls and events as they happen; `commit_round` hands them to the
+store as one batch (one transaction), together with new response-cache entries and the run's
+progress counter, so a killed process loses at most the round in flight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .cache import ResponseCache
+from .client import Completion
+from .store import Batch, Store
+
+
+@dataclass
+class Message:
+    """A conversation message before it is stored; `seq` is given at commit, by finish time."""
+
+    sender: str
+    sender_name: str
+    content: str
+    round: int | None = None
+    turn: int | None = None
+    context_size: int | None = None
+    is_error: bool = False
+    error: str | None = None
+    started_s: float | None = None
+    finished_s: float | None = None
+    call: Completion | None = None
+    seq: int | None = None
+
+
+class EventSink:
+    def __init__(self, store: Store, run_id: str, cache: ResponseCache | None = None,
+                 on_commit: Callable[[list[Message]], None] | None = None):
+        self.store = store
+        self.run_id = run_id
+        self.cache = cache
+        self.on_commit = on_commit
+        self.next_seq = 0
+        self._messages: list[Message] = []
+        self._events: list[tuple] = []
+        self._agent_updates: list[tuple[str, dict[str, Any]]] = []
+
+    def message(self, message: Message) -> Message:
+        self._messages.append(message)
+        return message
+
+    def event(self, kind: str, *, round: int | None = None, agent_id: str | None = None,
+              **detail: Any) -> None:
+        self._events.append((self.run_id, round, kind, agent_id, detail or None))
+
+    def agent_update(self, agent_id: str, **values: Any) -> None:
+        self._agent_updates.append((agent_id, values))
+
+    async def commit_round(self, rounds_done: int, **run_updates: Any) -> list[Message]:
+        """Persist everything recorded since the last commit, in one transaction."""
+        batch = Batch()
+        committed = sorted(self._messages, key=lambda m: (m.finished_s or 0.0, m.turn or 0))
+        for message in committed:
+            message.seq = self.next_seq
+            self.next_seq += 1
+            message_id = f"{self.run_id}#{message.seq}"
+            batch.add("messages", (message_id, self.run_id, message.seq, message.round, message.turn,
+                                   message.sender, message.sender_name, message.content,
+                                   message.context_size, message.is_error, message.error,
+                                   message.started_s, message.finished_s))
+            if message.call is not None:
+                batch.add("llm_calls", call_row(self.run_id, message_id, message.sender, "agent", message.call))
+        for event in self._events:
+            batch.add("events", event)
+        if self.cache is not None:
+            for key, model, response in self.cache.drain():
+                batch.add("llm_cache", (key, model, response))
+        for agent_id, values in self._agent_updates:
+            batch.update("agents", {"run_id": self.run_id, "agent_id": agent_id}, **values)
+        batch.update("runs", {"run_id": self.run_id}, rounds_done=rounds_done, **run_updates)
+        await self.store.write(batch)
+        self._messages, self._events, self._agent_updates = [], [], []
+        if self.on_commit:
+            self.on_commit(committed)
+        return committed
+
+
+def call_row(run_id: str | None, message_id: str | None, agent_id: str | None, purpose: str,
+             call: Completion) -> tuple:
+    return (run_id, message_id, agent_id, purpose, call.model, call.started_at, call.latency_ms,
+            call.prompt_tokens, call.completion_tokens, call.cost_usd, call.attempts, call.cached,
+            call.error_type, call.error)

@@ -1,0 +1,327 @@
+"""The DuckDB store: the only module that writes SQL DDL.
+
+One file holds runs, agents, messages, LLM calls, events and the response cache. The schema is
+versioned: `MIGRATIONS[i]` brings a file from version i to i+1, and opening a file applies the
+missing ones. Writers hand over whole `Batch`es (one round of one run), each written in a single
+transaction, so a killed process loses at most the round in flight. DuckDB calls block, so
+async callers go through `Store.write`, which runs them on one dedicated thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import duckdb
+
+from .errors import UserError
+
+DEFAULT_DB = "sociolab.duckdb"
+
+MIGRATIONS: list[str] = [
+    # v1: the core of issue 2.
+    """
+    CREATE TABLE runs (
+        run_id          VARCHAR PRIMARY KEY,
+        source          VARCHAR NOT NULL,          -- 'sociolab' or an importer, e.g. 'warroom'
+        suite           VARCHAR,
+        series          VARCHAR,
+        repeat          INTEGER,
+        seed            BIGINT,
+        kind            VARCHAR NOT NULL,          -- scenario kind, e.g. 'discussion'
+        config          JSON,                      -- the resolved scenario config of this run
+        config_hash     VARCHAR,
+        status          VARCHAR NOT NULL,          -- running | completed | stopped
+        stop_reason     VARCHAR,
+        rounds_planned  INTEGER,
+        rounds_done     INTEGER NOT NULL DEFAULT 0,
+        started_at      TIMESTAMP,
+        finished_at     TIMESTAMP
+    );
+    CREATE TABLE agents (
+        run_id          VARCHAR NOT NULL,
+        agent_id        VARCHAR NOT NULL,          -- stable key within the run, e.g. 'llama'
+        position        INTEGER NOT NULL,          -- 1-based position in the roster
+        name            VARCHAR NOT NULL,          -- the name other agents see
+        persona         VARCHAR,                   -- persona key in the library
+        model           VARCHAR NOT NULL,          -- model actually called
+        model_label     VARCHAR,                   -- human name of the model, e.g. 'LLaMA 3.3 70B'
+        system_prompt   VARCHAR,
+        status          VARCHAR NOT NULL DEFAULT 'active',  -- active | errored
+        errored_round   INTEGER,
+        PRIMARY KEY (run_id, agent_id)
+    );
+    CREATE TABLE messages (
+        message_id      VARCHAR PRIMARY KEY,       -- '{run_id}#{seq}'
+        run_id          VARCHAR NOT NULL,
+        seq             INTEGER NOT NULL,          -- position in the conversation (by finish time)
+        round           INTEGER,                   -- 0-based; NULL for the seed message
+        turn            INTEGER,                   -- speaking order within the round, 0-based
+        sender          VARCHAR NOT NULL,          -- agent_id, 'user' or 'system'
+        sender_name     VARCHAR,
+        content         VARCHAR NOT NULL,
+        context_size    INTEGER,                   -- messages visible to the sender when called
+        is_error        BOOLEAN NOT NULL DEFAULT FALSE,
+        error           VARCHAR,
+        started_s       DOUBLE,                    -- seconds since the run started (virtual for sim)
+        finished_s      DOUBLE
+    );
+    CREATE TABLE llm_calls (
+        run_id          VARCHAR,
+        message_id      VARCHAR,
+        agent_id        VARCHAR,
+        purpose         VARCHAR NOT NULL,          -- 'agent' | 'judge'
+        model           VARCHAR NOT NULL,
+        started_at      TIMESTAMP,
+        latency_ms      DOUBLE,
+        prompt_tokens   INTEGER,
+        completion_tokens INTEGER,
+        cost_usd        DOUBLE NOT NULL DEFAULT 0,
+        attempts        INTEGER NOT NULL,
+        cached          BOOLEAN NOT NULL DEFAULT FALSE,
+        error_type      VARCHAR,
+        error           VARCHAR
+    );
+    CREATE TABLE events (
+        run_id          VARCHAR NOT NULL,
+        round           INTEGER,
+        kind            VARCHAR NOT NULL,          -- agent_errored, agent_dropped, run_stopped, ...
+        agent_id        VARCHAR,
+        detail          JSON,
+        logged_at       TIMESTAMP DEFAULT current_timestamp
+    );
+    CREATE TABLE llm_cache (
+        cache_key       VARCHAR PRIMARY KEY,
+        model           VARCHAR NOT NULL,
+        response        JSON NOT NULL,
+        created_at      TIMESTAMP DEFAULT current_timestamp
+    );
+    CREATE INDEX messages_run ON messages(run_id);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Columns each batch writes, in order; kept next to the DDL they mirror.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "agents": ("run_id", "agent_id", "position", "name", "persona", "model", "model_label",
+               "system_prompt", "status", "errored_round"),
+    "messages": ("message_id", "run_id", "seq", "round", "turn", "sender", "sender_name", "content",
+                 "context_size", "is_error", "error", "started_s", "finished_s"),
+    "llm_calls": ("run_id", "message_id", "agent_id", "purpose", "model", "started_at", "latency_ms",
+                  "prompt_tokens", "completion_tokens", "cost_usd", "attempts", "cached",
+                  "error_type", "error"),
+    "events": ("run_id", "round", "kind", "agent_id", "detail"),
+    "llm_cache": ("cache_key", "model", "response"),
+}
+
+RUN_TABLES = ("messages", "llm_calls", "events", "agents", "runs")
+
+
+@dataclass
+class Batch:
+    """Rows to write in one transaction: typically one round of one run.
+
+    `rows` maps a table of COLUMNS to tuples in that column order. `updates` set columns of
+    existing rows after the new rows are in (e.g. a run's rounds_done, an agent's status), so
+    progress and content are committed together and can never disagree.
+    """
+
+    rows: dict[str, list[tuple]] = field(default_factory=dict)
+    updates: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+
+    def add(self, table: str, row: tuple) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+    def update(self, table: str, where: dict[str, Any], **values: Any) -> None:
+        self.updates.append((table, where, values))
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.rows.values())
+
+
+class Store:
+    """A DuckDB file, migrated on open. Use `Store.open` for writing, `open_read_only` for queries."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str):
+        self.con = con
+        self.path = path
+        self._executor: ThreadPoolExecutor | None = None
+
+    # ---- opening -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path = DEFAULT_DB) -> "Store":
+        path = str(path)
+        try:
+            con = duckdb.connect(path)
+        except duckdb.IOException as exc:
+            raise UserError(f"cannot open the database: {first_line(exc)}", file=path) from None
+        store = cls(con, path)
+        store.migrate()
+        return store
+
+    @classmethod
+    def open_read_only(cls, path: str | Path = DEFAULT_DB) -> "Store":
+        path = str(path)
+        if path != ":memory:" and not Path(path).exists():
+            raise UserError("no such database file; run `sociolab run FILE` first or pass --db", file=path)
+        try:
+            con = duckdb.connect(path, read_only=True)
+        except duckdb.Error as exc:
+            raise UserError(f"cannot open the database read-only: {first_line(exc)}", file=path) from None
+        return cls(con, path)
+
+    def schema_version(self) -> int:
+        exists = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+        ).fetchone()[0]
+        if not exists:
+            return 0
+        return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+    def migrate(self) -> None:
+        """Apply the migrations this file lacks, each in its own transaction."""
+        self.con.execute("CREATE TABLE IF NOT EXISTS schema_version "
+                         "(version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise UserError(f"database schema v{current} is newer than this sociolab (v{SCHEMA_VERSION}); "
+                            "upgrade sociolab", file=self.path)
+        for version in range(current, SCHEMA_VERSION):
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                self.con.execute(MIGRATIONS[version])
+                self.con.execute("INSERT INTO schema_version (version) VALUES (?)", [version + 1])
+                self.con.execute("COMMIT")
+            except Exception:
+                self.con.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- writing -------------------------------------------------------------------------
+    def write_now(self, batch: Batch) -> None:
+        """Write a batch in one transaction (blocking)."""
+        if not batch.rows and not batch.updates:
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for table, rows in batch.rows.items():
+                insert_rows(self.con, table, COLUMNS[table], rows,
+                            ignore_conflicts=(table == "llm_cache"))
+            for table, where, values in batch.updates:
+                sets = ", ".join(f"{col} = ?" for col in values)
+                cond = " AND ".join(f"{col} = ?" for col in where)
+                self.con.execute(f"UPDATE {table} SET {sets} WHERE {cond}",
+                                 [*map(to_db, values.values()), *where.values()])
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+
+    async def write(self, batch: Batch) -> None:
+        """Write a batch on the store's own thread, keeping DuckDB off the event loop."""
+        await self.run_blocking(self.write_now, batch)
+
+    async def run_blocking(self, fn, *args):
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sociolab-store")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def start_run(self, run: dict[str, Any], agents: list[tuple]) -> None:
+        """Insert a run (status 'running') and its roster, replacing any unfinished earlier attempt."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            delete_runs(self.con, [run["run_id"]])
+            cols = list(run)
+            self.con.execute(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                             [run[c] for c in cols])
+            insert_rows(self.con, "agents", COLUMNS["agents"], agents)
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def run_states(self, run_ids: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+        """(status, config_hash) of each given run that exists."""
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        rows = self.con.execute("SELECT run_id, status, config_hash FROM runs WHERE run_id IN "
+                                "(SELECT unnest(?))", [ids]).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def delete_runs(self, run_ids: list[str]) -> None:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            delete_runs(self.con, run_ids)
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def load_cache(self, models: Iterable[str]) -> dict[str, str]:
+        models = list(models)
+        if not models:
+            return {}
+        rows = self.con.execute("SELECT cache_key, response FROM llm_cache WHERE model IN "
+                                "(SELECT unnest(?))", [models]).fetchall()
+        return dict(rows)
+
+    # ---- reading -------------------------------------------------------------------------
+    def counts(self) -> dict[str, Any]:
+        """What the file holds, for end-of-run summaries."""
+        q = self.con.execute
+        return {
+            "runs": q("SELECT count(*) FROM runs").fetchone()[0],
+            "runs_completed": q("SELECT count(*) FROM runs WHERE status = 'completed'").fetchone()[0],
+            "agents": q("SELECT count(*) FROM agents").fetchone()[0],
+            "messages": q("SELECT count(*) FROM messages WHERE sender NOT IN ('user', 'system')").fetchone()[0],
+            "errors": q("SELECT count(*) FROM messages WHERE is_error").fetchone()[0],
+            "llm_calls": q("SELECT count(*) FROM llm_calls").fetchone()[0],
+            "tokens": q("SELECT coalesce(sum(prompt_tokens + completion_tokens), 0) FROM llm_calls").fetchone()[0],
+            "cost_usd": q("SELECT coalesce(sum(cost_usd), 0) FROM llm_calls").fetchone()[0],
+        }
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...],
+                rows: list[tuple], *, ignore_conflicts: bool = False, chunk: int = 400) -> None:
+    """Multi-row INSERT: one statement per chunk is far faster than executemany in DuckDB."""
+    if not rows:
+        return
+    placeholder = "(" + ", ".join("?" * len(columns)) + ")"
+    head = f"INSERT {'OR IGNORE ' if ignore_conflicts else ''}INTO {table} ({', '.join(columns)}) VALUES "
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        params = [to_db(v) for row in part for v in row]
+        con.execute(head + ", ".join([placeholder] * len(part)), params)
+
+
+def delete_runs(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> None:
+    for table in RUN_TABLES:
+        con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?))", [run_ids])
+
+
+def to_db(value: Any) -> Any:
+    """dicts and lists go to JSON columns as text."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return value
+
+
+def first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,127 @@
+"""Personas (who an agent is and which model speaks for it) and rosters (who is in the room)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from orchestrator.errors import UserError
+
+LIBRARY = Path(__file__).parent / "library"
+
+
+class Persona(BaseModel):
+    """One participant: a stable key, the model that speaks for it, and how it is named."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="stable id within a roster, e.g. 'llama'")
+    model: str = Field(min_length=1, description="litellm model id, e.g. groq/llama-3.3-70b-versatile or sim/x")
+    label: str | None = Field(None, description="human name of the model, e.g. 'LLaMA 3.3 70B'")
+    personality: str | None = None
+    api_base: str | None = Field(None, description="OpenAI-compatible server for this model (vLLM, Ollama, ...)")
+
+    @property
+    def real_name(self) -> str:
+        return self.label or self.model.split("/")[-1]
+
+
+class Crash(BaseModel):
+    """Make one agent's calls fail from a round on, as a real provider error would."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str = Field(description="persona key of the agent that crashes")
+    from_round: int = Field(0, ge=0, description="0-based round of the first failure")
+    mode: Literal["permanent", "transient"] = "permanent"
+    rounds: int = Field(1, ge=1, description="transient mode: how many rounds fail")
+    message: str | None = Field(None, description="provider error text; default mimics a decommissioned model")
+
+    def fails_in(self, round_index: int) -> bool:
+        if round_index < self.from_round:
+            return False
+        return self.mode == "permanent" or round_index < self.from_round + self.rounds
+
+
+class Clones(BaseModel):
+    """A homogeneous group: n copies of one persona, each with its own name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    of: str = Field(description="persona key to clone")
+    n: int = Field(ge=2, le=64)
+
+
+class RosterSpec(BaseModel):
+    """The `agents:` section of a scenario file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    roster: str | None = Field(None, description="library roster name (personas/library/NAME.yaml) or a YAML path")
+    personas: list[Persona] = Field(default_factory=list, description="inline personas (added after the roster)")
+    only: list[str] | None = Field(None, description="keep only these persona keys, in this order")
+    exclude: list[str] = Field(default_factory=list)
+    clones: Clones | None = None
+    names: dict[str, str] = Field(default_factory=dict, description="custom display names by persona key")
+    crashes: list[Crash] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def needs_someone(self) -> "RosterSpec":
+        if self.roster is None and not self.personas:
+            raise ValueError("give `roster: NAME` (a library roster) or a list of `personas`")
+        return self
+
+
+class RosterFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    roster: str
+    description: str | None = None
+    source: str | None = None
+    personas: list[Persona]
+
+
+def load_library_roster(name: str, base_dir: Path | None = None) -> list[Persona]:
+    """Personas of a library roster (`warroom`) or of a roster YAML file relative to `base_dir`."""
+    from orchestrator.yamlfile import read_yaml, validate
+
+    candidates = [LIBRARY / f"{name}.yaml"]
+    if base_dir is not None:
+        candidates.insert(0, base_dir / name)
+    for path in candidates:
+        if path.is_file():
+            doc = read_yaml(path)
+            return validate(doc, RosterFile).personas
+    known = ", ".join(sorted(p.stem for p in LIBRARY.glob("*.yaml")))
+    raise UserError(f"unknown roster '{name}' (library rosters: {known}; or give a path to a roster YAML)")
+
+
+def resolve_personas(spec: RosterSpec, base_dir: Path | None = None) -> list[Persona]:
+    """The roster after `roster`, `personas`, `only`, `exclude` and `clones` are applied."""
+    personas = load_library_roster(spec.roster, base_dir) if spec.roster else []
+    personas = personas + list(spec.personas)
+    by_key = {p.key: p for p in personas}
+    if len(by_key) != len(personas):
+        raise ValueError("persona keys must be unique in a roster")
+    referenced = set(spec.exclude) | set(spec.only or []) | set(spec.names) | {c.agent for c in spec.crashes}
+    if spec.clones:
+        referenced.add(spec.clones.of)
+    unknown = sorted(k for k in referenced if k not in by_key and not is_clone_key(k, spec))
+    if unknown:
+        raise ValueError(f"unknown persona '{unknown[0]}' (roster has: {', '.join(by_key)})")
+    if spec.clones:
+        base = by_key[spec.clones.of]
+        return [base.model_copy(update={"key": f"{base.key}-{i + 1}"}) for i in range(spec.clones.n)]
+    if spec.only is not None:
+        personas = [by_key[k] for k in spec.only]
+    return [p for p in personas if p.key not in spec.exclude]
+
+
+def is_clone_key(key: str, spec: RosterSpec) -> bool:
+    """Crash and name entries may address clones as '<key>-<i>'."""
+    if not spec.clones:
+        return False
+    prefix = f"{spec.clones.of}-"
+    return key.startswith(prefix) and key[len(prefix):].isdigit() and 1 <= int(key[len(prefix):]) <= spec.clones.n

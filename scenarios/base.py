@@ -1,0 +1,71 @@
+"""What every scenario kind gets from the orchestrator, and what it must provide.
+
+A kind is a class with a pydantic `Params` model and an async `run(ctx)`. It talks to models only
+through `ctx.client` and records only through `ctx.sink`: no DuckDB, no litellm here.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from orchestrator.client import ModelClient
+from orchestrator.clock import VirtualClock, WallClock
+from orchestrator.sink import EventSink
+from personas.models import Crash, Persona
+
+
+@dataclass
+class Agent:
+    """A persona placed in a run: its id, the name others see, and its system prompt."""
+
+    agent_id: str
+    position: int
+    name: str
+    persona: Persona
+    system_prompt: str = ""
+    crash: Crash | None = None
+    errored_round: int | None = None
+
+    @property
+    def model(self) -> str:
+        return self.persona.model
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    seed: int
+    agents: list[Agent]
+    client: ModelClient
+    sink: EventSink
+    clock: WallClock | VirtualClock
+    rng: random.Random
+
+
+@dataclass
+class Outcome:
+    status: str                 # completed | stopped
+    rounds_done: int
+    stop_reason: str | None = None
+
+
+class Scenario:
+    kind: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+
+    def __init__(self, params: BaseModel):
+        self.params = params
+
+    def place_agents(self, personas: list[Persona], roster) -> list[Agent]:
+        """Names and system prompts for the roster; kinds override as needed."""
+        raise NotImplementedError
+
+    def rounds_planned(self) -> int | None:
+        return None
+
+    async def run(self, ctx: RunContext) -> Outcome:
+        raise NotImplementedError

@@ -1,0 +1,174 @@
+"""The shared group conversation of "Who Am I, and Who Else Is Here?".
+
+Protocol: the user posts a seed message to @all; then, each round, every live agent is called in
+a fixed (or per-round shuffled) order, calls starting `stagger_ms` apart and running concurrently.
+A call sees every message that finished before it started: the agent's own messages as
+`assistant`, everyone else's as `user` in the form `[Name]: text`. An agent whose call fails is
+recorded (the failure is shown to peers as `[Name]: ⚠ error`, as on the study's platform) and,
+by default, dropped from later rounds; a round in which more than 60% of the called agents fail
+ends the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.errors import ProviderError
+from orchestrator.sink import Message
+from personas.models import Persona, RosterSpec
+from personas.naming import Naming, display_names
+from personas.prompts import Scaffolding, system_prompt
+
+from .base import Agent, Outcome, RunContext, Scenario
+
+ERROR_MARK = "⚠"
+DECOMMISSIONED = "The model `{model}` has been decommissioned and is no longer supported."
+
+
+class DiscussionParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed_message: str = Field(min_length=1, description="what the user posts first, e.g. '@all ...'")
+    rounds: int = Field(10, ge=1, le=1000)
+    order: Literal["fixed", "shuffled"] = "fixed"
+    stagger_ms: int = Field(1200, ge=0, description="calls in a round start this far apart")
+    temperature: float = Field(0.8, ge=0, le=2)
+    max_tokens: int | None = Field(1024, ge=1)
+    naming: Naming = "anonymous"
+    scaffolding: Scaffolding = "full"
+    drop_errored: bool = Field(True, description="an agent whose call failed is not called again")
+    show_errors: bool = Field(True, description="peers see a failed call as '[Name]: ⚠ error'")
+    stop_failure_share: float = Field(0.6, ge=0, le=1,
+                                      description="a round where more than this share fails ends the run")
+
+
+class Discussion(Scenario):
+    kind = "discussion"
+    Params = DiscussionParams
+    params: DiscussionParams
+
+    def rounds_planned(self) -> int:
+        return 1 if self.params.scaffolding == "isolation" else self.params.rounds
+
+    def place_agents(self, personas: list[Persona], roster: RosterSpec) -> list[Agent]:
+        names = display_names(personas, self.params.naming, roster.names, clones=roster.clones is not None)
+        crashes = {c.agent: c for c in roster.crashes}
+        agents = []
+        for i, (persona, name) in enumerate(zip(personas, names)):
+            others = [n for n in names if n != name]
+            agents.append(Agent(agent_id=persona.key, position=i + 1, name=name, persona=persona,
+                                system_prompt=system_prompt(self.params.scaffolding, name, others),
+                                crash=crashes.get(persona.key)))
+        return agents
+
+    async def run(self, ctx: RunContext) -> Outcome:
+        p = self.params
+        seed = ctx.sink.message(Message(sender="user", sender_name="user", content=p.seed_message,
+                                        started_s=0.0, finished_s=0.0))
+        history: list[Message] = [seed]
+        live = list(ctx.agents)
+        for round_index in range(self.rounds_planned()):
+            order = list(live)
+            if p.order == "shuffled":
+                ctx.rng.shuffle(order)
+            said = await self.play_round(ctx, round_index, order, history)
+            history.extend(sorted(said, key=lambda m: (m.finished_s, m.turn)))
+            failed = [m for m in said if m.is_error]
+            live = self.after_failures(ctx, round_index, live, failed)
+            if len(failed) > p.stop_failure_share * len(order) or not live:
+                reason = (f"{len(failed)} of {len(order)} agents failed in round {round_index}"
+                          if failed else "no agent left")
+                ctx.sink.event("run_stopped", round=round_index, reason=reason)
+                await ctx.sink.commit_round(round_index + 1)
+                return Outcome("stopped", round_index + 1, reason)
+            await ctx.sink.commit_round(round_index + 1)
+        return Outcome("completed", self.rounds_planned())
+
+    async def play_round(self, ctx: RunContext, round_index: int, order: list[Agent],
+                         history: list[Message]) -> list[Message]:
+        """Start the calls `stagger_ms` apart; each sees what finished before it started."""
+        said: list[Message] = []
+        pending: list[asyncio.Task] = []
+        round_start = ctx.clock.now()
+        for turn, agent in enumerate(order):
+            start = round_start + turn * self.params.stagger_ms / 1000
+            await ctx.clock.wait_until(start, pending)
+            visible = self.visible(history, said, start)
+            pending.append(asyncio.create_task(self.speak(ctx, agent, round_index, turn, visible, start, said)))
+        await asyncio.gather(*pending)
+        if ctx.clock.virtual and said:
+            ctx.clock.advance_to(max(m.finished_s for m in said))
+        return said
+
+    def visible(self, history: list[Message], said: list[Message], start: float) -> list[Message]:
+        if self.params.scaffolding == "isolation":
+            return history[:1]
+        finished = sorted((m for m in said if m.finished_s <= start), key=lambda m: (m.finished_s, m.turn))
+        return history + finished
+
+    async def speak(self, ctx: RunContext, agent: Agent, round_index: int, turn: int,
+                    visible: list[Message], start: float, said: list[Message]) -> None:
+        messages = self.context_for(agent, visible)
+        call = await ctx.client.complete(
+            agent.model, messages, temperature=self.params.temperature, max_tokens=self.params.max_tokens,
+            seed=call_seed(ctx.seed, agent.agent_id, round_index), fault=self.crash_fault(agent, round_index),
+            sleep=ctx.clock.sleep)
+        message = Message(sender=agent.agent_id, sender_name=agent.name, round=round_index, turn=turn,
+                          content=call.text if call.ok else call.error, context_size=len(messages),
+                          is_error=not call.ok, error=call.error, started_s=start,
+                          finished_s=ctx.clock.finished_at(start, call.sim_latency_s), call=call)
+        said.append(ctx.sink.message(message))
+
+    def context_for(self, agent: Agent, visible: list[Message]) -> list[dict]:
+        """OpenAI-format messages as this agent sees the conversation."""
+        out = [{"role": "system", "content": agent.system_prompt}] if agent.system_prompt else []
+        for m in visible:
+            if m.sender == "user":
+                out.append({"role": "user", "content": m.content})
+            elif m.sender == agent.agent_id:
+                if not m.is_error:
+                    out.append({"role": "assistant", "content": m.content})
+            elif not m.is_error:
+                out.append({"role": "user", "content": f"[{m.sender_name}]: {m.content}"})
+            elif self.params.show_errors:
+                out.append({"role": "user", "content": f"[{m.sender_name}]: {ERROR_MARK} {m.content}"})
+        return out
+
+    def crash_fault(self, agent: Agent, round_index: int) -> ProviderError | None:
+        """Crash injection: the provider error this agent's call raises in this round, if any."""
+        crash = agent.crash
+        if crash is None or not crash.fails_in(round_index):
+            return None
+        if crash.mode == "permanent":
+            return ProviderError(crash.message or DECOMMISSIONED.format(model=agent.model),
+                                 transient=False, status_code=404)
+        return ProviderError(crash.message or "Service unavailable: the model is overloaded",
+                             transient=True, status_code=503)
+
+    def after_failures(self, ctx: RunContext, round_index: int, live: list[Agent],
+                       failed: list[Message]) -> list[Agent]:
+        failed_ids = {m.sender for m in failed}
+        for m in failed:
+            agent = next(a for a in live if a.agent_id == m.sender)
+            first = agent.errored_round is None
+            if first:
+                agent.errored_round = round_index
+                ctx.sink.agent_update(agent.agent_id, status="errored", errored_round=round_index)
+            ctx.sink.event("agent_errored", round=round_index, agent_id=m.sender, error=m.error,
+                           error_type=m.call.error_type if m.call else None,
+                           transient=bool(m.call and m.call.transient), attempts=m.call.attempts if m.call else 0)
+            if self.params.drop_errored:
+                ctx.sink.event("agent_dropped", round=round_index, agent_id=m.sender)
+        if not self.params.drop_errored:
+            return live
+        return [a for a in live if a.agent_id not in failed_ids]
+
+
+def call_seed(run_seed: int, agent_id: str, round_index: int) -> int:
+    """A per-call seed: reproducible for a run, different per agent and round."""
+    digest = hashlib.sha256(f"{run_seed}|{agent_id}|{round_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
