@@ -366,7 +366,7 @@ _RE_SELF = re.compile(r"You are (.+?) in a group chat")
 _RE_OTHERS = re.compile(r"Other agents:[ \t]*([^\n]*)")
 _RE_PREFIX = re.compile(r"\[([^\]\n]{1,80})\]:[ \t]?")
 _RE_WORD = re.compile(r"[a-zàâäçéèêëîïôöûùüÿœæ]+")
-_RE_TOPIC = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿœŒ][a-zà-öø-ÿœ\-]{5,}")
+_RE_TOPIC = re.compile(r"[a-zà-öø-ÿœ][a-zà-öø-ÿœ\-]{5,}")
 _RE_BUDGET = re.compile(r"budget\D{0,20}?(\d{1,4})\s?k|(\d{1,4})\s?k\s?(?:€|euros?|eur\b|\$|usd)", re.I)
 _RE_NONSPACE = re.compile(r"\S+")
 
@@ -382,6 +382,7 @@ _TOPIC_STOP = frozenset(
     "pourrait faudrait devrait projet project client thinks think pense propose ensuite first "
     "premier première second seconde moment puisque because avant après comme peuvent".split())
 _ALL_CUES = tuple(sorted({c for langs in CUES.values() for cs in langs.values() for c in cs}))
+_RE_ANY_CUE = re.compile("|".join(re.escape(c) for c in sorted(_ALL_CUES, key=len, reverse=True)))
 
 # beta-like bias toward the most recent speakers when picking whom to agree with
 _RECENT_TOP = 3
@@ -410,17 +411,33 @@ def _detect_lang(text: str) -> str:
     return "fr" if fr > en else "en"
 
 
-def _topic_word(text: str, rng: random.Random) -> str | None:
-    cands = [w.lower() for w in _RE_TOPIC.findall(text[:500])]
-    cands = [w for w in cands if w not in _TOPIC_STOP and not w.startswith("agent")]
-    if not cands:
+def _topic_word(text: str, r) -> str | None:
+    """A content word (>= 6 letters, no cue inside) from a peer's message, to echo when agreeing."""
+    cands = _RE_TOPIC.findall(text[:400].lower())
+    n = len(cands)
+    if not n:
         return None
-    start = rng.randrange(len(cands))
-    for i in range(min(len(cands), 8)):
-        w = cands[(start + i) % len(cands)]
-        if not any(c in w for c in _ALL_CUES):
+    start = int(r() * n)
+    for i in range(min(n, 12)):
+        w = cands[(start + i) % n]
+        if w not in _TOPIC_STOP and not w.startswith("agent") and _RE_ANY_CUE.search(w) is None:
             return w
     return None
+
+
+def _choice(r, seq):
+    return seq[int(r() * len(seq))]
+
+
+def _sample(r, seq, k: int) -> list:
+    """k distinct items (partial Fisher-Yates driven by r = rng.random)."""
+    pool = list(seq)
+    n = len(pool)
+    k = min(k, n)
+    for i in range(k):
+        j = i + int(r() * (n - i))
+        pool[i], pool[j] = pool[j], pool[i]
+    return pool[:k]
 
 
 def _flat(p: float, temperature: float, flat: float) -> float:
@@ -451,7 +468,7 @@ def sim_reply(model: str, messages: list[dict], *, seed: int | None = None,
     me: str | None = None
     listed: list[str] = []
     seed_text: str | None = None
-    last_body: dict[str, str] = {}
+    last_body: dict[str, tuple[str, int]] = {}  # name -> (content, start of text after "[Name]: ")
     last_idx: dict[str, int] = {}
     counts: dict[str, int] = {}
     errored: dict[str, bool] = {}
@@ -478,15 +495,15 @@ def sim_reply(model: str, messages: list[dict], *, seed: int | None = None,
             name = mt.group(1).strip()
             if not name or name == me:
                 continue
-            body = c[mt.end():]
+            end = mt.end()
             if name in counts:
                 counts[name] += 1
             else:
                 counts[name] = 1
                 order.append(name)
-            last_body[name] = body
+            last_body[name] = (c, end)
             last_idx[name] = i
-            errored[name] = body.lstrip()[:1] == "⚠"
+            errored[name] = c[end:end + 8].lstrip()[:1] == "⚠"
         elif role == "assistant":
             own += 1
         elif role == "system" and not sys_seen:
@@ -518,7 +535,7 @@ def sim_reply(model: str, messages: list[dict], *, seed: int | None = None,
     # ---- language and task ----
     lang = _detect_lang(seed_text) if seed_text else ""
     if not lang:
-        lang = _detect_lang(" ".join(last_body[n] for n in speakers[:3])) or "en"
+        lang = _detect_lang(" ".join(last_body[n][0][last_body[n][1]:][:300] for n in speakers[:3])) or "en"
     low_seed = (seed_text or "").lower()
     task = "festival" if any(w in low_seed for w in _FESTIVAL_WORDS) else "app"
     mb = _RE_BUDGET.search(seed_text or "")
@@ -528,7 +545,8 @@ def sim_reply(model: str, messages: list[dict], *, seed: int | None = None,
 
     # ---- behaviour draws (fixed order of uniforms: common random numbers across temperatures) ----
     flat = min(0.5, max(0.0, (temperature - 1.0) * 0.25))
-    u = [rng.random() for _ in range(8)]
+    r = rng.random
+    u = [r() for _ in range(8)]
     greet = u[0] < _flat(props.greet, temperature, flat)
     meta = u[1] < _flat(props.meta, temperature, flat)
     lead = u[2] < _flat(props.lead, temperature, flat)
@@ -540,10 +558,10 @@ def sim_reply(model: str, messages: list[dict], *, seed: int | None = None,
     group = "group" if peers else "solo"
 
     # ---- slots ----
-    parts = rng.sample(_PARTS[(lang, task)], 3)
+    parts = _sample(r, _PARTS[(lang, task)], 3)
     p = p2 = None
     if active:
-        pick = rng.sample(active, min(2, len(active)))
+        pick = _sample(r, active, 2)
         p = at + pick[0]
         p2 = at + pick[1] if len(pick) > 1 else None
     slots = {"me": me or "", "p": p or "", "p2": p2 or "", "part": parts[0], "part2": parts[1],
@@ -551,35 +569,36 @@ def sim_reply(model: str, messages: list[dict], *, seed: int | None = None,
     avail = (me is not None, p is not None, p2 is not None)
 
     def say(key: str) -> str:
-        return rng.choice(_TA[key][avail]).format(**slots)
+        return _choice(r, _TA[key][avail]).format(**slots)
 
     paras: list[str] = []
     if addr:
-        k = min(len(active), rng.choice((1, 1, 2, 3, len(active))))
-        paras.append(" ".join("@" + n for n in rng.sample(active, k)))
+        k = min(len(active), _choice(r, (1, 1, 2, 3, len(active))))
+        paras.append(" ".join("@" + n for n in _sample(r, active, k)))
     if greet:
         paras.append(say((lang, "phatic", group)))
     if agree:
         target = speakers[min(int(u[7] * u[7] * _RECENT_TOP), len(speakers[:_RECENT_TOP]) - 1)]
-        slots["topic"] = _topic_word(last_body[target], rng) or ("ce point" if lang == "fr" else "this point")
+        c, end = last_body[target]
+        slots["topic"] = _topic_word(c[end:end + 400], r) or ("ce point" if lang == "fr" else "this point")
         saved_p = slots["p"]
         slots["p"] = at + target
-        paras.append(rng.choice(_TA[(lang, "agree", "group")][(avail[0], True, avail[2])]).format(**slots))
+        paras.append(_choice(r, _TA[(lang, "agree", "group")][(avail[0], True, avail[2])]).format(**slots))
         slots["p"] = saved_p
     if comp:
         pool = crashed_err or sorted(crashed)
-        x = pool[0] if len(pool) == 1 else rng.choice(pool)
+        x = _choice(r, pool)
         slots["x"] = at + x
         kind = "comp_err" if x in crashed_err else "comp_silent"
-        sent = [rng.choice(_T[(lang, kind, "group")]).format(**slots)]
-        v = rng.random()
+        sent = [_choice(r, _T[(lang, kind, "group")]).format(**slots)]
+        v = r()
         if v < 0.5 * props.lead and p is not None:
             if p2 is None:
                 slots["p2"] = _NAME_WORD[lang]
-            sent.append(rng.choice(_T[(lang, "comp_l3", "group")]).format(**slots))
+            sent.append(_choice(r, _T[(lang, "comp_l3", "group")]).format(**slots))
             slots["p2"] = p2 or ""
         elif v < 0.5 * props.lead + 0.35:
-            sent.append(rng.choice(_T[(lang, "comp_l2", "group")]))
+            sent.append(_choice(r, _T[(lang, "comp_l2", "group")]))
         paras.append(" ".join(sent))
     if meta:
         paras.append(say((lang, "meta", group)))
@@ -588,9 +607,8 @@ def sim_reply(model: str, messages: list[dict], *, seed: int | None = None,
     arch_pool = _ARCH[(lang, task)]
     arch_left: list[str] = []
     if arch:
-        idx = rng.sample(range(len(arch_pool)), len(arch_pool))
-        paras.append(arch_pool[idx[0]].format(**slots))
-        arch_left = [arch_pool[j] for j in idx[1:]]
+        arch_left = list(arch_pool)
+        paras.append(arch_left.pop(int(r() * len(arch_left))).format(**slots))
 
     # ---- length: lognormal around the propensity's mean; pad with arch detail or neutral filler ----
     sigma = 0.0 if temperature <= 0 else 0.3 + 0.15 * max(0.0, temperature - 1.0)
@@ -601,12 +619,12 @@ def sim_reply(model: str, messages: list[dict], *, seed: int | None = None,
     fill_order: list[int] = []
     pad: list[str] = []
     while words < target or (not paras and not pad):
-        if arch_left and rng.random() < 0.7:
-            s = arch_left.pop().format(**slots)
+        if arch_left and r() < 0.7:
+            s = arch_left.pop(int(r() * len(arch_left))).format(**slots)
         else:
             if not fill_order:
-                fill_order = rng.sample(range(len(fill)), len(fill))
-            s = rng.choice(fill[fill_order.pop()])
+                fill_order = list(range(len(fill)))
+            s = _choice(r, fill[fill_order.pop(int(r() * len(fill_order)))])
         pad.append(s)
         words += s.count(" ") + 1
     if pad:
