@@ -109,7 +109,7 @@ def serve_sim(
         faults = FaultConfig(fail_rate=fail_rate, fault_kinds=kinds, retry_after=retry_after,
                              latency_ms=latency_ms, latency_jitter_ms=latency_jitter_ms,
                              slow_rate=slow_rate, slow_ms=slow_ms, malformed_rate=malformed_rate,
-                             fail_first=fail_first, seed=seed)
+                             fail_first=fail_first, fault_seed=seed)
     except ValueError as exc:
         raise UserError(f"serve-sim: {str(exc).splitlines()[0]}") from None
     try:

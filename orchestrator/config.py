@@ -120,6 +120,11 @@ def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | N
         loc = ("series", series_name) if series_name is not None else ()
         roster, personas = resolve_roster(doc, runfile, spec, loc, sim)
         params = resolve_params(doc, runfile, spec, loc, kind_cls.Params)
+        try:  # place the agents once now, so naming problems surface before anything runs
+            kind_cls(params).place_agents(personas, roster)
+        except ValueError as exc:
+            where = loc + ("agents",) if spec.agents else ("agents",)
+            raise UserError(f"{'.'.join(map(str, where))}: {exc}", file=doc.path, line=doc.line_of(where)) from None
         for repeat, seed in repeats_and_seeds(runfile, spec):
             run_id = "/".join(x for x in (runfile.name, series_name, f"{repeat:03d}") if x is not None)
             if runfile.seeds is not None:

@@ -617,5 +617,5 @@ if __name__ == "__main__":  # python -m orchestrator.sim.server [--port N] [--fa
         cfg = FaultConfig(**kw)
         serve(a.host, a.port, cfg, a.api_key, a.verbose)
     except ValueError as exc:
-        print(f"serve-sim: {exc}", file=sys.stderr)
+        print(str(exc), file=sys.stderr)
         raise SystemExit(2)
