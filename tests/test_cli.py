@@ -1,0 +1,218 @@
+"""The CLI end to end, in real subprocesses: the newcomer's path, bad input, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from .conftest import REPO, cli, write_yaml
+
+QUICKSTART = REPO / "scenarios/library/quickstart.yaml"
+
+
+def test_quickstart_runs_offline_and_explains_itself(tmp_path):
+    db = tmp_path / "q.duckdb"
+    out = cli("run", str(QUICKSTART), "--db", str(db))
+    assert out.returncode == 0, out.stderr
+    assert str(db) in out.stdout and "sociolab sql" in out.stdout
+    assert re.search(r"holds 1 runs, 7 agents, \d+ agent messages \(1 errors\)", out.stdout)
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(DISTINCT model) FROM agents").fetchone()[0] == 7
+    assert con.execute("SELECT count(*) FROM messages WHERE round IS NOT NULL").fetchone()[0] == 6 * 7 - 1  # scout fails in round 4 and is dropped
+    con.close()
+    again = cli("run", str(QUICKSTART), "--db", str(db))
+    assert again.returncode == 0 and "1 already complete" in again.stdout
+
+
+def test_sql_formats_and_read_only(tmp_path):
+    db = tmp_path / "q.duckdb"
+    assert cli("run", str(QUICKSTART), "--db", str(db), "--quiet").returncode == 0
+    as_json = cli("sql", "SELECT sender_name, count(*) AS n FROM messages GROUP BY 1 ORDER BY 1", "--db", str(db),
+                  "--format", "json")
+    rows = json.loads(as_json.stdout)
+    assert {r["sender_name"] for r in rows} >= {"user", "Agent-A"} and sum(r["n"] for r in rows) == 42
+    as_csv = cli("sql", "SELECT run_id, status FROM runs", "--db", str(db), "--format", "csv")
+    assert as_csv.stdout.splitlines() == ["run_id,status", "quickstart/001,completed"]
+    table = cli("sql", "SELECT count(*) AS n FROM agents", "--db", str(db))
+    assert "7" in table.stdout
+    write = cli("sql", "DELETE FROM runs", "--db", str(db))
+    assert write.returncode == 2 and "read-only" in write.stderr.lower()
+    assert cli("sql", "SELECT count(*) FROM runs", "--db", str(db), "-f", "csv").stdout.splitlines()[1] == "1"
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("name: x\nagents: {roster: warroom\nparams: {}\n", r"x\.yaml:\d+: invalid YAML"),
+    ("name: x\nagents: {roster: warroom}\nparams:\n  seed_message: hi\n  rounds: 3\n  colour: red\n",
+     r"x\.yaml:6: params\.colour: unknown key"),
+    ("name: x\nagents: {roster: warroom}\nparams:\n  seed_message: hi\n  rounds: many\n",
+     r"x\.yaml:5: params\.rounds: Input should be a valid integer"),
+    ("name: x\nkind: debate\nagents: {roster: warroom}\nparams: {seed_message: hi}\n",
+     r"x\.yaml:2: unknown scenario kind 'debate' \(known kinds: discussion"),
+    ("name: x\nagents:\n  roster: warroom\n  exclude: [gpt5]\nparams: {seed_message: hi}\n",
+     r"x\.yaml:3: agents: unknown persona 'gpt5'"),
+    ("name: x\nagents: {roster: nosuch}\nparams: {seed_message: hi}\n", r"unknown roster 'nosuch'"),
+    ("name: x\nagents: {roster: warroom}\nparams: {rounds: 2}\n", r"x\.yaml:3: params\.seed_message: required key"),
+    ("- just\n- a list\n", r"x\.yaml:1: expected a mapping"),
+])
+def test_bad_scenario_files_give_one_line_and_exit_2(tmp_path, text, expect):
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    out = cli("run", str(path), "--db", str(tmp_path / "db.duckdb"), "--sim")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(expect, lines[0]), lines
+
+
+def test_missing_api_key_names_the_variable(tmp_path):
+    path = write_yaml(tmp_path, """
+        name: real
+        agents: {roster: warroom, only: [llama]}
+        params: {seed_message: hi}
+        """)
+    env = {k: v for k, v in os.environ.items() if k != "GROQ_API_KEY"}
+    out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(path), "--db",
+                          str(tmp_path / "d.duckdb")], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "GROQ_API_KEY" in out.stderr and "--sim" in out.stderr
+
+
+def test_other_user_errors(tmp_path):
+    missing = cli("run", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "nope.yaml: no such file" in missing.stderr
+    no_db = cli("sql", "SELECT 1", "--db", str(tmp_path / "none.duckdb"))
+    assert no_db.returncode == 2 and "no such database file" in no_db.stderr
+    db = tmp_path / "q.duckdb"
+    cli("run", str(QUICKSTART), "--db", str(db), "--quiet")
+    bad_sql = cli("sql", "SELEC 1", "--db", str(db))
+    assert bad_sql.returncode == 2 and bad_sql.stderr.startswith("error: SQL error") and "Traceback" not in bad_sql.stderr
+    bad_format = cli("sql", "SELECT 1", "--db", str(db), "--format", "xml")
+    assert bad_format.returncode == 2
+    usage = cli("run")
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_bad_input_never_loses_stored_runs(tmp_path):
+    db = tmp_path / "q.duckdb"
+    cli("run", str(QUICKSTART), "--db", str(db), "--quiet")
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(QUICKSTART.read_text().replace("rounds: 6", "rounds: 5"))
+    out = cli("run", str(changed), "--db", str(db))
+    assert out.returncode == 2 and "different configuration" in out.stderr and "--fresh" in out.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: quickstart\nagents: [\n")
+    assert cli("run", str(broken), "--db", str(db)).returncode == 2
+    rows = cli("sql", "SELECT count(*) FROM messages", "--db", str(db), "-f", "csv").stdout.splitlines()
+    assert rows[1] == "42"
+
+
+SUITE = """
+name: killme
+seed: 5
+concurrency: 3
+agents:
+  roster: warroom
+  only: [llama, gptoss, kimi, qwen, scout]
+  crashes: [{agent: scout, from_round: 3}]
+params:
+  seed_message: "@all Plan a festival for 5000 people, budget 40k."
+  rounds: 8
+series:
+  X: {runs: 70}
+  Y: {runs: 70, params: {order: shuffled}}
+sim: {stand_ins: true}
+"""
+
+COMPARE = {
+    "runs": "SELECT run_id, series, repeat, seed, status, rounds_done, config_hash FROM runs ORDER BY 1",
+    "agents": "SELECT * FROM agents ORDER BY run_id, position",
+    "messages": "SELECT message_id, seq, round, turn, sender, content, context_size, is_error, error, "
+                "started_s, finished_s FROM messages ORDER BY message_id",
+    "llm_calls": "SELECT message_id, model, prompt_tokens, completion_tokens, attempts, error FROM llm_calls "
+                 "ORDER BY message_id",
+    "events": "SELECT run_id, round, kind, agent_id, detail FROM events ORDER BY ALL",
+}
+
+
+def snapshot(db: Path) -> dict:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {name: con.execute(sql).fetchall() for name, sql in COMPARE.items()}
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_suite_then_rerun_equals_uninterrupted_run(tmp_path):
+    suite = write_yaml(tmp_path, SUITE)
+    reference = tmp_path / "ref.duckdb"
+    assert cli("run", str(suite), "--db", str(reference), "--quiet").returncode == 0
+
+    killed = tmp_path / "killed.duckdb"
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(suite), "--db", str(killed),
+                             "--quiet"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wal = Path(str(killed) + ".wal")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (wal.exists() and wal.stat().st_size > 200_000):
+        time.sleep(0.02)  # wait until a good number of rounds are committed
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = snapshot(killed)
+    statuses = [r[4] for r in partial["runs"]]
+    assert 0 < statuses.count("completed") < 140, "the kill should land mid-suite"
+
+    resumed = cli("run", str(suite), "--db", str(killed))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    final = snapshot(killed)
+    expected = snapshot(reference)
+    for table in COMPARE:
+        assert final[table] == expected[table], table
+    ids = [r[0] for r in final["messages"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_import_warroom_fixture_through_the_cli(tmp_path):
+    db = tmp_path / "w.duckdb"
+    out = cli("import", "warroom", str(REPO / "tests/fixtures/warroom/transcripts"), "--db", str(db))
+    assert out.returncode == 0, out.stderr
+    assert "Imported 3 runs" in out.stdout and "CC BY 4.0" in out.stdout
+    missing = cli("import", "warroom", str(tmp_path / "nowhere"), "--db", str(db))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_serve_sim_subprocess_drives_a_run_over_http(tmp_path):
+    server = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "serve-sim", "--port", "0",
+                               "--fail-rate", "0.2", "--retry-after", "0.01", "--seed", "3"],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        url = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line).group(1)
+        path = write_yaml(tmp_path, f"""
+            name: viahttp
+            agents:
+              personas:
+                - {{key: a, model: openai/sim-a, api_base: "{url}"}}
+                - {{key: b, model: openai/sim-b, api_base: "{url}"}}
+                - {{key: c, model: openai/sim-c, api_base: "{url}"}}
+            params: {{seed_message: "@all hello team, let's plan the app", rounds: 3, stagger_ms: 10}}
+            client: {{initial_wait_s: 0.01, max_wait_s: 0.1, max_attempts: 12}}
+            """)
+        out = cli("run", str(path), "--db", str(tmp_path / "h.duckdb"))
+        assert out.returncode == 0, out.stderr
+        assert re.search(r"holds 1 runs, 3 agents, 9 agent messages \(0 errors\)", out.stdout)
+        retries = cli("sql", "SELECT sum(attempts) - count(*) FROM llm_calls", "--db", str(tmp_path / "h.duckdb"),
+                      "-f", "csv").stdout.splitlines()[1]
+        assert int(retries) > 0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
