@@ -102,6 +102,39 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX messages_run ON messages(run_id);
     """,
+    # v2: judges (issue 3). Codes are long: one row per message x judge x flag.
+    """
+    CREATE TABLE codebooks (
+        codebook_id     VARCHAR PRIMARY KEY,       -- '{name}@{content hash[:12]}'
+        name            VARCHAR NOT NULL,
+        content         JSON NOT NULL,
+        created_at      TIMESTAMP DEFAULT current_timestamp
+    );
+    CREATE TABLE codes (
+        message_id      VARCHAR NOT NULL,
+        run_id          VARCHAR,
+        judge           VARCHAR NOT NULL,          -- judge model id
+        codebook_id     VARCHAR NOT NULL,
+        flag            VARCHAR NOT NULL,
+        value           BOOLEAN,                   -- NULL when status = 'uncodable'
+        level           VARCHAR,                   -- graded sub-label, e.g. comp: L1 | L2 | L3
+        status          VARCHAR NOT NULL,          -- coded | uncodable
+        rationale       VARCHAR,
+        raw_reply       VARCHAR,                   -- kept for uncodable replies
+        coded_at        TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (message_id, judge, codebook_id, flag)
+    );
+    CREATE TABLE human_codes (
+        message_id      VARCHAR NOT NULL,
+        coder           VARCHAR NOT NULL,
+        flag            VARCHAR NOT NULL,
+        value           BOOLEAN NOT NULL,
+        level           VARCHAR,
+        source          VARCHAR,                   -- file it was imported from
+        imported_at     TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (message_id, coder, flag)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -117,9 +150,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                   "error_type", "error"),
     "events": ("run_id", "round", "kind", "agent_id", "detail"),
     "llm_cache": ("cache_key", "model", "response"),
+    "codebooks": ("codebook_id", "name", "content"),
+    "codes": ("message_id", "run_id", "judge", "codebook_id", "flag", "value", "level", "status",
+              "rationale", "raw_reply"),
+    "human_codes": ("message_id", "coder", "flag", "value", "level", "source"),
 }
 
-RUN_TABLES = ("messages", "llm_calls", "events", "agents", "runs")
+RUN_TABLES = ("codes", "messages", "llm_calls", "events", "agents", "runs")
 
 
 @dataclass
