@@ -51,13 +51,16 @@ def retry_after_seconds(exc: BaseException) -> float | None:
         return None
 
 
+_shared_rng = random.Random()  # seeding a Random per call costs more than the call on the sim path
+
+
 class BackoffWait:
     """Full-jitter exponential backoff, but never shorter than the server's Retry-After."""
 
     def __init__(self, initial: float, maximum: float, rng: random.Random | None = None):
         self.initial = initial
         self.maximum = maximum
-        self.rng = rng or random.Random()
+        self.rng = rng or _shared_rng
 
     def __call__(self, state: RetryCallState) -> float:
         ceiling = min(self.maximum, self.initial * 2 ** (state.attempt_number - 1))

@@ -19,7 +19,7 @@ from .config import Plan, RunSpec
 from .errors import UserError
 from .sim import propensities
 from .sink import EventSink, Message
-from .store import Store, to_db
+from .store import Batch, Store
 
 
 class Progress(Protocol):
@@ -50,7 +50,7 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
     api_bases = {p.model: p.api_base for spec in plan.runs for p in spec.personas if p.api_base}
     check_models_ready([p.model for spec in plan.runs for p in spec.personas], api_bases)
     client = client or ModelClient(plan.file.client, api_bases=api_bases)
-    todo, skipped = await asyncio.to_thread(runs_to_do, store, plan, fresh)
+    todo, skipped = await store.run_blocking(runs_to_do, store, plan, fresh)
     models = {p.model for spec in todo for p in spec.personas if client.uses_cache(p.model)}
     client.cache.preload(await store.run_blocking(store.load_cache, sorted(models)))
     report = RunReport(planned=len(plan.runs), skipped=skipped)
@@ -77,7 +77,11 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
 
 
 def runs_to_do(store: Store, plan: Plan, fresh: bool) -> tuple[list[RunSpec], int]:
-    """Completed runs are skipped, unless their config changed (then the user must choose)."""
+    """Completed runs are skipped, unless their config changed (then the user must choose).
+
+    Rows of the runs to redo (unfinished, or all with `fresh`) are deleted here, in one
+    transaction, so every run then starts from nothing.
+    """
     states = store.run_states(spec.run_id for spec in plan.runs)
     todo, skipped = [], 0
     for spec in plan.runs:
@@ -90,6 +94,9 @@ def runs_to_do(store: Store, plan: Plan, fresh: bool) -> tuple[list[RunSpec], in
             skipped += 1
         else:
             todo.append(spec)
+    stale = [spec.run_id for spec in todo if spec.run_id in states]
+    if stale:
+        store.delete_runs(stale)
     return todo, skipped
 
 
@@ -99,13 +106,14 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
 
     scenario = scenario_class(spec.kind)(spec.params)
     agents = scenario.place_agents(list(spec.personas), spec.roster)
-    run_row = {"run_id": spec.run_id, "source": "sociolab", "suite": spec.suite, "series": spec.series,
-               "repeat": spec.repeat, "seed": spec.seed, "kind": spec.kind, "config": spec.config_json(),
-               "config_hash": spec.config_hash(), "status": "running",
-               "rounds_planned": scenario.rounds_planned(), "started_at": utcnow()}
-    agent_rows = [(spec.run_id, a.agent_id, a.position, a.name, a.persona.key, a.model, a.persona.label,
-                   a.system_prompt, "active", None) for a in agents]
-    await store.run_blocking(store.start_run, {k: to_db(v) for k, v in run_row.items()}, agent_rows)
+    start = Batch()
+    start.add("runs", (spec.run_id, "sociolab", spec.suite, spec.series, spec.repeat, spec.seed, spec.kind,
+                       spec.config_json(), spec.config_hash(), "running", None, scenario.rounds_planned(), 0,
+                       utcnow(), None))
+    for a in agents:
+        start.add("agents", (spec.run_id, a.agent_id, a.position, a.name, a.persona.key, a.model,
+                             a.persona.label, a.system_prompt, "active", None))
+    await store.write(start)
     virtual = all(client.is_in_process(a.model) for a in agents)
     sink = EventSink(store, spec.run_id, client.cache,
                      on_commit=(lambda msgs: progress.messages(spec, msgs)) if progress else None)

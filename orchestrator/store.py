@@ -141,6 +141,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 # Columns each batch writes, in order; kept next to the DDL they mirror.
 COLUMNS: dict[str, tuple[str, ...]] = {
+    "runs": ("run_id", "source", "suite", "series", "repeat", "seed", "kind", "config", "config_hash",
+             "status", "stop_reason", "rounds_planned", "rounds_done", "started_at", "finished_at"),
     "agents": ("run_id", "agent_id", "position", "name", "persona", "model", "model_label",
                "system_prompt", "status", "errored_round"),
     "messages": ("message_id", "run_id", "seq", "round", "turn", "sender", "sender_name", "content",
@@ -177,6 +179,15 @@ class Batch:
     def update(self, table: str, where: dict[str, Any], **values: Any) -> None:
         self.updates.append((table, where, values))
 
+    @classmethod
+    def merged(cls, batches: list["Batch"]) -> "Batch":
+        out = cls()
+        for batch in batches:
+            for table, rows in batch.rows.items():
+                out.rows.setdefault(table, []).extend(rows)
+            out.updates.extend(batch.updates)
+        return out
+
     def __len__(self) -> int:
         return sum(len(r) for r in self.rows.values())
 
@@ -188,6 +199,8 @@ class Store:
         self.con = con
         self.path = path
         self._executor: ThreadPoolExecutor | None = None
+        self._queue: list[tuple[Batch, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -260,19 +273,47 @@ class Store:
             for table, rows in batch.rows.items():
                 insert_rows(self.con, table, COLUMNS[table], rows,
                             ignore_conflicts=(table == "llm_cache"))
-            for table, where, values in batch.updates:
-                sets = ", ".join(f"{col} = ?" for col in values)
-                cond = " AND ".join(f"{col} = ?" for col in where)
-                self.con.execute(f"UPDATE {table} SET {sets} WHERE {cond}",
-                                 [*map(to_db, values.values()), *where.values()])
+            apply_updates(self.con, batch.updates)
             self.con.execute("COMMIT")
         except Exception:
             self.con.execute("ROLLBACK")
             raise
 
     async def write(self, batch: Batch) -> None:
-        """Write a batch on the store's own thread, keeping DuckDB off the event loop."""
-        await self.run_blocking(self.write_now, batch)
+        """Write a batch on the store's own thread, keeping DuckDB off the event loop.
+
+        Group commit: batches that arrive while a write is in progress are merged into the next
+        transaction. DuckDB's cost is mostly per statement, so concurrent runs share it; each
+        caller still returns only once its own rows are committed.
+        """
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((batch, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain_queue())
+        await future
+
+    async def _drain_queue(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue, []
+            try:
+                await self.run_blocking(self.write_now, Batch.merged([b for b, _ in group]))
+            except Exception:
+                await self._write_one_by_one(group)  # so one bad batch fails alone
+            else:
+                for _, future in group:
+                    if not future.done():
+                        future.set_result(None)
+
+    async def _write_one_by_one(self, group: list[tuple[Batch, asyncio.Future]]) -> None:
+        for batch, future in group:
+            try:
+                await self.run_blocking(self.write_now, batch)
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(None)
 
     async def run_blocking(self, fn, *args):
         if self._executor is None:
@@ -346,6 +387,29 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, 
         part = rows[start:start + chunk]
         params = [to_db(v) for row in part for v in row]
         con.execute(head + ", ".join([placeholder] * len(part)), params)
+
+
+def apply_updates(con: duckdb.DuckDBPyConnection, updates: list[tuple[str, dict, dict]]) -> None:
+    """Apply row updates with one UPDATE ... FROM (VALUES ...) per table and column set.
+
+    Updates of the same row are folded first (later values win), which is what applying them
+    one by one would give; grouping matters because each DuckDB statement has a fixed cost.
+    """
+    folded: dict[tuple, dict[str, Any]] = {}
+    for table, where, values in updates:
+        key = (table, tuple(where.items()))
+        folded.setdefault(key, {}).update(values)
+    groups: dict[tuple, list[tuple]] = {}
+    for (table, where), values in folded.items():
+        signature = (table, tuple(k for k, _ in where), tuple(values))
+        groups.setdefault(signature, []).append(tuple(v for _, v in where) + tuple(map(to_db, values.values())))
+    for (table, keys, cols), rows in groups.items():
+        names = keys + cols
+        placeholder = "(" + ", ".join("?" * len(names)) + ")"
+        sets = ", ".join(f"{c} = v.{c}" for c in cols)
+        cond = " AND ".join(f"{table}.{k} = v.{k}" for k in keys)
+        con.execute(f"UPDATE {table} SET {sets} FROM (VALUES {', '.join([placeholder] * len(rows))}) "
+                    f"AS v({', '.join(names)}) WHERE {cond}", [x for row in rows for x in row])
 
 
 def delete_runs(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> None:

@@ -461,6 +461,9 @@ def sim_reply(model: str, messages: list[dict], *, seed: int | None = None,
     The RNG depends on (model, seed, messages) only; temperature modulates the same uniform
     draws and max_tokens truncates, so a truncated reply is a prefix of the untruncated one.
     """
+    if model.removeprefix("sim/").startswith("judge"):  # sim judges: orchestrator/sim/judge.py
+        from .judge import sim_judge_reply
+        return sim_judge_reply(model, messages, seed=seed, temperature=temperature, max_tokens=max_tokens)
     props = propensities_for(model)
     temperature = 0.7 if temperature is None else float(temperature)
 

@@ -501,8 +501,8 @@ class _Handler(BaseHTTPRequestHandler):
         if decision.malformed:
             self._send(200, payload[: max(1, len(payload) // 2)])  # cut mid-JSON: not parseable
             return
-        if self._send(200, payload):
-            state.bump("ok")
+        state.bump("ok")  # counted before sending, so a client that has its reply sees it counted
+        self._send(200, payload)
 
 
 # --------------------------------------------------------------------------------------------
