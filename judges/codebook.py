@@ -203,4 +203,31 @@ def load_codebook(name_or_path: str | Path) -> Codebook:
             raise UserError(f"unknown codebook '{text}': give a YAML path or one of "
                             f"{', '.join(library_names())}")
     doc = read_yaml(path)
+    _precheck(doc)
     return validate(doc, Codebook)
+
+
+def _precheck(doc) -> None:
+    """Cross-field checks on the raw data, so that their errors point at the offending line
+    (the model validators repeat them for codebooks built in code)."""
+    flags = doc.data.get("flags") if isinstance(doc.data, dict) else None
+    if not isinstance(flags, list):
+        return
+    seen: dict[str, int] = {}
+    for i, f in enumerate(flags):
+        if not isinstance(f, dict):
+            continue
+        name = f.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                raise UserError(f"flags[{i}].name: flag '{name}' is defined twice (first as flags[{seen[name]}])",
+                                file=doc.path, line=doc.line_of(("flags", i, "name")))
+            seen[name] = i
+        levels, level_cues = f.get("levels"), f.get("level_cues")
+        if isinstance(level_cues, dict):
+            known = list(levels) if isinstance(levels, dict) else []
+            for key in level_cues:
+                if str(key) not in [str(k) for k in known]:
+                    raise UserError(f"flags[{i}].level_cues.{key}: unknown level; levels are "
+                                    f"{', '.join(map(str, known)) or '(none: add levels first)'}",
+                                    file=doc.path, line=doc.line_of(("flags", i, "level_cues", key)))

@@ -120,6 +120,44 @@ def serve_sim(
         raise UserError(f"serve-sim: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+@app.command()
+def judge(
+    db: Path = DB_OPTION,
+    judges: Optional[str] = typer.Option(None, help="judge models, comma-separated (default: the config's)"),
+    codebook: Optional[str] = typer.Option(None, help="codebook: library name or YAML path"),
+    config: Optional[Path] = typer.Option(None, help="judge config YAML (default judges/library/judges.yaml)"),
+    runs: Optional[str] = typer.Option(None, help="only runs whose id matches this glob, e.g. 'warroom/A/*'"),
+    series: Optional[str] = typer.Option(None, help="only these series (comma-separated)"),
+    window: Optional[int] = typer.Option(None, help="preceding messages shown as context"),
+    batch: Optional[int] = typer.Option(None, help="messages coded per call"),
+    sim: bool = typer.Option(False, "--sim", help="replace every judge with an offline sim judge named after it"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display"),
+) -> None:
+    """Code every message not yet coded by each judge; resumable."""
+    import asyncio
+
+    from judges.runner import judge_store, load_judge_config, sim_judge_name
+    from .progress import JudgeProgress
+    from .store import Store
+
+    cfg = load_judge_config(config)
+    updates = {k: v for k, v in (("codebook", codebook), ("window", window), ("batch", batch)) if v is not None}
+    if judges:
+        updates["judges"] = [j.strip() for j in judges.split(",") if j.strip()]
+    if sim:
+        updates["judges"] = [sim_judge_name(j) for j in updates.get("judges", cfg.judges)]
+    cfg = cfg.model_copy(update=updates)
+    with Store.open(db) as store:
+        progress = JudgeProgress(console, enabled=not quiet)
+        with progress:
+            report = asyncio.run(judge_store(store, cfg, run_glob=runs, series=series.split(",") if series else None,
+                                             on_progress=progress.update))
+    for j in cfg.judges:
+        console.print(f"{j}: {report.coded[j]} coded, {report.uncodable[j]} uncodable, {report.failed[j]} failed "
+                      f"calls, {report.already[j]} already coded.")
+    console.print(f"{report.calls} judge calls, ${report.cost_usd:.4f}. Next: sociolab agreement --db {db}")
+
+
 @import_app.command("warroom")
 def import_warroom_cmd(
     directory: Path = typer.Argument(..., help="the dataset's transcripts/ folder (or its parent)"),

@@ -57,3 +57,26 @@ class RichProgress:
         t = self.totals
         return (f"{t['messages']} messages, {t['errors']} errors, {t['calls']} calls "
                 f"({t['retries']} retries), {t['tokens']:,} tokens, ${t['cost']:.4f}")
+
+
+class JudgeProgress:
+    """One bar for all judge work: messages coded, uncodable, failed, calls and cost."""
+
+    def __init__(self, console: Console, enabled: bool = True):
+        self._progress = Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                  console=console, disable=not enabled)
+        self._task = self._progress.add_task("judging", total=None, info="")
+
+    def __enter__(self) -> "JudgeProgress":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, report) -> None:
+        done = sum(report.coded.values()) + sum(report.uncodable.values()) + sum(report.failed.values())
+        info = (f"{sum(report.uncodable.values())} uncodable, {sum(report.failed.values())} failed, "
+                f"{report.calls} calls, ${report.cost_usd:.4f}")
+        self._progress.update(self._task, total=sum(report.to_code.values()), completed=done, info=info)

@@ -380,7 +380,8 @@ _TOPIC_STOP = frozenset(
     "agent agents nous vous notre votre leurs cette celui celle quelque toujours aussi alors "
     "should would could their there these those about which where other others before after "
     "pourrait faudrait devrait projet project client thinks think pense propose ensuite first "
-    "premier première second seconde moment puisque because avant après comme peuvent".split())
+    "premier première second seconde moment puisque because avant après comme peuvent "
+    "shouldn couldn wouldn doesn ideally remember forget matters oublions faudra idéalement".split())
 _ALL_CUES = tuple(sorted({c for langs in CUES.values() for cs in langs.values() for c in cs}))
 _RE_ANY_CUE = re.compile("|".join(re.escape(c) for c in sorted(_ALL_CUES, key=len, reverse=True)))
 

@@ -1,0 +1,286 @@
+"""Code every stored message with every judge: concurrent, throttled, resumable.
+
+For each judge, the messages it has not coded yet (under this codebook) are sent, one or `batch`
+at a time, with the roster, the agents that had errored by then and a window of preceding
+messages. A reply is parsed strictly; a bad one gets one repair request, and the question is asked
+afresh up to `parse_attempts` times. A message that still cannot be coded is stored as
+`uncodable` with the raw reply, never as false. A call that fails at the provider stores no code
+(its llm_calls row says why), so a rerun retries it. Codes are written in batches through the
+store's group commit; a killed judge run loses at most the batch in flight, and a rerun codes each
+message x judge exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.client import ClientSettings, Completion, ModelClient, check_models_ready
+from orchestrator.errors import UserError
+from orchestrator.sim.propensities import SIM_PREFIX
+from orchestrator.sink import call_row
+from orchestrator.store import Batch, Store
+from orchestrator.yamlfile import read_yaml, validate
+
+from .answer import AnswerError, JudgeAnswer, parse_answer, repair_messages
+from .codebook import Codebook, load_codebook
+from .prompt import answer_schema, build_judge_messages
+
+LIBRARY = Path(__file__).parent / "library"
+FLUSH_EVERY = 400  # messages coded per write
+
+
+class JudgeConfig(BaseModel):
+    """How to judge: which models, which codebook, how much context. YAML: judges/library/judges.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    judges: list[str] = Field(min_length=1, description="judge models, ideally from different families")
+    codebook: str = Field("warroom", description="library codebook name or a YAML path")
+    window: int = Field(8, ge=0, le=200, description="preceding messages shown as context")
+    batch: int = Field(1, ge=1, le=50, description="messages coded per call")
+    concurrency: int = Field(16, ge=1, le=512, description="judge calls in flight")
+    parse_attempts: int = Field(2, ge=1, le=10, description="fresh asks, each followed by one repair")
+    response_format: bool | None = Field(None, description="JSON schema response_format; None = where supported")
+    client: ClientSettings = Field(default_factory=lambda: ClientSettings(cache=True))
+
+
+def load_judge_config(path: str | Path | None = None) -> JudgeConfig:
+    doc = read_yaml(path or LIBRARY / "judges.yaml")
+    return validate(doc, JudgeConfig)
+
+
+def sim_judge_name(model: str) -> str:
+    """`--sim`: a judge's offline stand-in, e.g. gemini/gemini-2.5-flash -> sim/judge-gemini-2.5-flash."""
+    if model.startswith(SIM_PREFIX):
+        return model
+    return f"{SIM_PREFIX}judge-{model.split('/')[-1]}"
+
+
+@dataclass
+class Item:
+    """One message to code, with what the judge is shown about it."""
+
+    message_id: str
+    run_id: str
+    sender_name: str
+    text: str
+    context: list[tuple[str, str]]
+    roster: list[str]
+    errored: list[str]
+
+
+@dataclass
+class JudgeReport:
+    to_code: dict[str, int] = field(default_factory=dict)
+    coded: dict[str, int] = field(default_factory=dict)
+    uncodable: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    already: dict[str, int] = field(default_factory=dict)
+    calls: int = 0
+    cost_usd: float = 0.0
+
+
+class Judging:
+    """One judging pass over a store."""
+
+    def __init__(self, store: Store, config: JudgeConfig, codebook: Codebook, client: ModelClient,
+                 on_progress: Callable[[JudgeReport], None] | None = None):
+        self.store = store
+        self.config = config
+        self.codebook = codebook
+        self.client = client
+        self.on_progress = on_progress
+        self.report = JudgeReport()
+        self.pending = Batch()
+        self.pending_messages = 0
+
+    async def run(self, run_ids: list[str]) -> JudgeReport:
+        await self.store.write(codebook_batch(self.codebook))
+        items = await self.store.run_blocking(load_items, self.store, run_ids, self.config.window)
+        for judge in self.config.judges:
+            done = await self.store.run_blocking(already_coded, self.store, judge, self.codebook.codebook_id)
+            todo = [item for item in items if item.message_id not in done]
+            self.report.to_code[judge] = len(todo)
+            self.report.already[judge] = len(items) - len(todo)
+            for key in ("coded", "uncodable", "failed"):
+                getattr(self.report, key)[judge] = 0
+            await self.code_all(judge, todo)
+        await self.flush()
+        return self.report
+
+    async def code_all(self, judge: str, items: list[Item]) -> None:
+        chunks = [items[i:i + self.config.batch] for i in range(0, len(items), self.config.batch)]
+        queue: asyncio.Queue = asyncio.Queue()
+        for chunk in chunks:
+            queue.put_nowait(chunk)
+
+        async def worker() -> None:
+            while not queue.empty():
+                await self.code_chunk(judge, queue.get_nowait())
+
+        await asyncio.gather(*(worker() for _ in range(min(self.config.concurrency, len(chunks)) or 1)))
+
+    async def code_chunk(self, judge: str, chunk: list[Item]) -> None:
+        batched = len(chunk) > 1
+        ids = [item.message_id for item in chunk] if batched else None
+        prompt = self.prompt_for(chunk)
+        answers, last_reply, error, failed = None, "", "", False
+        for attempt in range(self.config.parse_attempts):
+            messages = prompt
+            for repairing in (False, True):
+                call = await self.ask(judge, messages, chunk, attempt * 2 + repairing)
+                if not call.ok:
+                    failed = True
+                    break
+                last_reply = call.text or ""
+                try:
+                    parsed = parse_answer(last_reply, self.codebook, batch_ids=ids)
+                    answers = parsed if batched else {chunk[0].message_id: parsed}
+                    break
+                except AnswerError as exc:
+                    error = exc.reason
+                    messages = repair_messages(prompt, last_reply, exc)
+            if answers is not None or failed:
+                break
+        self.record(judge, chunk, answers, last_reply, error, failed)
+        if self.pending_messages >= FLUSH_EVERY:
+            await self.flush()
+
+    def prompt_for(self, chunk: list[Item]) -> list[dict]:
+        first = chunk[0]
+        if len(chunk) == 1:
+            return build_judge_messages(self.codebook, message_text=first.text, sender_name=first.sender_name,
+                                        roster=first.roster, errored=first.errored, context=first.context)
+        return build_judge_messages(self.codebook, roster=first.roster, errored=chunk[-1].errored,
+                                    context=first.context,
+                                    batch=[(i.message_id, i.sender_name, i.text) for i in chunk])
+
+    async def ask(self, judge: str, messages: list[dict], chunk: list[Item], attempt: int) -> Completion:
+        extra = None
+        if self.wants_schema(judge):
+            schema = answer_schema(self.codebook, batch=len(chunk) > 1)
+            extra = {"response_format": {"type": "json_schema", "json_schema": schema}}
+        call = await self.client.complete(judge, messages, temperature=0.0, extra=extra,
+                                          seed=stable_seed(chunk[0].message_id, attempt))
+        self.pending.add("llm_calls", call_row(chunk[0].run_id, chunk[0].message_id, None, "judge", call))
+        self.report.calls += 1
+        self.report.cost_usd += call.cost_usd
+        return call
+
+    def wants_schema(self, judge: str) -> bool:
+        if self.config.response_format is not None:
+            return self.config.response_format
+        if judge.startswith(SIM_PREFIX):
+            return False
+        from orchestrator.litellm_boot import get_litellm
+
+        try:
+            return bool(get_litellm().supports_response_schema(model=judge))
+        except Exception:  # unknown to litellm's model map: ask for JSON in the prompt only
+            return False
+
+    def record(self, judge: str, chunk: list[Item], answers: dict[str, JudgeAnswer] | None,
+               raw: str, error: str, failed: bool) -> None:
+        cid = self.codebook.codebook_id
+        if failed and answers is None:
+            self.report.failed[judge] += len(chunk)
+        for item in chunk:
+            if failed and answers is None:
+                continue  # no code: a rerun asks again; llm_calls holds the error
+            answer = answers.get(item.message_id) if answers else None
+            if answer is None:
+                self.report.uncodable[judge] += 1
+                for flag in self.codebook.flag_names:
+                    self.pending.add("codes", (item.message_id, item.run_id, judge, cid, flag, None, None,
+                                               "uncodable", error, raw))
+            else:
+                self.report.coded[judge] += 1
+                for flag in self.codebook.flag_names:
+                    self.pending.add("codes", (item.message_id, item.run_id, judge, cid, flag,
+                                               answer.flags[flag], answer.levels.get(flag), "coded",
+                                               answer.rationale, None))
+            self.pending_messages += 1
+        if self.on_progress:
+            self.on_progress(self.report)
+
+    async def flush(self) -> None:
+        batch, self.pending, self.pending_messages = self.pending, Batch(), 0
+        for key, model, response in self.client.cache.drain():
+            batch.add("llm_cache", (key, model, response))
+        await self.store.write(batch)
+
+
+def codebook_batch(codebook: Codebook) -> Batch:
+    batch = Batch()
+    batch.add("codebooks", (codebook.codebook_id, codebook.name, codebook.canonical_json()))
+    return batch
+
+
+def stable_seed(message_id: str, attempt: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{message_id}|{attempt}".encode()).digest()[:4], "big")
+
+
+def select_runs(store: Store, run_glob: str | None, series: list[str] | None) -> list[str]:
+    rows = store.con.execute("SELECT run_id, series FROM runs ORDER BY run_id").fetchall()
+    out = [r for r, s in rows if (run_glob is None or fnmatch.fnmatchcase(r, run_glob))
+           and (not series or s in series)]
+    if not out:
+        raise UserError("no runs match" + (f" --runs {run_glob}" if run_glob else "")
+                        + (f" --series {','.join(series)}" if series else "")
+                        + f" in {store.path}; see `sociolab sql \"SELECT run_id, series FROM runs\"`")
+    return out
+
+
+def already_coded(store: Store, judge: str, codebook_id: str) -> set[str]:
+    rows = store.con.execute("SELECT DISTINCT message_id FROM codes WHERE judge = ? AND codebook_id = ?",
+                             [judge, codebook_id]).fetchall()
+    return {r[0] for r in rows}
+
+
+def load_items(store: Store, run_ids: list[str], window: int) -> list[Item]:
+    """Every codable agent message of the runs, with its roster, errored peers and context."""
+    agents: dict[str, list[tuple[str, int | None]]] = {}
+    for run_id, name, errored_round in store.con.execute(
+            "SELECT run_id, name, errored_round FROM agents WHERE run_id IN (SELECT unnest(?)) "
+            "ORDER BY run_id, position", [run_ids]).fetchall():
+        agents.setdefault(run_id, []).append((name, errored_round))
+    rows = store.con.execute(
+        "SELECT run_id, message_id, round, sender, sender_name, content, is_error FROM messages "
+        "WHERE run_id IN (SELECT unnest(?)) ORDER BY run_id, seq", [run_ids]).fetchall()
+    items: list[Item] = []
+    history: list[tuple[str, str]] = []
+    current = None
+    for run_id, message_id, rnd, sender, name, content, is_error in rows:
+        if run_id != current:
+            current, history = run_id, []
+        shown = f"⚠ {content}" if is_error else content
+        if sender not in ("user", "system") and not is_error and content and content.strip():
+            roster = [n for n, _ in agents.get(run_id, [])]
+            errored = [n for n, er in agents.get(run_id, []) if er is not None and rnd is not None and er <= rnd]
+            items.append(Item(message_id, run_id, name or sender, content,
+                              history[-window:] if window else [], roster, errored))
+        if sender != "system":
+            history.append((name or sender, shown))
+    return items
+
+
+async def judge_store(store: Store, config: JudgeConfig, *, run_glob: str | None = None,
+                      series: list[str] | None = None, client: ModelClient | None = None,
+                      on_progress: Callable[[JudgeReport], None] | None = None) -> JudgeReport:
+    """Code the selected runs' messages with every judge of `config`."""
+    if len(set(config.judges)) != len(config.judges):
+        raise UserError("the same judge is listed twice")
+    codebook = load_codebook(config.codebook)
+    check_models_ready(config.judges, {})
+    run_ids = await store.run_blocking(select_runs, store, run_glob, series)
+    client = client or ModelClient(config.client)
+    client.cache.preload(await store.run_blocking(store.load_cache, [j for j in config.judges
+                                                                     if client.uses_cache(j)]))
+    return await Judging(store, config, codebook, client, on_progress).run(run_ids)
