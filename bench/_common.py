@@ -20,7 +20,9 @@ def median(xs) -> float:
 
 
 def machine() -> str:
-    return f"python {platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}"
+    load = ", load avg %.2f (other processes skew absolute numbers)" % os.getloadavg()[0] \
+        if hasattr(os, "getloadavg") else ""
+    return f"python {platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}{load}"
 
 
 def table(headers: list[str], rows: list[list]) -> str:

@@ -10,7 +10,7 @@ Both sides get the same messages, seeds, temperature and timeout. Two transports
 Each is run sequentially and with 8 calls in flight. Measurements are interleaved in blocks
 (A B B A A B ...) to cancel drift; the per-call time is the median over blocks.
 
-    python bench/client_overhead.py [--calls 2000] [--http-calls 300] [--block 100]
+    python bench/client_overhead.py [--calls 2000] [--http-calls 600] [--block 100]
 """
 
 from __future__ import annotations
@@ -110,6 +110,21 @@ async def main(args) -> list[dict]:
     for conc in (1, 8):
         results.append(await compare("sim/x (custom provider)", bare, via_client, args.calls, args.block, conc))
 
+    # the client's own layers (cache check, tenacity, semaphore, recording) with the provider stubbed out
+    stub_client = ModelClient(settings)
+    canned = {"text": "ok", "prompt_tokens": 1, "completion_tokens": 1, "cost_usd": 0.0, "sim_latency_s": None}
+
+    async def stub(*_a, **_k):
+        return canned
+    stub_client._call_litellm = stub
+    for i in range(200):
+        await stub_client.complete(model, convs[i % len(convs)], temperature=temperature, seed=i)
+    t0 = time.perf_counter()
+    for i in range(5000):
+        await stub_client.complete(model, convs[i % len(convs)], temperature=temperature, seed=i)
+    own_us = (time.perf_counter() - t0) / 5000 * 1e6
+    print(f"client layers alone (provider stubbed): {own_us:.0f} us/call")
+
     # ---- openai/sim-x over real HTTP -------------------------------------------------------------
     try:
         from orchestrator.sim import server as server_mod
@@ -175,7 +190,7 @@ async def main(args) -> list[dict]:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=2000, help="calls per side, sim/x")
-    ap.add_argument("--http-calls", type=int, default=300, help="calls per side, HTTP")
+    ap.add_argument("--http-calls", type=int, default=600, help="calls per side, HTTP")
     ap.add_argument("--block", type=int, default=100, help="calls per interleaved block (sim/x)")
     args = ap.parse_args()
     print(f"client_overhead: {machine()}")

@@ -227,6 +227,12 @@ def main() -> None:
                 except Exception as exc:
                     unavailable(f"AutoGen run failed ({type(exc).__name__}: {exc})")
                     have_autogen = False
+        # informational: one run alone (nothing to overlap the per-round DuckDB commit with)
+        single_path = write_plan(tmp, 1, args.rounds, 1)
+        single = []
+        for rep in range(args.reps):
+            t_exec, _t, n_single = run_sociolab(single_path, tmp / f"single{rep}.duckdb")
+            single.append(t_exec / n_single)
         calls = [c for r in runs for c in contexts(r)]
         try:
             t_lite = asyncio.run(litellm_baseline(calls)) / len(calls)
@@ -239,6 +245,8 @@ def main() -> None:
         rows = [["sociolab runner -> DuckDB (execute)", n_msgs, f"{ms:.3f}", "1.00"],
                 ["sociolab incl. Store.open/close", n_msgs, f"{median(soc_incl) * 1000:.3f}",
                  f"{median(soc_incl) * 1000 / ms:.2f}"]]
+        rows.append([f"  info: a single run alone (1 x {args.rounds} rounds)", n_single,
+                     f"{median(single) * 1000:.3f}", f"{median(single) * 1000 / ms:.2f}"])
         if ag:
             rows.append(["AutoGen RoundRobinGroupChat + Replay", n_msgs, f"{median(ag) * 1000:.3f}",
                          f"{median(ag) * 1000 / ms:.2f}"])

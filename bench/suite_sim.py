@@ -6,7 +6,7 @@ runs as a child process; wall time and its own peak RSS (os.wait4 ru_maxrss) are
 in-run baseline is a trivial single-run file (7 sim agents, 1 round) run the same way: the
 start-up cost (imports, DB creation) that every invocation pays. Also prints messages/second.
 
-    python bench/suite_sim.py [--reps 1] [--suite scenarios/library/warroom.yaml]
+    python bench/suite_sim.py [--reps 2] [--suite scenarios/library/warroom.yaml]
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def measure(cmd: list[str], file: Path, db: Path):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", default=str(_common.ROOT / "scenarios/library/warroom.yaml"))
-    ap.add_argument("--reps", type=int, default=1, help="suite runs (each into a fresh DB); median reported")
+    ap.add_argument("--reps", type=int, default=2, help="suite runs (each into a fresh DB); median reported")
     ap.add_argument("--trivial-reps", type=int, default=3)
     args = ap.parse_args()
     cmd = sociolab_cmd()

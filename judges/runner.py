@@ -49,6 +49,8 @@ class JudgeConfig(BaseModel):
     parse_attempts: int = Field(2, ge=1, le=10, description="fresh asks, each followed by one repair")
     response_format: bool | None = Field(None, description="JSON schema response_format; None = where supported")
     client: ClientSettings = Field(default_factory=lambda: ClientSettings(cache=True))
+    api_bases: dict[str, str] = Field(default_factory=dict,
+                                      description="judge model -> OpenAI-compatible server (vLLM, serve-sim, ...)")
 
 
 def load_judge_config(path: str | Path | None = None) -> JudgeConfig:
@@ -278,9 +280,9 @@ async def judge_store(store: Store, config: JudgeConfig, *, run_glob: str | None
     if len(set(config.judges)) != len(config.judges):
         raise UserError("the same judge is listed twice")
     codebook = load_codebook(config.codebook)
-    check_models_ready(config.judges, {})
+    check_models_ready(config.judges, config.api_bases)
     run_ids = await store.run_blocking(select_runs, store, run_glob, series)
-    client = client or ModelClient(config.client)
+    client = client or ModelClient(config.client, api_bases=config.api_bases)
     client.cache.preload(await store.run_blocking(store.load_cache, [j for j in config.judges
                                                                      if client.uses_cache(j)]))
     return await Judging(store, config, codebook, client, on_progress).run(run_ids)

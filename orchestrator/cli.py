@@ -156,6 +156,10 @@ def judge(
         console.print(f"{j}: {report.coded[j]} coded, {report.uncodable[j]} uncodable, {report.failed[j]} failed "
                       f"calls, {report.already[j]} already coded.")
     console.print(f"{report.calls} judge calls, ${report.cost_usd:.4f}. Next: sociolab agreement --db {db}")
+    if sum(report.failed.values()):
+        err_console.print("some judge calls failed at the provider (see llm_calls.error); "
+                          "rerun the same command to retry only those")
+        raise typer.Exit(1)
 
 
 @import_app.command("warroom")
@@ -178,7 +182,9 @@ def import_warroom_cmd(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a UserError becomes one line on stderr and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UserError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -158,6 +158,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "human_codes": ("message_id", "coder", "flag", "value", "level", "source"),
 }
 
+# Tables whose rows are identified by their content: writing one twice is a no-op.
+CONTENT_KEYED = frozenset({"llm_cache", "codebooks"})
+
 RUN_TABLES = ("codes", "messages", "llm_calls", "events", "agents", "runs")
 
 
@@ -272,7 +275,7 @@ class Store:
         try:
             for table, rows in batch.rows.items():
                 insert_rows(self.con, table, COLUMNS[table], rows,
-                            ignore_conflicts=(table == "llm_cache"))
+                            ignore_conflicts=table in CONTENT_KEYED)
             apply_updates(self.con, batch.updates)
             self.con.execute("COMMIT")
         except Exception:

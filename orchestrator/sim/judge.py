@@ -240,12 +240,14 @@ def _code(spec: _Spec, judge: str, seed, text: str, sender: str, names: tuple[st
         u = r()
         hit = f.cue_re.search(low) if f.cue_re is not None else None
         cue = hit.group(0) if hit else None
-        if cue is None and f.peer:
+        if cue is not None:
+            val = u < sens
+        elif f.peer:
             prx = _peer_re(names, sender)
             m = prx.search(named) if prx is not None else None
             cue = m.group(0) if m else None
-        if cue is not None:
-            val = u < sens
+            # a name is easier to spot than a behaviour: a quarter of the misses
+            val = u < (1.0 - (1.0 - sens) / 4) if cue is not None else u < fp
         else:
             val = u < fp
         flags[f.name] = val

@@ -1,0 +1,203 @@
+"""Judging end to end: sim discussion -> two sim judges -> codes; uncodable never false; HTTP; resume."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from sklearn.metrics import cohen_kappa_score
+
+from judges.runner import JudgeConfig, judge_store
+from orchestrator.client import ClientSettings
+from orchestrator.config import load_plan
+from orchestrator.runner import execute
+from orchestrator.sim.judge import JudgeTraits, register_judge, reset_judge_registry
+from orchestrator.sim.server import FaultConfig, start_in_thread
+from orchestrator.store import Store
+
+from .conftest import REPO, cli, write_yaml
+
+FLAGS = ["phatic", "meta", "lead", "arch", "agree", "comp", "xref"]
+JUDGES = ["sim/judge-gemini", "sim/judge-sonnet"]
+
+DISCUSSION = """
+name: jd
+repeats: {repeats}
+agents:
+  roster: warroom
+  exclude: [deepseek]
+  crashes: [{{agent: scout, from_round: 2}}]
+params: {{seed_message: "@all We need a food delivery app for a city of 500k. Budget 50k, 3 months.", rounds: 6}}
+sim: {{stand_ins: true}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _fresh_judges():
+    reset_judge_registry()
+    yield
+    reset_judge_registry()
+
+
+def make_store(tmp_path: Path, repeats: int = 3) -> Store:
+    path = write_yaml(tmp_path, DISCUSSION.format(repeats=repeats))
+    store = Store.open(tmp_path / "j.duckdb")
+    asyncio.run(execute(load_plan(path), store))
+    return store
+
+
+def config(**kw) -> JudgeConfig:
+    return JudgeConfig(judges=kw.pop("judges", JUDGES), client=kw.pop("client", ClientSettings()), **kw)
+
+
+def codable(store: Store) -> int:
+    return store.con.execute("SELECT count(*) FROM messages WHERE sender NOT IN ('user', 'system') "
+                             "AND NOT is_error").fetchone()[0]
+
+
+def test_two_sim_judges_code_every_message_and_agree_well_but_not_perfectly(tmp_path):
+    store = make_store(tmp_path)
+    report = asyncio.run(judge_store(store, config()))
+    n = codable(store)
+    assert report.coded == {j: n for j in JUDGES} and sum(report.uncodable.values()) == 0
+    rows = store.con.execute("SELECT judge, flag, count(*), count(DISTINCT message_id) FROM codes "
+                             "GROUP BY ALL").fetchall()
+    assert len(rows) == 2 * len(FLAGS) and all(r[2] == n and r[3] == n for r in rows)
+    kappas = []
+    for flag in FLAGS:
+        pairs = store.con.execute(
+            "SELECT a.value::INT, b.value::INT FROM codes a JOIN codes b USING (message_id, flag) "
+            "WHERE a.judge = ? AND b.judge = ? AND flag = ? ORDER BY message_id", [*JUDGES, flag]).fetchall()
+        a, b = zip(*pairs)
+        if 0 < sum(a) < len(a):
+            kappas.append(cohen_kappa_score(a, b))
+    mean = sum(kappas) / len(kappas)
+    assert 0.6 < mean < 0.99, kappas
+    # the judge saw the roster, the errored agent and the context
+    calls = store.con.execute("SELECT count(*) FROM llm_calls WHERE purpose = 'judge'").fetchone()[0]
+    assert calls >= 2 * n
+
+
+def test_rerun_codes_only_what_is_missing(tmp_path):
+    store = make_store(tmp_path, repeats=2)
+    asyncio.run(judge_store(store, config(judges=JUDGES[:1])))
+    again = asyncio.run(judge_store(store, config()))
+    n = codable(store)
+    assert again.already == {JUDGES[0]: n, JUDGES[1]: 0} and again.coded == {JUDGES[0]: 0, JUDGES[1]: n}
+    dupes = store.con.execute("SELECT count(*) FROM (SELECT message_id, judge, flag FROM codes "
+                              "GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
+    assert dupes == 0
+
+
+def test_unparseable_replies_are_uncodable_never_false(tmp_path):
+    store = make_store(tmp_path, repeats=1)
+    register_judge("sim/judge-sloppy", JudgeTraits(sensitivity=0.95, false_positive=0.02, malformed_rate=1.0))
+    report = asyncio.run(judge_store(store, config(judges=["sim/judge-sloppy"], parse_attempts=2)))
+    n = codable(store)
+    assert report.uncodable["sim/judge-sloppy"] == n and report.coded["sim/judge-sloppy"] == 0
+    rows = store.con.execute("SELECT DISTINCT status, value, raw_reply IS NOT NULL, rationale <> '' "
+                             "FROM codes").fetchall()
+    assert rows == [("uncodable", None, True, True)]
+    # each message: ask, repair, ask again, repair
+    assert store.con.execute("SELECT count(*) FROM llm_calls WHERE purpose = 'judge'").fetchone()[0] == 4 * n
+
+
+def test_some_malformed_replies_are_repaired(tmp_path):
+    store = make_store(tmp_path, repeats=1)
+    register_judge("sim/judge-shaky", JudgeTraits(sensitivity=0.95, false_positive=0.02, malformed_rate=0.4))
+    report = asyncio.run(judge_store(store, config(judges=["sim/judge-shaky"])))
+    n = codable(store)
+    assert report.coded["sim/judge-shaky"] > 0.8 * n
+    assert report.coded["sim/judge-shaky"] + report.uncodable["sim/judge-shaky"] == n
+    calls = store.con.execute("SELECT count(*) FROM llm_calls WHERE purpose = 'judge'").fetchone()[0]
+    assert calls > n * 1.2  # repairs happened
+
+
+def test_batched_judging_codes_the_same_messages(tmp_path):
+    store = make_store(tmp_path, repeats=1)
+    report = asyncio.run(judge_store(store, config(judges=JUDGES[:1], batch=5)))
+    n = codable(store)
+    assert report.coded[JUDGES[0]] == n
+    calls = store.con.execute("SELECT count(*) FROM llm_calls WHERE purpose = 'judge'").fetchone()[0]
+    assert calls < n / 3
+
+
+def test_judges_over_http_with_faults(tmp_path):
+    store = make_store(tmp_path, repeats=1)
+    with start_in_thread(faults=FaultConfig(fail_rate=0.2, malformed_rate=0.1, retry_after=0.01,
+                                            fault_seed=2)) as server:
+        judges = ["openai/sim-judge-alpha", "openai/sim-judge-bravo"]
+        cfg = JudgeConfig(judges=judges, api_bases={j: server.url for j in judges},
+                          client=ClientSettings(initial_wait_s=0.01, max_wait_s=0.1, max_attempts=10, cache=False))
+        report = asyncio.run(judge_store(store, cfg))
+        stats = server.stats()
+    n = codable(store)
+    assert all(report.coded[j] + report.uncodable[j] == n for j in judges)
+    assert sum(report.failed.values()) == 0 and sum(stats["faults"].values()) > 0
+    retried = store.con.execute("SELECT count(*) FROM llm_calls WHERE purpose = 'judge' AND attempts > 1").fetchone()[0]
+    assert retried > 0
+    assert store.con.execute("SELECT count(*) FROM codes WHERE status = 'coded' AND value IS NULL").fetchone()[0] == 0
+
+
+def test_provider_failure_stores_no_code_and_a_rerun_retries(tmp_path):
+    store = make_store(tmp_path, repeats=1)
+    with start_in_thread(faults=FaultConfig(fail_rate=1.0, fault_kinds=[503])) as server:
+        cfg = JudgeConfig(judges=["openai/sim-judge-x"], api_bases={"openai/sim-judge-x": server.url},
+                          client=ClientSettings(initial_wait_s=0, max_wait_s=0, max_attempts=2, cache=False),
+                          concurrency=4)
+        failed = asyncio.run(judge_store(store, cfg))
+    n = codable(store)
+    assert failed.failed["openai/sim-judge-x"] == n and failed.coded["openai/sim-judge-x"] == 0
+    assert store.con.execute("SELECT count(*) FROM codes").fetchone()[0] == 0
+    assert store.con.execute("SELECT count(*) FROM llm_calls WHERE purpose='judge' AND error_type = "
+                             "'ServiceUnavailableError'").fetchone()[0] == n
+    with start_in_thread() as server:
+        cfg = cfg.model_copy(update={"api_bases": {"openai/sim-judge-x": server.url}})
+        ok = asyncio.run(judge_store(store, cfg))
+    assert ok.coded["openai/sim-judge-x"] == n
+
+
+@pytest.mark.slow
+def test_judge_run_killed_midway_then_rerun_codes_each_message_once(tmp_path):
+    path = write_yaml(tmp_path, DISCUSSION.format(repeats=60))
+    db = tmp_path / "k.duckdb"
+    assert cli("run", str(path), "--db", str(db), "--quiet").returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "judge", "--db", str(db), "--sim",
+                             "--quiet"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wal = Path(str(db) + ".wal")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (wal.exists() and wal.stat().st_size > 300_000):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    con = duckdb.connect(str(db), read_only=True)
+    partial = con.execute("SELECT count(*) FROM codes").fetchone()[0]
+    n = con.execute("SELECT count(*) FROM messages WHERE sender NOT IN ('user','system') AND NOT is_error").fetchone()[0]
+    con.close()
+    assert 0 < partial < n * 2 * len(FLAGS), "the kill should land mid-way"
+    out = cli("judge", "--db", str(db), "--sim")
+    assert out.returncode == 0, out.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    per = con.execute("SELECT judge, count(*), count(DISTINCT message_id) FROM codes GROUP BY 1").fetchall()
+    assert len(per) == 2 and all(r[1] == n * len(FLAGS) and r[2] == n for r in per)
+
+
+def test_judge_cli_bad_input(tmp_path):
+    store = make_store(tmp_path, repeats=1)
+    store.close()
+    db = str(tmp_path / "j.duckdb")
+    none = cli("judge", "--db", db, "--sim", "--runs", "nothing/*")
+    assert none.returncode == 2 and "no runs match" in none.stderr
+    book = cli("judge", "--db", db, "--sim", "--codebook", "nosuch")
+    assert book.returncode == 2 and "Traceback" not in book.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "ANTHROPIC_API_KEY")}
+    real = subprocess.run([sys.executable, "-m", "orchestrator.cli", "judge", "--db", db], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert real.returncode == 2 and "API_KEY" in real.stderr and "--sim" in real.stderr
