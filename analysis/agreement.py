@@ -4,7 +4,7 @@ Input is the long ratings shape of `analysis.ratings`: `(item_id, rater, flag, v
 per item x rater x flag; NULL values (uncodable) are left out. Everything rests on one scan:
 
 1. Per item (and chunk of flags), two bit masks: which raters rated it (`pm`) and which said
-   True (`tm`); bit = flag_slot * R + rater_index. One hash aggregate over 1M items instead of a
+   True (`tm`); bit = flag_slot * R + rater_index (up to 64 bits a word). One hash aggregate over 1M items instead of a
    self-join or a 7M-group (item, flag) aggregate.
 2. The masks are counted as *patterns* per flag: `(flag, present, true, weight)`. There are at
    most 3^R of them per flag, whatever the number of items; that small table is the
@@ -139,11 +139,10 @@ def agreement_stats(con: duckdb.DuckDBPyConnection, source: str, *, raters: Sequ
     """
     rel = source_relation(con, source)
     if raters is None or flags is None:
-        found_flags, found_raters = con.execute(
-            f"SELECT list(DISTINCT flag ORDER BY flag), list(DISTINCT rater ORDER BY rater) "
-            f"FROM {rel} AS src WHERE value IS NOT NULL").fetchone()
-        raters = raters if raters is not None else (found_raters or [])
-        flags = flags if flags is not None else (found_flags or [])
+        found = con.execute(f"SELECT flag, rater FROM {rel} AS src WHERE value IS NOT NULL "
+                            "GROUP BY ALL").fetchall()     # one extra scan; pass both lists to skip it
+        raters = raters if raters is not None else sorted({r for _, r in found})
+        flags = flags if flags is not None else sorted({f for f, _ in found})
     raters, flags = tuple(dict.fromkeys(raters)), tuple(dict.fromkeys(flags))
     if len(raters) > MAX_RATERS:
         raise UserError(f"{len(raters)} raters; agreement compares at most {MAX_RATERS} at once: "
@@ -164,31 +163,31 @@ def agreement_stats(con: duckdb.DuckDBPyConnection, source: str, *, raters: Sequ
 def _patterns_sql(rel: str, raters: Sequence[str], flags: Sequence[str]) -> str:
     """SQL for (fi, p, t, w, dup): per flag index, rater-presence and True bit patterns, counted.
 
-    Flags are packed K to a 64-bit word (K = 64 // R), so the one big aggregate groups by
-    (chunk, item_id) -- a single group per item whenever flags x raters <= 64.
+    Each row's bit is a product of two CASE lookups (flag slot x rater), so the 14M-row pass does
+    two cheap string lookups and one hash aggregate; ratings of other raters/flags get a NULL bit
+    and drop out without a filter. Flags are packed K to a 64-bit word (K = 64 // R): whenever
+    flags x raters <= 64 there is exactly one group per item.
     """
     if not raters or not flags:
         return "SELECT 0 AS fi, 0::UBIGINT AS p, 0::UBIGINT AS t, 0::BIGINT AS w, 0::BIGINT AS dup WHERE FALSE"
     r, k = len(raters), max(1, min(len(flags), MAX_RATERS // len(raters)))
-    fcase = " ".join(f"WHEN {sql_str(f)} THEN {i}" for i, f in enumerate(flags))
-    rcase = " ".join(f"WHEN {sql_str(x)} THEN {i}" for i, x in enumerate(raters))
+    fbit = " ".join(f"WHEN {sql_str(f)} THEN {1 << (i % k) * r}::UBIGINT" for i, f in enumerate(flags))
+    rbit = " ".join(f"WHEN {sql_str(x)} THEN {1 << i}::UBIGINT" for i, x in enumerate(raters))
+    chunks = len(flags) > k
+    chunk = ("CASE flag " + " ".join(f"WHEN {sql_str(f)} THEN {i // k}" for i, f in enumerate(flags))
+             + " END" if chunks else "0")
     mask = (1 << r) - 1
     return f"""
-        WITH b AS (
-            SELECT item_id, value, CASE flag {fcase} END AS fi, CASE rater {rcase} END AS ri
+        WITH bits AS (
+            SELECT item_id, value, {chunk} AS chunk, (CASE flag {fbit} END) * (CASE rater {rbit} END) AS bv
             FROM {rel} AS src WHERE value IS NOT NULL
-        ), bits AS (
-            SELECT item_id, value, fi // {k} AS chunk,
-                   ((fi % {k}) * {r} + ri)::UTINYINT AS bit
-            FROM b WHERE fi IS NOT NULL AND ri IS NOT NULL
         ), items AS (
-            SELECT chunk, bit_or(1::UBIGINT << bit) AS pm,
-                   bit_or(CASE WHEN value THEN 1::UBIGINT << bit ELSE 0::UBIGINT END) AS tm,
-                   count(*) AS m
-            FROM bits GROUP BY chunk, item_id
+            SELECT {"chunk" if chunks else "0 AS chunk"}, bit_or(bv) AS pm,
+                   coalesce(bit_or(bv) FILTER (WHERE value), 0::UBIGINT) AS tm, count(bv) AS m
+            FROM bits GROUP BY {"chunk, " if chunks else ""}item_id
         ), pat AS (
             SELECT chunk, pm, tm, count(*) AS w, count_if(m <> bit_count(pm)) AS dup
-            FROM items GROUP BY chunk, pm, tm
+            FROM items WHERE pm IS NOT NULL GROUP BY chunk, pm, tm
         )
         SELECT chunk * {k} + j AS fi, (pm >> (j * {r})) & {mask}::UBIGINT AS p,
                (tm >> (j * {r})) & {mask}::UBIGINT AS t, sum(w)::BIGINT AS w, sum(dup)::BIGINT AS dup

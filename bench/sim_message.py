@@ -11,7 +11,7 @@ the agent messages stored. Baselines measured in the same run:
   2. bare `litellm.acompletion("sim/<model>")` on the same contexts (generation only, no storage);
   3. `sim_reply(...)` called directly on the same contexts (the floor: generation only).
 
-    python bench/sim_message.py [--runs 6] [--rounds 20] [--reps 3] [--profile]
+    python bench/sim_message.py [--runs 6] [--rounds 20] [--reps 5] [--profile]
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--concurrency", type=int, default=4)
-    ap.add_argument("--reps", type=int, default=3, help="measurements of each side (median reported)")
+    ap.add_argument("--reps", type=int, default=5, help="measurements of each side (median reported)")
     ap.add_argument("--profile", action="store_true", help="also print a cProfile of the sociolab path")
     args = ap.parse_args()
     print(f"sim_message: {machine()}; {args.runs} runs x {args.rounds} rounds x 7 sim agents, "
@@ -210,10 +210,12 @@ def main() -> None:
             unavailable(f"AutoGen ({type(exc).__name__}: {exc}); pip install autogen-agentchat autogen-ext")
             have_autogen = False
 
-        soc, soc_incl, ag = [], [], []
-        n_msgs = 0
+        soc, soc_incl, ag, single = [], [], [], []
+        n_msgs = n_single = 0
         runs = None
-        for rep in range(args.reps):  # interleave sociolab and AutoGen
+        # informational: one run alone (nothing to overlap the per-round DuckDB commit with)
+        single_path = write_plan(tmp, 1, args.rounds, 1)
+        for rep in range(args.reps):  # interleave the sides, so load from other processes hits all
             db = tmp / f"rep{rep}.duckdb"
             t_exec, t_incl, n_msgs = run_sociolab(plan_path, db)
             soc.append(t_exec / n_msgs)
@@ -227,10 +229,6 @@ def main() -> None:
                 except Exception as exc:
                     unavailable(f"AutoGen run failed ({type(exc).__name__}: {exc})")
                     have_autogen = False
-        # informational: one run alone (nothing to overlap the per-round DuckDB commit with)
-        single_path = write_plan(tmp, 1, args.rounds, 1)
-        single = []
-        for rep in range(args.reps):
             t_exec, _t, n_single = run_sociolab(single_path, tmp / f"single{rep}.duckdb")
             single.append(t_exec / n_single)
         calls = [c for r in runs for c in contexts(r)]
@@ -242,26 +240,27 @@ def main() -> None:
         t_floor = sim_reply_floor(calls) / len(calls)
 
         ms = median(soc) * 1000
-        rows = [["sociolab runner -> DuckDB (execute)", n_msgs, f"{ms:.3f}", "1.00"],
-                ["sociolab incl. Store.open/close", n_msgs, f"{median(soc_incl) * 1000:.3f}",
-                 f"{median(soc_incl) * 1000 / ms:.2f}"]]
-        rows.append([f"  info: a single run alone (1 x {args.rounds} rounds)", n_single,
-                     f"{median(single) * 1000:.3f}", f"{median(single) * 1000 / ms:.2f}"])
+
+        def row(name, n, xs):
+            return [name, n, f"{median(xs) * 1000:.3f}", f"{min(xs) * 1000:.3f}", f"{median(xs) * 1000 / ms:.2f}"]
+        rows = [row("sociolab runner -> DuckDB (execute)", n_msgs, soc),
+                row("sociolab incl. Store.open/close", n_msgs, soc_incl),
+                row(f"  info: a single run alone (1 x {args.rounds} rounds)", n_single, single)]
         if ag:
-            rows.append(["AutoGen RoundRobinGroupChat + Replay", n_msgs, f"{median(ag) * 1000:.3f}",
-                         f"{median(ag) * 1000 / ms:.2f}"])
+            rows.append(row("AutoGen RoundRobinGroupChat + Replay", n_msgs, ag))
         if t_lite is not None:
-            rows.append(["bare litellm.acompletion(sim/*), no store", len(calls), f"{t_lite * 1000:.3f}",
-                         f"{t_lite * 1000 / ms:.2f}"])
-        rows.append(["sim_reply() alone (floor), no store", len(calls), f"{t_floor * 1000:.3f}",
-                     f"{t_floor * 1000 / ms:.2f}"])
-        print(table(["path", "messages", "ms/message", "x sociolab"], rows))
+            rows.append(row("bare litellm.acompletion(sim/*), no store", len(calls), [t_lite]))
+        rows.append(row("sim_reply() alone (floor), no store", len(calls), [t_floor]))
+        print(table(["path", "messages", "median ms/msg", "best ms/msg", "x sociolab"], rows))
         print(f"(sociolab per rep, ms/message: {', '.join(f'{x * 1000:.3f}' for x in soc)})")
-        print(verdict(f"<= {TARGET_MS:g} ms/message", f"{ms:.3f} ms", ms <= TARGET_MS))
+        print(verdict(f"<= {TARGET_MS:g} ms/message", f"{ms:.3f} ms (best rep {min(soc) * 1000:.3f} ms)",
+                      ms <= TARGET_MS))
         if ag:
             speedup = median(ag) / median(soc)
-            print(verdict(f"speedup vs AutoGen >= {TARGET_SPEEDUP:g}x", f"{speedup:.2f}x",
-                          speedup >= TARGET_SPEEDUP))
+            print(f"AutoGen baseline measured here: {median(ag) * 1000:.2f} ms/message "
+                  "(the target assumed about 3 ms)")
+            print(verdict(f"speedup vs AutoGen >= {TARGET_SPEEDUP:g}x", f"{speedup:.2f}x "
+                          f"(best reps: {min(ag) / min(soc):.2f}x)", speedup >= TARGET_SPEEDUP))
         elif t_lite is not None:
             print(verdict("faster than bare litellm (AutoGen unavailable)", f"{t_lite / median(soc):.2f}x",
                           t_lite >= median(soc)))

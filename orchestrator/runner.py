@@ -122,4 +122,5 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
     outcome = await scenario.run(ctx)
     await sink.commit_round(outcome.rounds_done, status=outcome.status, stop_reason=outcome.stop_reason,
                             finished_at=utcnow())
+    await sink.flush()
     return outcome.status

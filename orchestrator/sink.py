@@ -2,11 +2,14 @@
 
 A scenario adds messages, LLM calls and events as they happen; `commit_round` hands them to the
 store as one batch (one transaction), together with new response-cache entries and the run's
-progress counter, so a killed process loses at most the round in flight.
+progress counter. The write of round N overlaps with the play of round N+1 (at most one write in
+flight per run), so a killed process loses at most the round being played and the one being
+written; a rerun redoes any unfinished run from scratch anyway.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -44,6 +47,7 @@ class EventSink:
         self._messages: list[Message] = []
         self._events: list[tuple] = []
         self._agent_updates: list[tuple[str, dict[str, Any]]] = []
+        self._writing: asyncio.Task | None = None
 
     def message(self, message: Message) -> Message:
         self._messages.append(message)
@@ -52,6 +56,12 @@ class EventSink:
     def event(self, kind: str, *, round: int | None = None, agent_id: str | None = None,
               **detail: Any) -> None:
         self._events.append((self.run_id, round, kind, agent_id, detail or None))
+
+    async def flush(self) -> None:
+        """Wait until everything committed so far is durable (and raise if a write failed)."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
 
     def agent_update(self, agent_id: str, **values: Any) -> None:
         self._agent_updates.append((agent_id, values))
@@ -78,7 +88,8 @@ class EventSink:
         for agent_id, values in self._agent_updates:
             batch.update("agents", {"run_id": self.run_id, "agent_id": agent_id}, **values)
         batch.update("runs", {"run_id": self.run_id}, rounds_done=rounds_done, **run_updates)
-        await self.store.write(batch)
+        await self.flush()
+        self._writing = asyncio.create_task(self.store.write(batch))
         self._messages, self._events, self._agent_updates = [], [], []
         if self.on_commit:
             self.on_commit(committed)

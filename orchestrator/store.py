@@ -380,16 +380,31 @@ class Store:
 
 
 def insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...],
-                rows: list[tuple], *, ignore_conflicts: bool = False, chunk: int = 400) -> None:
-    """Multi-row INSERT: one statement per chunk is far faster than executemany in DuckDB."""
+                rows: list[tuple], *, ignore_conflicts: bool = False) -> None:
+    """Insert rows column-wise: one typed list parameter per column, unnested by DuckDB.
+
+    DuckDB's cost is per statement and per bound parameter; a multi-row VALUES list binds
+    rows x columns parameters, this binds one per column, whatever the number of rows.
+    """
     if not rows:
         return
-    placeholder = "(" + ", ".join("?" * len(columns)) + ")"
-    head = f"INSERT {'OR IGNORE ' if ignore_conflicts else ''}INTO {table} ({', '.join(columns)}) VALUES "
-    for start in range(0, len(rows), chunk):
-        part = rows[start:start + chunk]
-        params = [to_db(v) for row in part for v in row]
-        con.execute(head + ", ".join([placeholder] * len(part)), params)
+    types = column_types(con, table)
+    selects = ", ".join(f"unnest(?::{types[c]}[])" for c in columns)
+    values = [[to_db(v) for v in column] for column in zip(*rows)]
+    verb = "INSERT OR IGNORE" if ignore_conflicts else "INSERT"
+    con.execute(f"{verb} INTO {table} ({', '.join(columns)}) SELECT {selects}", values)
+
+
+_TYPES: dict[str, dict[str, str]] = {}
+
+
+def column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """Column -> SQL type, read once per table: every open file is migrated to the same schema."""
+    if table not in _TYPES:
+        rows = con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                           "WHERE table_name = ? AND table_schema = 'main'", [table]).fetchall()
+        _TYPES[table] = dict(rows)
+    return _TYPES[table]
 
 
 def apply_updates(con: duckdb.DuckDBPyConnection, updates: list[tuple[str, dict, dict]]) -> None:

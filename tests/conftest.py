@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.sim.judge import reset_judge_registry
 from orchestrator.sim.propensities import reset_registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,8 +23,10 @@ SHARED = REPO.parent / "shared"
 @pytest.fixture(autouse=True)
 def _fresh_sim_registry():
     reset_registry()
+    reset_judge_registry()
     yield
     reset_registry()
+    reset_judge_registry()
 
 
 def write_yaml(directory: Path, text: str, name: str = "scenario.yaml") -> Path:

@@ -166,27 +166,47 @@ def test_provider_failure_stores_no_code_and_a_rerun_retries(tmp_path):
 
 @pytest.mark.slow
 def test_judge_run_killed_midway_then_rerun_codes_each_message_once(tmp_path):
-    path = write_yaml(tmp_path, DISCUSSION.format(repeats=60))
+    """Judges behind serve-sim with 20 ms latency: slow enough that the kill surely lands mid-way."""
+    path = write_yaml(tmp_path, DISCUSSION.format(repeats=12))
     db = tmp_path / "k.duckdb"
     assert cli("run", str(path), "--db", str(db), "--quiet").returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "judge", "--db", str(db), "--sim",
-                             "--quiet"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wal = Path(str(db) + ".wal")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (wal.exists() and wal.stat().st_size > 300_000):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    con = duckdb.connect(str(db), read_only=True)
-    partial = con.execute("SELECT count(*) FROM codes").fetchone()[0]
-    n = con.execute("SELECT count(*) FROM messages WHERE sender NOT IN ('user','system') AND NOT is_error").fetchone()[0]
-    con.close()
-    assert 0 < partial < n * 2 * len(FLAGS), "the kill should land mid-way"
-    out = cli("judge", "--db", str(db), "--sim")
-    assert out.returncode == 0, out.stderr
+    server = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "serve-sim", "--port", "0",
+                               "--latency-ms", "20"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().split()[-1]
+        judges = ["openai/sim-judge-alpha", "openai/sim-judge-bravo"]
+        cfg = write_yaml(tmp_path, f"""
+            judges: {judges}
+            api_bases: {{"{judges[0]}": "{url}", "{judges[1]}": "{url}"}}
+            concurrency: 8
+            client: {{cache: false}}
+            """, "judges.yaml")
+        args = [sys.executable, "-m", "orchestrator.cli", "judge", "--db", str(db), "--config", str(cfg), "--quiet"]
+        proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        con_n = duckdb.connect(str(db), read_only=True)
+        n = con_n.execute("SELECT count(*) FROM messages WHERE sender NOT IN ('user','system') "
+                          "AND NOT is_error").fetchone()[0]
+        con_n.close()
+        wal = Path(str(db) + ".wal")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (wal.exists() and wal.stat().st_size > 20_000):
+            time.sleep(0.02)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        con = duckdb.connect(str(db), read_only=True)
+        partial = con.execute("SELECT count(*) FROM codes").fetchone()[0]
+        con.close()
+        assert 0 < partial < n * 2 * len(FLAGS), "the kill should land mid-way"
+        out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
     con = duckdb.connect(str(db), read_only=True)
     per = con.execute("SELECT judge, count(*), count(DISTINCT message_id) FROM codes GROUP BY 1").fetchall()
     assert len(per) == 2 and all(r[1] == n * len(FLAGS) and r[2] == n for r in per)
+    assert con.execute("SELECT count(*) FROM codes WHERE status = 'coded'").fetchone()[0] > 0.9 * n * 2 * len(FLAGS)
 
 
 def test_judge_cli_bad_input(tmp_path):
