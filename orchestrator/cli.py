@@ -162,6 +162,102 @@ def judge(
         raise typer.Exit(1)
 
 
+@app.command()
+def agreement(
+    db: Path = DB_OPTION,
+    json_out: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
+    judges: Optional[str] = typer.Option(None, help="only these judges (comma-separated)"),
+    codebook: Optional[str] = typer.Option(None, help="codebook name or path, when codes use several"),
+    humans: bool = typer.Option(True, "--humans/--no-humans", help="include imported human codes"),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="a wide CSV of codings instead of the store"),
+    raters: Optional[str] = typer.Option(None, help="with --csv: rater column prefixes, e.g. human,gemini,sonnet"),
+    flags: Optional[str] = typer.Option(None, help="only these flags (comma-separated)"),
+    ci: bool = typer.Option(True, "--ci/--no-ci", help="bootstrap 95% CIs for kappa"),
+    n_boot: int = typer.Option(1000, help="bootstrap resamples"),
+    seed: int = typer.Option(0, help="bootstrap seed"),
+) -> None:
+    """Agreement per flag and rater pair: kappa (with CIs), % agreement, prevalence, alpha."""
+    import duckdb
+
+    from analysis.agreement import agreement_report, render_agreement, to_json
+    from analysis.ratings import load_wide_csv, ratings_view_sql
+    from .store import Store
+
+    flag_list = split(flags)
+    if csv_file is not None:
+        con = duckdb.connect()
+        source = load_wide_csv(con, csv_file, split(raters), flag_list)
+        rater_list = split(raters)
+    else:
+        store = Store.open_read_only(db)
+        con = store.con
+        codebook_id = None
+        if codebook:
+            from judges.codebook import load_codebook
+
+            codebook_id = load_codebook(codebook).codebook_id
+        source = ratings_view_sql(split(judges), humans, codebook_id, include_uncodable=True)
+        if not con.execute(f"SELECT count(*) FROM ({source})").fetchone()[0]:
+            raise UserError(f"no codes in {db}; run `sociolab judge --db {db}` first")
+        rater_list = None
+    report = agreement_report(con, source, raters=rater_list, flags=flag_list, ci=ci, n_boot=n_boot, seed=seed)
+    if json_out:
+        import json
+
+        print(json.dumps(to_json(report), indent=1))
+    else:
+        render_agreement(report, console)
+
+
+validate_app = typer.Typer(no_args_is_help=True, help="Human validation of the judges.")
+app.add_typer(validate_app, name="validate")
+
+
+@validate_app.command("export")
+def validate_export(
+    db: Path = DB_OPTION,
+    n: int = typer.Option(600, help="messages to sample"),
+    stratify: str = typer.Option("series", help="series | run | agent | model | round"),
+    output: Path = typer.Option(Path("validation_sample.csv"), "-o", "--output", help="CSV to write"),
+    codebook: str = typer.Option("warroom", help="codebook whose flags get columns"),
+    context: int = typer.Option(3, help="preceding messages shown with each"),
+    seed: int = typer.Option(0, help="sampling seed"),
+) -> None:
+    """Write a stratified sample (text and context, no judge labels) for human coders."""
+    from judges.codebook import load_codebook
+    from judges.validation import export_sample
+    from .store import Store
+
+    with Store.open_read_only(db) as store:
+        counts = export_sample(store, load_codebook(codebook), output, n=n, stratify=stratify,
+                               context=context, seed=seed)
+    console.print(f"Wrote {sum(counts.values())} messages ({len(counts)} strata by {stratify}) to {output}. "
+                  f"Fill the flag columns (true/empty) and the coder column, then: "
+                  f"sociolab validate import {output} --db {db}")
+
+
+@validate_app.command("import")
+def validate_import(
+    file: Path = typer.Argument(..., help="the coded CSV"),
+    db: Path = DB_OPTION,
+    coder: Optional[str] = typer.Option(None, help="coder name when the CSV has no coder column"),
+    codebook: str = typer.Option("warroom", help="codebook of the flag columns"),
+) -> None:
+    """Load human codes; `sociolab agreement` then includes human vs each judge."""
+    from judges.codebook import load_codebook
+    from judges.validation import import_codes
+    from .store import Store
+
+    with Store.open(db) as store:
+        result = import_codes(store, load_codebook(codebook), file, coder=coder)
+    who = ", ".join(f"{c}: {k} messages" for c, k in result.coders.items())
+    console.print(f"Imported {result.codes} human codes ({who}). Next: sociolab agreement --db {db}")
+
+
+def split(value: Optional[str]) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
 @import_app.command("warroom")
 def import_warroom_cmd(
     directory: Path = typer.Argument(..., help="the dataset's transcripts/ folder (or its parent)"),

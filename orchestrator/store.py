@@ -135,6 +135,47 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (message_id, coder, flag)
     );
     """,
+    # v3: adjudication and judge agreement as views (issue 3).
+    """
+    CREATE VIEW adjudicated_codes AS
+    SELECT message_id,
+           any_value(run_id)                                         AS run_id,
+           codebook_id,
+           flag,
+           count(*) FILTER (WHERE status = 'coded')                  AS judges_coded,
+           count(*) FILTER (WHERE status = 'uncodable')              AS judges_uncodable,
+           bool_and(value) FILTER (WHERE status = 'coded')           AS by_intersection,
+           bool_or(value) FILTER (WHERE status = 'coded')            AS by_union,
+           2 * count(*) FILTER (WHERE status = 'coded' AND value)
+             > count(*) FILTER (WHERE status = 'coded')              AS by_majority,
+           min(level) FILTER (WHERE status = 'coded' AND value)      AS level_min,
+           max(level) FILTER (WHERE status = 'coded' AND value)      AS level_max
+      FROM codes
+     GROUP BY message_id, codebook_id, flag;
+
+    CREATE VIEW judge_agreement AS
+    WITH cells AS (
+        SELECT a.codebook_id, a.flag, a.judge AS judge_a, b.judge AS judge_b,
+               count(*)::DOUBLE                                        AS n,
+               count(*) FILTER (WHERE a.value AND b.value)::DOUBLE         AS tt,
+               count(*) FILTER (WHERE a.value AND NOT b.value)::DOUBLE     AS tf,
+               count(*) FILTER (WHERE NOT a.value AND b.value)::DOUBLE     AS ft,
+               count(*) FILTER (WHERE NOT a.value AND NOT b.value)::DOUBLE AS ff
+          FROM codes a
+          JOIN codes b ON a.message_id = b.message_id AND a.codebook_id = b.codebook_id
+                      AND a.flag = b.flag AND a.judge < b.judge
+         WHERE a.status = 'coded' AND b.status = 'coded'
+         GROUP BY ALL),
+    chance AS (
+        SELECT *, (tt + ff) / n AS po,
+               ((tt + tf) * (tt + ft) + (ff + ft) * (ff + tf)) / (n * n) AS pe
+          FROM cells)
+    SELECT codebook_id, flag, judge_a, judge_b, n::BIGINT AS n, tt::BIGINT AS tt, tf::BIGINT AS tf,
+           ft::BIGINT AS ft, ff::BIGINT AS ff, po AS percent_agreement,
+           (tt + tf) / n AS prevalence_a, (tt + ft) / n AS prevalence_b,
+           CASE WHEN pe < 1 THEN (po - pe) / (1 - pe) END AS kappa   -- NULL where undefined
+      FROM chance;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -226,7 +267,12 @@ class Store:
             con = duckdb.connect(path, read_only=True)
         except duckdb.Error as exc:
             raise UserError(f"cannot open the database read-only: {first_line(exc)}", file=path) from None
-        return cls(con, path)
+        store = cls(con, path)
+        if path != ":memory:" and store.schema_version() < SCHEMA_VERSION:
+            store.close()  # an older file: bring its schema up to date once, then read
+            cls.open(path).close()
+            store = cls(duckdb.connect(path, read_only=True), path)
+        return store
 
     def schema_version(self) -> int:
         exists = self.con.execute(
@@ -350,6 +396,19 @@ class Store:
         self.con.execute("BEGIN TRANSACTION")
         try:
             delete_runs(self.con, run_ids)
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def replace_human_codes(self, rows: list[tuple]) -> None:
+        """Store human codes, replacing earlier imports of the same (message, coder), atomically."""
+        keys = sorted({f"{r[0]}\x1f{r[1]}" for r in rows})
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute("DELETE FROM human_codes WHERE message_id || '\x1f' || coder IN (SELECT unnest(?))",
+                             [keys])
+            insert_rows(self.con, "human_codes", COLUMNS["human_codes"], rows)
             self.con.execute("COMMIT")
         except Exception:
             self.con.execute("ROLLBACK")
