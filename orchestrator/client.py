@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .cache import ResponseCache, cache_key
 from .errors import ProviderError, UserError
-from .retry import is_transient, retrying
+from .retry import AttemptCounter, call_with_retries, is_transient
 from .sim.agent import sim_reply
 from .sim.propensities import SIM_PREFIX
 
@@ -119,13 +119,12 @@ class ModelClient:
         if use_cache and (hit := self.cache.get(key)) is not None:
             return Completion(model=model, cached=True, **hit)
         started, t0 = Completion(model=model), time.perf_counter()
-        attempts = 0
+        attempts = AttemptCounter()
         try:
-            async for attempt in retrying(self.settings.max_attempts, self.settings.initial_wait_s,
-                                          self.settings.max_wait_s, sleep):
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    result = await self._attempt(model, messages, params, seed, fault)
+            result = await call_with_retries(
+                lambda: self._attempt(model, messages, params, seed, fault),
+                max_attempts=self.settings.max_attempts, initial_wait=self.settings.initial_wait_s,
+                max_wait=self.settings.max_wait_s, sleep=sleep, counter=attempts)
         except Exception as exc:  # every provider failure becomes a recorded Completion
             if type(exc).__name__ == "AuthenticationError":
                 raise UserError(f"model {model}: the provider refused the API key ({first_line(exc)}); "
@@ -137,7 +136,7 @@ class ModelClient:
                 setattr(started, name, value)
             if use_cache:
                 self.cache.put(key, model, result)
-        started.attempts = attempts
+        started.attempts = attempts.n
         started.latency_ms = (time.perf_counter() - t0) * 1000
         return started
 

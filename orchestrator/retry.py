@@ -1,17 +1,19 @@
 """Which provider errors are worth retrying, and how long to wait before the next attempt.
 
-Retries are added by wrapping a call (`retrying(settings, sleep)`), never sprinkled inside it.
+Retries are added by wrapping a call (`call_with_retries`), never sprinkled inside it.
 Classification goes by exception class *names* so that sim-only runs never import litellm.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from .errors import ProviderError
+
+T = TypeVar("T")
 
 # litellm's (and openai's) transient exception classes.
 TRANSIENT_NAMES = frozenset({
@@ -57,28 +59,53 @@ _shared_rng = random.Random()  # seeding a Random per call costs more than the c
 class BackoffWait:
     """Full-jitter exponential backoff, but never shorter than the server's Retry-After."""
 
-    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None):
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None, offset: int = 0):
         self.initial = initial
         self.maximum = maximum
         self.rng = rng or _shared_rng
+        self.offset = offset  # attempts made before tenacity took over
 
     def __call__(self, state: RetryCallState) -> float:
-        ceiling = min(self.maximum, self.initial * 2 ** (state.attempt_number - 1))
-        wait = self.rng.uniform(0, ceiling)
         exc = state.outcome.exception() if state.outcome else None
+        return self.after(state.attempt_number + self.offset, exc)
+
+    def after(self, failed_attempts: int, exc: BaseException | None) -> float:
+        ceiling = min(self.maximum, self.initial * 2 ** (failed_attempts - 1))
+        wait = self.rng.uniform(0, ceiling)
         hinted = retry_after_seconds(exc) if exc else None
         if hinted is not None:
             wait = max(wait, min(hinted, self.maximum))
         return wait
 
 
-def retrying(max_attempts: int, initial_wait: float, max_wait: float,
-             sleep: Callable[[float], Awaitable[None]]) -> AsyncRetrying:
-    """A tenacity controller: transient errors only, jittered backoff honouring Retry-After."""
-    return AsyncRetrying(
-        stop=stop_after_attempt(max_attempts),
-        wait=BackoffWait(initial_wait, max_wait),
-        retry=retry_if_exception(is_transient),
-        sleep=sleep,
-        reraise=True,
-    )
+class AttemptCounter:
+    """How many attempts a call took, readable whether it succeeded or raised."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+async def call_with_retries(fn: Callable[[], Awaitable[T]], *, max_attempts: int, initial_wait: float,
+                            max_wait: float, sleep: Callable[[float], Awaitable[None]],
+                            counter: AttemptCounter) -> T:
+    """Call `fn`, retrying transient errors with jittered backoff that honours Retry-After.
+
+    The first attempt runs bare, since most calls succeed and tenacity's per-call machinery costs
+    more than an in-process sim reply; after a transient failure tenacity drives the rest.
+    """
+    counter.n = 1
+    try:
+        return await fn()
+    except Exception as exc:
+        if max_attempts <= 1 or not is_transient(exc):
+            raise
+        first_failure = exc
+    backoff = BackoffWait(initial_wait, max_wait, offset=1)
+    await sleep(backoff.after(1, first_failure))
+    retrying = AsyncRetrying(stop=stop_after_attempt(max_attempts - 1), wait=backoff,
+                             retry=retry_if_exception(is_transient), sleep=sleep, reraise=True)
+    async for attempt in retrying:
+        with attempt:
+            counter.n = 1 + attempt.retry_state.attempt_number
+            return await fn()
+    raise AssertionError("unreachable: tenacity either returns or re-raises")

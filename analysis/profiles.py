@@ -1,0 +1,377 @@
+"""Behavioural profiles and within-run similarity, in DuckDB SQL over the store's codes.
+
+Definitions (docs/analysis.md has the full text):
+
+- A message counts for an agent when it is one of the agent's own messages (not the seed, not a
+  platform note, not an error) in a finished run (status not 'running'), and at least one judge
+  coded it (status 'coded') under the chosen codebook.
+- Its value for a flag is the adjudicated one, exactly as the `adjudicated_codes` view decides it
+  from the judges that coded it: `intersection` (every coding judge said True; the default),
+  `union` (at least one did) or `majority` (more than half did).
+- **Profile** of an agent in a run: for each flag, the share of its counted messages with the
+  flag True. The trait flags (by default every flag but `comp` and `xref`; for the study's
+  codebook: phatic, meta, lead, arch, agree) make the profile vector; `comp` and `xref` are
+  reported next to it, never mixed into similarity.
+- **Run similarity**: the mean over pairs of the run's agents of the cosine similarity of their
+  trait vectors. Agents whose trait vector is all zeros are skipped (as in the study: a cosine with
+  a zero vector is undefined); a run with fewer than two usable agents has no value (NULL/NaN).
+  Computed in one aggregate per run: with u_i the unit vectors of the k usable agents,
+  sum_{i<j} u_i.u_j = (|sum u_i|^2 - k) / 2, so the mean is (|sum u_i|^2 - k) / (k (k - 1)).
+
+Every function reads only. `agent_counts` scans the codes once into a small temp table (one row
+per agent and run with coded/True counts per flag) that the other functions reuse; pass it as
+`counts=` to avoid rescanning, and `drop()` it when done (the functions that build their own drop
+it themselves).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import duckdb
+
+from orchestrator.errors import UserError
+from orchestrator.store import first_line
+
+from .ratings import sql_str
+from .stats import NAN, Summary, describe
+
+Rule = Literal["intersection", "union", "majority"]
+RULES: tuple[str, ...] = ("intersection", "union", "majority")
+SEPARATE_FLAGS: tuple[str, ...] = ("comp", "xref")   # reported, but not part of the profile vector
+STUDY_TRAITS: tuple[str, ...] = ("phatic", "meta", "lead", "arch", "agree")
+
+
+# ---- rows -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AgentProfile:
+    run_id: str
+    series: str | None
+    agent_id: str
+    name: str | None
+    model: str | None
+    model_label: str | None
+    messages: int                      # counted (coded, non-error) messages
+    shares: dict[str, float]           # flag -> share of messages with the flag (all flags)
+
+    def vector(self, traits: Sequence[str]) -> list[float]:
+        return [self.shares.get(f, NAN) for f in traits]
+
+
+@dataclass(frozen=True)
+class RunSimilarity:
+    run_id: str
+    series: str | None
+    agents: int                        # agents with at least one counted message
+    usable: int                        # of those, agents with a non-zero trait vector
+    messages: int
+    similarity: float                  # mean pairwise cosine; NaN when usable < 2
+
+
+@dataclass(frozen=True)
+class SeriesSimilarity:
+    series: str | None
+    runs: int                          # finished runs of the series in the store
+    runs_coded: int                    # runs with at least one counted message
+    messages: int                      # counted messages
+    summary: Summary                   # over the runs' defined similarity values (n = runs with a value)
+    values: list[RunSimilarity]
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    model_label: str
+    series: str | None                 # None when pooled over every series
+    runs: int
+    agents: int                        # agent x run instances
+    messages: int
+    shares: dict[str, float]           # pooled over the model's messages: sum True / sum coded
+
+
+@dataclass(frozen=True)
+class AgentCounts:
+    """The temp table of one scan: per (run, agent), coded (n_i) and True (t_i) counts per flag."""
+    table: str
+    codebook_id: str
+    rule: str
+    flags: tuple[str, ...]             # column i <-> flags[i]
+    traits: tuple[str, ...]
+
+    @property
+    def separate(self) -> tuple[str, ...]:
+        return tuple(f for f in self.flags if f not in self.traits)
+
+    def index(self, flag: str) -> int:
+        return self.flags.index(flag)
+
+    def drop(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(f"DROP TABLE IF EXISTS {self.table}")
+
+
+# ---- codebook and flags ---------------------------------------------------------------------
+
+def connection(con: Any) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection from a connection or a `Store`."""
+    return getattr(con, "con", con)
+
+
+def check_rule(rule: str) -> str:
+    if rule not in RULES:
+        raise UserError(f"unknown adjudication rule {rule!r}; choose one of {', '.join(RULES)}")
+    return rule
+
+
+def resolve_codebook(con: Any, codebook_id: str | None = None) -> str:
+    """The codebook to analyse: the given one (checked), else the only one with codes."""
+    con = connection(con)
+    present = [r[0] for r in con.execute("SELECT DISTINCT codebook_id FROM codes ORDER BY 1").fetchall()]
+    if not present:
+        raise UserError("the store holds no judge codes yet: run `sociolab judge` on it first")
+    if codebook_id is None:
+        if len(present) > 1:
+            raise UserError(f"codes from {len(present)} codebooks are stored ({', '.join(present)}); "
+                            "choose one with --codebook")
+        return present[0]
+    if codebook_id not in present:
+        raise UserError(f"no codes for codebook {codebook_id!r}; the store has codes for: {', '.join(present)}")
+    return codebook_id
+
+
+def codebook_flags(con: Any, codebook_id: str) -> list[str]:
+    """The codebook's flags in its own order (from `codebooks.content`), else those with codes."""
+    con = connection(con)
+    coded = [r[0] for r in con.execute("SELECT DISTINCT flag FROM codes WHERE codebook_id = ? ORDER BY 1",
+                                       [codebook_id]).fetchall()]
+    order: list[str] = []
+    row = con.execute("SELECT content FROM codebooks WHERE codebook_id = ?", [codebook_id]).fetchone()
+    if row is not None:
+        try:
+            order = [f["name"] for f in json.loads(row[0]).get("flags", []) if isinstance(f, dict)]
+        except (ValueError, TypeError, KeyError, AttributeError):
+            order = []
+    known = [f for f in order if f in coded]
+    return known + [f for f in coded if f not in known]
+
+
+def trait_flags(flags: Sequence[str]) -> list[str]:
+    return [f for f in flags if f not in SEPARATE_FLAGS]
+
+
+# ---- the scan -------------------------------------------------------------------------------
+
+def decision_sql(rule: str, c: str, t: str) -> str:
+    """The adjudicated value from c coding judges of which t said True (NULL when c = 0);
+    the same decisions as the `adjudicated_codes` view's by_intersection/by_union/by_majority."""
+    expr = {"intersection": f"{t} = {c}", "union": f"{t} > 0", "majority": f"2 * {t} > {c}"}[rule]
+    return f"CASE WHEN {c} > 0 THEN ({expr})::INTEGER END"
+
+
+def agent_counts_sql(codebook_id: str, flags: Sequence[str], rule: str) -> str:
+    """Per (run, agent): counted messages, and per flag i the coded count n_i and True count t_i.
+
+    One pass over `codes` grouped by message (c_i = judges that coded flag i, t_i = those who said
+    True: the inputs of the adjudicated_codes view, without its message x flag grouping), joined
+    to the counted messages, then grouped by sender.
+    """
+    per_message = ", ".join(
+        f"count(*) FILTER (WHERE flag = {sql_str(f)} AND status = 'coded') AS c{i}, "
+        f"count(*) FILTER (WHERE flag = {sql_str(f)} AND status = 'coded' AND value) AS t{i}"
+        for i, f in enumerate(flags))
+    decisions = ", ".join(f"{decision_sql(rule, f'c{i}', f't{i}')} AS d{i}" for i in range(len(flags)))
+    sums = ", ".join(f"count(d{i})::INTEGER AS n{i}, coalesce(sum(d{i}), 0)::INTEGER AS t{i}"
+                     for i in range(len(flags)))
+    any_coded = " OR ".join(f"d{i} IS NOT NULL" for i in range(len(flags))) or "FALSE"
+    return f"""
+        WITH per_message AS (
+            SELECT message_id, {per_message}
+            FROM codes WHERE codebook_id = {sql_str(codebook_id)} GROUP BY message_id
+        ), decided AS (
+            SELECT m.run_id, m.sender, {decisions}
+            FROM per_message p JOIN messages m ON m.message_id = p.message_id
+            WHERE NOT m.is_error AND m.sender NOT IN ('user', 'system')
+        ), per_agent AS (
+            SELECT run_id, sender AS agent_id, count(*) FILTER (WHERE {any_coded})::INTEGER AS messages, {sums}
+            FROM decided GROUP BY run_id, sender
+        )
+        SELECT p.*, r.series, a.name, a.model, coalesce(a.model_label, a.model, p.agent_id) AS model_label
+        FROM per_agent p JOIN runs r ON r.run_id = p.run_id AND r.status <> 'running'
+        LEFT JOIN agents a ON a.run_id = p.run_id AND a.agent_id = p.agent_id
+        WHERE p.messages > 0
+    """
+
+
+def agent_counts(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,
+                 traits: Sequence[str] | None = None) -> AgentCounts:
+    """Scan the codes once; keep per-agent counts in a temp table (see the module docstring)."""
+    con = connection(con)
+    check_rule(rule)
+    codebook_id = resolve_codebook(con, codebook_id)
+    flags = codebook_flags(con, codebook_id)
+    if traits is None:
+        traits = trait_flags(flags)
+    else:
+        unknown = [t for t in traits if t not in flags]
+        if unknown:
+            raise UserError(f"no codes for flag(s) {', '.join(unknown)} under {codebook_id}; "
+                            f"flags: {', '.join(flags)}")
+    table = f"agent_counts_{uuid.uuid4().hex[:10]}"
+    try:
+        con.execute(f"CREATE TEMP TABLE {table} AS {agent_counts_sql(codebook_id, flags, rule)}")
+    except duckdb.Error as exc:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+        raise UserError(f"cannot compute profiles: {first_line(exc)}") from None
+    return AgentCounts(table, codebook_id, rule, tuple(flags), tuple(traits))
+
+
+def _counts(con, counts: AgentCounts | None, rule: str, codebook_id: str | None) -> tuple[AgentCounts, bool]:
+    if counts is not None:
+        return counts, False
+    return agent_counts(con, rule=rule, codebook_id=codebook_id), True
+
+
+def share_sql(i: int, prefix: str = "") -> str:
+    return f"CASE WHEN {prefix}n{i} > 0 THEN {prefix}t{i}::DOUBLE / {prefix}n{i} END"
+
+
+def _nan(v: float | None) -> float:
+    return NAN if v is None else float(v)
+
+
+# ---- profiles -------------------------------------------------------------------------------
+
+def agent_profiles(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,
+                   counts: AgentCounts | None = None) -> list[AgentProfile]:
+    """Every agent's profile in every (finished, coded) run, ordered by run and roster position."""
+    con = connection(con)
+    counts, own = _counts(con, counts, rule, codebook_id)
+    try:
+        shares = ", ".join(share_sql(i, "c.") for i in range(len(counts.flags)))
+        rows = con.execute(f"""
+            SELECT c.run_id, c.series, c.agent_id, c.name, c.model, c.model_label, c.messages{', ' + shares if shares else ''}
+            FROM {counts.table} c LEFT JOIN agents a ON a.run_id = c.run_id AND a.agent_id = c.agent_id
+            ORDER BY c.run_id, a.position NULLS LAST, c.agent_id""").fetchall()
+    finally:
+        if own:
+            counts.drop(con)
+    return [AgentProfile(*r[:7], {f: _nan(v) for f, v in zip(counts.flags, r[7:])}) for r in rows]
+
+
+def model_profiles(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,
+                   by_series: bool = False, counts: AgentCounts | None = None) -> list[ModelProfile]:
+    """Profiles per model label (pooled over its messages across runs), optionally per series."""
+    con = connection(con)
+    counts, own = _counts(con, counts, rule, codebook_id)
+    k = len(counts.flags)
+    sums = ", ".join(f"sum(n{i}) AS n{i}, sum(t{i}) AS t{i}" for i in range(k))
+    shares = ", ".join(share_sql(i) for i in range(k))
+    group = "model_label, series" if by_series else "model_label"
+    try:
+        rows = con.execute(f"""
+            WITH g AS (
+                SELECT {group}, count(DISTINCT run_id) AS runs, count(*) AS agents,
+                       sum(messages) AS messages{', ' + sums if sums else ''}
+                FROM {counts.table} GROUP BY {group})
+            SELECT model_label, {"series" if by_series else "NULL::VARCHAR"}, runs, agents, messages
+                   {', ' + shares if shares else ''}
+            FROM g ORDER BY {"series, " if by_series else ""}model_label""").fetchall()
+    finally:
+        if own:
+            counts.drop(con)
+    out = [ModelProfile(r[0], r[1], r[2], r[3], int(r[4]), {f: _nan(v) for f, v in zip(counts.flags, r[5:])})
+           for r in rows]
+    if by_series:
+        out.sort(key=lambda m: (series_key(m.series), m.model_label))
+    return out
+
+
+# ---- similarity -----------------------------------------------------------------------------
+
+def run_similarity_sql(counts: AgentCounts) -> str:
+    """Per run: agents, usable agents (non-zero trait vector), messages, mean pairwise cosine."""
+    idx = [counts.index(f) for f in counts.traits]
+    if not idx:
+        raise UserError("no trait flags to build profiles from (only comp/xref are coded)")
+    s = [f"coalesce({share_sql(i)}, 0)" for i in idx]     # a flag no judge coded counts as 0
+    norm = "sqrt(" + " + ".join(f"({x}) * ({x})" for x in s) + ")"
+    units = ", ".join(f"CASE WHEN norm > 0 THEN ({x}) / norm END AS u{j}" for j, x in enumerate(s))
+    sq = " + ".join(f"sum(u{j}) * sum(u{j})" for j in range(len(idx)))
+    return f"""
+        WITH v AS (SELECT run_id, series, messages, {norm} AS norm, {', '.join(f'{x} AS s{j}' for j, x in enumerate(s))}
+                   FROM {counts.table}),
+        u AS (SELECT run_id, series, messages, norm, {units.replace('(' + s[0] + ')', 's0') if False else units} FROM v)
+        SELECT run_id, any_value(series) AS series, count(*)::INTEGER AS agents,
+               count(*) FILTER (WHERE norm > 0)::INTEGER AS usable, sum(messages)::BIGINT AS messages,
+               CASE WHEN count(*) FILTER (WHERE norm > 0) >= 2 THEN
+                    (({sq}) - count(*) FILTER (WHERE norm > 0))
+                    / (count(*) FILTER (WHERE norm > 0) * (count(*) FILTER (WHERE norm > 0) - 1))::DOUBLE
+               END AS similarity
+        FROM u GROUP BY run_id ORDER BY run_id
+    """
+
+
+def run_similarity(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,
+                   counts: AgentCounts | None = None) -> list[RunSimilarity]:
+    """Mean pairwise cosine similarity of the agents' trait profiles, per coded run."""
+    con = connection(con)
+    counts, own = _counts(con, counts, rule, codebook_id)
+    try:
+        rows = con.execute(run_similarity_sql(counts)).fetchall()
+    finally:
+        if own:
+            counts.drop(con)
+    out = [RunSimilarity(r[0], r[1], r[2], r[3], int(r[4]), _clip(_nan(r[5]))) for r in rows]
+    out.sort(key=lambda x: (series_key(x.series), run_key(x.run_id)))
+    return out
+
+
+def _clip(v: float) -> float:
+    """Rounding can put a cosine a hair outside [-1, 1]; profiles are non-negative, so [0, 1]."""
+    return v if math.isnan(v) else min(1.0, max(0.0, v))
+
+
+def series_similarity(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,
+                      counts: AgentCounts | None = None) -> list[SeriesSimilarity]:
+    """Per series: every finished run's similarity, and n, mean, median, sd, IQR over the runs."""
+    con = connection(con)
+    counts, own = _counts(con, counts, rule, codebook_id)
+    try:
+        runs = run_similarity(con, counts=counts)
+        totals = dict(con.execute("SELECT series, count(*) FROM runs WHERE status <> 'running' "
+                                  "GROUP BY series").fetchall())
+    finally:
+        if own:
+            counts.drop(con)
+    by: dict[str | None, list[RunSimilarity]] = {}
+    for r in runs:
+        by.setdefault(r.series, []).append(r)
+    names = sorted(set(by) | set(totals), key=series_key)
+    return [SeriesSimilarity(s, int(totals.get(s, 0)), len(by.get(s, [])), sum(r.messages for r in by.get(s, [])),
+                             describe(r.similarity for r in by.get(s, [])), by.get(s, []))
+            for s in names]
+
+
+def values_by_series(series: Sequence[SeriesSimilarity]) -> dict[str, list[float]]:
+    """series -> the runs' defined similarity values (what the comparisons test)."""
+    return {s.series: [r.similarity for r in s.values if not math.isnan(r.similarity)]
+            for s in series if s.series is not None}
+
+
+# ---- ordering -------------------------------------------------------------------------------
+
+def natural_key(text: str) -> tuple:
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text) if p)
+
+
+def series_key(series: str | None) -> tuple:
+    """A, B, ..., K1, K2, K10 (natural order); None last."""
+    return (1, ()) if series is None else (0, natural_key(series))
+
+
+def run_key(run_id: str) -> tuple:
+    return natural_key(run_id)

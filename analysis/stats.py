@@ -1,0 +1,235 @@
+"""Statistics for comparing series of runs: cosine similarity, Mann-Whitney U, rank-biserial r,
+a permutation test on the difference of means, and Holm's step-down correction.
+
+Conventions (docs/analysis.md has the full text):
+
+- `mann_whitney(x, y)`: scipy's two-sided test (`method="auto"`: exact for small samples without
+  ties, otherwise the normal approximation with continuity correction). `U` is U1, the statistic
+  of the **first** group: the number of pairs (x_i, y_j) with x_i > y_j, ties counting 1/2.
+- rank-biserial `r = (U1 - U2) / (n1 n2) = 2 U1 / (n1 n2) - 1 = 1 - 2 U2 / (n1 n2)`, i.e.
+  P(x > y) - P(x < y). **r > 0 means the first group's values tend to be larger.** In the default
+  family the first group is always A (the baseline): r > 0 means A's runs are more similar.
+- `permutation_test(x, y)`: two-sided, statistic mean(x) - mean(y); the labels are reshuffled
+  `n_perm` times (numpy, seeded) and `p = (1 + #{|d*| >= |d_obs|}) / (n_perm + 1)` (the +1 counts
+  the observed labelling, so p is never 0 and the test is exact in level).
+- `holm(pvalues)`: Holm-Bonferroni step-down adjusted p-values; NaN p-values are not part of the
+  family (m counts the others) and stay NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+NAN = float("nan")
+
+# The study's comparison family: (first, second, what it tests).
+DEFAULT_COMPARISONS: tuple[tuple[str, str, str], ...] = (
+    ("A", "B", "heterogeneous vs homogeneous (clones)"),
+    ("A", "C", "anonymous vs real model names"),
+    ("A", "K1", "full scaffolding vs no peer list"),
+    ("A", "K2", "full scaffolding vs no identity line"),
+    ("A", "K3", "full scaffolding vs empty system prompt"),
+    ("A", "E", "fixed vs shuffled speaking order"),
+    ("A", "G", "French vs English task"),
+)
+
+
+# ---- similarity -----------------------------------------------------------------------------
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine similarity of two vectors; NaN when either is all zeros."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0 or nb == 0:
+        return NAN
+    return float(np.dot(a, b) / (na * nb))
+
+
+def mean_pairwise_cosine(vectors: Sequence[Sequence[float]]) -> float:
+    """Mean cosine similarity over all pairs of the non-zero vectors (all-zero ones are skipped,
+    as in the study); NaN when fewer than two are left."""
+    usable = [np.asarray(v, dtype=float) for v in vectors if np.linalg.norm(np.asarray(v, dtype=float)) > 0]
+    if len(usable) < 2:
+        return NAN
+    sims = [cosine(usable[i], usable[j]) for i in range(len(usable)) for j in range(i + 1, len(usable))]
+    return float(np.mean(sims))
+
+
+# ---- descriptive ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Summary:
+    """n, mean, median, sample sd (ddof=1), quartiles (linear interpolation, numpy's default)."""
+    n: int
+    mean: float
+    median: float
+    sd: float
+    q1: float
+    q3: float
+    iqr: float
+    min: float
+    max: float
+
+
+def describe(values: Iterable[float]) -> Summary:
+    """Summary of the finite values (NaN/None left out)."""
+    v = clean(values)
+    if v.size == 0:
+        return Summary(0, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN)
+    q1, med, q3 = (float(x) for x in np.percentile(v, [25, 50, 75]))
+    sd = float(np.std(v, ddof=1)) if v.size > 1 else NAN
+    return Summary(int(v.size), float(v.mean()), med, sd, q1, q3, q3 - q1, float(v.min()), float(v.max()))
+
+
+def clean(values: Iterable[float | None]) -> np.ndarray:
+    arr = np.asarray([np.nan if x is None else x for x in values], dtype=float)
+    return arr[np.isfinite(arr)]
+
+
+# ---- tests ----------------------------------------------------------------------------------
+
+def mann_whitney(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """(U1, two-sided p) of scipy.stats.mannwhitneyu(x, y); U1 is the first group's statistic.
+    NaN, NaN when a group is empty."""
+    from scipy.stats import mannwhitneyu
+
+    x, y = clean(x), clean(y)
+    if x.size == 0 or y.size == 0:
+        return NAN, NAN
+    res = mannwhitneyu(x, y, alternative="two-sided")
+    return float(res.statistic), float(res.pvalue)
+
+
+def rank_biserial(u1: float, n1: int, n2: int) -> float:
+    """r = (U1 - U2) / (n1 n2) = 2 U1 / (n1 n2) - 1: positive when the first group tends larger."""
+    if n1 == 0 or n2 == 0 or math.isnan(u1):
+        return NAN
+    return 2.0 * u1 / (n1 * n2) - 1.0
+
+
+def permutation_test(x: Sequence[float], y: Sequence[float], *, n_perm: int = 10000,
+                     seed: int | Sequence[int] = 0, chunk: int = 2000) -> tuple[float, float]:
+    """(mean(x) - mean(y), two-sided Monte Carlo permutation p with the +1 correction).
+
+    Each permutation shuffles the pooled values and splits them into groups of the original sizes.
+    Differences within 1e-12 (relative) of |d_obs| count as at least as extreme (float ties).
+    """
+    x, y = clean(x), clean(y)
+    if x.size == 0 or y.size == 0 or n_perm < 1:
+        return (float(x.mean() - y.mean()) if x.size and y.size else NAN), NAN
+    pooled = np.concatenate([x, y])
+    n1, total = x.size, pooled.sum()
+    observed = float(x.mean() - y.mean())
+    threshold = abs(observed) - 1e-12 * max(1.0, abs(observed))
+    rng = np.random.default_rng(seed)
+    hits, done = 0, 0
+    while done < n_perm:
+        k = min(chunk, n_perm - done)
+        order = rng.random((k, pooled.size)).argsort(axis=1)
+        s1 = pooled[order[:, :n1]].sum(axis=1)
+        diffs = s1 / n1 - (total - s1) / (pooled.size - n1)
+        hits += int(np.count_nonzero(np.abs(diffs) >= threshold))
+        done += k
+    return observed, (hits + 1) / (n_perm + 1)
+
+
+def exact_permutation_p(x: Sequence[float], y: Sequence[float]) -> float:
+    """The exact two-sided permutation p of mean(x) - mean(y), enumerating every split (small n)."""
+    from itertools import combinations
+
+    x, y = clean(x), clean(y)
+    pooled = np.concatenate([x, y])
+    n, n1 = pooled.size, x.size
+    observed = abs(x.mean() - y.mean())
+    threshold = observed - 1e-12 * max(1.0, observed)
+    total = pooled.sum()
+    hits = count = 0
+    for idx in combinations(range(n), n1):
+        s1 = pooled[list(idx)].sum()
+        d = s1 / n1 - (total - s1) / (n - n1)
+        hits += abs(d) >= threshold
+        count += 1
+    return hits / count
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order.
+
+    Sort the m defined p-values ascending, p_(1) <= ... <= p_(m); adjusted
+    p~_(i) = min(1, max_{j <= i} (m - j + 1) p_(j)). NaN inputs stay NaN and do not count in m.
+    """
+    p = [NAN if v is None else float(v) for v in pvalues]
+    defined = sorted((v, i) for i, v in enumerate(p) if not math.isnan(v))
+    m = len(defined)
+    out = [NAN] * len(p)
+    running = 0.0
+    for rank, (v, i) in enumerate(defined):
+        running = max(running, min(1.0, (m - rank) * v))
+        out[i] = running
+    return out
+
+
+# ---- series comparisons ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Comparison:
+    """One series-vs-series comparison of per-run values (e.g. mean pairwise cosine similarity)."""
+    a: str                       # first series (r > 0: a's values tend to be larger)
+    b: str
+    label: str
+    n_a: int
+    n_b: int
+    mean_a: float
+    mean_b: float
+    median_a: float
+    median_b: float
+    diff_mean: float             # mean_a - mean_b
+    u: float                     # Mann-Whitney U1 (of a)
+    p: float                     # Mann-Whitney two-sided p
+    r: float                     # rank-biserial (U1 - U2) / (n_a n_b)
+    p_perm: float                # permutation test on diff_mean, two-sided, +1 corrected
+    p_holm: float = NAN          # Holm over the family, applied to p (Mann-Whitney)
+    p_perm_holm: float = NAN     # Holm over the family, applied to p_perm
+
+
+def default_comparisons(available: Iterable[str]) -> list[tuple[str, str]]:
+    """The study's family, restricted to the pairs whose two series are both present."""
+    have = set(available)
+    return [(a, b) for a, b, _ in DEFAULT_COMPARISONS if a in have and b in have]
+
+
+def comparison_label(a: str, b: str) -> str:
+    for x, y, label in DEFAULT_COMPARISONS:
+        if (x, y) == (a, b):
+            return label
+    return f"{a} vs {b}"
+
+
+def compare_series(values_by_series: Mapping[str, Sequence[float]],
+                   comparisons: Sequence[tuple[str, str]] | None = None, n_perm: int = 10000,
+                   seed: int = 0) -> list[Comparison]:
+    """Compare the per-run values of pairs of series; Holm across the given family.
+
+    `comparisons=None` takes the study's family (`default_comparisons`) among the series present.
+    A pair naming an absent series, or with an empty side, gets NaN statistics and stays out of the
+    Holm family. Each pair's permutation draws come from `default_rng([seed, crc32(a, b)])`, so a
+    pair's p_perm does not depend on which other pairs are in the family.
+    """
+    if comparisons is None:
+        comparisons = default_comparisons(values_by_series)
+    rows: list[Comparison] = []
+    for a, b in comparisons:
+        x, y = clean(values_by_series.get(a, [])), clean(values_by_series.get(b, []))
+        u, p = mann_whitney(x, y)
+        key = zlib.crc32(f"{a}\x1f{b}".encode())
+        diff, p_perm = permutation_test(x, y, n_perm=n_perm, seed=[seed, key])
+        sa, sb = describe(x), describe(y)
+        rows.append(Comparison(a, b, comparison_label(a, b), int(x.size), int(y.size), sa.mean, sb.mean,
+                               sa.median, sb.median, diff, u, p, rank_biserial(u, x.size, y.size), p_perm))
+    adj, adj_perm = holm([c.p for c in rows]), holm([c.p_perm for c in rows])
+    return [Comparison(**{**c.__dict__, "p_holm": h, "p_perm_holm": hp}) for c, h, hp in zip(rows, adj, adj_perm)]
