@@ -298,13 +298,14 @@ def run_similarity_sql(counts: AgentCounts) -> str:
     if not idx:
         raise UserError("no trait flags to build profiles from (only comp/xref are coded)")
     s = [f"coalesce({share_sql(i)}, 0)" for i in idx]     # a flag no judge coded counts as 0
-    norm = "sqrt(" + " + ".join(f"({x}) * ({x})" for x in s) + ")"
-    units = ", ".join(f"CASE WHEN norm > 0 THEN ({x}) / norm END AS u{j}" for j, x in enumerate(s))
+    norm = "sqrt(" + " + ".join(f"s{j} * s{j}" for j in range(len(idx))) + ")"
+    units = ", ".join(f"CASE WHEN norm > 0 THEN s{j} / norm END AS u{j}" for j in range(len(idx)))
     sq = " + ".join(f"sum(u{j}) * sum(u{j})" for j in range(len(idx)))
     return f"""
-        WITH v AS (SELECT run_id, series, messages, {norm} AS norm, {', '.join(f'{x} AS s{j}' for j, x in enumerate(s))}
+        WITH s AS (SELECT run_id, series, messages, {', '.join(f'{x} AS s{j}' for j, x in enumerate(s))}
                    FROM {counts.table}),
-        u AS (SELECT run_id, series, messages, norm, {units.replace('(' + s[0] + ')', 's0') if False else units} FROM v)
+        v AS (SELECT *, {norm} AS norm FROM s),
+        u AS (SELECT run_id, series, messages, norm, {units} FROM v)
         SELECT run_id, any_value(series) AS series, count(*)::INTEGER AS agents,
                count(*) FILTER (WHERE norm > 0)::INTEGER AS usable, sum(messages)::BIGINT AS messages,
                CASE WHEN count(*) FILTER (WHERE norm > 0) >= 2 THEN
