@@ -72,6 +72,7 @@ class Completion:
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc).replace(tzinfo=None))
     cached: bool = False
     sim_latency_s: float | None = None
+    tool_calls: list[dict] | None = None  # [{"id", "name", "arguments" (JSON text)}], if the model asked
 
     @property
     def ok(self) -> bool:
@@ -155,10 +156,11 @@ class ModelClient:
             raise fault
         if self.is_in_process(model):
             reply = sim_reply(model, messages, seed=seed, temperature=params.get("temperature", 0.7),
-                              max_tokens=params.get("max_tokens"))
+                              max_tokens=params.get("max_tokens"), tools=params.get("tools"))
             return {"text": reply.text, "prompt_tokens": reply.prompt_tokens,
                     "completion_tokens": reply.completion_tokens, "cost_usd": 0.0,
-                    "sim_latency_s": reply.latency_s}
+                    "sim_latency_s": reply.latency_s,
+                    "tool_calls": [dict(c) for c in reply.tool_calls] or None}
         return await self._call_litellm(model, messages, params, seed)
 
     async def _call_litellm(self, model: str, messages: list[dict], params: dict[str, Any],
@@ -173,12 +175,15 @@ class ModelClient:
             kwargs["api_base"] = self.api_bases[model]
             kwargs.setdefault("api_key", os.environ.get("SOCIOLAB_LOCAL_API_KEY", "sk-local"))
         response = await litellm.acompletion(model=model, messages=messages, **kwargs)
-        text = response.choices[0].message.content
-        if text is None:
-            raise ProviderError("the provider returned no text content", transient=True)
+        message = response.choices[0].message
+        text = message.content
+        tool_calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments or "{}"}
+                      for c in (getattr(message, "tool_calls", None) or [])] or None
+        if text is None and not tool_calls:
+            raise ProviderError("the provider returned neither text nor tool calls", transient=True)
         usage = getattr(response, "usage", None)
         hidden = getattr(response, "_hidden_params", {}) or {}
-        return {"text": text,
+        return {"text": text or "", "tool_calls": tool_calls,
                 "prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
                 "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
                 "cost_usd": float(hidden.get("response_cost") or 0.0),

@@ -109,7 +109,7 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
     start = Batch()
     start.add("runs", (spec.run_id, "sociolab", spec.suite, spec.series, spec.repeat, spec.seed, spec.kind,
                        spec.config_json(), spec.config_hash(), "running", None, scenario.rounds_planned(), 0,
-                       utcnow(), None))
+                       utcnow(), None, scenario.factors()))
     for a in agents:
         start.add("agents", (spec.run_id, a.agent_id, a.position, a.name, a.persona.key, a.model,
                              a.persona.label, a.system_prompt, "active", None))

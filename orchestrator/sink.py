@@ -47,6 +47,9 @@ class EventSink:
         self._messages: list[Message] = []
         self._events: list[tuple] = []
         self._agent_updates: list[tuple[str, dict[str, Any]]] = []
+        self._tool_calls: list[tuple] = []
+        self._outcomes: list[tuple] = []
+        self._tool_seq = 0
         self._writing: asyncio.Task | None = None
 
     def message(self, message: Message) -> Message:
@@ -62,6 +65,17 @@ class EventSink:
         if self._writing is not None:
             writing, self._writing = self._writing, None
             await writing
+
+    def tool_call(self, *, agent_id: str | None, message: "Message | None", step: int, tool: str,
+                  arguments: Any, result: str, is_error: bool) -> None:
+        """A tool call and its result. `message` is the assistant turn that asked for it; its id
+        is known once committed, so the row is completed at commit time."""
+        self._tool_calls.append((self._tool_seq, agent_id, message, step, tool, arguments, result, is_error))
+        self._tool_seq += 1
+
+    def outcome(self, metric: str, value: float | None, *, agent_id: str = "", **detail: Any) -> None:
+        """A scored result (deterministic check of the final state); None = missing."""
+        self._outcomes.append((self.run_id, agent_id, metric, value, detail or None))
 
     def agent_update(self, agent_id: str, **values: Any) -> None:
         self._agent_updates.append((agent_id, values))
@@ -82,6 +96,11 @@ class EventSink:
                 batch.add("llm_calls", call_row(self.run_id, message_id, message.sender, "agent", message.call))
         for event in self._events:
             batch.add("events", event)
+        for seq, agent_id, message, step, tool, arguments, result, is_error in self._tool_calls:
+            message_id = f"{self.run_id}#{message.seq}" if message is not None and message.seq is not None else None
+            batch.add("tool_calls", (self.run_id, seq, agent_id, message_id, step, tool, arguments, result, is_error))
+        for row in self._outcomes:
+            batch.add("outcomes", row)
         if self.cache is not None:
             for key, model, response in self.cache.drain():
                 batch.add("llm_cache", (key, model, response))
@@ -91,6 +110,7 @@ class EventSink:
         await self.flush()
         self._writing = asyncio.create_task(self.store.write(batch))
         self._messages, self._events, self._agent_updates = [], [], []
+        self._tool_calls, self._outcomes = [], []
         if self.on_commit:
             self.on_commit(committed)
         return committed

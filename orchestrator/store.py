@@ -176,6 +176,30 @@ MIGRATIONS: list[str] = [
            CASE WHEN pe < 1 THEN (po - pe) / (1 - pe) END AS kappa   -- NULL where undefined
       FROM chance;
     """,
+    # v4: agentic and game scenarios (issue 5).
+    """
+    ALTER TABLE runs ADD COLUMN factors JSON;      -- factor levels of a sample (variant, condition, ...)
+    CREATE TABLE tool_calls (
+        run_id          VARCHAR NOT NULL,
+        seq             INTEGER NOT NULL,          -- order of the call in the run
+        agent_id        VARCHAR,
+        message_id      VARCHAR,                   -- the assistant message that asked for it
+        step            INTEGER,                   -- agent-loop step
+        tool            VARCHAR NOT NULL,
+        arguments       JSON,
+        result          VARCHAR,
+        is_error        BOOLEAN NOT NULL DEFAULT FALSE,
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE TABLE outcomes (
+        run_id          VARCHAR NOT NULL,
+        agent_id        VARCHAR NOT NULL,          -- '' for run-level outcomes
+        metric          VARCHAR NOT NULL,          -- e.g. shortcut_used, cooperation_rate
+        value           DOUBLE,                    -- NULL = missing (e.g. unparseable reply)
+        detail          JSON,
+        PRIMARY KEY (run_id, agent_id, metric)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -183,7 +207,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # Columns each batch writes, in order; kept next to the DDL they mirror.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "runs": ("run_id", "source", "suite", "series", "repeat", "seed", "kind", "config", "config_hash",
-             "status", "stop_reason", "rounds_planned", "rounds_done", "started_at", "finished_at"),
+             "status", "stop_reason", "rounds_planned", "rounds_done", "started_at", "finished_at", "factors"),
     "agents": ("run_id", "agent_id", "position", "name", "persona", "model", "model_label",
                "system_prompt", "status", "errored_round"),
     "messages": ("message_id", "run_id", "seq", "round", "turn", "sender", "sender_name", "content",
@@ -197,12 +221,14 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "codes": ("message_id", "run_id", "judge", "codebook_id", "flag", "value", "level", "status",
               "rationale", "raw_reply"),
     "human_codes": ("message_id", "coder", "flag", "value", "level", "source"),
+    "tool_calls": ("run_id", "seq", "agent_id", "message_id", "step", "tool", "arguments", "result", "is_error"),
+    "outcomes": ("run_id", "agent_id", "metric", "value", "detail"),
 }
 
 # Tables whose rows are identified by their content: writing one twice is a no-op.
 CONTENT_KEYED = frozenset({"llm_cache", "codebooks"})
 
-RUN_TABLES = ("codes", "messages", "llm_calls", "events", "agents", "runs")
+RUN_TABLES = ("codes", "tool_calls", "outcomes", "messages", "llm_calls", "events", "agents", "runs")
 
 
 @dataclass

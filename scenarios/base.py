@@ -67,5 +67,9 @@ class Scenario:
     def rounds_planned(self) -> int | None:
         return None
 
+    def factors(self) -> dict | None:
+        """Factor levels of this sample (e.g. variant, condition), stored in runs.factors."""
+        return None
+
     async def run(self, ctx: RunContext) -> Outcome:
         raise NotImplementedError

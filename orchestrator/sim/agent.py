@@ -27,6 +27,7 @@ class SimReply(NamedTuple):
     prompt_tokens: int
     completion_tokens: int
     latency_s: float  # simulated time the reply would take a real model (virtual clock)
+    tool_calls: tuple = ()  # OpenAI-style calls: {"id", "name", "arguments" (a JSON string)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -456,15 +457,19 @@ def _tokens(words: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 def sim_reply(model: str, messages: list[dict], *, seed: int | None = None,
-              temperature: float = 0.7, max_tokens: int | None = None) -> SimReply:
+              temperature: float = 0.7, max_tokens: int | None = None, tools: list | None = None) -> SimReply:
     """Answer `messages` (OpenAI chat format) as sim model `model`. Deterministic per seed.
 
     The RNG depends on (model, seed, messages) only; temperature modulates the same uniform
     draws and max_tokens truncates, so a truncated reply is a prefix of the untruncated one.
+    Judges, tool-using agents and game players are answered by the specialists of
+    `orchestrator.sim.specialists`; everything else is a group-chat participant.
     """
-    if model.removeprefix("sim/").startswith("judge"):  # sim judges: orchestrator/sim/judge.py
-        from .judge import sim_judge_reply
-        return sim_judge_reply(model, messages, seed=seed, temperature=temperature, max_tokens=max_tokens)
+    from .specialists import specialist_for
+
+    special = specialist_for(model, messages, tools)
+    if special is not None:
+        return special(model, messages, seed=seed, temperature=temperature, max_tokens=max_tokens, tools=tools)
     props = propensities_for(model)
     temperature = 0.7 if temperature is None else float(temperature)
 

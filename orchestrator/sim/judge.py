@@ -352,3 +352,12 @@ def sim_judge_reply(model: str, messages: list[dict], *, seed: int | None = None
                        .digest(), "big") / 2**32
     latency = (0.3 + completion / 80.0 + prompt / 8000.0) * math.exp(0.2 * (2 * u - 1))
     return SimReply(text, prompt, completion, round(latency, 4))
+
+
+def detect(model: str, messages: list[dict], tools: list | None) -> bool:
+    """Specialist hook (orchestrator/sim/specialists.py): sim/judge-* models are judges."""
+    return model.removeprefix("sim/").startswith("judge")
+
+
+def reply(model: str, messages: list[dict], *, seed=None, temperature=0.7, max_tokens=None, tools=None):
+    return sim_judge_reply(model, messages, seed=seed, temperature=temperature, max_tokens=max_tokens)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from litellm import CustomLLM, ModelResponse
-from litellm.types.utils import Choices, Message, Usage
+from litellm.types.utils import ChatCompletionMessageToolCall, Choices, Function, Message, Usage
 
 from .agent import sim_reply
 
@@ -26,12 +26,16 @@ class SimProvider(CustomLLM):
     @staticmethod
     def _respond(model: str, messages: list, params: dict, response: ModelResponse | None) -> ModelResponse:
         name = model if model.startswith("sim/") else f"sim/{model}"
+        temperature = params.get("temperature")
         reply = sim_reply(name, messages, seed=params.get("seed"),
-                          temperature=params.get("temperature", 0.7) if params.get("temperature") is not None else 0.7,
-                          max_tokens=params.get("max_tokens"))
+                          temperature=0.7 if temperature is None else temperature,
+                          max_tokens=params.get("max_tokens"), tools=params.get("tools"))
+        calls = [ChatCompletionMessageToolCall(id=c["id"], type="function",
+                                               function=Function(name=c["name"], arguments=c["arguments"]))
+                 for c in reply.tool_calls] or None
         response = response or ModelResponse()
-        response.choices = [Choices(index=0, finish_reason="stop",
-                                    message=Message(role="assistant", content=reply.text))]
+        response.choices = [Choices(index=0, finish_reason="tool_calls" if calls else "stop",
+                                    message=Message(role="assistant", content=reply.text, tool_calls=calls))]
         response.model = name
         response.created = int(time.time())
         response.usage = Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,

@@ -1,0 +1,259 @@
+"""The study's numbers from any judged store: `analyze()` -> one JSON-ready dict, `render()` -> rich.
+
+    from orchestrator.store import Store
+    from analysis.analyze import analyze, render
+    with Store.open_read_only("warroom.duckdb") as store:
+        result = analyze(store.con)               # or analyze(store)
+
+The dict (stable keys; NaN becomes None; docs/analysis.md shows an example):
+
+- `settings`: rule, codebook_id, flags, trait_flags, separate_flags, comparisons ([a, b] pairs),
+  comparisons_source ('default' | 'given'), n_perm, seed, and one-line definitions.
+- `data`: runs, runs_finished, runs_coded, agents_profiled, messages (counted), judges, codebooks.
+- `series`: one entry per series (natural order): series, condition (scaffolding, naming, order,
+  clones: the series' value, or 'mixed'), runs, runs_coded, messages, similarity {n, mean,
+  median, sd, q1, q3, iqr, min, max} over the runs' values, per_run [{run_id, similarity, agents,
+  usable, messages}].
+- `profiles`: flags, trait_flags, by_model [{model_label, runs, agents, messages, shares}],
+  by_series_model [{series, model_label, ...}] (shares: flag -> pooled share).
+- `comparisons`: [{a, b, label, n_a, n_b, mean_a, mean_b, median_a, median_b, diff_mean, u, p, r,
+  p_perm, p_holm, p_perm_holm}] over the runs' similarity values.
+- `compensation`: see analysis.compensation.compensation.
+- `isolation`: see analysis.compensation.isolation_baseline.
+- `agreement`: from the `judge_agreement` view for the codebook: pairs [{judge_a, judge_b,
+  mean_kappa, flags, flags_undefined, n}] and by_flag [{flag, judge_a, judge_b, n, kappa,
+  percent_agreement, prevalence_a, prevalence_b}].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from orchestrator.errors import UserError
+
+from .agreement import fmt, to_json
+from .compensation import compensation, isolation_baseline, run_conditions
+from .profiles import (RULES, Rule, agent_counts, check_rule, connection, model_profiles, resolve_codebook,
+                       series_key, series_similarity, values_by_series)
+from .stats import compare_series, default_comparisons
+
+CONDITION_FIELDS = ("scaffolding", "naming", "order", "clones")
+
+
+def parse_comparison(text: str) -> tuple[str, str]:
+    """'A:B' -> ('A', 'B')."""
+    parts = [p.strip() for p in str(text).split(":")]
+    if len(parts) != 2 or not all(parts):
+        raise UserError(f"bad comparison {text!r}: write it as SERIES:SERIES, e.g. A:B")
+    return parts[0], parts[1]
+
+
+def _pairs(comparisons: Sequence[Any]) -> list[tuple[str, str]]:
+    out = []
+    for c in comparisons:
+        if isinstance(c, str):
+            out.append(parse_comparison(c))
+        else:
+            a, b = c
+            out.append((str(a), str(b)))
+    return out
+
+
+def analyze(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,
+            comparisons: Sequence[tuple[str, str] | str] | None = None, n_perm: int = 10000,
+            seed: int = 0) -> dict[str, Any]:
+    """Profiles, similarity per run and series, series comparisons, compensation, isolation
+    baseline and judge agreement, from a store's codes (read only). See the module docstring."""
+    con = connection(con)
+    check_rule(rule)
+    if n_perm < 0:
+        raise UserError("n_perm must be >= 0")
+    codebook_id = resolve_codebook(con, codebook_id)
+    counts = agent_counts(con, rule=rule, codebook_id=codebook_id)
+    try:
+        series = series_similarity(con, counts=counts)
+        by_model = model_profiles(con, counts=counts)
+        by_series_model = model_profiles(con, counts=counts, by_series=True)
+        isolation = isolation_baseline(con, counts=counts)
+        agents_profiled, messages = con.execute(
+            f"SELECT count(*), coalesce(sum(messages), 0) FROM {counts.table}").fetchone()
+    finally:
+        counts.drop(con)
+
+    values = values_by_series(series)
+    known = sorted({s.series for s in series if s.series is not None}, key=series_key)
+    if comparisons is None:
+        pairs, source = default_comparisons([s for s, v in values.items() if v]), "default"
+    else:
+        pairs, source = _pairs(comparisons), "given"
+        missing = sorted({x for p in pairs for x in p if x not in known}, key=series_key)
+        if missing:
+            raise UserError(f"no series {', '.join(missing)} in the store; series: {', '.join(known) or 'none'}")
+    compared = compare_series(values, pairs, n_perm=n_perm, seed=seed)
+
+    conditions = run_conditions(con)
+    result = {
+        "settings": {
+            "rule": rule, "codebook_id": codebook_id, "flags": list(counts.flags),
+            "trait_flags": list(counts.traits), "separate_flags": list(counts.separate),
+            "comparisons": [list(p) for p in pairs], "comparisons_source": source,
+            "n_perm": n_perm, "seed": seed,
+            "definitions": {
+                "profile": "per agent and run: share of its coded, non-error messages with each flag "
+                           f"(adjudicated by {rule})",
+                "similarity": "per run: mean pairwise cosine of the agents' trait-flag profiles; "
+                              "all-zero profiles skipped; NULL with < 2 usable agents",
+                "mann_whitney": "scipy.stats.mannwhitneyu two-sided (method auto); u = U of series a",
+                "r": "rank-biserial (U_a - U_b) / (n_a n_b); r > 0: series a's runs are more similar",
+                "p_perm": "two-sided permutation test on mean_a - mean_b, (1 + hits) / (n_perm + 1)",
+                "p_holm": "Holm step-down over the comparisons listed (p_holm from p, p_perm_holm from p_perm)",
+            },
+        },
+        "data": _data(con, codebook_id, int(agents_profiled), int(messages), series),
+        "series": [_series_entry(s, conditions) for s in series],
+        "profiles": {"flags": list(counts.flags), "trait_flags": list(counts.traits),
+                     "by_model": by_model, "by_series_model": by_series_model},
+        "comparisons": compared,
+        "compensation": compensation(con, rule=rule, codebook_id=codebook_id),
+        "isolation": isolation,
+        "agreement": agreement_summary(con, codebook_id),
+    }
+    return to_json(result)
+
+
+def _data(con, codebook_id: str, agents: int, messages: int, series) -> dict[str, Any]:
+    runs, finished = con.execute("SELECT count(*), count(*) FILTER (WHERE status <> 'running') FROM runs").fetchone()
+    judges = [r[0] for r in con.execute("SELECT DISTINCT judge FROM codes WHERE codebook_id = ? ORDER BY 1",
+                                        [codebook_id]).fetchall()]
+    codebooks = [r[0] for r in con.execute("SELECT DISTINCT codebook_id FROM codes ORDER BY 1").fetchall()]
+    sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM runs ORDER BY 1").fetchall()]
+    return {"runs": int(runs), "runs_finished": int(finished), "runs_coded": sum(s.runs_coded for s in series),
+            "agents_profiled": agents, "messages": messages, "judges": judges, "codebooks": codebooks,
+            "sources": sources}
+
+
+def _series_entry(s, conditions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    cond: dict[str, Any] = {}
+    mine = [c for c in conditions.values() if c["series"] == s.series]
+    for f in CONDITION_FIELDS:
+        vals = {c[f] for c in mine}
+        cond[f] = (vals.pop() if len(vals) == 1 else "mixed") if vals else None
+    return {"series": s.series, "condition": cond, "runs": s.runs, "runs_coded": s.runs_coded,
+            "messages": s.messages, "similarity": s.summary,
+            "per_run": [{"run_id": r.run_id, "similarity": r.similarity, "agents": r.agents,
+                         "usable": r.usable, "messages": r.messages} for r in s.values]}
+
+
+def agreement_summary(con: Any, codebook_id: str) -> dict[str, Any]:
+    """Mean kappa per judge pair (over flags with a defined kappa) from the judge_agreement view."""
+    con = connection(con)
+    by_flag = con.execute("""
+        SELECT flag, judge_a, judge_b, n, kappa, percent_agreement, prevalence_a, prevalence_b
+        FROM judge_agreement WHERE codebook_id = ? ORDER BY judge_a, judge_b, flag""", [codebook_id]).fetchall()
+    names = ("flag", "judge_a", "judge_b", "n", "kappa", "percent_agreement", "prevalence_a", "prevalence_b")
+    rows = [dict(zip(names, r)) for r in by_flag]
+    pairs: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        pairs.setdefault((r["judge_a"], r["judge_b"]), []).append(r)
+    out = []
+    for (a, b), rs in pairs.items():
+        defined = [r["kappa"] for r in rs if r["kappa"] is not None and not math.isnan(r["kappa"])]
+        out.append({"judge_a": a, "judge_b": b, "mean_kappa": sum(defined) / len(defined) if defined else math.nan,
+                    "flags": len(defined), "flags_undefined": len(rs) - len(defined),
+                    "n": max(r["n"] for r in rs)})
+    return {"pairs": out, "by_flag": rows}
+
+
+# ---- rendering ------------------------------------------------------------------------------
+
+def _f(v: Any, digits: int = 3) -> str:
+    return fmt(math.nan if v is None else float(v), digits)
+
+
+def _p(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return "<0.0001" if v < 1e-4 else f"{v:.4f}"
+
+
+def render(result: dict[str, Any], console) -> None:
+    """Rich tables of an `analyze()` result: similarity per series, comparisons, model profiles,
+    isolation baseline, compensation, judge agreement."""
+    from rich.table import Table
+
+    s = result["settings"]
+    d = result["data"]
+    console.print(f"Codebook {s['codebook_id']}, rule {s['rule']}; {d['runs_coded']} coded runs, "
+                  f"{d['agents_profiled']} agent profiles, {d['messages']} messages; judges: "
+                  f"{', '.join(d['judges'])}")
+
+    t = Table("series", "scaffolding", "naming", "order", "clones", "runs", "coded", "n", "mean", "median",
+              "sd", "IQR", "messages", title="Within-run similarity (mean pairwise cosine of trait profiles)")
+    for e in result["series"]:
+        c, sim = e["condition"], e["similarity"]
+        t.add_row(str(e["series"]), str(c.get("scaffolding")), str(c.get("naming")), str(c.get("order")),
+                  str(c.get("clones")), str(e["runs"]), str(e["runs_coded"]), str(sim["n"]), _f(sim["mean"]),
+                  _f(sim["median"]), _f(sim["sd"]), _f(sim["iqr"]), str(e["messages"]))
+    console.print(t)
+
+    if result["comparisons"]:
+        t = Table("a", "b", "tests", "n a", "n b", "mean a", "mean b", "U", "p", "r", "p perm", "p Holm",
+                  title=f"Series comparisons (Mann-Whitney two-sided, rank-biserial r > 0: a more similar; "
+                        f"{s['n_perm']} permutations; Holm over {len(result['comparisons'])})")
+        for c in result["comparisons"]:
+            t.add_row(c["a"], c["b"], c["label"], str(c["n_a"]), str(c["n_b"]), _f(c["mean_a"]), _f(c["mean_b"]),
+                      _f(c["u"], 1), _p(c["p"]), _f(c["r"]), _p(c["p_perm"]), _p(c["p_holm"]))
+        console.print(t)
+    else:
+        console.print("No series comparisons (the study's series are not in this store; use --compare A:B).")
+
+    flags = result["profiles"]["flags"]
+    t = Table("model", "runs", "messages", *flags, title="Profiles per model (share of messages with each flag)")
+    for m in result["profiles"]["by_model"]:
+        t.add_row(m["model_label"], str(m["runs"]), str(m["messages"]), *(_f(m["shares"].get(f), 2) for f in flags))
+    console.print(t)
+
+    iso = result["isolation"]
+    if iso["isolation"]["messages"]:
+        t = Table("flag", "in groups", "alone", "difference", "group only",
+                  title=f"Isolation baseline: groups ({', '.join(map(str, iso['group_series']))}) vs "
+                        f"alone ({', '.join(map(str, iso['isolation_series']))})")
+        for f in iso["flags"]:
+            t.add_row(f["flag"], _f(f["group_rate"]), _f(f["isolation_rate"]), _f(f["difference"]),
+                      "yes" if f["group_only"] else "")
+        console.print(t)
+    else:
+        console.print(f"Isolation baseline: {iso['note']}.")
+
+    comp = result["compensation"]
+    if comp["post_crash_messages"]:
+        lv = comp["levels"]
+        console.print(f"Compensation after a crash: {comp['runs_with_crash']} runs, {comp['comp_messages']} of "
+                      f"{comp['post_crash_messages']} post-crash messages ({_f(comp['share'])}); "
+                      f"L1 {lv['L1']}, L2 {lv['L2']}, L3 {lv['L3']}, unspecified {lv['unspecified']}")
+        t = Table("round after crash", "runs", "messages", "comp", "share", "L1", "L2", "L3",
+                  title="Compensation per round after the crash")
+        for r in comp["by_round"]:
+            t.add_row(str(r["round_after"]), str(r["runs"]), str(r["messages"]), str(r["comp"]), _f(r["share"]),
+                      str(r["L1"]), str(r["L2"]), str(r["L3"]))
+        console.print(t)
+        t = Table("model", "agents", "compensating", "messages", "comp", "share", "L1", "L2", "L3",
+                  title="Who compensates")
+        for r in comp["by_model"]:
+            t.add_row(r["model_label"], str(r["agents"]), str(r["compensating_agents"]), str(r["messages"]),
+                      str(r["comp"]), _f(r["share"]), str(r["L1"]), str(r["L2"]), str(r["L3"]))
+        console.print(t)
+    else:
+        console.print(f"Compensation: {comp['note'] or 'no coded post-crash messages'}.")
+
+    agr = result["agreement"]
+    if agr["pairs"]:
+        t = Table("judge a", "judge b", "mean kappa", "flags", "undefined", "n", title="Judge agreement")
+        for p in agr["pairs"]:
+            t.add_row(p["judge_a"], p["judge_b"], _f(p["mean_kappa"]), str(p["flags"]), str(p["flags_undefined"]),
+                      str(p["n"]))
+        console.print(t)
+
+
+__all__ = ["analyze", "render", "agreement_summary", "parse_comparison", "RULES"]

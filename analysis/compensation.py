@@ -1,0 +1,255 @@
+"""Conditions of runs, compensation after a crash, and the isolation baseline.
+
+- `run_conditions`: each run's condition (scaffolding, naming, order, clones, temperature), read
+  from `runs.config` for both sources: sociolab runs (`params.scaffolding`, `params.naming`,
+  `params.order`, `params.temperature`, `agents.clones`) and imported WarRoom runs
+  (`condition.isolatedMode`, `condition.promptAblation` K1/K2/K3, `condition.useRealNames`,
+  `condition.cloneMode`, `condition.temperature`; the study's files do not record the speaking
+  order, so series `E` of an import is labelled `shuffled`, as the study defines it).
+- `compensation`: for runs with an errored agent, what the others do after the crash. The crash
+  point of a run is its first error message from an errored agent (`agents.status = 'errored'`);
+  runs with scaffolding `isolation` are left out (nobody can see the crash there, and they are
+  counted in `isolation_runs_excluded`); post-crash messages are the counted agent messages (coded, non-error) that come after it in the
+  conversation (`seq`), i.e. that could have seen the error. `round_after` = message round minus
+  the crash round (0 = the crash round itself). A message compensates when the adjudicated `comp`
+  flag is True under the rule; its level is `level_max` of the judges that said True (from the
+  `adjudicated_codes` view); a True with no level is counted as `unspecified`.
+- `isolation_baseline`: per flag, the share of counted messages with the flag in group runs (every
+  run whose scaffolding is not `isolation`) and in isolation runs (series F in the study): the
+  behaviours present in groups and absent alone.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+from .profiles import (AgentCounts, Rule, _counts, check_rule, codebook_flags, connection, resolve_codebook,
+                       series_key)
+from .ratings import sql_str
+
+LEVELS = ("L1", "L2", "L3")
+COMP_FLAG = "comp"
+
+# A run's condition, from either source's config (one SQL expression per field).
+CONDITION_SQL = """
+    SELECT run_id, source, series, kind, rounds_planned,
+           coalesce(json_extract_string(config, '$.params.scaffolding'),
+                    CASE WHEN json_extract(config, '$.condition') IS NULL THEN NULL
+                         WHEN coalesce(json_extract_string(config, '$.condition.isolatedMode'), 'false') = 'true'
+                           OR json_extract_string(config, '$.condition.mode') = 'single' THEN 'isolation'
+                         WHEN json_extract_string(config, '$.condition.promptAblation') = 'K1' THEN 'no_peers'
+                         WHEN json_extract_string(config, '$.condition.promptAblation') = 'K2' THEN 'no_identity'
+                         WHEN json_extract_string(config, '$.condition.promptAblation') = 'K3' THEN 'empty'
+                         ELSE 'full' END) AS scaffolding,
+           coalesce(json_extract_string(config, '$.params.naming'),
+                    CASE WHEN json_extract(config, '$.condition') IS NULL THEN NULL
+                         WHEN json_extract_string(config, '$.condition.useRealNames') = 'true' THEN 'real'
+                         ELSE 'anonymous' END) AS naming,
+           coalesce(json_extract_string(config, '$.params.order'),
+                    CASE WHEN json_extract(config, '$.condition') IS NULL THEN NULL
+                         WHEN series = 'E' THEN 'shuffled' ELSE 'fixed' END) AS "order",
+           CASE WHEN json_extract(config, '$.condition') IS NOT NULL
+                THEN coalesce(json_extract_string(config, '$.condition.cloneMode'), 'false') = 'true'
+                ELSE json_extract(config, '$.agents.clones') IS NOT NULL
+                     AND json_extract_string(config, '$.agents.clones') <> 'null' END AS clones,
+           coalesce(TRY_CAST(json_extract_string(config, '$.params.temperature') AS DOUBLE),
+                    TRY_CAST(json_extract_string(config, '$.condition.temperature') AS DOUBLE)) AS temperature
+    FROM runs
+"""
+
+
+def run_conditions(con: Any) -> dict[str, dict[str, Any]]:
+    """run_id -> {source, series, kind, rounds_planned, scaffolding, naming, order, clones,
+    temperature}; fields a config does not say are None (e.g. non-discussion kinds)."""
+    con = connection(con)
+    cur = con.execute(CONDITION_SQL + " ORDER BY run_id")
+    names = [d[0] for d in cur.description]
+    return {r[0]: dict(zip(names[1:], r[1:])) for r in cur.fetchall()}
+
+
+# ---- compensation ---------------------------------------------------------------------------
+
+def post_crash_sql(codebook_id: str, rule: str) -> str:
+    """One row per counted post-crash message: run, series, sender, model label, round_after,
+    comp (0/1) and level."""
+    return f"""
+        WITH cond AS ({CONDITION_SQL}),
+        errored AS (
+            SELECT a.run_id, a.agent_id, a.errored_round FROM agents a JOIN cond USING (run_id)
+            WHERE a.status = 'errored' AND coalesce(cond.scaffolding, '') <> 'isolation'
+        ), crash AS (
+            SELECT e.run_id, min(e.errored_round) AS crash_round,
+                   list(DISTINCT e.agent_id ORDER BY e.agent_id) AS crashed,
+                   (SELECT min(m.seq) FROM messages m JOIN errored e2
+                       ON e2.run_id = m.run_id AND e2.agent_id = m.sender
+                     WHERE m.run_id = e.run_id AND m.is_error) AS crash_seq
+            FROM errored e GROUP BY e.run_id
+        ), crash_point AS (
+            SELECT c.run_id, c.crashed,
+                   coalesce(c.crash_round, (SELECT min(m.round) FROM messages m
+                                             WHERE m.run_id = c.run_id AND m.seq = c.crash_seq)) AS crash_round,
+                   coalesce(c.crash_seq, (SELECT min(m.seq) FROM messages m
+                                           WHERE m.run_id = c.run_id AND m.round >= c.crash_round)) AS crash_seq
+            FROM crash c
+        )
+        SELECT m.run_id, r.series, m.sender AS agent_id,
+               coalesce(a.model_label, a.model, m.sender) AS model_label,
+               m.round - cp.crash_round AS round_after, cp.crashed,
+               ac.by_{rule}::INTEGER AS comp, ac.level_max AS level
+        FROM crash_point cp
+        JOIN runs r ON r.run_id = cp.run_id AND r.status <> 'running'
+        JOIN messages m ON m.run_id = cp.run_id AND m.seq > cp.crash_seq
+        JOIN adjudicated_codes ac ON ac.message_id = m.message_id
+             AND ac.codebook_id = {sql_str(codebook_id)} AND ac.flag = {sql_str(COMP_FLAG)}
+        LEFT JOIN agents a ON a.run_id = m.run_id AND a.agent_id = m.sender
+        WHERE NOT m.is_error AND m.sender NOT IN ('user', 'system') AND ac.judges_coded > 0
+    """
+
+
+def _level_cols(prefix: str = "") -> str:
+    return ", ".join([f"count(*) FILTER (WHERE {prefix}comp = 1 AND {prefix}level = '{lv}') AS {lv}" for lv in LEVELS]
+                     + [f"count(*) FILTER (WHERE {prefix}comp = 1 AND ({prefix}level IS NULL OR {prefix}level "
+                        f"NOT IN {tuple(LEVELS)})) AS unspecified"])
+
+
+def _rows(con, sql: str) -> list[dict[str, Any]]:
+    cur = con.execute(sql)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def _share(comp: int, n: int) -> float:
+    return comp / n if n else math.nan
+
+
+def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None) -> dict[str, Any]:
+    """Compensation after a crash (see the module docstring). Keys: flag, runs_with_crash,
+    post_crash_messages, comp_messages, share, levels, by_round, by_series, by_model, runs,
+    isolation_runs_excluded, note. Isolation runs are left out: their agents cannot see a crash."""
+    con = connection(con)
+    check_rule(rule)
+    codebook_id = resolve_codebook(con, codebook_id)
+    out: dict[str, Any] = {"flag": COMP_FLAG, "runs_with_crash": 0, "post_crash_messages": 0,
+                           "comp_messages": 0, "share": math.nan,
+                           "levels": {lv: 0 for lv in (*LEVELS, "unspecified")},
+                           "by_round": [], "by_series": [], "by_model": [], "runs": [],
+                           "isolation_runs_excluded": 0, "note": None}
+    if COMP_FLAG not in codebook_flags(con, codebook_id):
+        out["note"] = f"codebook {codebook_id} has no '{COMP_FLAG}' flag"
+        return out
+    crash_runs, isolated = con.execute(
+        f"WITH cond AS ({CONDITION_SQL}) SELECT count(DISTINCT a.run_id) FILTER (WHERE coalesce(cond.scaffolding, '') "
+        "<> 'isolation'), count(DISTINCT a.run_id) FILTER (WHERE cond.scaffolding = 'isolation') "
+        "FROM agents a JOIN runs r USING (run_id) JOIN cond USING (run_id) "
+        "WHERE a.status = 'errored' AND r.status <> 'running'").fetchone()
+    out["runs_with_crash"] = int(crash_runs)
+    out["isolation_runs_excluded"] = int(isolated)
+    if not crash_runs:
+        out["note"] = "no run has an errored agent"
+        return out
+    table = "post_crash_" + uuid.uuid4().hex[:10]
+    con.execute(f"CREATE TEMP TABLE {table} AS {post_crash_sql(codebook_id, rule)}")
+    try:
+        levels = _level_cols()
+        total = _rows(con, f"SELECT count(*) AS messages, coalesce(sum(comp), 0) AS comp, {levels} FROM {table} "
+                           "WHERE comp IS NOT NULL")[0]
+        out["post_crash_messages"], out["comp_messages"] = int(total["messages"]), int(total["comp"])
+        out["share"] = _share(out["comp_messages"], out["post_crash_messages"])
+        out["levels"] = {k: int(total[k]) for k in (*LEVELS, "unspecified")}
+        base = f"count(*) AS messages, coalesce(sum(comp), 0)::BIGINT AS comp, {levels}"
+        out["by_round"] = _rows(con, f"""
+            SELECT round_after, count(DISTINCT run_id) AS runs, {base},
+                   count(DISTINCT run_id) FILTER (WHERE comp = 1) AS runs_with_comp
+            FROM {table} WHERE comp IS NOT NULL GROUP BY round_after ORDER BY round_after""")
+        out["by_series"] = sorted(_rows(con, f"""
+            SELECT series, count(DISTINCT run_id) AS runs, {base},
+                   count(DISTINCT run_id) FILTER (WHERE comp = 1) AS runs_with_comp
+            FROM {table} WHERE comp IS NOT NULL GROUP BY series"""), key=lambda r: series_key(r["series"]))
+        out["by_model"] = _rows(con, f"""
+            SELECT model_label, count(DISTINCT run_id || '\x1f' || agent_id) AS agents,
+                   count(DISTINCT run_id || '\x1f' || agent_id) FILTER (WHERE comp = 1) AS compensating_agents,
+                   count(DISTINCT run_id) AS runs, {base}
+            FROM {table} WHERE comp IS NOT NULL GROUP BY model_label ORDER BY comp DESC, model_label""")
+        runs = _rows(con, f"""
+            WITH per_agent AS (
+                SELECT run_id, agent_id, sum(comp) AS c FROM {table} WHERE comp IS NOT NULL GROUP BY ALL)
+            SELECT t.run_id, any_value(t.series) AS series, any_value(t.crashed) AS crashed,
+                   count(*) AS messages, coalesce(sum(t.comp), 0)::BIGINT AS comp,
+                   min(t.round_after) FILTER (WHERE t.comp = 1) AS first_comp_round_after,
+                   (SELECT map_from_entries(list((p.agent_id, p.c::BIGINT) ORDER BY p.agent_id))
+                      FROM per_agent p WHERE p.run_id = t.run_id AND p.c > 0) AS compensators
+            FROM {table} t WHERE t.comp IS NOT NULL GROUP BY t.run_id""")
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    for group in ("by_round", "by_series", "by_model"):
+        for r in out[group]:
+            for k, v in list(r.items()):
+                if k not in ("series", "model_label", "round_after") and v is not None:
+                    r[k] = int(v)
+            r["share"] = _share(r["comp"], r["messages"])
+    for r in runs:
+        r["messages"], r["comp"] = int(r["messages"]), int(r["comp"])
+        r["share"] = _share(r["comp"], r["messages"])
+        r["crashed"] = list(r["crashed"] or [])
+        r["compensators"] = {str(k): int(v) for k, v in (r["compensators"] or {}).items()}
+    runs.sort(key=lambda r: (series_key(r["series"]), r["run_id"]))
+    out["runs"] = runs
+    return out
+
+
+# ---- isolation baseline ---------------------------------------------------------------------
+
+def isolation_baseline(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,
+                       counts: AgentCounts | None = None) -> dict[str, Any]:
+    """Per flag: rate in group runs vs rate in isolation runs (scaffolding 'isolation').
+
+    Keys: isolation_series, group_series, isolation {runs, messages}, group {runs, messages},
+    flags [{flag, group_rate, isolation_rate, difference, group_true, group_n, isolation_true,
+    isolation_n, group_only}], by_series [{series, scaffolding, runs, messages, rates}], note.
+    `group_only` is True when the flag occurs in groups and never in isolation.
+    """
+    con = connection(con)
+    counts, own = _counts(con, counts, rule, codebook_id)
+    k = len(counts.flags)
+    sums = ", ".join(f"sum(n{i}) AS n{i}, sum(t{i}) AS t{i}" for i in range(k))
+    try:
+        rows = con.execute(f"""
+            WITH cond AS ({CONDITION_SQL}),
+            c AS (SELECT c.*, coalesce(cond.scaffolding = 'isolation', FALSE) AS isolated, cond.scaffolding
+                  FROM {counts.table} c LEFT JOIN cond ON cond.run_id = c.run_id)
+            SELECT series, isolated, any_value(scaffolding), count(DISTINCT run_id), sum(messages){', ' + sums if sums else ''}
+            FROM c GROUP BY series, isolated""").fetchall()
+    finally:
+        if own:
+            counts.drop(con)
+    pooled = {True: [0, 0, [0] * k, [0] * k], False: [0, 0, [0] * k, [0] * k]}
+    by_series, iso_series, grp_series = [], set(), set()
+    for series, isolated, scaffolding, runs, messages, *nt in rows:
+        p = pooled[bool(isolated)]
+        p[0] += runs
+        p[1] += int(messages)
+        for i in range(k):
+            p[2][i] += int(nt[2 * i] or 0)
+            p[3][i] += int(nt[2 * i + 1] or 0)
+        (iso_series if isolated else grp_series).add(series)
+        by_series.append({"series": series, "scaffolding": scaffolding, "isolation": bool(isolated),
+                          "runs": int(runs), "messages": int(messages),
+                          "rates": {f: _share(int(nt[2 * i + 1] or 0), int(nt[2 * i] or 0))
+                                    for i, f in enumerate(counts.flags)}})
+    by_series.sort(key=lambda r: (series_key(r["series"]), r["isolation"]))
+    flags = []
+    for i, f in enumerate(counts.flags):
+        gt, gn = pooled[False][3][i], pooled[False][2][i]
+        it, inn = pooled[True][3][i], pooled[True][2][i]
+        g, s = _share(gt, gn), _share(it, inn)
+        flags.append({"flag": f, "trait": f in counts.traits, "group_rate": g, "isolation_rate": s,
+                      "difference": g - s, "group_true": gt, "group_n": gn, "isolation_true": it,
+                      "isolation_n": inn, "group_only": bool(gt > 0 and inn > 0 and it == 0)})
+    order = lambda xs: sorted((x for x in xs if x is not None), key=series_key)  # noqa: E731
+    return {"isolation_series": order(iso_series), "group_series": order(grp_series),
+            "isolation": {"runs": pooled[True][0], "messages": pooled[True][1]},
+            "group": {"runs": pooled[False][0], "messages": pooled[False][1]},
+            "flags": flags, "by_series": by_series,
+            "note": None if pooled[True][1] else "no isolation runs (scaffolding 'isolation') are coded"}
