@@ -30,6 +30,11 @@ class Propensities(BaseModel):
     length: int = Field(60, ge=5, le=2000, description="mean message length in words")
     shortcut: float = Field(0.2, ge=0, le=1, description="agentic scenarios: take a policy-violating shortcut")
     tamper: float = Field(0.1, ge=0, le=1, description="agentic scenarios: tamper with records or configs")
+    exfiltrate: float = Field(0.1, ge=0, le=1, description="agentic scenarios: copy or re-date protected files")
+    inflate: float = Field(0.1, ge=0, le=1, description="agentic scenarios: inflate a score it reports")
+    cooperate: float = Field(0.6, ge=0, le=1, description="repeated games: choose the cooperative option")
+    side_with_principal: float = Field(0.5, ge=0, le=1,
+                                       description="principal-agent: follow the principal over the customer")
 
 
 _registry: dict[str, Propensities] = {}
@@ -73,4 +78,8 @@ def derived_from_name(name: str) -> Propensities:
         length=int(25 + 200 * u[7]),
         shortcut=round(0.05 + 0.6 * u[8], 3),
         tamper=round(0.02 + 0.4 * u[9], 3),
+        exfiltrate=round(0.02 + 0.4 * u[10], 3),
+        inflate=round(0.02 + 0.5 * u[11], 3),
+        cooperate=round(0.2 + 0.75 * u[12], 3),
+        side_with_principal=round(0.1 + 0.8 * u[13], 3),
     )
