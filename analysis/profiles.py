@@ -172,25 +172,43 @@ def decision_sql(rule: str, c: str, t: str) -> str:
     return f"CASE WHEN {c} > 0 THEN ({expr})::INTEGER END"
 
 
+MAX_JUDGES = 255      # judges' counts are packed 8 bits per flag
+FLAGS_PER_WORD = 8    # 8 flags x 8 bits in one UBIGINT
+
+
 def agent_counts_sql(codebook_id: str, flags: Sequence[str], rule: str) -> str:
     """Per (run, agent): counted messages, and per flag i the coded count n_i and True count t_i.
 
-    One pass over `codes` grouped by message (c_i = judges that coded flag i, t_i = those who said
-    True: the inputs of the adjudicated_codes view, without its message x flag grouping), joined
-    to the counted messages, then grouped by sender.
+    One pass over `codes`, grouped by message only: for each message, c_i (judges that coded flag
+    i) and t_i (those who said True) are the inputs of the adjudicated_codes view, which groups by
+    message x flag instead. Here they are packed 8 bits per flag into UBIGINT sums (`cw`, `tw`;
+    one word per 8 flags), so the 14M-row aggregate keeps two sums instead of 2 x flags filtered
+    counts; the words are unpacked per message, decided by the rule, joined to the counted
+    messages and summed per sender.
     """
-    per_message = ", ".join(
-        f"count(*) FILTER (WHERE flag = {sql_str(f)} AND status = 'coded') AS c{i}, "
-        f"count(*) FILTER (WHERE flag = {sql_str(f)} AND status = 'coded' AND value) AS t{i}"
-        for i, f in enumerate(flags))
-    decisions = ", ".join(f"{decision_sql(rule, f'c{i}', f't{i}')} AS d{i}" for i in range(len(flags)))
-    sums = ", ".join(f"count(d{i})::INTEGER AS n{i}, coalesce(sum(d{i}), 0)::INTEGER AS t{i}"
-                     for i in range(len(flags)))
-    any_coded = " OR ".join(f"d{i} IS NOT NULL" for i in range(len(flags))) or "FALSE"
+    k = len(flags)
+    words = max(1, -(-k // FLAGS_PER_WORD))
+    per_message = []
+    for w in range(words):
+        chunk = list(enumerate(flags))[w * FLAGS_PER_WORD:(w + 1) * FLAGS_PER_WORD]
+        shift = "CASE flag " + " ".join(f"WHEN {sql_str(f)} THEN {1 << 8 * (i % FLAGS_PER_WORD)}::UBIGINT"
+                                        for i, f in chunk) + " END"
+        per_message.append(f"sum(CASE WHEN status = 'coded' THEN {shift} END)::UBIGINT AS cw{w}, "
+                           f"sum(CASE WHEN status = 'coded' AND value THEN {shift} END)::UBIGINT AS tw{w}")
+
+    def unpack(word: str, i: int) -> str:
+        return f"((coalesce({word}{i // FLAGS_PER_WORD}, 0::UBIGINT) >> {8 * (i % FLAGS_PER_WORD)}) & 255::UBIGINT)::INTEGER"
+
+    counts = ", ".join(f"{unpack('cw', i)} AS c{i}, {unpack('tw', i)} AS t{i}" for i in range(k))
+    decisions = ", ".join(f"{decision_sql(rule, f'c{i}', f't{i}')} AS d{i}" for i in range(k))
+    sums = ", ".join(f"count(d{i})::INTEGER AS n{i}, coalesce(sum(d{i}), 0)::INTEGER AS t{i}" for i in range(k))
+    any_coded = " OR ".join(f"d{i} IS NOT NULL" for i in range(k)) or "FALSE"
     return f"""
-        WITH per_message AS (
-            SELECT message_id, {per_message}
+        WITH packed AS (
+            SELECT message_id, {', '.join(per_message)}
             FROM codes WHERE codebook_id = {sql_str(codebook_id)} GROUP BY message_id
+        ), per_message AS (
+            SELECT message_id, {counts} FROM packed
         ), decided AS (
             SELECT m.run_id, m.sender, {decisions}
             FROM per_message p JOIN messages m ON m.message_id = p.message_id
@@ -220,6 +238,9 @@ def agent_counts(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
         if unknown:
             raise UserError(f"no codes for flag(s) {', '.join(unknown)} under {codebook_id}; "
                             f"flags: {', '.join(flags)}")
+    judges = con.execute("SELECT count(DISTINCT judge) FROM codes WHERE codebook_id = ?", [codebook_id]).fetchone()[0]
+    if judges > MAX_JUDGES:
+        raise UserError(f"{judges} judges coded {codebook_id}; profiles adjudicate at most {MAX_JUDGES}")
     table = f"agent_counts_{uuid.uuid4().hex[:10]}"
     try:
         con.execute(f"CREATE TEMP TABLE {table} AS {agent_counts_sql(codebook_id, flags, rule)}")

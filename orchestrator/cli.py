@@ -209,6 +209,108 @@ def agreement(
         render_agreement(report, console)
 
 
+@app.command()
+def analyze(
+    db: Path = DB_OPTION,
+    compare: Optional[list[str]] = typer.Option(None, "--compare", help="series comparison A:B (repeatable)"),
+    rule: str = typer.Option("intersection", help="adjudication: intersection | union | majority"),
+    codebook: Optional[str] = typer.Option(None, help="codebook name or path, when codes use several"),
+    n_perm: int = typer.Option(10000, help="permutations per comparison"),
+    seed: int = typer.Option(0, help="permutation seed"),
+    json_out: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
+) -> None:
+    """Profiles, similarity per run and series, series comparisons, compensation, isolation."""
+    from analysis.analyze import analyze as run_analysis, render
+
+    with Store_read_only(db) as store:
+        result = run_analysis(store.con, rule=rule, codebook_id=codebook_id_of(codebook), comparisons=compare,
+                              n_perm=n_perm, seed=seed)
+    if json_out:
+        import json
+
+        print(json.dumps(result, indent=1, ensure_ascii=False))
+    else:
+        render(result, console)
+
+
+@app.command()
+def report(
+    db: Path = DB_OPTION,
+    output: Path = typer.Option(Path("report.html"), "-o", "--output", help="HTML file to write"),
+    compare: Optional[list[str]] = typer.Option(None, "--compare", help="series comparison A:B (repeatable)"),
+    rule: str = typer.Option("intersection", help="adjudication: intersection | union | majority"),
+    codebook: Optional[str] = typer.Option(None, help="codebook name or path, when codes use several"),
+    n_perm: int = typer.Option(10000, help="permutations per comparison"),
+    seed: int = typer.Option(0, help="permutation seed"),
+) -> None:
+    """Write one self-contained HTML report (tables and embedded plots)."""
+    from analysis.analyze import analyze as run_analysis
+    from analysis.report import build_report
+
+    with Store_read_only(db) as store:
+        result = run_analysis(store.con, rule=rule, codebook_id=codebook_id_of(codebook), comparisons=compare,
+                              n_perm=n_perm, seed=seed)
+        page = build_report(store.con, result)
+    output.write_text(page, encoding="utf-8")
+    console.print(f"Wrote {output} ({len(page) // 1024} KB): {result['data']['runs']} runs, "
+                  f"{result['data']['messages']} coded messages. Open it in a browser.")
+
+
+@app.command()
+def replicate(
+    study: str = typer.Argument("warroom", help="the study to replicate (warroom)"),
+    sim: bool = typer.Option(False, "--sim", help="offline: sim agents and sim judges"),
+    db: Path = typer.Option(Path("warroom-replication.duckdb"), "--db", help="DuckDB file to use"),
+    output: Path = typer.Option(Path("warroom-report.html"), "-o", "--output", help="HTML report to write"),
+    series: Optional[str] = typer.Option(None, help="only these series (comma-separated)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display"),
+) -> None:
+    """Run the study's 12-series suite, judge it with two judges, and write the report (resumable)."""
+    import asyncio
+
+    from analysis.analyze import analyze as run_analysis
+    from analysis.report import build_report
+    from judges.runner import judge_store, load_judge_config, sim_judge_name
+    from .config import load_plan
+    from .progress import JudgeProgress, RichProgress
+    from .runner import execute
+    from .store import Store
+
+    if study != "warroom":
+        raise UserError(f"unknown study '{study}' (known: warroom)")
+    suite = Path(__file__).resolve().parent.parent / "scenarios/library/warroom.yaml"
+    plan = load_plan(suite, sim=sim, only_series=split(series))
+    config = load_judge_config()
+    if sim:
+        config = config.model_copy(update={"judges": [sim_judge_name(j) for j in config.judges]})
+    with Store.open(db) as store:
+        console.print(f"[bold]1/3 run[/bold] {len(plan.runs)} runs of {suite.name}")
+        asyncio.run(execute(plan, store, RichProgress(console, enabled=not quiet)))
+        console.print(f"[bold]2/3 judge[/bold] with {', '.join(config.judges)}")
+        with JudgeProgress(console, enabled=not quiet) as progress:
+            asyncio.run(judge_store(store, config, on_progress=progress.update))
+    with Store.open_read_only(db) as store:
+        console.print("[bold]3/3 analyze and report[/bold]")
+        result = run_analysis(store.con)
+        output.write_text(build_report(store.con, result), encoding="utf-8")
+    console.print(f"Wrote {output}: {result['data']['runs']} runs, {result['data']['messages']} coded messages. "
+                  f"The numbers: sociolab analyze --db {db} --json")
+
+
+def Store_read_only(db: Path):
+    from .store import Store
+
+    return Store.open_read_only(db)
+
+
+def codebook_id_of(codebook: Optional[str]) -> Optional[str]:
+    if not codebook:
+        return None
+    from judges.codebook import load_codebook
+
+    return load_codebook(codebook).codebook_id
+
+
 validate_app = typer.Typer(no_args_is_help=True, help="Human validation of the judges.")
 app.add_typer(validate_app, name="validate")
 

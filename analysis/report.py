@@ -1,0 +1,269 @@
+"""`sociolab report`: one self-contained HTML file with the study's tables and pictures.
+
+Everything shown comes from one `analyze()` result, which is also embedded in the page as JSON
+(`<script id="analysis" type="application/json">`), so the report's numbers are by construction
+the ones `sociolab analyze --json` prints. Plots are matplotlib PNGs embedded as data URIs: the
+file can be mailed to a colleague and opened offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+
+SIM_NOTE = ("These runs were made on the sim backend: deterministic stand-ins with planted propensities. "
+            "The report demonstrates the pipeline; it is not evidence about real models.")
+WARROOM_CREDIT = ('Includes transcripts from "Who Am I, and Who Else Is Here?" (H. El Kandoussi, 2026), '
+                  "github.com/elkandoussihoussam/WarRoom, CC BY 4.0.")
+SAMPLE_SIZE = 12
+
+
+def build_report(con, result: dict[str, Any]) -> str:
+    """The whole HTML page for an `analyze()` result computed on `con`."""
+    sections = [
+        ("Runs and messages per series", series_table(result)),
+        ("Judge agreement per flag", agreement_section(result)),
+        ("Behavioural profiles per model", profile_section(result)),
+        ("Profile similarity by series", similarity_section(result)),
+        ("Series comparisons", comparisons_table(result)),
+        ("Compensation after a crash", compensation_section(result)),
+        ("Group behaviours absent in isolation", isolation_section(result)),
+        ("A sample of coded messages", sample_section(con, result)),
+    ]
+    notes = provenance_notes(con)
+    body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>" for title, content in sections)
+    settings = result["settings"]
+    header = (f"<p class='meta'>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · codebook "
+              f"<code>{esc(settings['codebook_id'])}</code> · adjudication: {esc(settings['rule'])} · "
+              f"{result['data']['runs']} runs, {result['data']['messages']} coded messages · judges: "
+              f"{esc(', '.join(result['data']['judges']))}</p>")
+    notes_html = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
+    payload = json.dumps(result, ensure_ascii=False).replace("</", "<\\/")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>sociolab report</title>"
+            f"<style>{CSS}</style></head><body><h1>sociolab report</h1>{header}{notes_html}{body}"
+            f"<script id='analysis' type='application/json'>{payload}</script></body></html>")
+
+
+def provenance_notes(con) -> list[str]:
+    notes = []
+    sim = con.execute("SELECT count(*) FROM agents WHERE model LIKE 'sim/%'").fetchone()[0]
+    if sim:
+        notes.append(SIM_NOTE)
+    if con.execute("SELECT count(*) FROM runs WHERE source = 'warroom'").fetchone()[0]:
+        notes.append(WARROOM_CREDIT)
+    return notes
+
+
+# ---- sections ------------------------------------------------------------------------------
+
+def series_table(result: dict) -> str:
+    rows = [[s["series"] or "-", s["runs"], s["runs_coded"], s["messages"], condition_text(s["condition"])]
+            for s in result["series"]]
+    return table(["series", "runs", "runs coded", "coded messages", "condition"], rows)
+
+
+def condition_text(cond: dict | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (cond or {}).items() if v not in (None, "mixed"))
+
+
+def agreement_section(result: dict) -> str:
+    agreement = result["agreement"]
+    pairs = table(["judge a", "judge b", "mean kappa", "flags", "undefined", "n"],
+                  [[p["judge_a"], p["judge_b"], num(p["mean_kappa"]), p["flags"], p["flags_undefined"], p["n"]]
+                   for p in agreement["pairs"]])
+    by_flag = table(["flag", "judge a", "judge b", "n", "kappa", "% agreement", "prevalence a", "prevalence b"],
+                    [[r["flag"], r["judge_a"], r["judge_b"], r["n"], num(r["kappa"]),
+                      num(100 * r["percent_agreement"] if r["percent_agreement"] is not None else None, 1),
+                      num(r["prevalence_a"]), num(r["prevalence_b"])] for r in agreement["by_flag"]])
+    if not agreement["by_flag"]:
+        return "<p>Only one judge coded these messages: no agreement to show.</p>" + pairs
+    return pairs + figure(plot_kappa, agreement["by_flag"]) + by_flag
+
+
+def profile_section(result: dict) -> str:
+    profiles = result["profiles"]
+    flags = profiles["flags"]
+    rows = [[p["model_label"], p["runs"], p["messages"], *(num(p["shares"].get(f)) for f in flags)]
+            for p in profiles["by_model"]]
+    if not rows:
+        return "<p>No coded agent messages.</p>"
+    return figure(plot_profiles, profiles) + table(["model", "runs", "messages", *flags], rows)
+
+
+def similarity_section(result: dict) -> str:
+    rows = [[s["series"] or "-", s["similarity"]["n"], num(s["similarity"]["mean"]), num(s["similarity"]["median"]),
+             num(s["similarity"]["sd"]), num(s["similarity"]["iqr"])] for s in result["series"]]
+    with_values = [s for s in result["series"] if any(r["similarity"] is not None for r in s["per_run"])]
+    plot = figure(plot_similarity, with_values) if with_values else ""
+    return plot + table(["series", "runs", "mean cosine", "median", "sd", "IQR"], rows)
+
+
+def comparisons_table(result: dict) -> str:
+    rows = [[c.get("label") or f"{c['a']} vs {c['b']}", c["n_a"], c["n_b"], num(c["mean_a"]), num(c["mean_b"]),
+             num(c["u"], 1), pval(c["p"]), num(c["r"]), pval(c["p_perm"]), pval(c["p_holm"])]
+            for c in result["comparisons"]]
+    if not rows:
+        return "<p>No pair of series to compare in this store.</p>"
+    return table(["comparison", "runs a", "runs b", "mean a", "mean b", "U", "p", "r", "p (perm.)", "p (Holm)"], rows)
+
+
+def compensation_section(result: dict) -> str:
+    comp = result["compensation"]
+    if comp.get("note") and not comp.get("by_round"):
+        return f"<p>{esc(comp['note'])}</p>"
+    summary = (f"<p>{comp['runs_with_crash']} runs with a crashed agent; {comp['comp_messages']} of "
+               f"{comp['post_crash_messages']} messages after the crash compensate (share {num(comp['share'])}); "
+               f"levels: {esc(', '.join(f'{k} {v}' for k, v in comp['levels'].items()))}.</p>")
+    by_model = table(["model", "messages after crash", "compensating", "share"],
+                     [[m.get("model_label") or m.get("model"), m.get("messages"), m.get("comp"), num(m.get("share"))]
+                      for m in comp.get("by_model", [])])
+    return summary + (figure(plot_compensation, comp["by_round"]) if comp.get("by_round") else "") + by_model
+
+
+def isolation_section(result: dict) -> str:
+    iso = result["isolation"]
+    if iso.get("note") and not iso.get("flags"):
+        return f"<p>{esc(iso['note'])}</p>"
+    rows = [[f["flag"], num(f["group_rate"]), num(f["isolation_rate"]), num(f["difference"]),
+             "yes" if f.get("group_only") else ""] for f in iso.get("flags", [])]
+    return table(["flag", "rate in groups", "rate alone", "difference", "only in groups"], rows)
+
+
+def sample_section(con, result: dict) -> str:
+    rule = {"intersection": "by_intersection", "union": "by_union", "majority": "by_majority"}[result["settings"]["rule"]]
+    rows = con.execute(f"""
+        SELECT m.run_id, m.round, m.sender_name, m.content,
+               string_agg(ac.flag, ', ' ORDER BY ac.flag) FILTER (WHERE ac.{rule}) AS flags
+          FROM messages m JOIN adjudicated_codes ac USING (message_id)
+         WHERE ac.codebook_id = ?
+         GROUP BY m.message_id, m.run_id, m.round, m.sender_name, m.content
+         ORDER BY hash(m.message_id) LIMIT {SAMPLE_SIZE}""", [result["settings"]["codebook_id"]]).fetchall()
+    return table(["run", "round", "sender", "message", f"flags ({result['settings']['rule']})"],
+                 [[r[0], r[1], r[2], shorten(r[3]), r[4] or ""] for r in rows])
+
+
+# ---- plots ---------------------------------------------------------------------------------
+
+def plot_kappa(ax, by_flag: list[dict]) -> None:
+    pairs = sorted({(r["judge_a"], r["judge_b"]) for r in by_flag})
+    flags = sorted({r["flag"] for r in by_flag})
+    width = 0.8 / len(pairs)
+    for i, pair in enumerate(pairs):
+        values = {r["flag"]: r["kappa"] for r in by_flag if (r["judge_a"], r["judge_b"]) == pair}
+        ax.bar([x + i * width for x in range(len(flags))], [nan0(values.get(f)) for f in flags], width,
+               label=f"{short(pair[0])} vs {short(pair[1])}")
+    ax.set_xticks([x + width * (len(pairs) - 1) / 2 for x in range(len(flags))], flags)
+    ax.set_ylabel("Cohen's kappa")
+    ax.set_ylim(min(0, ax.get_ylim()[0]), 1)
+    ax.axhline(0.6, color="grey", lw=0.8, ls="--")
+    ax.legend(fontsize=8)
+
+
+def plot_profiles(ax, profiles: dict) -> None:
+    flags = profiles["flags"]
+    models = profiles["by_model"]
+    grid = [[nan0(m["shares"].get(f)) for f in flags] for m in models]
+    image = ax.imshow(grid, cmap="viridis", aspect="auto", vmin=0, vmax=max(1e-9, max(max(r) for r in grid)))
+    ax.set_xticks(range(len(flags)), flags)
+    ax.set_yticks(range(len(models)), [m["model_label"] for m in models])
+    for i, row in enumerate(grid):
+        for j, value in enumerate(row):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.5 else "black")
+    ax.figure.colorbar(image, ax=ax, label="share of messages")
+
+
+def plot_similarity(ax, series: list[dict]) -> None:
+    data = [[r["similarity"] for r in s["per_run"] if r["similarity"] is not None] for s in series]
+    labels = [s["series"] or "-" for s in series]
+    ax.boxplot(data, showfliers=False)
+    ax.set_xticks(range(1, len(labels) + 1), labels)
+    for i, values in enumerate(data, start=1):
+        ax.scatter([i + 0.08 * ((k % 5) - 2) for k in range(len(values))], values, s=10, alpha=0.6)
+    ax.set_ylabel("mean pairwise cosine similarity (per run)")
+    ax.set_xlabel("series")
+
+
+def plot_compensation(ax, by_round: list[dict]) -> None:
+    rounds = [r["round_after"] for r in by_round]
+    bottom = [0.0] * len(rounds)
+    for level in ("L1", "L2", "L3", "unspecified"):
+        values = [(r.get(level) or 0) / r["messages"] if r["messages"] else 0 for r in by_round]
+        if any(values):
+            ax.bar(rounds, values, bottom=bottom, label=level)
+            bottom = [b + v for b, v in zip(bottom, values)]
+    ax.set_xlabel("rounds after the crash")
+    ax.set_ylabel("share of messages compensating")
+    ax.legend(fontsize=8)
+
+
+def figure(draw: Callable, data: Any, size: tuple[float, float] = (7.5, 3.6)) -> str:
+    fig, ax = plt.subplots(figsize=size, dpi=110)
+    try:
+        draw(ax, data)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+    finally:
+        plt.close(fig)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return f"<img alt='{draw.__name__}' src='data:image/png;base64,{encoded}'>"
+
+
+# ---- small helpers -------------------------------------------------------------------------
+
+def table(headers: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def num(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def pval(value: Any) -> str:
+    if value is None:
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def nan0(value: Any) -> float:
+    return 0.0 if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def short(name: str) -> str:
+    return name.split("/")[-1]
+
+
+def shorten(text: str, width: int = 220) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1000px;margin:2em auto;
+color:#1d1d1f;line-height:1.45;padding:0 1em}
+h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.88em;width:100%}
+th,td{border:1px solid #e0e0e0;padding:.3em .5em;text-align:left;vertical-align:top}
+th{background:#f5f5f7}tr:nth-child(even) td{background:#fafafa}
+img{max-width:100%;display:block;margin:.8em 0}.meta{color:#555;font-size:.9em}
+.note{background:#fff4d6;border-left:4px solid #e0a800;padding:.5em .8em}
+code{background:#f0f0f0;padding:0 .25em}
+"""
