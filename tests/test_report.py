@@ -1,0 +1,73 @@
+"""The study replicated end to end on the sim; the report embeds its images and the analyze numbers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from .conftest import cli
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rep")
+    db, html = tmp / "rep.duckdb", tmp / "report.html"
+    out = cli("replicate", "warroom", "--sim", "--series", "A,B,F", "--db", str(db), "-o", str(html), "--quiet",
+              timeout=300)
+    assert out.returncode == 0, out.stderr
+    return db, html, out
+
+
+def test_replicate_runs_judges_and_reports(replicated):
+    db, html, out = replicated
+    assert "1/3 run" in out.stdout and "2/3 judge" in out.stdout and "3/3 analyze" in out.stdout
+    page = html.read_text()
+    assert "sim backend" in page and "not evidence about real models" in page
+
+
+def test_report_embeds_its_images(replicated):
+    _, html, _ = replicated
+    page = html.read_text()
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(images) >= 4
+    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    assert "http://" not in page and "https://" not in page.replace("https://creativecommons", "")
+
+
+def test_report_numbers_equal_analyze_json(replicated):
+    db, html, _ = replicated
+    page = html.read_text()
+    embedded = json.loads(re.search(r"<script id='analysis' type='application/json'>(.*?)</script>", page,
+                                    re.S).group(1).replace("<\\/", "</"))
+    analyzed = json.loads(cli("analyze", "--db", str(db), "--json").stdout)
+    assert embedded == analyzed
+    # and the tables show those numbers
+    for series in analyzed["series"]:
+        mean = series["similarity"]["mean"]
+        if mean is not None:
+            assert f"<td>{mean:.3f}</td>" in page
+    for comparison in analyzed["comparisons"]:
+        assert f"<td>{comparison['u']:.1f}</td>" in page
+    heterogeneous_vs_clones = next(c for c in analyzed["comparisons"] if (c["a"], c["b"]) == ("A", "B"))
+    assert heterogeneous_vs_clones["p"] < 0.01 and heterogeneous_vs_clones["mean_a"] < heterogeneous_vs_clones["mean_b"]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium is not installed")
+def test_report_renders_in_headless_chromium(replicated, tmp_path):
+    _, html, _ = replicated
+    shot = tmp_path / "report.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,3000",
+                    f"--screenshot={shot}", f"file://{html}"], capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 50_000  # a page with content and plots, not a blank one
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                          "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                          "--disable-sync", f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom",
+                          f"file://{html}"], capture_output=True, text=True, timeout=120).stdout
+    assert dom.count("<img") >= 4 and "Series comparisons" in dom
