@@ -130,7 +130,11 @@ def check_rule(rule: str) -> str:
 def resolve_codebook(con: Any, codebook_id: str | None = None) -> str:
     """The codebook to analyse: the given one (checked), else the only one with codes."""
     con = connection(con)
-    present = [r[0] for r in con.execute("SELECT DISTINCT codebook_id FROM codes ORDER BY 1").fetchall()]
+    low, high = con.execute("SELECT min(codebook_id), max(codebook_id) FROM codes").fetchone()
+    if low is not None and low == high:           # one codebook (the usual case): no DISTINCT scan
+        present = [low]
+    else:
+        present = codebooks_present(con)
     if not present:
         raise UserError("the store holds no judge codes yet: run `sociolab judge` on it first")
     if codebook_id is None:
@@ -143,20 +147,25 @@ def resolve_codebook(con: Any, codebook_id: str | None = None) -> str:
     return codebook_id
 
 
+def codebooks_present(con: Any) -> list[str]:
+    """Every codebook_id that has codes."""
+    return [r[0] for r in connection(con).execute("SELECT DISTINCT codebook_id FROM codes ORDER BY 1").fetchall()]
+
+
 def codebook_flags(con: Any, codebook_id: str) -> list[str]:
-    """The codebook's flags in its own order (from `codebooks.content`), else those with codes."""
+    """The codebook's flags in its own order, from `codebooks.content` (written by `sociolab
+    judge`); for codes stored without a codebooks row, the flags found in the codes (sorted)."""
     con = connection(con)
-    coded = [r[0] for r in con.execute("SELECT DISTINCT flag FROM codes WHERE codebook_id = ? ORDER BY 1",
-                                       [codebook_id]).fetchall()]
-    order: list[str] = []
     row = con.execute("SELECT content FROM codebooks WHERE codebook_id = ?", [codebook_id]).fetchone()
     if row is not None:
         try:
             order = [f["name"] for f in json.loads(row[0]).get("flags", []) if isinstance(f, dict)]
         except (ValueError, TypeError, KeyError, AttributeError):
             order = []
-    known = [f for f in order if f in coded]
-    return known + [f for f in coded if f not in known]
+        if order:
+            return list(dict.fromkeys(order))
+    return [r[0] for r in con.execute("SELECT DISTINCT flag FROM codes WHERE codebook_id = ? ORDER BY 1",
+                                      [codebook_id]).fetchall()]
 
 
 def trait_flags(flags: Sequence[str]) -> list[str]:
@@ -172,49 +181,57 @@ def decision_sql(rule: str, c: str, t: str) -> str:
     return f"CASE WHEN {c} > 0 THEN ({expr})::INTEGER END"
 
 
-MAX_JUDGES = 255      # judges' counts are packed 8 bits per flag
-FLAGS_PER_WORD = 8    # 8 flags x 8 bits in one UBIGINT
+SLOT_BITS = 8         # judges' counts are packed 8 bits per flag ...
+FLAGS_PER_WORD = 7    # ... 7 flags to a signed BIGINT word (56 bits)
+MAX_SLOT = (1 << SLOT_BITS) - 1
 
 
 def agent_counts_sql(codebook_id: str, flags: Sequence[str], rule: str) -> str:
     """Per (run, agent): counted messages, and per flag i the coded count n_i and True count t_i.
 
-    One pass over `codes`, grouped by message only: for each message, c_i (judges that coded flag
-    i) and t_i (those who said True) are the inputs of the adjudicated_codes view, which groups by
-    message x flag instead. Here they are packed 8 bits per flag into UBIGINT sums (`cw`, `tw`;
-    one word per 8 flags), so the 14M-row aggregate keeps two sums instead of 2 x flags filtered
-    counts; the words are unpacked per message, decided by the rule, joined to the counted
-    messages and summed per sender.
+    One pass over the coded rows of `codes`, grouped by message only: for each message, c_i
+    (judges that coded flag i) and t_i (those who said True) are the inputs of the
+    adjudicated_codes view, which groups by message x flag instead. They are packed 8 bits per flag
+    into BIGINT sums (`cw`, `tw`, one word per 7 flags), so the 14M-row aggregate keeps two sums
+    instead of 2 x flags filtered counts; `rows` (codes per message) bounds every c_i, which is how
+    `agent_counts` checks that no 8-bit slot overflowed. The words are unpacked per message,
+    decided by the rule, joined to the counted messages and summed per sender.
     """
     k = len(flags)
     words = max(1, -(-k // FLAGS_PER_WORD))
-    per_message = []
+    slots = []
     for w in range(words):
         chunk = list(enumerate(flags))[w * FLAGS_PER_WORD:(w + 1) * FLAGS_PER_WORD]
-        shift = "CASE flag " + " ".join(f"WHEN {sql_str(f)} THEN {1 << 8 * (i % FLAGS_PER_WORD)}::UBIGINT"
-                                        for i, f in chunk) + " END"
-        per_message.append(f"sum(CASE WHEN status = 'coded' THEN {shift} END)::UBIGINT AS cw{w}, "
-                           f"sum(CASE WHEN status = 'coded' AND value THEN {shift} END)::UBIGINT AS tw{w}")
+        slots.append("CASE flag " + " ".join(f"WHEN {sql_str(f)} THEN {1 << SLOT_BITS * (i % FLAGS_PER_WORD)}"
+                                             for i, f in chunk) + " END::BIGINT")
+    shifts = ", ".join(f"{expr} AS sh{w}" for w, expr in enumerate(slots))
+    sums = ", ".join(f"sum(sh{w})::BIGINT AS cw{w}, sum(sh{w} * value::BIGINT)::BIGINT AS tw{w}"
+                     for w in range(words))
 
     def unpack(word: str, i: int) -> str:
-        return f"((coalesce({word}{i // FLAGS_PER_WORD}, 0::UBIGINT) >> {8 * (i % FLAGS_PER_WORD)}) & 255::UBIGINT)::INTEGER"
+        return (f"((coalesce({word}{i // FLAGS_PER_WORD}, 0) >> {SLOT_BITS * (i % FLAGS_PER_WORD)}) "
+                f"& {MAX_SLOT})::INTEGER")
 
     counts = ", ".join(f"{unpack('cw', i)} AS c{i}, {unpack('tw', i)} AS t{i}" for i in range(k))
     decisions = ", ".join(f"{decision_sql(rule, f'c{i}', f't{i}')} AS d{i}" for i in range(k))
-    sums = ", ".join(f"count(d{i})::INTEGER AS n{i}, coalesce(sum(d{i}), 0)::INTEGER AS t{i}" for i in range(k))
+    per_agent = ", ".join(f"count(d{i})::INTEGER AS n{i}, coalesce(sum(d{i}), 0)::INTEGER AS t{i}"
+                          for i in range(k))
     any_coded = " OR ".join(f"d{i} IS NOT NULL" for i in range(k)) or "FALSE"
     return f"""
         WITH packed AS (
-            SELECT message_id, {', '.join(per_message)}
-            FROM codes WHERE codebook_id = {sql_str(codebook_id)} GROUP BY message_id
+            SELECT message_id, count(*) AS rows, {sums}
+            FROM (SELECT message_id, value, {shifts} FROM codes
+                  WHERE codebook_id = {sql_str(codebook_id)} AND status = 'coded')
+            GROUP BY message_id
         ), per_message AS (
-            SELECT message_id, {counts} FROM packed
+            SELECT message_id, rows, {counts} FROM packed
         ), decided AS (
-            SELECT m.run_id, m.sender, {decisions}
+            SELECT m.run_id, m.sender, p.rows, {decisions}
             FROM per_message p JOIN messages m ON m.message_id = p.message_id
             WHERE NOT m.is_error AND m.sender NOT IN ('user', 'system')
         ), per_agent AS (
-            SELECT run_id, sender AS agent_id, count(*) FILTER (WHERE {any_coded})::INTEGER AS messages, {sums}
+            SELECT run_id, sender AS agent_id, count(*) FILTER (WHERE {any_coded})::INTEGER AS messages,
+                   max(rows) AS max_rows, {per_agent}
             FROM decided GROUP BY run_id, sender
         )
         SELECT p.*, r.series, a.name, a.model, coalesce(a.model_label, a.model, p.agent_id) AS model_label
@@ -238,15 +255,19 @@ def agent_counts(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
         if unknown:
             raise UserError(f"no codes for flag(s) {', '.join(unknown)} under {codebook_id}; "
                             f"flags: {', '.join(flags)}")
-    judges = con.execute("SELECT count(DISTINCT judge) FROM codes WHERE codebook_id = ?", [codebook_id]).fetchone()[0]
-    if judges > MAX_JUDGES:
-        raise UserError(f"{judges} judges coded {codebook_id}; profiles adjudicate at most {MAX_JUDGES}")
     table = f"agent_counts_{uuid.uuid4().hex[:10]}"
     try:
         con.execute(f"CREATE TEMP TABLE {table} AS {agent_counts_sql(codebook_id, flags, rule)}")
+        max_rows = con.execute(f"SELECT coalesce(max(max_rows), 0) FROM {table}").fetchone()[0]
     except duckdb.Error as exc:
         con.execute(f"DROP TABLE IF EXISTS {table}")
         raise UserError(f"cannot compute profiles: {first_line(exc)}") from None
+    if max_rows > MAX_SLOT:       # some message has > 255 codes: check no flag has > 255 judges
+        judges = con.execute("SELECT count(DISTINCT judge) FROM codes WHERE codebook_id = ?",
+                             [codebook_id]).fetchone()[0]
+        if judges > MAX_SLOT:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+            raise UserError(f"{judges} judges coded {codebook_id}; profiles adjudicate at most {MAX_SLOT}")
     return AgentCounts(table, codebook_id, rule, tuple(flags), tuple(traits))
 
 

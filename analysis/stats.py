@@ -19,7 +19,6 @@ Conventions (docs/analysis.md has the full text):
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -117,50 +116,61 @@ def permutation_test(x: Sequence[float], y: Sequence[float], *, n_perm: int = 10
     """(mean(x) - mean(y), two-sided Monte Carlo permutation p with the +1 correction).
 
     Each permutation draws a uniformly random split of the pooled values into groups of the
-    original sizes; p = (1 + #{|d*| >= |d_obs|}) / (n_perm + 1). Differences equal to |d_obs|
-    up to rounding (1e-10 of the values' spread) count as at least as extreme.
-
-    How (so that 10,000 permutations of thousands of runs take a fraction of a second): with the
-    pooled values centred (sum 0), d = S (1/n1 + 1/n2) where S is the first group's sum, so only S
-    is needed. A split is the n1 smallest of n float32 random keys (one partition per row); the
-    split sums of a chunk are one float32 matrix product. Rows whose float32 sum is within its
-    worst-case rounding bound of the observed |S|, and rows whose keys tie at the cut, are
-    recomputed exactly in float64, so every hit is decided exactly as a float64 loop would.
+    original sizes (numpy `default_rng(seed)`); p = (1 + #{|d*| >= |d_obs|}) / (n_perm + 1).
+    Differences equal to |d_obs| up to rounding (1e-10 of the values' spread) count as at least
+    as extreme. NaN p when a group is empty or n_perm < 1.
     """
     x, y = clean(x), clean(y)
     if x.size == 0 or y.size == 0 or n_perm < 1:
         return (float(x.mean() - y.mean()) if x.size and y.size else NAN), NAN
-    n1, n = x.size, x.size + y.size
     observed = float(x.mean() - y.mean())
-    pooled = np.concatenate([x, y])
-    centred = pooled - pooled.mean()
-    spread = float(np.abs(centred).sum())
-    if spread == 0:
-        return observed, 1.0                       # all values equal: every split ties
-    s_obs = abs(float(centred[:n1].sum()))
+    hits = permutation_hits([(x, y)], n_perm=n_perm, rng=np.random.default_rng(seed), chunk=chunk)[0]
+    return observed, (hits + 1) / (n_perm + 1)
+
+
+def permutation_hits(pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, n_perm: int,
+                     rng: np.random.Generator, chunk: int = 2000) -> list[int]:
+    """For pairs of samples that all have the same sizes (n1, n2): how many of n_perm random splits
+    give |mean difference| >= the observed one, each pair judged on the same random splits.
+
+    How (so that 10,000 permutations of thousands of runs take a fraction of a second): with a
+    pair's pooled values centred (sum 0), d = S (1/n1 + 1/n2) where S is the first group's sum, so
+    only S is needed. A split is the n1 smallest of n float32 random keys (one partition per
+    row); the split sums of a chunk, for every pair at once, are one float32 matrix product.
+    Rows where a sum is within its worst-case float32 rounding bound of the observed |S|, or
+    whose keys tie at the cut, are recomputed in float64 (error ~1e-13 of the spread, far below
+    the 1e-10 tie tolerance), so every hit is decided as a float64 loop would decide it.
+    """
+    n1, n2 = pairs[0][0].size, pairs[0][1].size
+    n = n1 + n2
+    if any(x.size != n1 or y.size != n2 for x, y in pairs):
+        raise ValueError("permutation_hits needs pairs of equal sizes")
+    centred = np.stack([np.concatenate([x, y]) - np.concatenate([x, y]).mean() for x, y in pairs], axis=1)
+    spread = np.abs(centred).sum(axis=0)                               # per pair
+    s_obs = np.abs(centred[:n1].sum(axis=0))
     tol = 1e-10 * spread
-    c32 = centred.astype(np.float32)
-    design = np.stack([c32, np.ones(n, dtype=np.float32)], axis=1)
-    band = (n1 * 1.2e-7 + 1.2e-7) * spread * 4 + tol   # >= float32 rounding of a split sum
-    rng = np.random.default_rng(seed)
-    hits, done = 0, 0
+    band = (n1 + 1) * 1.2e-7 * spread * 4 + tol                         # >= float32 rounding of a split sum
+    design = np.concatenate([centred.astype(np.float32), np.ones((n, 1), dtype=np.float32)], axis=1)
+    hits = np.zeros(len(pairs), dtype=np.int64)
+    done = 0
     while done < n_perm:
         k = min(chunk, n_perm - done)
         keys = rng.random((k, n), dtype=np.float32)
         cut = np.partition(keys, n1 - 1, axis=1)[:, n1 - 1:n1]
         mask = keys <= cut
-        sums_counts = mask.astype(np.float32) @ design
-        sums = np.abs(sums_counts[:, 0].astype(np.float64))
-        redo = (np.abs(sums - s_obs) <= band) | (sums_counts[:, 1] != n1)
-        for i in np.flatnonzero(redo):
-            if sums_counts[i, 1] != n1:            # tied keys at the cut: take exactly n1
-                idx = np.argpartition(keys[i], n1 - 1)[:n1]
-            else:
-                idx = np.flatnonzero(mask[i])
-            sums[i] = abs(float(centred[idx].sum()))
-        hits += int(np.count_nonzero(sums >= s_obs - tol))
+        out = mask.astype(np.float32) @ design
+        sums = np.abs(out[:, :-1].astype(np.float64))                   # k x pairs
+        tied = out[:, -1] != n1
+        redo = (np.abs(sums - s_obs) <= band) | tied[:, None]
+        rows = np.flatnonzero(redo.any(axis=1))
+        if rows.size:
+            for i in np.flatnonzero(tied):                             # rare: take exactly n1
+                mask[i] = False
+                mask[i, np.argpartition(keys[i], n1 - 1)[:n1]] = True
+            sums[rows] = np.abs(mask[rows].astype(np.float64) @ centred)
+        hits += np.count_nonzero(sums >= s_obs - tol, axis=0)
         done += k
-    return observed, (hits + 1) / (n_perm + 1)
+    return [int(h) if sp > 0 else n_perm for h, sp in zip(hits, spread)]   # all values equal: all tie
 
 
 def exact_permutation_p(x: Sequence[float], y: Sequence[float]) -> float:
@@ -242,19 +252,29 @@ def compare_series(values_by_series: Mapping[str, Sequence[float]],
 
     `comparisons=None` takes the study's family (`default_comparisons`) among the series present.
     A pair naming an absent series, or with an empty side, gets NaN statistics and stays out of the
-    Holm family. Each pair's permutation draws come from `default_rng([seed, crc32(a, b)])`, so a
-    pair's p_perm does not depend on which other pairs are in the family.
+    Holm family. Permutations: the pairs with the same sizes (n_a, n_b) are judged on the same
+    random splits, drawn from `default_rng([seed, n_a, n_b])`; so a pair's p_perm equals
+    `permutation_test(x, y, seed=[seed, n_a, n_b])` and does not depend on the other pairs (and
+    a family of balanced series costs one set of draws, not one per pair).
     """
     if comparisons is None:
         comparisons = default_comparisons(values_by_series)
+    data = [(a, b, clean(values_by_series.get(a, [])), clean(values_by_series.get(b, []))) for a, b in comparisons]
+    p_perm = [NAN] * len(data)
+    shapes: dict[tuple[int, int], list[int]] = {}
+    for j, (_, _, x, y) in enumerate(data):
+        if x.size and y.size and n_perm >= 1:
+            shapes.setdefault((x.size, y.size), []).append(j)
+    for (n1, n2), idx in shapes.items():
+        hits = permutation_hits([(data[j][2], data[j][3]) for j in idx], n_perm=n_perm,
+                                rng=np.random.default_rng([seed, n1, n2]))
+        for j, h in zip(idx, hits):
+            p_perm[j] = (h + 1) / (n_perm + 1)
     rows: list[Comparison] = []
-    for a, b in comparisons:
-        x, y = clean(values_by_series.get(a, [])), clean(values_by_series.get(b, []))
+    for (a, b, x, y), pp in zip(data, p_perm):
         u, p = mann_whitney(x, y)
-        key = zlib.crc32(f"{a}\x1f{b}".encode())
-        diff, p_perm = permutation_test(x, y, n_perm=n_perm, seed=[seed, key])
         sa, sb = describe(x), describe(y)
         rows.append(Comparison(a, b, comparison_label(a, b), int(x.size), int(y.size), sa.mean, sb.mean,
-                               sa.median, sb.median, diff, u, p, rank_biserial(u, x.size, y.size), p_perm))
+                               sa.median, sb.median, sa.mean - sb.mean, u, p, rank_biserial(u, x.size, y.size), pp))
     adj, adj_perm = holm([c.p for c in rows]), holm([c.p_perm for c in rows])
     return [Comparison(**{**c.__dict__, "p_holm": h, "p_perm_holm": hp}) for c, h, hp in zip(rows, adj, adj_perm)]

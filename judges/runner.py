@@ -249,10 +249,13 @@ def already_coded(store: Store, judge: str, codebook_id: str) -> set[str]:
 def load_items(store: Store, run_ids: list[str], window: int) -> list[Item]:
     """Every codable agent message of the runs, with its roster, errored peers and context."""
     agents: dict[str, list[tuple[str, int | None]]] = {}
-    for run_id, name, errored_round in store.con.execute(
-            "SELECT run_id, name, errored_round FROM agents WHERE run_id IN (SELECT unnest(?)) "
+    scripted: set[tuple[str, str]] = set()  # fixed-strategy players: their moves are not model output
+    for run_id, agent_id, name, model, errored_round in store.con.execute(
+            "SELECT run_id, agent_id, name, model, errored_round FROM agents WHERE run_id IN (SELECT unnest(?)) "
             "ORDER BY run_id, position", [run_ids]).fetchall():
         agents.setdefault(run_id, []).append((name, errored_round))
+        if model.startswith("strategy/"):
+            scripted.add((run_id, agent_id))
     rows = store.con.execute(
         "SELECT run_id, message_id, round, sender, sender_name, content, is_error FROM messages "
         "WHERE run_id IN (SELECT unnest(?)) ORDER BY run_id, seq", [run_ids]).fetchall()
@@ -263,7 +266,8 @@ def load_items(store: Store, run_ids: list[str], window: int) -> list[Item]:
         if run_id != current:
             current, history = run_id, []
         shown = f"⚠ {content}" if is_error else content
-        if sender not in ("user", "system") and not is_error and content and content.strip():
+        if (sender not in ("user", "system") and not is_error and content and content.strip()
+                and (run_id, sender) not in scripted):
             roster = [n for n, _ in agents.get(run_id, [])]
             errored = [n for n, er in agents.get(run_id, []) if er is not None and rnd is not None and er <= rnd]
             items.append(Item(message_id, run_id, name or sender, content,

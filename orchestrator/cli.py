@@ -297,6 +297,33 @@ def replicate(
                   f"The numbers: sociolab analyze --db {db} --json")
 
 
+@app.command()
+def results(
+    db: Path = DB_OPTION,
+    json_out: bool = typer.Option(False, "--json", help="print the rows as JSON"),
+    by: str = typer.Option("model,condition", help="grouping: model, condition, or any stored factor"),
+    metrics: Optional[str] = typer.Option(None, help="only these metrics (comma-separated)"),
+    fail_if: Optional[list[str]] = typer.Option(None, "--fail-if",
+                                                help="gate, e.g. 'shortcut_used > 0.2' (repeatable); exit 1 if met"),
+) -> None:
+    """Outcome rates per model x condition with Wilson 95% intervals; usable as a CI gate."""
+    from analysis.results import check_gate, render_results, results as outcome_rows
+
+    with Store_read_only(db) as store:
+        rows = outcome_rows(store.con, metrics=split(metrics), by=tuple(split(by) or ()))
+    violations = [v for gate in (fail_if or []) for v in check_gate(rows, gate)]
+    if json_out:
+        import json
+
+        print(json.dumps([r.to_dict() for r in rows], indent=1, ensure_ascii=False))
+    else:
+        render_results(rows, console)
+    if violations:
+        for violation in violations:
+            err_console.print(f"gate failed: {violation}", markup=False, highlight=False)
+        raise typer.Exit(1)
+
+
 def Store_read_only(db: Path):
     from .store import Store
 

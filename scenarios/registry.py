@@ -7,8 +7,10 @@ from .base import Scenario
 
 def kinds() -> dict[str, type[Scenario]]:
     from .discussion import Discussion
+    from .games import RepeatedGames
+    from .principal_agent import PrincipalAgent
 
-    return {cls.kind: cls for cls in (Discussion,)}
+    return {cls.kind: cls for cls in (Discussion, RepeatedGames, PrincipalAgent)}
 
 
 def scenario_class(kind: str) -> type[Scenario]:

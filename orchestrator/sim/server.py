@@ -188,9 +188,15 @@ def _parse_chat_request(body: bytes) -> dict[str, Any]:
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise _BadRequest("seed must be an integer", "seed")
-    # response_format, tools, tool_choice, stop, user, ... are accepted and ignored.
+    tools = data.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise _BadRequest("tools must be an array of tool objects", "tools")
+    if data.get("tool_choice") == "none":
+        tools = None
+    # tools go to the sim (a sim actor answers with tool_calls when it knows them);
+    # response_format, stop, user, ... are accepted and ignored.
     return {"model": model, "messages": messages, "temperature": float(temperature),
-            "max_tokens": max_tokens, "seed": seed}
+            "max_tokens": max_tokens, "seed": seed, "tools": tools or None}
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,7 +467,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         try:
             reply = sim_reply(sim_model_name(requested), req["messages"], seed=req["seed"],
-                              temperature=req["temperature"], max_tokens=req["max_tokens"])
+                              temperature=req["temperature"], max_tokens=req["max_tokens"], tools=req["tools"])
         except Exception as exc:  # the sim may raise ProviderError (e.g. a decommissioned model)
             state.bump("sim_errors")
             status = int(getattr(exc, "status_code", 500) or 500)
@@ -482,6 +488,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         finish = "length" if req["max_tokens"] is not None and reply.completion_tokens >= req["max_tokens"] \
             else "stop"
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        if reply.tool_calls:
+            finish = "tool_calls"
+            message["content"] = reply.text or None
+            message["tool_calls"] = [{"id": c["id"], "type": "function",
+                                      "function": {"name": c["name"], "arguments": c["arguments"]}}
+                                     for c in reply.tool_calls]
         completion = {
             "id": f"chatcmpl-sim-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -490,7 +503,7 @@ class _Handler(BaseHTTPRequestHandler):
             "system_fingerprint": SERVER_NAME,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": reply.text},
+                "message": message,
                 "logprobs": None,
                 "finish_reason": finish,
             }],

@@ -1,0 +1,170 @@
+"""End to end on the sim with planted effects: run -> judge (two sim judges) -> analyze.
+
+Five sim models with known, different propensities; series `het` puts the five together, `hom`
+five clones of one; `crash` loses one agent from round 2; `iso` runs each model alone. The
+analysis must recover the planted ordering of each flag across models, find the heterogeneous
+groups less similar than the clones (Mann-Whitney p < 0.01), see compensation only after the
+crash, and find agreement/xref present in groups and absent alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import pytest
+
+from analysis.analyze import analyze, parse_comparison, render
+from judges.runner import JudgeConfig, judge_store
+from orchestrator.client import ClientSettings
+from orchestrator.config import load_plan
+from orchestrator.errors import UserError
+from orchestrator.runner import execute
+from orchestrator.store import Store
+
+from .conftest import write_yaml
+
+PLANTED = {   # model -> propensities (sim behaviour -> flag: greet -> phatic)
+    "warm": {"greet": 0.9, "meta": 0.05, "lead": 0.1, "arch": 0.15, "agree": 0.85},
+    "boss": {"greet": 0.1, "meta": 0.1, "lead": 0.9, "arch": 0.3, "agree": 0.1},
+    "tech": {"greet": 0.05, "meta": 0.05, "lead": 0.15, "arch": 0.95, "agree": 0.2},
+    "muse": {"greet": 0.3, "meta": 0.9, "lead": 0.05, "arch": 0.1, "agree": 0.3},
+    "mid": {"greet": 0.5, "meta": 0.45, "lead": 0.5, "arch": 0.55, "agree": 0.5},
+}
+FLAG_OF = {"greet": "phatic", "meta": "meta", "lead": "lead", "arch": "arch", "agree": "agree"}
+
+SCENARIO = """
+name: planted
+kind: discussion
+seed: 11
+agents:
+  personas:
+{personas}
+params:
+  seed_message: "@all We need a food delivery app for a city of 500k people, budget 50k, 3 months."
+  rounds: 6
+sim:
+  models:
+{models}
+series:
+  het: {{runs: 12}}
+  hom: {{runs: 12, agents: {{clones: {{of: mid, n: 5}}}}}}
+  crash: {{runs: 3, agents: {{crashes: [{{agent: tech, from_round: 2, mode: permanent}}]}}}}
+  iso: {{runs: 3, params: {{scaffolding: isolation}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory):
+    from orchestrator.sim.judge import reset_judge_registry
+    from orchestrator.sim.propensities import reset_registry
+
+    reset_registry()
+    reset_judge_registry()
+    tmp = tmp_path_factory.mktemp("planted")
+    personas = "\n".join(f"    - {{key: {m}, model: sim/{m}}}" for m in PLANTED)
+    models = "\n".join(f"    {m}: {{{', '.join(f'{k}: {v}' for k, v in p.items())}, notice_crash: 0.9}}"
+                       for m, p in PLANTED.items())
+    path = write_yaml(tmp, SCENARIO.format(personas=personas, models=models), "planted.yaml")
+    db = tmp / "planted.duckdb"
+    store = Store.open(db)
+    try:
+        asyncio.run(execute(load_plan(path), store))
+        config = JudgeConfig(judges=["sim/judge-a", "sim/judge-b"], client=ClientSettings())
+        asyncio.run(judge_store(store, config))
+    finally:
+        store.close()
+    reset_registry()
+    reset_judge_registry()
+    ro = Store.open_read_only(db)
+    result = analyze(ro.con, comparisons=["het:hom"], n_perm=2000)
+    yield ro, result
+    ro.close()
+
+
+def test_profiles_recover_the_planted_ordering_per_flag(judged):
+    _, result = judged
+    pooled = {m["model_label"]: m for m in result["profiles"]["by_model"]}
+    het = {m["model_label"]: m for m in result["profiles"]["by_series_model"] if m["series"] == "het"}
+    labels = {m: next(k for k in het if m in k.lower()) for m in PLANTED}    # label is the persona's label
+    for behaviour, flag in FLAG_OF.items():
+        planted = sorted(PLANTED, key=lambda m: PLANTED[m][behaviour])
+        measured = [het[labels[m]]["shares"][flag] for m in planted]
+        top, bottom = planted[-1], planted[0]
+        assert measured[-1] == max(measured), (flag, planted, measured)          # the top model is top
+        assert measured[0] <= sorted(measured)[1], (flag, planted, measured)     # the bottom one is at the bottom
+        assert het[labels[top]]["shares"][flag] > het[labels[bottom]]["shares"][flag] + 0.4
+    assert set(pooled) >= set(het)
+
+
+def test_heterogeneous_groups_are_less_similar_than_clones(judged):
+    _, result = judged
+    series = {s["series"]: s for s in result["series"]}
+    het, hom = series["het"], series["hom"]
+    assert het["runs"] == het["runs_coded"] == het["similarity"]["n"] == 12
+    assert het["similarity"]["mean"] < hom["similarity"]["mean"] - 0.1
+    assert len(het["per_run"]) == 12 and all(r["usable"] == 5 for r in het["per_run"])
+    assert hom["condition"]["clones"] is True and het["condition"]["clones"] is False
+    (cmp,) = result["comparisons"]
+    assert (cmp["a"], cmp["b"], cmp["n_a"], cmp["n_b"]) == ("het", "hom", 12, 12)
+    assert cmp["p"] < 0.01 and cmp["p_perm"] < 0.01 and cmp["p_holm"] == pytest.approx(cmp["p"])
+    assert cmp["r"] < -0.8 and cmp["u"] < 20       # r < 0: the first series (het) is less similar
+
+
+def test_compensation_only_after_the_crash_and_isolation_baseline(judged):
+    _, result = judged
+    comp = result["compensation"]
+    assert comp["runs_with_crash"] == 3 and comp["isolation_runs_excluded"] == 0
+    assert comp["comp_messages"] > 0 and 0 < comp["share"] <= 1
+    assert sum(comp["levels"].values()) == comp["comp_messages"]
+    assert {r["series"] for r in comp["by_series"]} == {"crash"}
+    assert all(r["crashed"] == ["tech"] for r in comp["runs"])
+    assert all(m["model_label"] != "tech" or m["messages"] == 0 for m in comp["by_model"])
+    iso = result["isolation"]
+    assert iso["isolation_series"] == ["iso"] and iso["isolation"]["messages"] == 15
+    flags = {f["flag"]: f for f in iso["flags"]}
+    assert flags["agree"]["group_rate"] > 0.2 and flags["agree"]["isolation_rate"] == 0
+    assert flags["xref"]["group_only"]
+
+
+def test_result_is_complete_json_and_renders(judged):
+    ro, result = judged
+    assert list(result) == ["settings", "data", "series", "profiles", "comparisons", "compensation",
+                            "isolation", "agreement"]
+    text = json.dumps(result, allow_nan=False)                  # NaN became None
+    assert json.loads(text) == result
+    s = result["settings"]
+    assert s["rule"] == "intersection" and s["trait_flags"] == ["phatic", "meta", "lead", "arch", "agree"]
+    assert s["separate_flags"] == ["comp", "xref"] and s["comparisons"] == [["het", "hom"]]
+    assert result["data"]["judges"] == ["sim/judge-a", "sim/judge-b"]
+    (pair,) = result["agreement"]["pairs"]
+    assert 0.5 < pair["mean_kappa"] <= 1 and pair["flags"] + pair["flags_undefined"] == 7
+    assert [x["series"] for x in result["series"]] == ["crash", "het", "hom", "iso"]
+    # the default family: none of the study's series here -> no comparisons
+    assert analyze(ro.con, n_perm=10)["comparisons"] == []
+    union = analyze(ro.con, rule="union", comparisons=[("het", "hom")], n_perm=10)
+    assert union["series"][1]["similarity"]["mean"] >= result["series"][1]["similarity"]["mean"] - 0.2
+    from io import StringIO
+
+    from rich.console import Console
+
+    out = StringIO()
+    render(result, Console(file=out, width=200))
+    shown = out.getvalue()
+    for piece in ("Within-run similarity", "het", "Series comparisons", "Profiles per model",
+                  "Isolation baseline", "Compensation", "Judge agreement"):
+        assert piece in shown
+
+
+def test_bad_requests_are_user_errors(judged):
+    ro, _ = judged
+    with pytest.raises(UserError, match="no series Q.*crash, het, hom, iso"):
+        analyze(ro.con, comparisons=["het:Q"], n_perm=10)
+    with pytest.raises(UserError, match="SERIES:SERIES"):
+        parse_comparison("het-hom")
+    with pytest.raises(UserError, match="unknown adjudication rule"):
+        analyze(ro.con, rule="any")
+    with pytest.raises(UserError, match="no codes for codebook"):
+        analyze(ro.con, codebook_id="nope@1")
+    assert math.isfinite(analyze(ro, comparisons=["het:hom"], n_perm=10)["comparisons"][0]["p"])   # a Store works too
