@@ -96,14 +96,16 @@ class ModelClient:
         self._groups: dict[str, _Group] = {}
 
     def uses_cache(self, model: str) -> bool:
-        """Default: on for sim models behind litellm or HTTP, off for real providers.
+        """Default: on for sim models behind litellm or HTTP, off (opt-in) for real providers.
 
-        The in-process sim bypasses it by default: it is a pure function of the very inputs the
-        cache key hashes, and computes a reply faster than the key itself can be computed.
+        The in-process sim always bypasses it: it is a pure function of the very inputs the cache
+        key hashes, and computes a reply faster than the key itself can be computed.
         """
+        if self.is_in_process(model):
+            return False
         if self.settings.cache is not None:
             return self.settings.cache
-        return model.startswith(SIM_PREFIX) and not self.is_in_process(model)
+        return model.startswith(SIM_PREFIX)
 
     def is_in_process(self, model: str) -> bool:
         return model.startswith(SIM_PREFIX) and self.settings.sim_in_process and model not in self.api_bases
