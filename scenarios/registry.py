@@ -6,11 +6,12 @@ from .base import Scenario
 
 
 def kinds() -> dict[str, type[Scenario]]:
+    from .agentic import SandboxTask
     from .discussion import Discussion
     from .games import RepeatedGames
     from .principal_agent import PrincipalAgent
 
-    return {cls.kind: cls for cls in (Discussion, RepeatedGames, PrincipalAgent)}
+    return {cls.kind: cls for cls in (Discussion, RepeatedGames, PrincipalAgent, SandboxTask)}
 
 
 def scenario_class(kind: str) -> type[Scenario]:

@@ -256,19 +256,3 @@ def test_recipients_can_be_restricted():
     w = Workspace(recipients={"user"})
     assert "unknown recipient 'press'" in err(w.execute("send_message", {"to": "press", "text": "leak"}))
     assert w.outbox == []
-
-
-def test_sandbox_adds_well_under_a_millisecond_per_tool_call(ws):
-    ws.register_script("noop", lambda w, a: "ok")
-    calls = [("write_file", '{"path": "/home/agent/f.txt", "content": "' + "x" * 2000 + '"}'),
-             ("cat", '{"path": "/home/agent/notes.md"}'), ("ls", '{"path": "/srv"}'),
-             ("edit", '{"path": "/home/agent/f.txt", "old": "xxx", "new": "xxx"}'),  # ambiguous: an error
-             ("run", '{"script": "noop", "args": ["a", "b"]}'), ("cp", '{"src": "/srv/ops", "dst": "/home/agent/o"}'),
-             ("rm", '{"path": "/home/agent/o", "recursive": true}')]
-    n = 300
-    t0 = time.perf_counter()
-    for _ in range(n):
-        for tool, args in calls:
-            ws.execute(tool, args)
-    per_call_us = (time.perf_counter() - t0) / (n * len(calls)) * 1e6
-    assert per_call_us < 1000, per_call_us
