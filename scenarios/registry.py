@@ -9,9 +9,12 @@ def kinds() -> dict[str, type[Scenario]]:
     from .agentic import SandboxTask
     from .discussion import Discussion
     from .games import RepeatedGames
+    from .instrumental import Instrumental
+    from .peer_preservation import PeerPreservation
     from .principal_agent import PrincipalAgent
 
-    return {cls.kind: cls for cls in (Discussion, RepeatedGames, PrincipalAgent, SandboxTask)}
+    return {cls.kind: cls for cls in (Discussion, RepeatedGames, PrincipalAgent, SandboxTask, PeerPreservation,
+                                      Instrumental)}
 
 
 def scenario_class(kind: str) -> type[Scenario]:
