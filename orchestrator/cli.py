@@ -20,8 +20,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 import_app = typer.Typer(no_args_is_help=True, help="Load published data into the store.")
 app.add_typer(import_app, name="import")
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output gets wide lines rather than rich's 80-column default, so tables stay readable.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
 
 DB_OPTION = typer.Option("sociolab.duckdb", "--db", help="DuckDB file to use.")
 
