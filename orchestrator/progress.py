@@ -31,7 +31,7 @@ class RichProgress:
         for series, n in per_series.items():
             label = f"series {series}" if series is not None else plan.file.name
             self._bars[series] = self._progress.add_task(label, total=n, info="")
-        self._totals_bar = self._progress.add_task("total", total=None, info=self._info())
+        self._totals_bar = self._progress.add_task("all runs", total=len(todo), info=self._info())
         self._progress.start()
 
     def messages(self, spec: RunSpec, committed: list[Message]) -> None:
@@ -49,6 +49,8 @@ class RichProgress:
 
     def run_done(self, spec: RunSpec, status: str) -> None:
         self._progress.advance(self._bars[spec.series])
+        if self._totals_bar is not None:
+            self._progress.advance(self._totals_bar)
 
     def stop(self) -> None:
         self._progress.stop()
