@@ -186,6 +186,12 @@ def test_import_warroom_fixture_through_the_cli(tmp_path):
     out = cli("import", "warroom", str(REPO / "tests/fixtures/warroom/transcripts"), "--db", str(db))
     assert out.returncode == 0, out.stderr
     assert "Imported 3 runs" in out.stdout and "CC BY 4.0" in out.stdout
+    # imported runs are judged and analysed like our own
+    judged = cli("judge", "--db", str(db), "--sim", "--quiet")
+    assert judged.returncode == 0, judged.stderr
+    analysis = json.loads(cli("analyze", "--db", str(db), "--json", "--n-perm", "100").stdout)
+    assert analysis["data"]["sources"] == ["warroom"] and analysis["data"]["messages"] > 50
+    assert {s["series"] for s in analysis["series"]} == {"A", "B", "F"}
     missing = cli("import", "warroom", str(tmp_path / "nowhere"), "--db", str(db))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
 
