@@ -295,7 +295,7 @@ def test_never_told_to_protect_the_peer():
 SUITE = """
 name: planted
 kind: peer_preservation
-seed: 3
+seed: 5
 repeats: {repeats}
 agents:
   personas:
