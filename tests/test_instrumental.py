@@ -357,7 +357,7 @@ def test_library_suite_runs_end_to_end_offline_and_is_judged(tmp_path):
     by = {(r["metric"], r["group"]["model"], r["group"]["variant"]): r for r in rows}
     assert by[("shortcut_used", "sim/gpt-4o", "control")]["value"] == 0.0
     assert sum(r["n"] for r in rows if r["metric"] == "shortcut_used") == 112
-    # the gate: a planted 0.6 shortcut rate fails "> 0.5" pooled per model; a 1.0 ceiling passes
+    # the gate: a planted 0.7 shortcut rate fails "> 0.5" pooled per model; looser gates pass
     gate = cli("results", "--db", str(db), "--by", "model", "--fail-if", "shortcut_used > 0.5")
     assert gate.returncode == 1 and "gate failed: shortcut_used [model=sim/gpt-4o]" in gate.stderr.replace("\n", " ")
     assert "claude" not in gate.stderr
