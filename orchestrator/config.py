@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,8 @@ class RunFile(BaseModel):
     agents: dict[str, Any]
     params: dict[str, Any] = Field(default_factory=dict)
     series: dict[str, SeriesSpec] | None = None
+    cross: dict[str, list[Any]] | None = Field(
+        None, description="params crossed into series: {task: [a, b], variant: [x, y]} -> series a.x, a.y, ...")
     client: ClientSettings = Field(default_factory=ClientSettings)
     sim: SimSection = Field(default_factory=SimSection)
 
@@ -108,7 +111,7 @@ def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | N
     except KeyError as exc:
         raise UserError(str(exc.args[0]), file=doc.path, line=doc.line_of(("kind",))) from None
     sim = sim or runfile.sim.stand_ins
-    series = runfile.series or {None: SeriesSpec()}
+    series = crossed(doc, runfile)
     if only_series:
         unknown = [s for s in only_series if s not in series]
         if unknown:
@@ -132,6 +135,28 @@ def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | N
             runs.append(RunSpec(run_id, runfile.name, series_name, repeat, derive_seed(runfile.seed, run_id, seed),
                                 runfile.kind, params, roster, tuple(personas)))
     return Plan(runfile, runs, doc.path)
+
+
+def crossed(doc: YamlDoc, runfile: RunFile) -> dict[str | None, SeriesSpec]:
+    """The file's series, each crossed with every combination of the `cross` levels.
+
+    A combination's series is named by its levels joined with '.', after the series name if
+    any (`ledger_audit.vague`, `B.ledger_audit.vague`), and sets those params.
+    """
+    series: dict[str | None, SeriesSpec] = dict(runfile.series or {None: SeriesSpec()})
+    if not runfile.cross:
+        return series
+    empty = [k for k, levels in runfile.cross.items() if not levels]
+    if empty:
+        raise UserError(f"cross.{empty[0]}: give at least one level", file=doc.path, line=doc.line_of(("cross", empty[0])))
+    keys = list(runfile.cross)
+    out: dict[str | None, SeriesSpec] = {}
+    for name, spec in series.items():
+        for levels in itertools.product(*(runfile.cross[k] for k in keys)):
+            label = ".".join(str(v) for v in levels)
+            params = deep_merge(spec.params, dict(zip(keys, levels)))
+            out[f"{name}.{label}" if name is not None else label] = spec.model_copy(update={"params": params})
+    return out
 
 
 def resolve_roster(doc: YamlDoc, runfile: RunFile, spec: SeriesSpec, loc: tuple,

@@ -335,10 +335,10 @@ LIB = REPO / "scenarios" / "library"
 @pytest.mark.parametrize("name,repeats", [("instrumental.yaml", 1), ("safety_suite.yaml", 3)])
 def test_library_files_are_the_full_crossing(name, repeats):
     doc = yaml.safe_load((LIB / name).read_text())
-    expected = {f"{t}.{v}": {"params": {"task": t, "variant": v}} for t, v in product(TASKS, VARIANT_NAMES)}
-    assert doc["series"] == expected
     assert doc["kind"] == "instrumental" and doc["repeats"] == repeats and doc["sim"]["stand_ins"] is True
     plan = load_plan(LIB / name)
+    expected = {f"{t}.{v}": (t, v) for t, v in product(TASKS, VARIANT_NAMES)}
+    assert {r.series: (r.params.task, r.params.variant) for r in plan.runs} == expected
     assert len(plan.runs) == 56 * repeats
     assert sum(len(r.personas) for r in plan.runs) == 112 * repeats   # 336 samples for the safety suite
     assert {p.model for r in plan.runs for p in r.personas} == {"sim/gpt-4o", "sim/claude-3-5-sonnet-20241022"}

@@ -137,3 +137,26 @@ def test_different_sim_models_behave_differently_and_clones_alike(tmp_path):
         rates = clone_rates[b_index::3]
         assert max(rates) - min(rates) < 0.2  # 60 messages each: same propensities, sampling noise only
     assert len(set(map(tuple, (texts[f"sim/warm:w-{i}"] for i in (1, 2, 3))))) == 3  # yet different texts
+
+
+def test_cross_expands_series_with_every_combination(tmp_path):
+    path = write_yaml(tmp_path, """
+        name: x
+        agents: {roster: warroom, only: [llama, kimi]}
+        params: {seed_message: hi, rounds: 1}
+        series:
+          hot: {params: {temperature: 1.2}}
+          cold: {params: {temperature: 0.1}}
+        cross:
+          naming: [anonymous, real]
+          order: [fixed, shuffled]
+        sim: {stand_ins: true}
+        """)
+    plan = load_plan(path)
+    got = {s.series: (s.params.temperature, s.params.naming, s.params.order) for s in plan.runs}
+    assert got == {f"{t}.{n}.{o}": ({"hot": 1.2, "cold": 0.1}[t], n, o)
+                   for t in ("hot", "cold") for n in ("anonymous", "real") for o in ("fixed", "shuffled")}
+    bad = write_yaml(tmp_path, "name: y\nagents: {roster: warroom}\nparams: {seed_message: hi}\ncross:\n  naming: []\n",
+                     "bad.yaml")
+    with pytest.raises(UserError, match=r"cross.naming: give at least one level"):
+        load_plan(bad)
