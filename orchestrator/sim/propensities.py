@@ -9,6 +9,7 @@ one profile.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,8 +64,9 @@ def propensities_for(model: str) -> Propensities:
     return derived_from_name(name)
 
 
+@lru_cache(maxsize=4096)
 def derived_from_name(name: str) -> Propensities:
-    """Deterministic, well-spread propensities from a hash of the name."""
+    """Deterministic, well-spread propensities from a hash of the name (cached: the sim asks per reply)."""
     digest = hashlib.sha256(name.encode()).digest()
     u = [b / 255 for b in digest]
     return Propensities(
