@@ -37,7 +37,7 @@ import duckdb
 import numpy as np
 
 from orchestrator.errors import UserError
-from orchestrator.store import first_line
+from orchestrator.errors import first_line
 
 from .ratings import sql_str
 

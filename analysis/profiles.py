@@ -36,7 +36,7 @@ from typing import Any, Literal, Sequence
 import duckdb
 
 from orchestrator.errors import UserError
-from orchestrator.store import first_line
+from orchestrator.errors import first_line
 
 from .ratings import sql_str
 from .stats import NAN, Summary, describe

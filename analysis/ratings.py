@@ -22,7 +22,7 @@ from typing import Sequence
 import duckdb
 
 from orchestrator.errors import UserError
-from orchestrator.store import first_line
+from orchestrator.errors import first_line
 
 HUMAN_PREFIX = "human:"
 TRUE_WORDS = ("true", "1", "yes")

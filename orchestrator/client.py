@@ -21,7 +21,7 @@ from asyncio_throttle import Throttler
 from pydantic import BaseModel, ConfigDict, Field
 
 from .cache import ResponseCache, cache_key
-from .errors import ProviderError, UserError
+from .errors import ProviderError, UserError, first_line
 from .retry import AttemptCounter, call_with_retries, is_transient
 from .sim.agent import sim_reply
 from .sim.propensities import SIM_PREFIX
@@ -206,10 +206,6 @@ class ModelClient:
                 return limits
         return self.settings.limits
 
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
 def check_models_ready(models: list[str], api_bases: dict[str, str]) -> None:

@@ -39,3 +39,9 @@ class ProviderError(Exception):
         self.transient = transient
         self.status_code = status_code
         self.retry_after = retry_after
+
+
+def first_line(exc: BaseException, limit: int = 500) -> str:
+    """The first line of an exception's message (or its class name), for one-line reports."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -14,17 +14,19 @@ import duckdb
 from rich.console import Console
 from rich.table import Table
 
-from .errors import UserError
-from .store import Store, first_line
+from .errors import UserError, first_line
+from .store import Store
 
 MAX_TABLE_ROWS = 200
 
 
 def run_query(db: Path, query: str) -> tuple[list[str], list[tuple]]:
+    if not query.strip(" \t\n;"):
+        raise UserError("empty query: give a SQL statement, e.g. sociolab sql \"SELECT * FROM runs LIMIT 5\"")
     store = Store.open_read_only(db)
     try:
         cursor = store.con.execute(query)
-        if cursor.description is None:
+        if cursor is None or cursor.description is None:
             return [], []
         columns = [d[0] for d in cursor.description]
         return columns, cursor.fetchall()

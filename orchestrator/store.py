@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 import duckdb
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 DEFAULT_DB = "sociolab.duckdb"
 
@@ -281,7 +281,15 @@ class Store:
         except duckdb.IOException as exc:
             raise UserError(f"cannot open the database: {first_line(exc)}", file=path) from None
         store = cls(con, path)
-        store.migrate()
+        try:
+            store.migrate()
+        except UserError:
+            con.close()
+            raise
+        except duckdb.Error as exc:
+            con.close()
+            raise UserError(f"cannot set up the sociolab tables ({first_line(exc)}); is this another "
+                            "program's DuckDB file? use a new --db", file=path) from None
         return store
 
     @classmethod
@@ -294,8 +302,12 @@ class Store:
         except duckdb.Error as exc:
             raise UserError(f"cannot open the database read-only: {first_line(exc)}", file=path) from None
         store = cls(con, path)
-        if path != ":memory:" and store.schema_version() < SCHEMA_VERSION:
-            store.close()  # an older file: bring its schema up to date once, then read
+        version = store.schema_version()
+        if version == 0 and path != ":memory:":
+            store.close()
+            raise UserError("not a sociolab database (no schema_version table); check --db", file=path)
+        if version < SCHEMA_VERSION:
+            store.close()  # an older sociolab file: bring its schema up to date once, then read
             cls.open(path).close()
             store = cls(duckdb.connect(path, read_only=True), path)
         return store
@@ -309,9 +321,8 @@ class Store:
         return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
 
     def migrate(self) -> None:
-        """Apply the migrations this file lacks, each in its own transaction."""
-        self.con.execute("CREATE TABLE IF NOT EXISTS schema_version "
-                         "(version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
+        """Apply the migrations this file lacks, each in its own transaction (the first one also
+        creates schema_version, so a failed first migration leaves the file untouched)."""
         current = self.schema_version()
         if current > SCHEMA_VERSION:
             raise UserError(f"database schema v{current} is newer than this sociolab (v{SCHEMA_VERSION}); "
@@ -319,11 +330,14 @@ class Store:
         for version in range(current, SCHEMA_VERSION):
             self.con.execute("BEGIN TRANSACTION")
             try:
+                if version == 0:
+                    self.con.execute("CREATE TABLE schema_version "
+                                     "(version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
                 self.con.execute(MIGRATIONS[version])
                 self.con.execute("INSERT INTO schema_version (version) VALUES (?)", [version + 1])
                 self.con.execute("COMMIT")
             except Exception:
-                self.con.execute("ROLLBACK")
+                rollback(self.con)
                 raise
 
     def close(self) -> None:
@@ -351,7 +365,7 @@ class Store:
             apply_updates(self.con, batch.updates)
             self.con.execute("COMMIT")
         except Exception:
-            self.con.execute("ROLLBACK")
+            rollback(self.con)
             raise
 
     async def write(self, batch: Batch) -> None:
@@ -406,7 +420,7 @@ class Store:
             insert_rows(self.con, "agents", COLUMNS["agents"], agents)
             self.con.execute("COMMIT")
         except Exception:
-            self.con.execute("ROLLBACK")
+            rollback(self.con)
             raise
 
     def run_states(self, run_ids: Iterable[str]) -> dict[str, tuple[str, str | None]]:
@@ -424,7 +438,7 @@ class Store:
             delete_runs(self.con, run_ids)
             self.con.execute("COMMIT")
         except Exception:
-            self.con.execute("ROLLBACK")
+            rollback(self.con)
             raise
 
     def replace_human_codes(self, rows: list[tuple]) -> None:
@@ -437,7 +451,7 @@ class Store:
             insert_rows(self.con, "human_codes", COLUMNS["human_codes"], rows)
             self.con.execute("COMMIT")
         except Exception:
-            self.con.execute("ROLLBACK")
+            rollback(self.con)
             raise
 
     def load_cache(self, models: Iterable[str]) -> dict[str, str]:
@@ -516,8 +530,18 @@ def apply_updates(con: duckdb.DuckDBPyConnection, updates: list[tuple[str, dict,
 
 
 def delete_runs(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> None:
+    """Every row of these runs, human codes included (their message ids would be reused)."""
+    con.execute("DELETE FROM human_codes WHERE split_part(message_id, '#', 1) IN (SELECT unnest(?))", [run_ids])
     for table in RUN_TABLES:
         con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?))", [run_ids])
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back without hiding the error that made us roll back."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # the connection is already unusable; the original exception is the one that matters
 
 
 def to_db(value: Any) -> Any:
@@ -526,6 +550,3 @@ def to_db(value: Any) -> Any:
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return value
 
-
-def first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

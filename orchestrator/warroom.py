@@ -79,8 +79,9 @@ class _Invalid(Exception):
 def import_warroom(store: Store, directory: str | Path,
                    on_run: Callable[[str], None] | None = None) -> ImportSummary:
     """Import every transcript under `directory` (the `transcripts/` folder or the dataset root
-    that contains it). Validates all files first, then writes one run at a time; `on_run(run_id)`
-    is called after each run is stored."""
+    that contains it). Validates all files first, then writes one run at a time; a run already
+    stored with the same content is kept as it is (with its judge and human codes). `on_run(run_id)`
+    is called after each run."""
     files = find_transcripts(directory)
     parsed: list[ParsedRun] = []
     seen: dict[str, Path] = {}
@@ -92,9 +93,12 @@ def import_warroom(store: Store, directory: str | Path,
         parsed.append(run)
 
     summary = ImportSummary()
+    states = store.run_states(run.run_id for run in parsed)
     for run in parsed:
-        store.start_run(run.run, run.agents)   # replaces an earlier copy; status 'running'
-        store.write_now(run.batch)             # rows + status 'completed' in one transaction
+        if states.get(run.run_id) != ("completed", run.run["config_hash"]):
+            # new or changed: replace it (changed content invalidates its codes too)
+            store.start_run(run.run, run.agents)   # replaces an earlier copy; status 'running'
+            store.write_now(run.batch)             # rows + status 'completed' in one transaction
         summary.runs += 1
         summary.agents += len(run.agents)
         summary.messages += run.messages
@@ -292,7 +296,8 @@ def build_run(data: Any, series: str, number: int) -> ParsedRun:
     run = {
         "run_id": run_id, "source": SOURCE, "suite": SUITE, "series": series, "repeat": number,
         "seed": None, "kind": KIND, "config": config_json,
-        "config_hash": hashlib.sha256(config_json.encode("utf-8")).hexdigest()[:16],
+        # the whole transcript's content: a re-import keeps a run whose file did not change
+        "config_hash": hashlib.sha256(json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()[:16],
         "status": "running", "stop_reason": stop_note, "rounds_planned": max_rounds,
         "rounds_done": 0, "started_at": _started_at(env, messages, finished_at),
         "finished_at": finished_at,
