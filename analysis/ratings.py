@@ -25,8 +25,9 @@ from orchestrator.errors import UserError
 from orchestrator.errors import first_line
 
 HUMAN_PREFIX = "human:"
-TRUE_WORDS = ("true", "1", "yes")
-FALSE_WORDS = ("false", "0", "no")
+# The one yes/no vocabulary of coding CSVs (also used by `sociolab validate import`); empty = no.
+TRUE_WORDS = ("true", "1", "yes", "y", "x")
+FALSE_WORDS = ("false", "0", "no", "n")
 
 
 def sql_str(value: str) -> str:

@@ -126,6 +126,11 @@ def results(con, *, metrics: Iterable[str] | None = None,
         sql += " WHERE o.metric IN (" + ", ".join("?" for _ in wanted) + ")"
         params = wanted
     rows = con.execute(sql, params).fetchall()
+    if wanted:
+        present = {r[0] for r in con.execute("SELECT DISTINCT metric FROM outcomes").fetchall()}
+        unknown = [m for m in wanted if m not in present]
+        if unknown and present:
+            raise UserError(f"no outcome '{unknown[0]}' in this store (metrics: {', '.join(sorted(present))})")
     factor_keys = [k for k in by if k not in BASE_KEYS]
     if factor_keys:
         known = set()

@@ -179,8 +179,8 @@ class Codebook(BaseModel):
 
 
 def library_names() -> list[str]:
-    """Codebooks shipped in judges/library/."""
-    return sorted(p.stem for p in LIBRARY.glob("*.yaml"))
+    """Codebooks shipped in judges/library/ (judges.yaml there is the judge config, not a codebook)."""
+    return sorted(p.stem for p in LIBRARY.glob("*.yaml") if p.stem != "judges")
 
 
 def load_codebook(name_or_path: str | Path) -> Codebook:
@@ -196,9 +196,8 @@ def load_codebook(name_or_path: str | Path) -> Codebook:
     looks_like_path = (isinstance(name_or_path, Path) or "/" in text or "\\" in text
                        or text.endswith((".yaml", ".yml")))
     if not looks_like_path:
-        lib = LIBRARY / f"{text}.yaml"
-        if lib.is_file():
-            path = lib
+        if text in library_names():
+            path = LIBRARY / f"{text}.yaml"
         elif not path.is_file():
             raise UserError(f"unknown codebook '{text}': give a YAML path or one of "
                             f"{', '.join(library_names())}")

@@ -106,15 +106,17 @@ class Judging:
     async def run(self, run_ids: list[str]) -> JudgeReport:
         await self.store.write(codebook_batch(self.codebook))
         items = await self.store.run_blocking(load_items, self.store, run_ids, self.config.window)
-        for judge in self.config.judges:
-            done = await self.store.run_blocking(already_coded, self.store, judge, self.codebook.codebook_id)
-            todo = [item for item in items if item.message_id not in done]
-            self.report.to_code[judge] = len(todo)
-            self.report.already[judge] = len(items) - len(todo)
-            for key in ("coded", "uncodable", "failed"):
-                getattr(self.report, key)[judge] = 0
-            await self.code_all(judge, todo)
-        await self.flush()
+        try:
+            for judge in self.config.judges:
+                done = await self.store.run_blocking(already_coded, self.store, judge, self.codebook.codebook_id)
+                todo = [item for item in items if item.message_id not in done]
+                self.report.to_code[judge] = len(todo)
+                self.report.already[judge] = len(items) - len(todo)
+                for key in ("coded", "uncodable", "failed"):
+                    getattr(self.report, key)[judge] = 0
+                await self.code_all(judge, todo)
+        finally:
+            await self.flush()  # codes already paid for are kept, even on an error or Ctrl-C
         return self.report
 
     async def code_all(self, judge: str, items: list[Item]) -> None:

@@ -12,6 +12,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from analysis.ratings import FALSE_WORDS as RATING_FALSE, TRUE_WORDS as RATING_TRUE
 from orchestrator.errors import UserError
 from orchestrator.store import Store
 
@@ -19,8 +20,8 @@ from .codebook import Codebook
 
 STRATA = {"series": "coalesce(r.series, r.suite, '')", "run": "m.run_id", "agent": "m.sender_name",
           "model": "coalesce(a.model_label, a.model)", "round": "m.round::VARCHAR"}
-TRUE_WORDS = {"true", "1", "yes", "y", "x"}
-FALSE_WORDS = {"false", "0", "no", "n", ""}
+TRUE_WORDS = frozenset(RATING_TRUE)
+FALSE_WORDS = frozenset(RATING_FALSE) | {""}
 
 
 def export_sample(store: Store, codebook: Codebook, path: Path, *, n: int, stratify: str = "series",

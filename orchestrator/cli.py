@@ -53,6 +53,10 @@ def run(
         report = asyncio.run(execute(plan, store, progress, fresh=fresh))
         counts = store.counts()
     print_summary(db, report, counts)
+    for run_id, error in report.failed:
+        err_console.print(f"run {run_id} failed: {error}", markup=False, highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def print_summary(db: Path, report, counts: dict) -> None:
@@ -61,6 +65,8 @@ def print_summary(db: Path, report, counts: dict) -> None:
         done += f", {report.stopped} stopped early (too many agent failures)"
     if report.skipped:
         done += f", {report.skipped} already complete"
+    if report.failed:
+        done += f", {len(report.failed)} failed (left unfinished; rerun to redo them)"
     console.print(f"\n[bold]Runs:[/bold] {report.planned} planned: {done}.")
     console.print(f"[bold]Store:[/bold] {db.resolve()} holds {counts['runs']} runs, {counts['agents']} agents, "
                   f"{counts['messages']} agent messages ({counts['errors']} errors), "
@@ -147,7 +153,7 @@ def judge(
         updates["judges"] = [j.strip() for j in judges.split(",") if j.strip()]
     if sim:
         updates["judges"] = [sim_judge_name(j) for j in updates.get("judges", cfg.judges)]
-    cfg = cfg.model_copy(update=updates)
+    cfg = validated_judge_config(cfg, updates)
     with Store.open(db) as store:
         progress = JudgeProgress(console, enabled=not quiet)
         with progress:
@@ -157,10 +163,37 @@ def judge(
         console.print(f"{j}: {report.coded[j]} coded, {report.uncodable[j]} uncodable, {report.failed[j]} failed "
                       f"calls, {report.already[j]} already coded.")
     console.print(f"{report.calls} judge calls, ${report.cost_usd:.4f}. Next: sociolab agreement --db {db}")
+    exit_if_judge_calls_failed(report)
+
+
+def validated_judge_config(cfg, updates: dict):
+    """CLI options go through the same validation as the YAML config."""
+    from pydantic import ValidationError
+
+    from judges.runner import JudgeConfig
+
+    try:
+        return JudgeConfig.model_validate({**cfg.model_dump(), **updates})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise UserError(f"judge option {where}: {err['msg']}") from None
+
+
+def exit_if_judge_calls_failed(report) -> None:
     if sum(report.failed.values()):
         err_console.print("some judge calls failed at the provider (see llm_calls.error); "
                           "rerun the same command to retry only those")
         raise typer.Exit(1)
+
+
+def writable_output(path: Path) -> Path:
+    """Check an output path before any work is done, so a typo costs nothing."""
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {path}: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder")
+    return path
 
 
 @app.command()
@@ -248,6 +281,7 @@ def report(
     from analysis.analyze import analyze as run_analysis
     from analysis.report import build_report
 
+    writable_output(output)
     with Store_read_only(db) as store:
         result = run_analysis(store.con, rule=rule, codebook_id=codebook_id_of(codebook), comparisons=compare,
                               n_perm=n_perm, seed=seed)
@@ -279,6 +313,7 @@ def replicate(
 
     if study != "warroom":
         raise UserError(f"unknown study '{study}' (known: warroom)")
+    writable_output(output)
     suite = Path(__file__).resolve().parent.parent / "scenarios/library/warroom.yaml"
     plan = load_plan(suite, sim=sim, only_series=split(series))
     config = load_judge_config()
@@ -289,13 +324,14 @@ def replicate(
         asyncio.run(execute(plan, store, RichProgress(console, enabled=not quiet)))
         console.print(f"[bold]2/3 judge[/bold] with {', '.join(config.judges)}")
         with JudgeProgress(console, enabled=not quiet) as progress:
-            asyncio.run(judge_store(store, config, on_progress=progress.update))
+            judged = asyncio.run(judge_store(store, config, on_progress=progress.update))
     with Store.open_read_only(db) as store:
         console.print("[bold]3/3 analyze and report[/bold]")
         result = run_analysis(store.con)
         output.write_text(build_report(store.con, result), encoding="utf-8")
     console.print(f"Wrote {output}: {result['data']['runs']} runs, {result['data']['messages']} coded messages. "
                   f"The numbers: sociolab analyze --db {db} --json")
+    exit_if_judge_calls_failed(judged)
 
 
 @app.command()
@@ -358,6 +394,7 @@ def validate_export(
     from judges.validation import export_sample
     from .store import Store
 
+    writable_output(output)
     with Store.open_read_only(db) as store:
         counts = export_sample(store, load_codebook(codebook), output, n=n, stratify=stratify,
                                context=context, seed=seed)

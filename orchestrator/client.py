@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .cache import ResponseCache, cache_key
 from .errors import ProviderError, UserError, first_line
-from .retry import AttemptCounter, call_with_retries, is_transient
+from .retry import AttemptCounter, call_with_retries, is_provider_error, is_transient
 from .sim.agent import sim_reply
 from .sim.propensities import SIM_PREFIX
 
@@ -118,7 +118,7 @@ class ModelClient:
         params = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens)) if v is not None}
         params.update(extra or {})
         use_cache = self.uses_cache(model) and fault is None
-        key = cache_key(model, messages, params, seed) if use_cache else ""
+        key = cache_key(model, messages, {**params, "api_base": self.api_bases.get(model)}, seed) if use_cache else ""
         if use_cache and (hit := self.cache.get(key)) is not None:
             return Completion(model=model, cached=True, **hit)
         started, t0 = Completion(model=model), time.perf_counter()
@@ -128,7 +128,9 @@ class ModelClient:
                 lambda: self._attempt(model, messages, params, seed, fault),
                 max_attempts=self.settings.max_attempts, initial_wait=self.settings.initial_wait_s,
                 max_wait=self.settings.max_wait_s, sleep=sleep, counter=attempts)
-        except Exception as exc:  # every provider failure becomes a recorded Completion
+        except Exception as exc:
+            if not is_provider_error(exc):
+                raise  # our own bug: never recorded as if the model had failed
             if type(exc).__name__ == "AuthenticationError":
                 raise UserError(f"model {model}: the provider refused the API key ({first_line(exc)}); "
                                 f"check the key variable for this provider") from None
@@ -192,19 +194,22 @@ class ModelClient:
                 "sim_latency_s": hidden.get("sim_latency_s")}
 
     def _group(self, model: str) -> _Group:
-        group = self._groups.get(model)
+        """Models matching one `models:` pattern share a throttle and an in-flight cap (a
+        provider's rate limit covers the whole account); other models get their own."""
+        key, limits = self.limits_for(model)
+        group = self._groups.get(key)
         if group is None:
-            limits = self.limits_for(model)
             throttler = (Throttler(rate_limit=limits.requests_per_period, period=limits.period_s)
                          if limits.requests_per_period else None)
-            group = self._groups[model] = _Group(asyncio.Semaphore(limits.in_flight), throttler)
+            group = self._groups[key] = _Group(asyncio.Semaphore(limits.in_flight), throttler)
         return group
 
-    def limits_for(self, model: str) -> ModelLimits:
+    def limits_for(self, model: str) -> tuple[str, ModelLimits]:
+        """(group key, limits): the first matching pattern, else the model on its own."""
         for pattern, limits in self.settings.models.items():
             if fnmatch.fnmatchcase(model, pattern):
-                return limits
-        return self.settings.limits
+                return f"pattern:{pattern}", limits
+        return f"model:{model}", self.settings.limits
 
 
 

@@ -26,6 +26,20 @@ PERMANENT_NAMES = frozenset({"ContextWindowExceededError", "ContentPolicyViolati
                              "PermissionDeniedError", "UnsupportedParamsError"})
 
 
+PROVIDER_MODULES = ("litellm", "openai", "httpx", "httpcore", "aiohttp")
+
+
+def is_provider_error(exc: BaseException) -> bool:
+    """An error from a model provider or its transport, as opposed to a bug in our own code.
+
+    Only these become recorded failures of a call; anything else propagates, so a bug is never
+    mistaken for a model that failed.
+    """
+    if isinstance(exc, (ProviderError, TimeoutError, ConnectionError)):
+        return True
+    return any(cls.__module__.split(".")[0] in PROVIDER_MODULES for cls in type(exc).__mro__)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for rate limits, timeouts, connection failures and 5xx; False for everything else."""
     if isinstance(exc, ProviderError):

@@ -1,8 +1,9 @@
 """Execute a plan: resume what is unfinished, run runs concurrently, report progress.
 
 A rerun skips completed runs and restarts unfinished ones from scratch (their partial rows are
-deleted in the same transaction that re-creates them), so the final tables hold each message
-exactly once, whatever was killed when.
+deleted up front, in one transaction, before any run starts), so the final tables hold each
+message exactly once, whatever was killed when. A run that fails with an unexpected error is
+reported and left unfinished (a rerun redoes it); the other runs go on.
 """
 
 from __future__ import annotations
@@ -60,7 +61,13 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
 
     async def one(spec: RunSpec) -> None:
         async with limit:
-            status = await run_one(spec, store, client, progress)
+            try:
+                status = await run_one(spec, store, client, progress)
+            except UserError:
+                raise  # the user must fix something (e.g. a refused API key): stop everything
+            except Exception as exc:  # a bug or an unforeseen failure: report it, keep the suite going
+                report.failed.append((spec.run_id, f"{type(exc).__name__}: {exc}"))
+                status = "failed"
         if status == "completed":
             report.completed += 1
         elif status == "stopped":

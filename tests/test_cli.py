@@ -42,8 +42,10 @@ def test_sql_formats_and_read_only(tmp_path):
     assert {r["sender_name"] for r in rows} >= {"user", "Agent-A"} and sum(r["n"] for r in rows) == 42
     as_csv = cli("sql", "SELECT run_id, status FROM runs", "--db", str(db), "--format", "csv")
     assert as_csv.stdout.splitlines() == ["run_id,status", "quickstart/001,completed"]
-    table = cli("sql", "SELECT count(*) AS n FROM agents", "--db", str(db))
-    assert "7" in table.stdout
+    table = cli("sql", "SELECT count(*) AS agents_in_run FROM agents", "--db", str(db))
+    assert re.search(r"agents_in_run.*\n.*\n.*\b7\b", table.stdout)
+    empty = cli("sql", " ; ", "--db", str(db))
+    assert empty.returncode == 2 and "empty query" in empty.stderr
     write = cli("sql", "DELETE FROM runs", "--db", str(db))
     assert write.returncode == 2 and "read-only" in write.stderr.lower()
     assert cli("sql", "SELECT count(*) FROM runs", "--db", str(db), "-f", "csv").stdout.splitlines()[1] == "1"
@@ -99,6 +101,15 @@ def test_other_user_errors(tmp_path):
     assert bad_format.returncode == 2
     usage = cli("run")
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
+    for args in (["judge", "--db", str(db), "--sim", "--batch", "0"], ["report", "--db", str(db), "-o",
+                 str(tmp_path / "no/such/dir/r.html")], ["sql", "SELECT 1", "--db", str(tmp_path)]):
+        out = cli(*args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, args
+    foreign = tmp_path / "other.duckdb"
+    duckdb.connect(str(foreign)).execute("CREATE TABLE runs (x INT)").close()
+    for args in (["sql", "SELECT 1", "--db", str(foreign)], ["run", str(QUICKSTART), "--db", str(foreign)]):
+        out = cli(*args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
 
 
 def test_bad_input_never_loses_stored_runs(tmp_path):

@@ -160,3 +160,39 @@ def test_cross_expands_series_with_every_combination(tmp_path):
                      "bad.yaml")
     with pytest.raises(UserError, match=r"cross.naming: give at least one level"):
         load_plan(bad)
+
+
+def test_group_commit_isolates_a_bad_batch(tmp_path):
+    """Batches merged into one transaction: when one breaks a key, the others still commit."""
+    store = Store.open(tmp_path / "g.duckdb")
+    store.write_now(Batch(rows={"runs": [("r", "sociolab", None, None, 1, 1, "discussion", {}, "h", "running",
+                                           None, 1, 0, None, None, None)]}))
+
+    def message(mid: str) -> Batch:
+        batch = Batch()
+        batch.add("messages", (mid, "r", 0, 0, 0, "a", "A", "hi", 1, False, None, 0.0, 1.0))
+        return batch
+
+    async def three_writers():
+        return await asyncio.gather(store.write(message("r#1")), store.write(message("r#1")),
+                                    store.write(message("r#2")), return_exceptions=True)
+
+    outcomes = asyncio.run(three_writers())
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], duckdb.ConstraintException)
+    ids = [r[0] for r in store.con.execute("SELECT message_id FROM messages ORDER BY 1").fetchall()]
+    assert ids == ["r#1", "r#2"]
+
+
+def test_reimport_keeps_codes_of_unchanged_runs(tmp_path):
+    from judges.runner import JudgeConfig, judge_store
+    from orchestrator.client import ClientSettings
+    from orchestrator.warroom import import_warroom
+
+    store = Store.open(tmp_path / "w.duckdb")
+    fixtures = REPO / "tests/fixtures/warroom/transcripts"
+    import_warroom(store, fixtures)
+    asyncio.run(judge_store(store, JudgeConfig(judges=["sim/judge-a"], client=ClientSettings())))
+    coded = store.con.execute("SELECT count(*) FROM codes").fetchone()[0]
+    import_warroom(store, fixtures)
+    assert coded > 0 and store.con.execute("SELECT count(*) FROM codes").fetchone()[0] == coded
