@@ -72,6 +72,9 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
             report.completed += 1
         elif status == "stopped":
             report.stopped += 1
+        elif status == "failed" and not any(run_id == spec.run_id for run_id, _ in report.failed):
+            report.failed.append((spec.run_id, "every agent failed its first call (see messages.error); "
+                                               "fix the setup and rerun"))
         if progress:
             progress.run_done(spec, status)
 

@@ -35,7 +35,7 @@ MIGRATIONS: list[str] = [
         kind            VARCHAR NOT NULL,          -- scenario kind, e.g. 'discussion'
         config          JSON,                      -- the resolved scenario config of this run
         config_hash     VARCHAR,
-        status          VARCHAR NOT NULL,          -- running | completed | stopped
+        status          VARCHAR NOT NULL,          -- running | completed | stopped | failed
         stop_reason     VARCHAR,
         rounds_planned  INTEGER,
         rounds_done     INTEGER NOT NULL DEFAULT 0,

@@ -84,7 +84,7 @@ class Discussion(Scenario):
                           if failed else "no agent left")
                 ctx.sink.event("run_stopped", round=round_index, reason=reason)
                 await ctx.sink.commit_round(round_index + 1)
-                return Outcome("stopped", round_index + 1, reason)
+                return Outcome(self.stop_status(round_index, order, failed), round_index + 1, reason)
             await ctx.sink.commit_round(round_index + 1)
         return Outcome("completed", self.rounds_planned())
 
@@ -148,6 +148,16 @@ class Discussion(Scenario):
                                  transient=False, status_code=404)
         return ProviderError(crash.message or "Service unavailable: the model is overloaded",
                              transient=True, status_code=503)
+
+    @staticmethod
+    def stop_status(round_index: int, order: list[Agent], failed: list[Message]) -> str:
+        """'stopped' is a result (the study's rule); but when every agent fails its very first call
+        and no crash was injected, the setup is broken (wrong model id, bad key, unsupported
+        parameter): 'failed', so that a rerun after the fix redoes the run instead of skipping it."""
+        injected = any(a.crash is not None for a in order)
+        if round_index == 0 and len(failed) == len(order) and not injected:
+            return "failed"
+        return "stopped"
 
     def after_failures(self, ctx: RunContext, round_index: int, live: list[Agent],
                        failed: list[Message]) -> list[Agent]:

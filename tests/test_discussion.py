@@ -234,3 +234,21 @@ def test_wall_clock_path_through_litellm_custom_provider(tmp_path):
     starts = [m[1] for m in msgs]
     assert starts[1] - starts[0] >= 0.025 and starts[2] - starts[1] >= 0.025  # real stagger
     assert rows(store, "SELECT count(*) FROM llm_calls WHERE error IS NULL AND completion_tokens > 0")[0][0] == 6
+
+
+def test_a_broken_setup_is_failed_not_stopped_and_is_redone(tmp_path):
+    """Every agent failing its first call without an injected crash means a broken setup."""
+    from orchestrator.errors import ProviderError
+
+    class Broken(RecordingClient):
+        async def complete(self, model, messages, **kw):
+            return await super().complete(model, messages, **{**kw, "fault": ProviderError(
+                "model not found", transient=False, status_code=404)})
+
+    path = write_yaml(tmp_path, SEVEN.format(rounds=3, extra_agents="", extra_params=""))
+    store = Store.open(tmp_path / "b.duckdb")
+    report = asyncio.run(execute(load_plan(path), store, client=Broken(ClientSettings())))
+    assert len(report.failed) == 1 and rows(store, "SELECT status FROM runs") == [("failed",)]
+    again = asyncio.run(execute(load_plan(path), store))  # fixed: a rerun redoes it
+    assert again.completed == 1 and again.skipped == 0
+    assert rows(store, "SELECT status FROM runs") == [("completed",)]
