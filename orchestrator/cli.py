@@ -234,6 +234,10 @@ def agreement(
         if not con.execute(f"SELECT count(*) FROM ({source})").fetchone()[0]:
             raise UserError(f"no codes in {db}; run `sociolab judge --db {db}` first")
         rater_list = None
+    present = [r[0] for r in con.execute(f"SELECT DISTINCT flag FROM ({source}) ORDER BY 1").fetchall()]
+    missing = sorted(set(flag_list or ()) - set(present))
+    if missing:
+        raise UserError(f"no ratings for flag '{missing[0]}' (flags: {', '.join(present)})")
     report = agreement_report(con, source, raters=rater_list, flags=flag_list, ci=ci, n_boot=n_boot, seed=seed)
     if json_out:
         import json
