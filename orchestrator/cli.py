@@ -213,7 +213,7 @@ def agreement(
     """Agreement per flag and rater pair: kappa (with CIs), % agreement, prevalence, alpha."""
     import duckdb
 
-    from analysis.agreement import agreement_report, render_agreement, to_json
+    from analysis.agreement import agreement_report, render_agreement, source_relation, to_json
     from analysis.ratings import load_wide_csv, ratings_view_sql
     from .store import Store
 
@@ -234,7 +234,8 @@ def agreement(
         if not con.execute(f"SELECT count(*) FROM ({source})").fetchone()[0]:
             raise UserError(f"no codes in {db}; run `sociolab judge --db {db}` first")
         rater_list = None
-    present = [r[0] for r in con.execute(f"SELECT DISTINCT flag FROM ({source}) ORDER BY 1").fetchall()]
+    present = [r[0] for r in con.execute(f"SELECT DISTINCT flag FROM {source_relation(con, source)} AS s "
+                                         "ORDER BY 1").fetchall()]
     missing = sorted(set(flag_list or ()) - set(present))
     if missing:
         raise UserError(f"no ratings for flag '{missing[0]}' (flags: {', '.join(present)})")
