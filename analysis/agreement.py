@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import uuid
 import zlib
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -38,6 +37,8 @@ import numpy as np
 
 from orchestrator.errors import UserError
 from orchestrator.errors import first_line
+
+from .scratch import create_scratch, drop_scratch
 
 from .ratings import sql_str
 
@@ -147,15 +148,9 @@ def agreement_stats(con: duckdb.DuckDBPyConnection, source: str, *, raters: Sequ
     if len(raters) > MAX_RATERS:
         raise UserError(f"{len(raters)} raters; agreement compares at most {MAX_RATERS} at once: "
                         "choose some with --raters")
-    table = f"agreement_patterns_{uuid.uuid4().hex[:10]}"
-    try:
-        con.execute(f"CREATE TEMP TABLE {table} AS {_patterns_sql(rel, raters, flags)}")
-        dups = con.execute(f"SELECT coalesce(sum(dup), 0) FROM {table}").fetchone()[0]
-    except duckdb.Error as exc:
-        con.execute(f"DROP TABLE IF EXISTS {table}")
-        raise UserError(f"cannot compute agreement: {first_line(exc)}") from None
-    if dups:
-        con.execute(f"DROP TABLE {table}")
+    table = create_scratch(con, "agreement_patterns", _patterns_sql(rel, raters, flags), "agreement")
+    if con.execute(f"SELECT coalesce(sum(dup), 0) FROM {table}").fetchone()[0]:
+        drop_scratch(con, table)
         raise _duplicates_error(con, rel)
     return AgreementStats(table, raters, flags, source)
 

@@ -22,9 +22,9 @@
 from __future__ import annotations
 
 import math
-import uuid
 from typing import Any
 
+from .scratch import scratch
 from .profiles import (AgentCounts, Rule, _counts, check_rule, codebook_flags, connection, resolve_codebook,
                        series_key)
 from .ratings import sql_str
@@ -149,9 +149,7 @@ def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
     if not crash_runs:
         out["note"] = "no run has an errored agent"
         return out
-    table = "post_crash_" + uuid.uuid4().hex[:10]
-    con.execute(f"CREATE TEMP TABLE {table} AS {post_crash_sql(codebook_id, rule)}")
-    try:
+    with scratch(con, "post_crash", post_crash_sql(codebook_id, rule), "compensation") as table:
         levels = _level_cols()
         total = _rows(con, f"SELECT count(*) AS messages, coalesce(sum(comp), 0) AS comp, {levels} FROM {table} "
                            "WHERE comp IS NOT NULL")[0]
@@ -181,8 +179,6 @@ def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
                    (SELECT map_from_entries(list((p.agent_id, p.c::BIGINT) ORDER BY p.agent_id))
                       FROM per_agent p WHERE p.run_id = t.run_id AND p.c > 0) AS compensators
             FROM {table} t WHERE t.comp IS NOT NULL GROUP BY t.run_id""")
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS {table}")
     for group in ("by_round", "by_series", "by_model"):
         for r in out[group]:
             for k, v in list(r.items()):

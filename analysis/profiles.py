@@ -29,14 +29,15 @@ from __future__ import annotations
 import json
 import math
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 import duckdb
 
 from orchestrator.errors import UserError
-from orchestrator.errors import first_line
+
+
+from .scratch import create_scratch, drop_scratch
 
 from .ratings import sql_str
 from .stats import NAN, Summary, describe
@@ -255,18 +256,13 @@ def agent_counts(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
         if unknown:
             raise UserError(f"no codes for flag(s) {', '.join(unknown)} under {codebook_id}; "
                             f"flags: {', '.join(flags)}")
-    table = f"agent_counts_{uuid.uuid4().hex[:10]}"
-    try:
-        con.execute(f"CREATE TEMP TABLE {table} AS {agent_counts_sql(codebook_id, flags, rule)}")
-        max_rows = con.execute(f"SELECT coalesce(max(max_rows), 0) FROM {table}").fetchone()[0]
-    except duckdb.Error as exc:
-        con.execute(f"DROP TABLE IF EXISTS {table}")
-        raise UserError(f"cannot compute profiles: {first_line(exc)}") from None
+    table = create_scratch(con, "agent_counts", agent_counts_sql(codebook_id, flags, rule), "profiles")
+    max_rows = con.execute(f"SELECT coalesce(max(max_rows), 0) FROM {table}").fetchone()[0]
     if max_rows > MAX_SLOT:       # some message has > 255 codes: check no flag has > 255 judges
         judges = con.execute("SELECT count(DISTINCT judge) FROM codes WHERE codebook_id = ?",
                              [codebook_id]).fetchone()[0]
         if judges > MAX_SLOT:
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+            drop_scratch(con, table)
             raise UserError(f"{judges} judges coded {codebook_id}; profiles adjudicate at most {MAX_SLOT}")
     return AgentCounts(table, codebook_id, rule, tuple(flags), tuple(traits))
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal, get_args
+from typing import Any, Callable, Literal, get_args
 
 from pydantic import Field
 

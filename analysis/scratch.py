@@ -1,0 +1,40 @@
+"""Temporary tables for analyses that scan the store once and read the result several times.
+
+Analysis never changes the store: these are TEMP tables, private to the connection (so they work
+on read-only opens too), uniquely named, and dropped by whoever created them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import contextmanager
+from typing import Iterator
+
+import duckdb
+
+from orchestrator.errors import UserError, first_line
+
+
+def create_scratch(con: duckdb.DuckDBPyConnection, prefix: str, sql: str, what: str) -> str:
+    """CREATE TEMP TABLE <prefix>_<random> AS <sql>; a failure becomes one clear UserError."""
+    table = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        con.execute(f"CREATE TEMP TABLE {table} AS {sql}")
+    except duckdb.Error as exc:
+        drop_scratch(con, table)
+        raise UserError(f"cannot compute {what}: {first_line(exc)}") from None
+    return table
+
+
+def drop_scratch(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+@contextmanager
+def scratch(con: duckdb.DuckDBPyConnection, prefix: str, sql: str, what: str) -> Iterator[str]:
+    """A scratch table for the duration of a `with` block."""
+    table = create_scratch(con, prefix, sql, what)
+    try:
+        yield table
+    finally:
+        drop_scratch(con, table)
