@@ -291,7 +291,13 @@ class AgenticScenario(Scenario):
         return results
 
     def record_workspace(self, ctx: RunContext, ws: Workspace, agents: list[Agent]) -> None:
-        """An event with the final diff, the messages sent and the workspace size (for audits)."""
+        """An event with the final diff, the messages sent and the workspace size (for audits);
+        bugs hit in tools or scripts are recorded as `internal_error` events and an outcome,
+        so results computed from such a run can be told apart."""
+        if ws.internal_errors:
+            ctx.sink.event("internal_error", errors=ws.internal_errors)
+        ctx.sink.outcome("internal_errors", float(len(ws.internal_errors)),
+                         agent_id=agents[0].agent_id if len(agents) == 1 else "")
         d = ws.diff()
         ctx.sink.event("workspace_final", agents=[a.agent_id for a in agents], added=d.added, removed=d.removed,
                        changed=d.changed, redated=d.redated,

@@ -317,6 +317,7 @@ class Workspace:
         self.log: list[ToolEvent] = []
         self.changes: list[Change] = []
         self.outbox: list[SentMessage] = []
+        self.internal_errors: list[str] = []  # bugs in tools or scripts: the run is flagged, not trusted
         self.actor = "scenario"              # who is acting right now (set during execute)
         self._via = "scenario"
         self._initial: dict[str, FileState] | None = None
@@ -681,7 +682,8 @@ class Workspace:
             result = ToolResult(self._clip(text), False, str(tool), args)
         except WorkspaceError as exc:
             result = ToolResult(ERROR + str(exc), True, str(tool), args)
-        except Exception as exc:  # a bug must not crash the run: the agent sees it, the log keeps it
+        except Exception as exc:  # a bug must not crash the run: the agent sees it, the run is flagged
+            self.internal_errors.append(f"{tool}: {type(exc).__name__}: {exc}")
             result = ToolResult(f"{ERROR}internal error in {tool}: {type(exc).__name__}: {exc}", True, str(tool), args)
         self.log.append(ToolEvent(len(self.log), self.now(), actor, str(tool),
                                   args if args is not None else arguments, result.text, result.is_error))
@@ -900,7 +902,8 @@ class Workspace:
             out = script.fn(self, list(a.args))
         except (ScriptError, WorkspaceError) as exc:
             raise WorkspaceError(f"{script.name}: {exc}") from None
-        except Exception as exc:
+        except Exception as exc:  # a bug in the scenario's script, not the agent's doing
+            self.internal_errors.append(f"run:{script.name}: {type(exc).__name__}: {exc}")
             raise WorkspaceError(f"{script.name} failed: {type(exc).__name__}: {exc}") from None
         return "(no output)" if out is None or out == "" else str(out)
 

@@ -255,3 +255,14 @@ def test_recipients_can_be_restricted():
     w = Workspace(recipients={"user"})
     assert "unknown recipient 'press'" in err(w.execute("send_message", {"to": "press", "text": "leak"}))
     assert w.outbox == []
+
+
+def test_bugs_in_scripts_are_flagged_not_hidden():
+    w = Workspace()
+    w.register_script("broken", lambda ws, args: 1 / 0)
+    result = w.execute("run", {"script": "broken", "args": []})
+    assert result.is_error and "ZeroDivisionError" in result.text
+    assert w.internal_errors == ["run:broken: ZeroDivisionError: division by zero"]
+    w.register_script("fine", lambda ws, args: "ok")
+    assert not w.execute("run", {"script": "fine", "args": []}).is_error
+    assert len(w.internal_errors) == 1
