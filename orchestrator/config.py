@@ -120,7 +120,7 @@ def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | N
         series = {k: v for k, v in series.items() if k in only_series}
     runs: list[RunSpec] = []
     for series_name, spec in series.items():
-        loc = ("series", series_name) if series_name is not None else ()
+        loc = series_location(runfile, series_name)
         roster, personas = resolve_roster(doc, runfile, spec, loc, sim)
         params = resolve_params(doc, runfile, spec, loc, kind_cls.Params)
         try:  # place the agents once now, so naming problems surface before anything runs
@@ -135,6 +135,16 @@ def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | N
             runs.append(RunSpec(run_id, runfile.name, series_name, repeat, derive_seed(runfile.seed, run_id, seed),
                                 runfile.kind, params, roster, tuple(personas)))
     return Plan(runfile, runs, doc.path)
+
+
+def series_location(runfile: RunFile, series_name: str | None) -> tuple:
+    """Where a series' settings stand in the file, for error lines: its `series:` entry, or the
+    `cross:` section for a series that crossing made."""
+    if series_name is None:
+        return ()
+    if runfile.series and series_name in runfile.series:
+        return ("series", series_name)
+    return ("cross",)
 
 
 def crossed(doc: YamlDoc, runfile: RunFile) -> dict[str | None, SeriesSpec]:
