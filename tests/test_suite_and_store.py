@@ -196,3 +196,19 @@ def test_reimport_keeps_codes_of_unchanged_runs(tmp_path):
     coded = store.con.execute("SELECT count(*) FROM codes").fetchone()[0]
     import_warroom(store, fixtures)
     assert coded > 0 and store.con.execute("SELECT count(*) FROM codes").fetchone()[0] == coded
+
+
+def test_redoing_a_run_forgets_its_human_codes(tmp_path):
+    """Message ids are reused by a redo ({run_id}#{seq}): old human codes must not attach to new text."""
+    path = write_yaml(tmp_path, """
+        name: h
+        agents: {roster: warroom, only: [llama, kimi]}
+        params: {seed_message: hi, rounds: 1}
+        sim: {stand_ins: true}
+        """)
+    store = Store.open(tmp_path / "h.duckdb")
+    asyncio.run(execute(load_plan(path), store))
+    message_id = store.con.execute("SELECT message_id FROM messages WHERE round = 0 LIMIT 1").fetchone()[0]
+    store.replace_human_codes([(message_id, "ana", "phatic", True, None, "test")])
+    asyncio.run(execute(load_plan(path), store, fresh=True))
+    assert store.con.execute("SELECT count(*) FROM human_codes").fetchone()[0] == 0
