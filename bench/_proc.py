@@ -68,3 +68,11 @@ def shim_cmd() -> list[str] | None:
     if found and os.path.realpath(found) != os.path.realpath(real):
         return [found]
     return None
+
+
+def run_file(cmd: list[str], file: Path, db: Path, *extra: str) -> Measured:
+    """`sociolab run FILE --db DB --quiet [extra]` as a measured child; a failure ends the bench."""
+    m = run(cmd + ["run", str(file), *extra, "--db", str(db), "--quiet"], cwd=Path(__file__).resolve().parent.parent)
+    if m.rc != 0:
+        raise SystemExit(f"`sociolab run {file.name}` failed with exit code {m.rc}:\n{m.stderr[-2000:]}")
+    return m

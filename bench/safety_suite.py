@@ -23,7 +23,7 @@ from pathlib import Path
 
 import _common
 from _common import machine, median, table, verdict
-from _proc import run, sociolab_cmd
+from _proc import run, run_file, sociolab_cmd
 
 TARGET_WALL_S = 60.0
 TARGET_TOOL_S = 1e-3
@@ -86,10 +86,7 @@ def replay_tool_calls(db: Path) -> tuple[int, float]:
 
 
 def measure(cmd: list[str], file: Path, db: Path):
-    m = run(cmd + ["run", str(file), "--db", str(db), "--quiet"], cwd=_common.ROOT)
-    if m.rc != 0:
-        raise SystemExit(f"`sociolab run {file.name}` failed with exit code {m.rc}:\n{m.stderr[-2000:]}")
-    return m, counts(db)
+    return run_file(cmd, file, db), counts(db)
 
 
 def main() -> None:

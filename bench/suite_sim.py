@@ -17,7 +17,7 @@ from pathlib import Path
 
 import _common
 from _common import machine, median, table, verdict
-from _proc import run, sociolab_cmd
+from _proc import run_file, sociolab_cmd
 
 TARGET_WALL_S = 60.0
 TARGET_RSS_MB = 300.0
@@ -51,10 +51,7 @@ def counts(db: Path) -> dict:
 
 
 def measure(cmd: list[str], file: Path, db: Path):
-    m = run(cmd + ["run", str(file), "--sim", "--db", str(db), "--quiet"], cwd=_common.ROOT)
-    if m.rc != 0:
-        raise SystemExit(f"`sociolab run {file.name}` failed with exit code {m.rc}:\n{m.stderr[-2000:]}")
-    return m, counts(db)
+    return run_file(cmd, file, db, "--sim"), counts(db)
 
 
 def main() -> None:

@@ -92,6 +92,13 @@ def _as_bool(flag: str, v: Any) -> bool:
     raise AnswerError(f"flag '{flag}' must be true or false, got {json.dumps(v, ensure_ascii=False)[:40]}")
 
 
+def _key_mismatch(got: dict, expected: Sequence[str]) -> tuple[str, str]:
+    """(missing, unknown) keys of `got` against `expected`, each joined with ', ' ('' if none)."""
+    missing = ", ".join(str(k) for k in expected if k not in got)
+    unknown = ", ".join(str(k) for k in got if k not in expected)
+    return missing, unknown
+
+
 def _validate_one(obj: Any, codebook: Codebook, where: str = "") -> JudgeAnswer:
     pre = f"{where}: " if where else ""
     if not isinstance(obj, dict):
@@ -100,12 +107,11 @@ def _validate_one(obj: Any, codebook: Codebook, where: str = "") -> JudgeAnswer:
     if not isinstance(flags_in, dict):
         raise AnswerError(f"{pre}missing the \"flags\" object (it must map every flag name to true or false)")
     names = codebook.flag_names
-    missing = [f for f in names if f not in flags_in]
+    missing, unknown = _key_mismatch(flags_in, names)
     if missing:
-        raise AnswerError(f"{pre}missing flag(s): {', '.join(missing)} (every flag needs true or false)")
-    unknown = [f for f in flags_in if f not in names]
+        raise AnswerError(f"{pre}missing flag(s): {missing} (every flag needs true or false)")
     if unknown:
-        raise AnswerError(f"{pre}unknown flag(s): {', '.join(map(str, unknown))}; the flags are {', '.join(names)}")
+        raise AnswerError(f"{pre}unknown flag(s): {unknown}; the flags are {', '.join(names)}")
     try:
         flags = {f: _as_bool(f, flags_in[f]) for f in names}
     except AnswerError as exc:
@@ -179,12 +185,11 @@ def parse_answer(text: str, codebook: Codebook,
         items = {str(k): v for k, v in obj.items()}
     else:
         raise AnswerError("expected {\"answers\": [...]} with one entry per message")
-    missing = [i for i in ids if i not in items]
+    missing, unknown = _key_mismatch(items, ids)
     if missing:
-        raise AnswerError(f"no answer for message_id(s) {', '.join(missing)}")
-    extra = [i for i in items if i not in ids]
-    if extra:
-        raise AnswerError(f"unknown message_id(s) {', '.join(extra)}; the messages are {', '.join(ids)}")
+        raise AnswerError(f"no answer for message_id(s) {missing}")
+    if unknown:
+        raise AnswerError(f"unknown message_id(s) {unknown}; the messages are {', '.join(ids)}")
     return {i: _validate_one(items[i], codebook, where=f"message {i}") for i in ids}
 
 

@@ -104,11 +104,12 @@ def test_rounds_do_not_overlap_and_seq_follows_finish_time(tmp_path):
 
 
 def test_same_seed_same_transcript_and_other_seed_differs(tmp_path):
-    a, _, _ = run(tmp_path / "a" if (tmp_path / "a").mkdir() is None else None, rounds=3)
-    b, _, _ = run(tmp_path / "b" if (tmp_path / "b").mkdir() is None else None, rounds=3)
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    a, _, _ = run(tmp_path / "a", rounds=3)
+    b, _, _ = run(tmp_path / "b", rounds=3)
     q = "SELECT seq, sender, content, started_s, finished_s FROM messages ORDER BY seq"
     assert rows(a, q) == rows(b, q)
-    (tmp_path / "c").mkdir()
     text = SEVEN.format(rounds=3, extra_agents="", extra_params="").replace("seed: 11", "seed: 12")
     c, _, _ = run(tmp_path / "c", text=text)
     assert rows(c, q) != rows(a, q)

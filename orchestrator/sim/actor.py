@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .text import content_text
 from .agent import SimReply
 from .propensities import propensities_for
 
@@ -139,15 +140,6 @@ def _tool_names(tools: list | None) -> list[str]:
     return out
 
 
-def _content(m: dict) -> str:
-    c = m.get("content")
-    if c is None:
-        return ""
-    if isinstance(c, str):
-        return c
-    if isinstance(c, list):
-        return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in c)
-    return str(c)
 
 
 def decisions(model: str, seed: int | None, system: str, task: str, plan: SimPlan) -> dict[str, bool]:
@@ -166,9 +158,9 @@ def decisions(model: str, seed: int | None, system: str, task: str, plan: SimPla
 def reply(model: str, messages: list[dict], *, seed: int | None = None, temperature: float = 0.7,
           max_tokens: int | None = None, tools: list | None = None) -> SimReply:
     available = set(_tool_names(tools))
-    system = next((_content(m) for m in messages if m.get("role") == "system"), "")
+    system = next((content_text(m) for m in messages if m.get("role") == "system"), "")
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
-    task = _content(messages[last_user]) if last_user >= 0 else ""
+    task = content_text(messages[last_user]) if last_user >= 0 else ""
     plan = plan_for(system, task) or fallback_plan(task, tools)
     took = decisions(model, seed, system, task, plan)
     steps = planned_steps(plan, took, available)
@@ -183,7 +175,7 @@ def reply(model: str, messages: list[dict], *, seed: int | None = None, temperat
                 fn = c.get("function") or {}
                 done.append({"id": c.get("id"), "name": fn.get("name") or c.get("name")})
         elif role == "tool":
-            results[str(m.get("tool_call_id"))] = _content(m)
+            results[str(m.get("tool_call_id"))] = content_text(m)
     outputs = [results.get(str(c["id"]), "") for c in done]
     variables: dict[str, str] = {}
     flat = [a for batch in steps for a in batch]
@@ -198,7 +190,7 @@ def reply(model: str, messages: list[dict], *, seed: int | None = None, temperat
 
     key = plan_key(system, task)[:8]
     n = len(done)
-    prompt_chars = sum(len(_content(m)) for m in messages)
+    prompt_chars = sum(len(content_text(m)) for m in messages)
     if n < len(flat):
         # the batch holding call n, from call n on
         start = 0

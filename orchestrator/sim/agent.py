@@ -19,6 +19,7 @@ import re
 import string
 from typing import NamedTuple
 
+from .text import content_text
 from .propensities import propensities_for
 
 
@@ -390,15 +391,6 @@ _RE_ANY_CUE = re.compile("|".join(re.escape(c) for c in sorted(_ALL_CUES, key=le
 _RECENT_TOP = 3
 
 
-def _content(m: dict) -> str:
-    c = m.get("content")
-    if c is None:
-        return ""
-    if isinstance(c, str):
-        return c
-    if isinstance(c, list):  # OpenAI content parts
-        return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in c)
-    return str(c)
 
 
 def _detect_lang(text: str) -> str:
@@ -491,7 +483,7 @@ def sim_reply(model: str, messages: list[dict], *, seed: int | None = None,
         role = m.get("role") or ""
         c = m.get("content")
         if type(c) is not str:
-            c = _content(m)
+            c = content_text(m)
         n_c = len(c)
         prompt_chars += n_c
         append(f"{role[:1]}{n_c}|{c[:40]}|{c[-40:]}")

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .text import content_text
 from .agent import SimReply
 from .propensities import base_name
 
@@ -287,13 +288,6 @@ def _malform(kind: int, answers: list[dict], batch: bool, r) -> str:
     return body
 
 
-def _content(m: dict) -> str:
-    c = m.get("content")
-    if isinstance(c, str):
-        return c
-    if isinstance(c, list):
-        return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in c)
-    return "" if c is None else str(c)
 
 
 def sim_judge_reply(model: str, messages: list[dict], *, seed: int | None = None, temperature: float = 0.7,
@@ -315,7 +309,7 @@ def sim_judge_reply(model: str, messages: list[dict], *, seed: int | None = None
     prompt_chars = 0
     for m in messages:
         role = m.get("role")
-        c = _content(m)
+        c = content_text(m)
         prompt_chars += len(c)
         if role == "system" and not system:
             system = c
