@@ -82,6 +82,8 @@ async def compare(name: str, bare, client, calls: int, block: int, concurrency: 
 async def main(args) -> list[dict]:
     from orchestrator.client import ClientSettings, ModelClient
     from orchestrator.litellm_boot import get_litellm
+    from orchestrator.litellm_provider import PLACEHOLDER_KEY
+    from orchestrator.provider import Endpoint
 
     litellm = get_litellm()
     convs = conversations()
@@ -111,12 +113,23 @@ async def main(args) -> list[dict]:
         results.append(await compare("sim/x (custom provider)", bare, via_client, args.calls, args.block, conc))
 
     # the client's own layers (cache check, tenacity, semaphore, recording) with the provider stubbed out
-    stub_client = ModelClient(settings)
-    canned = {"text": "ok", "prompt_tokens": 1, "completion_tokens": 1, "cost_usd": 0.0, "sim_latency_s": None}
+    from orchestrator.provider import ProviderReply
 
-    async def stub(*_a, **_k):
-        return canned
-    stub_client._call_litellm = stub
+    class StubProvider:  # answers at once: what remains is the client's own cost
+        name = "stub"
+
+        def serves(self, model, endpoint): return True
+        def in_process(self, model, endpoint): return False
+        def caches_by_default(self, model, endpoint): return False
+        def check_ready(self, model, endpoint): return None
+        def supports(self, model, capability): return True
+        def list_price(self, model): return None
+        def secrets(self, model, endpoint): return []
+
+        async def complete(self, request):
+            return ProviderReply(text="ok", prompt_tokens=1, completion_tokens=1, cost_usd=0.0)
+
+    stub_client = ModelClient(settings, providers=[StubProvider()])
     for i in range(200):
         await stub_client.complete(model, convs[i % len(convs)], temperature=temperature, seed=i)
     t0 = time.perf_counter()
@@ -137,12 +150,12 @@ async def main(args) -> list[dict]:
     async def probe(url: str, n: int = 10) -> float:
         """Sequential ms per bare call against `url` (after 2 warm-up calls)."""
         for i in range(2):
-            await litellm.acompletion(model=hmodel, messages=convs[0], api_base=url, api_key="sk-local",
+            await litellm.acompletion(model=hmodel, messages=convs[0], api_base=url, api_key=PLACEHOLDER_KEY,
                                       max_retries=0, timeout=timeout, seed=i)
         t0 = time.perf_counter()
         for i in range(n):
             await litellm.acompletion(model=hmodel, messages=convs[i % len(convs)], api_base=url,
-                                      api_key="sk-local", max_retries=0, timeout=timeout, seed=i)
+                                      api_key=PLACEHOLDER_KEY, max_retries=0, timeout=timeout, seed=i)
         return (time.perf_counter() - t0) / n * 1000
 
     # The server as shipped: a sequential probe. http.server writes the headers and the body in two
@@ -163,11 +176,11 @@ async def main(args) -> list[dict]:
         if shipped_ms > 20:
             print("  note: > 20 ms per loopback call as shipped = Nagle/delayed-ACK stall in "
                   "orchestrator/sim/server.py (_Handler lacks disable_nagle_algorithm = True)")
-        hclient = ModelClient(settings, api_bases={hmodel: url})
+        hclient = ModelClient(settings, endpoints={hmodel: Endpoint(api_base=url)})
 
         async def hbare(i):
             r = await litellm.acompletion(model=hmodel, messages=convs[i % len(convs)], api_base=url,
-                                          api_key="sk-local", max_retries=0, timeout=timeout,
+                                          api_key=PLACEHOLDER_KEY, max_retries=0, timeout=timeout,
                                           temperature=temperature, seed=i)
             return r.choices[0].message.content
 

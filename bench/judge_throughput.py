@@ -16,7 +16,7 @@ from pathlib import Path
 from _common import machine, table, verdict  # noqa: E402  (sets up sys.path and offline litellm)
 
 from judges.codebook import load_codebook
-from judges.prompt import build_judge_messages
+from judges.prompt import build_judge_messages, judge_metadata
 from judges.runner import JudgeConfig, judge_store, load_items
 from orchestrator.client import ClientSettings
 from orchestrator.config import load_plan
@@ -49,8 +49,10 @@ def main() -> None:
         for item in items:
             prompt = build_judge_messages(codebook, message_text=item.text, sender_name=item.sender_name,
                                           roster=item.roster, errored=item.errored, context=item.context)
+            metadata = judge_metadata(codebook, items=[(item.message_id, item.sender_name, item.text)],
+                                      roster=item.roster, errored=item.errored, batch=False)
             for judge in JUDGES:
-                sim_reply(judge, prompt, seed=1, temperature=0.0)
+                sim_reply(judge, prompt, seed=1, temperature=0.0, metadata=metadata)
         floor = time.perf_counter() - t0
         t0 = time.perf_counter()
         report = asyncio.run(judge_store(store, JudgeConfig(judges=JUDGES, client=ClientSettings())))

@@ -1,8 +1,9 @@
 """Codebooks: the flags judges code, as validated pydantic models loaded from YAML.
 
 A codebook is a YAML file (see docs/judges.md and judges/library/): a name, a description and a
-list of flags, each with a definition, positive and negative examples, optional lexical cues
-(shown to judges as hints, and what sim judges look for) and optional graded levels.
+list of flags, each with a definition, positive and negative examples and optional graded levels.
+It is all a real judge is shown. The phrases sim judges look for are not part of it: they live
+with the sim (orchestrator/sim/cues.py, and `sim: {cues: ...}` in a run file or judge config).
 
     cb = load_codebook("warroom")          # library name, or a path to a YAML file
     cb.version                             # sha256 of the canonical JSON content, first 12 hex digits
@@ -24,30 +25,13 @@ from orchestrator.yamlfile import read_yaml, validate
 
 LIBRARY = Path(__file__).resolve().parent / "library"
 
-# In `cues`, this placeholder stands for the name of any agent of the roster other than the sender
-# (what `xref` looks for); judges' prompts explain it, sim judges expand it from the roster.
-PEER_PLACEHOLDER = "{peer}"
-
+SIM_KEYS = ("cues", "level_cues")  # flag keys of older codebooks, now `SimSettings` keys
 _NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 _LEVEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
 
 
-def _clean_cues(value: dict[str, list[str]] | None, what: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for lang, cues in (value or {}).items():
-        clean = []
-        for c in cues:
-            c = c.strip().lower() if c.strip() != PEER_PLACEHOLDER else PEER_PLACEHOLDER
-            if not c:
-                raise ValueError(f"{what} for '{lang}' contain an empty string")
-            if c not in clean:
-                clean.append(c)
-        out[str(lang)] = clean
-    return out
-
-
 class Flag(BaseModel):
-    """One behavioural flag: what it means, examples, cue hints and optional graded levels."""
+    """One behavioural flag: what it means, examples and optional graded levels."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,14 +39,8 @@ class Flag(BaseModel):
     definition: str = Field(min_length=1, description="what counts (and what does not), for the judge")
     positives: list[str] = Field(default_factory=list, description="messages that show the flag")
     negatives: list[str] = Field(default_factory=list, description="messages that do not (near misses)")
-    cues: dict[str, list[str]] = Field(
-        default_factory=dict,
-        description="language -> lowercase cue substrings (hints for judges; what sim judges look for). "
-                    "'{peer}' stands for another agent's name.")
     levels: dict[str, str] | None = Field(
         None, description="graded sub-labels coded when the flag is true, lowest first, e.g. {L1: ..., L2: ...}")
-    level_cues: dict[str, dict[str, list[str]]] | None = Field(
-        None, description="level -> language -> cue substrings; the highest level whose cue is present wins")
 
     @field_validator("definition")
     @classmethod
@@ -80,18 +58,6 @@ class Flag(BaseModel):
             raise ValueError("examples must not be empty")
         return out
 
-    @field_validator("cues")
-    @classmethod
-    def _clean(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        return _clean_cues(v, "cues")
-
-    @field_validator("level_cues")
-    @classmethod
-    def _clean_levels(cls, v: dict[str, dict[str, list[str]]] | None) -> dict[str, dict[str, list[str]]] | None:
-        if v is None:
-            return None
-        return {str(k): _clean_cues(cues, f"level_cues.{k}") for k, cues in v.items()}
-
     @model_validator(mode="after")
     def _check_levels(self) -> "Flag":
         if self.levels is not None:
@@ -100,23 +66,7 @@ class Flag(BaseModel):
             for key in self.levels:
                 if not re.match(_LEVEL_PATTERN, key):
                     raise ValueError(f"flag '{self.name}': level name '{key}' must be letters, digits, '_' or '-'")
-        if self.level_cues is not None:
-            if self.levels is None:
-                raise ValueError(f"flag '{self.name}': level_cues needs levels")
-            unknown = [k for k in self.level_cues if k not in self.levels]
-            if unknown:
-                raise ValueError(f"flag '{self.name}': level_cues names unknown level(s) {unknown}; "
-                                 f"levels are {list(self.levels)}")
         return self
-
-    def all_cues(self) -> list[str]:
-        """Every cue of every language, deduplicated, in order."""
-        seen: list[str] = []
-        for cues in self.cues.values():
-            for c in cues:
-                if c not in seen:
-                    seen.append(c)
-        return seen
 
 
 class Codebook(BaseModel):
@@ -222,11 +172,8 @@ def _precheck(doc) -> None:
                 raise UserError(f"flags[{i}].name: flag '{name}' is defined twice (first as flags[{seen[name]}])",
                                 file=doc.path, line=doc.line_of(("flags", i, "name")))
             seen[name] = i
-        levels, level_cues = f.get("levels"), f.get("level_cues")
-        if isinstance(level_cues, dict):
-            known = list(levels) if isinstance(levels, dict) else []
-            for key in level_cues:
-                if str(key) not in [str(k) for k in known]:
-                    raise UserError(f"flags[{i}].level_cues.{key}: unknown level; levels are "
-                                    f"{', '.join(map(str, known)) or '(none: add levels first)'}",
-                                    file=doc.path, line=doc.line_of(("flags", i, "level_cues", key)))
+        for key in SIM_KEYS:
+            if key in f:
+                raise UserError(f"flags[{i}].{key}: {key} now belong to the sim, not to the codebook real judges "
+                                f"read: move them to `sim: {{{key}: {{{name or '<flag>'}: ...}}}}` in the run file "
+                                "or judge config", file=doc.path, line=doc.line_of(("flags", i, key)))

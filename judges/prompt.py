@@ -3,15 +3,16 @@
 Layout (docs/judges.md shows a full example):
 
 - system: instructions, then the codebook rendered flag by flag (`### name`, definition, levels,
-  examples as JSON strings, cue hints as JSON), then where to find the answer format.
+  examples as JSON strings), then where to find the answer format. Nothing else: no hint of
+  what sim agents write ever reaches a real judge.
 - user: the roster and the errored agents (JSON lists), the context window between
   `<<<CONTEXT>>>` / `<<<END CONTEXT>>>` as `[Name]: text` lines, the message(s) to code each between
   `<<<MESSAGE from="Name">>>` (batch: `<<<MESSAGE id="m1" from="Name">>>`) and `<<<END MESSAGE>>>`,
   and the exact JSON answer format after `Answer format`.
 
-The layout is a sensible prompt for a real model and machine-readable for the sim judge
-(orchestrator/sim/judge.py), which parses the delimiters, the flag headings, the cue lines and the
-roster. The constants below are that contract.
+The prompt is written for a real model only. A sim judge never reads it: `judge_metadata` gives
+it the same facts (flags, messages, roster, errored agents) as structured request metadata, so the
+wording here can change freely without changing a sim code.
 """
 
 from __future__ import annotations
@@ -20,17 +21,11 @@ import json
 import re
 from typing import Sequence
 
-from .codebook import PEER_PLACEHOLDER, Codebook
+from orchestrator.sim.metadata import JudgeRequest
 
-# ---- the machine-readable contract (shared with orchestrator/sim/judge.py) ----
-FLAGS_HEADING = "## Flags"
-FLAG_HEADING = "### "                  # "### phatic"
-DEFINITION_PREFIX = "Definition: "
-LEVELS_PREFIX = "Levels "              # "Levels (when comp is true, ...):" then "- L1: ..." lines
-CUES_PREFIX = "Cue hints: "            # + JSON {language: [cues]}
-LEVEL_CUES_PREFIX = "Level cue hints: "  # + JSON {level: {language: [cues]}}
-ROSTER_PREFIX = "Agents in the conversation (roster): "   # + JSON list
-ERRORED_PREFIX = "Agents whose calls failed (errored): "  # + JSON list
+from .codebook import Codebook
+
+# Delimiters a message cannot forge (see `_safe`), and the answer-format line repairs restate.
 CONTEXT_OPEN = "<<<CONTEXT>>>"
 CONTEXT_CLOSE = "<<<END CONTEXT>>>"
 MESSAGE_OPEN = "<<<MESSAGE"            # + ' id="..."' (batch) + ' from="..."' + ">>>"
@@ -48,9 +43,7 @@ or none. Code only the message to code; the context (earlier messages, the roste
 whose calls failed) is there to understand it. For a graded flag, also give the highest level \
 that applies when the flag is true, and null when it is false.
 
-The definitions decide. The examples illustrate them. The cue hints are phrases that often \
-signal a flag, in several languages: they are hints, not rules (a true case can lack them, and a \
-phrase can appear in a false case). Messages can be in any language."""
+The definitions decide. The examples illustrate them. Messages can be in any language."""
 
 _SYSTEM_CACHE: dict[str, str] = {}
 
@@ -72,15 +65,11 @@ def render_codebook(codebook: Codebook) -> str:
     lines = [INSTRUCTIONS, "", f"Codebook: {codebook.codebook_id} ({len(codebook.flags)} flags)."]
     if codebook.description:
         lines.append(codebook.description)
-    uses_peer = any(PEER_PLACEHOLDER in f.all_cues() for f in codebook.flags)
-    if uses_peer:
-        lines.append(f"In cue hints, {PEER_PLACEHOLDER} stands for the name of another agent of the roster "
-                     "(not the sender), with or without '@'.")
-    lines += ["", FLAGS_HEADING]
+    lines += ["", "## Flags"]
     for f in codebook.flags:
-        lines += ["", f"{FLAG_HEADING}{f.name}", f"{DEFINITION_PREFIX}{f.definition}"]
+        lines += ["", f"### {f.name}", f"Definition: {f.definition}"]
         if f.levels:
-            lines.append(f"{LEVELS_PREFIX}(when {f.name} is true, give the highest that applies; "
+            lines.append(f"Levels (when {f.name} is true, give the highest that applies; "
                          f"null when {f.name} is false):")
             lines += [f"- {k}: {v}" for k, v in f.levels.items()]
         if f.positives:
@@ -89,10 +78,6 @@ def render_codebook(codebook: Codebook) -> str:
         if f.negatives:
             lines.append(f"Examples where {f.name} is false:")
             lines += [f"- {_q(x)}" for x in f.negatives]
-        if f.cues:
-            lines.append(CUES_PREFIX + json.dumps(f.cues, ensure_ascii=False))
-        if f.level_cues:
-            lines.append(LEVEL_CUES_PREFIX + json.dumps(f.level_cues, ensure_ascii=False))
     lines += ["", "## Answer", "Reply with one JSON object and nothing else (no prose, no code fence), "
               "in the format given at the end of the user message."]
     text = "\n".join(lines)
@@ -139,8 +124,8 @@ def build_judge_messages(codebook: Codebook, *, message_text: str | None = None,
         raise ValueError("build_judge_messages needs message_text and sender_name, or batch")
     if batch is not None and not batch:
         raise ValueError("batch is empty")
-    lines = [ROSTER_PREFIX + json.dumps(list(roster), ensure_ascii=False),
-             ERRORED_PREFIX + json.dumps(list(errored), ensure_ascii=False), ""]
+    lines = ["Agents in the conversation (roster): " + json.dumps(list(roster), ensure_ascii=False),
+             "Agents whose calls failed (errored): " + json.dumps(list(errored), ensure_ascii=False), ""]
     if context:
         n = len(context)
         lines.append(f"Context: the {n} message{'s' if n != 1 else ''} before the "
@@ -171,6 +156,34 @@ def build_judge_messages(codebook: Codebook, *, message_text: str | None = None,
         lines.append(answer_template(codebook, ids))
     return [{"role": "system", "content": render_codebook(codebook)},
             {"role": "user", "content": "\n".join(lines)}]
+
+
+def judge_metadata(codebook: Codebook, *, items: Sequence[tuple[str, str, str]], roster: Sequence[str],
+                   errored: Sequence[str], batch: bool) -> dict:
+    """What a sim judge is told instead of reading the prompt: request metadata `{"judge": {...}}`
+    in the shape of `orchestrator.sim.metadata.JudgeRequest` (the sim validates it), with the
+    codebook's flags and levels, the items (message_id, sender, text) to code, the roster and the
+    errored agents. `batch` must match the prompt: True when the answer is `{"answers": [...]}`
+    with message ids, and then only may there be several items. Built as plain data, since one is
+    built per judge call."""
+    if not batch and len(items) != 1:
+        raise ValueError("a single (batch=False) judge request codes exactly one item")
+    return {JudgeRequest.KEY: {
+        "codebook": codebook.name,
+        "flags": [{"name": name, "levels": list(levels)} for name, levels in _flags_of(codebook)],
+        "items": [{"id": str(mid), "sender": sender, "text": text} for mid, sender, text in items],
+        "roster": list(roster), "errored": list(errored), "batch": batch}}
+
+
+def _flags_of(codebook: Codebook) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(name, level names) per flag, cached per codebook id."""
+    cached = _FLAGS_CACHE.get(codebook.codebook_id)
+    if cached is None:
+        cached = _FLAGS_CACHE[codebook.codebook_id] = tuple((f.name, tuple(f.levels or {})) for f in codebook.flags)
+    return cached
+
+
+_FLAGS_CACHE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {}
 
 
 _SCHEMA_NAME = re.compile(r"[^A-Za-z0-9_\-]")

@@ -21,16 +21,18 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.client import ClientSettings, Completion, ModelClient, check_models_ready
+from orchestrator.client import Budget, ClientSettings, Completion, ModelClient, RetryListener, default_providers
 from orchestrator.errors import UserError
-from orchestrator.sim.propensities import SIM_PREFIX
+from orchestrator.estimate import ModelEstimate
+from orchestrator.provider import Endpoint, Price
+from orchestrator.sim.settings import SimSettings
 from orchestrator.sink import call_row
 from orchestrator.store import Batch, Store
 from orchestrator.yamlfile import read_yaml, validate
 
 from .answer import AnswerError, JudgeAnswer, parse_answer, repair_messages
 from .codebook import Codebook, load_codebook
-from .prompt import answer_schema, build_judge_messages
+from .prompt import answer_schema, answer_template, build_judge_messages, judge_metadata
 
 LIBRARY = Path(__file__).parent / "library"
 FLUSH_EVERY = 400  # messages coded per write
@@ -50,19 +52,21 @@ class JudgeConfig(BaseModel):
     response_format: bool | None = Field(None, description="JSON schema response_format; None = where supported")
     client: ClientSettings = Field(default_factory=lambda: ClientSettings(cache=True))
     api_bases: dict[str, str] = Field(default_factory=dict,
-                                      description="judge model -> OpenAI-compatible server (vLLM, serve-sim, ...)")
+                                      description="judge model -> server (vLLM, serve-sim, a proxy, ...)")
+    api_key_envs: dict[str, str] = Field(default_factory=dict,
+                                         description="judge model -> environment variable holding its key")
+    prices: dict[str, Price] = Field(default_factory=dict,
+                                     description="USD per million tokens by judge model name or pattern")
+    sim: SimSettings = Field(default_factory=SimSettings, description="settings of sim judges")
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        models = set(self.api_bases) | set(self.api_key_envs)
+        return {m: Endpoint(api_base=self.api_bases.get(m), api_key_env=self.api_key_envs.get(m)) for m in models}
 
 
 def load_judge_config(path: str | Path | None = None) -> JudgeConfig:
     doc = read_yaml(path or LIBRARY / "judges.yaml")
     return validate(doc, JudgeConfig)
-
-
-def sim_judge_name(model: str) -> str:
-    """`--sim`: a judge's offline stand-in, e.g. gemini/gemini-2.5-flash -> sim/judge-gemini-2.5-flash."""
-    if model.startswith(SIM_PREFIX):
-        return model
-    return f"{SIM_PREFIX}judge-{model.split('/')[-1]}"
 
 
 @dataclass
@@ -87,6 +91,7 @@ class JudgeReport:
     already: dict[str, int] = field(default_factory=dict)
     calls: int = 0
     cost_usd: float = 0.0
+    unpriced: set[str] = field(default_factory=set)
 
 
 class Judging:
@@ -129,7 +134,11 @@ class Judging:
             while not queue.empty():
                 await self.code_chunk(judge, queue.get_nowait())
 
-        await asyncio.gather(*(worker() for _ in range(min(self.config.concurrency, len(chunks)) or 1)))
+        workers = min(self.config.concurrency, len(chunks)) or 1
+        outcomes = await asyncio.gather(*(worker() for _ in range(workers)), return_exceptions=True)
+        raised = [r for r in outcomes if isinstance(r, BaseException)]
+        if raised:  # e.g. the budget ran out: every worker has stopped before we report it
+            raise raised[0]
 
     async def code_chunk(self, judge: str, chunk: list[Item]) -> None:
         batched = len(chunk) > 1
@@ -171,24 +180,22 @@ class Judging:
         if self.wants_schema(judge):
             schema = answer_schema(self.codebook, batch=len(chunk) > 1)
             extra = {"response_format": {"type": "json_schema", "json_schema": schema}}
-        call = await self.client.complete(judge, messages, temperature=0.0, extra=extra,
+        metadata = judge_metadata(self.codebook, items=[(i.message_id, i.sender_name, i.text) for i in chunk],
+                                  roster=chunk[0].roster, errored=chunk[-1].errored, batch=len(chunk) > 1)
+        call = await self.client.complete(judge, messages, temperature=0.0, extra=extra, metadata=metadata,
                                           seed=stable_seed(chunk[0].message_id, attempt))
         self.pending.add("llm_calls", call_row(chunk[0].run_id, chunk[0].message_id, None, "judge", call))
         self.report.calls += 1
-        self.report.cost_usd += call.cost_usd
+        if call.cost_usd is None and call.ok:
+            self.report.unpriced.add(judge)
+        self.report.cost_usd += call.cost_usd or 0.0
         return call
 
     def wants_schema(self, judge: str) -> bool:
+        """`response_format` where the judge's provider takes a JSON schema, unless configured."""
         if self.config.response_format is not None:
             return self.config.response_format
-        if judge.startswith(SIM_PREFIX):
-            return False
-        from orchestrator.litellm_boot import get_litellm
-
-        try:
-            return bool(get_litellm().supports_response_schema(model=judge))
-        except Exception:  # unknown to litellm's model map: ask for JSON in the prompt only
-            return False
+        return self.client.supports(judge, "response_schema")
 
     def record(self, judge: str, chunk: list[Item], answers: dict[str, JudgeAnswer] | None,
                raw: str, error: str, failed: bool) -> None:
@@ -279,6 +286,47 @@ def load_items(store: Store, run_ids: list[str], window: int) -> list[Item]:
     return items
 
 
+def estimate_judging(store: Store, config: JudgeConfig, *, run_glob: str | None = None,
+                     series: list[str] | None = None) -> list[ModelEstimate]:
+    """`judge --dry-run`: the calls each judge would make, their prompt tokens (from the prompts
+    themselves, ~4 characters a token) and answer tokens (the answer format's size), and cost."""
+    codebook = load_codebook(config.codebook)
+    run_ids = select_runs(store, run_glob, series)
+    items = load_items(store, run_ids, config.window)
+    client = client_without_checks(config)
+    judging = Judging(store, config, codebook, client)
+    out = []
+    for judge in config.judges:
+        done = already_coded(store, judge, codebook.codebook_id)
+        todo = [item for item in items if item.message_id not in done]
+        chunks = [todo[i:i + config.batch] for i in range(0, len(todo), config.batch)]
+        prompt_chars = sum(len(m["content"]) for chunk in chunks for m in judging.prompt_for(chunk))
+        answer_chars = sum(len(answer_template(codebook, [i.message_id for i in chunk] if len(chunk) > 1 else None))
+                           for chunk in chunks)
+        p, c = prompt_chars // 4, answer_chars // 4
+        price = client.price_or_list_price(judge)
+        out.append(ModelEstimate(judge, len(chunks), p, c, price.cost(p, c) if price else None))
+    return out
+
+
+def client_for(config: JudgeConfig, *, max_cost: float | None = None,
+               on_retry: RetryListener | None = None) -> ModelClient:
+    """The judges' client: their endpoints, prices, sim settings and budget, keys checked."""
+    client = client_without_checks(config, max_cost=max_cost, on_retry=on_retry)
+    client.check_ready(config.judges)
+    if max_cost is not None and client.unpriced(config.judges):
+        raise UserError(f"--max-cost needs a price for {', '.join(client.unpriced(config.judges))}: add them "
+                        "under prices: (USD per million tokens) in the judge config")
+    return client
+
+
+def client_without_checks(config: JudgeConfig, *, max_cost: float | None = None,
+                          on_retry: RetryListener | None = None) -> ModelClient:
+    return ModelClient(config.client, endpoints=config.endpoints(), prices=config.prices,
+                       providers=default_providers(config.client, config.sim),
+                       budget=Budget(max_cost) if max_cost is not None else None, on_retry=on_retry)
+
+
 async def judge_store(store: Store, config: JudgeConfig, *, run_glob: str | None = None,
                       series: list[str] | None = None, client: ModelClient | None = None,
                       on_progress: Callable[[JudgeReport], None] | None = None) -> JudgeReport:
@@ -286,9 +334,8 @@ async def judge_store(store: Store, config: JudgeConfig, *, run_glob: str | None
     if len(set(config.judges)) != len(config.judges):
         raise UserError("the same judge is listed twice")
     codebook = load_codebook(config.codebook)
-    check_models_ready(config.judges, config.api_bases)
     run_ids = await store.run_blocking(select_runs, store, run_glob, series)
-    client = client or ModelClient(config.client, api_bases=config.api_bases)
+    client = client or client_for(config)
     client.cache.preload(await store.run_blocking(store.load_cache, [j for j in config.judges
                                                                      if client.uses_cache(j)]))
     return await Judging(store, config, codebook, client, on_progress).run(run_ids)

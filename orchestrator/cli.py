@@ -35,6 +35,10 @@ def run(
     series: Optional[str] = typer.Option(None, help="run only these series (comma-separated)"),
     fresh: bool = typer.Option(False, "--fresh", help="redo runs that are already complete"),
     concurrency: Optional[int] = typer.Option(None, help="runs in flight at once (default: the file's)"),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: no call starts once this is spent; "
+                                             "the store stays resumable and the command exits 1"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print calls, estimated tokens and cost per model; "
+                                 "call nothing, write nothing"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display"),
 ) -> None:
     """Run a scenario or a suite; a rerun resumes where the last one stopped."""
@@ -42,21 +46,68 @@ def run(
 
     from .config import load_plan
     from .progress import RichProgress
-    from .runner import execute
+    from .runner import client_for, execute
     from .store import Store
 
+    check_budget(max_cost)
     plan = load_plan(file, sim=sim, only_series=series.split(",") if series else None)
     if concurrency is not None:
-        plan.file.concurrency = max(1, concurrency)
+        if concurrency < 1:
+            raise UserError(f"--concurrency {concurrency}: give at least 1")
+        plan.file.concurrency = concurrency
+    if dry_run:
+        from .estimate import rehearse
+
+        print_estimate(f"{len(plan.runs)} runs of {file}", asyncio.run(rehearse(plan)))
+        return
+    progress = RichProgress(console, enabled=not quiet)
+    client = client_for(plan, max_cost=max_cost, on_retry=progress.retry)
     with Store.open(db) as store:
-        progress = RichProgress(console, enabled=not quiet)
-        report = asyncio.run(execute(plan, store, progress, fresh=fresh))
+        report = asyncio.run(execute(plan, store, progress, fresh=fresh, client=client))
         counts = store.counts()
     print_summary(db, report, counts)
     for run_id, error in report.failed:
         err_console.print(f"run {run_id} failed: {error}", markup=False, highlight=False)
-    if report.failed:
+    if report.incomplete:
+        err_console.print(f"{len(report.incomplete)} run(s) incomplete: a provider failed after retries "
+                          f"(see llm_calls.error); rerun the same command to redo them", markup=False)
+    if report.unfinished_by_budget:
+        err_console.print(f"budget of ${max_cost:.4f} reached: {len(report.unfinished_by_budget)} run(s) left "
+                          "unfinished; rerun with a higher --max-cost to finish them", markup=False)
+    if not report.ok:
         raise typer.Exit(1)
+
+
+def check_budget(max_cost: float | None) -> None:
+    if max_cost is not None and not max_cost >= 0:
+        raise UserError(f"--max-cost {max_cost}: give a budget in USD, 0 or more")
+
+
+def print_estimate(what: str, estimates) -> None:
+    """The dry-run table: calls, tokens and cost per model; unknown prices said, not zeroed."""
+    from rich.table import Table
+
+    table = Table(title=f"Dry run: {what} (estimated on sim stand-ins; nothing called)")
+    for col in ("model", "calls", "prompt tokens", "completion tokens", "est. cost USD"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for e in estimates:
+        cost = "unknown" if e.cost_usd is None else f"{e.cost_usd:.4f}"
+        table.add_row(e.model, str(e.calls), f"{e.prompt_tokens:,}", f"{e.completion_tokens:,}", cost)
+    console.print(table)
+    known = sum(e.cost_usd for e in estimates if e.cost_usd is not None)
+    unknown = [e.model for e in estimates if e.cost_usd is None]
+    line = f"Total: {sum(e.calls for e in estimates)} calls, ${known:.4f}"
+    if unknown:
+        line += f" + unknown for {', '.join(unknown)} (no price: add prices: to the file)"
+    console.print(line, markup=False)
+
+
+def cost_text(cost_usd: float, unpriced: list[str]) -> str:
+    """A cost that never passes off unknown prices as free."""
+    text = f"cost ${cost_usd:.4f}"
+    if unpriced:
+        text += f" + unknown for {', '.join(unpriced)} (no price known; set prices:)"
+    return text
 
 
 def print_summary(db: Path, report, counts: dict) -> None:
@@ -65,12 +116,17 @@ def print_summary(db: Path, report, counts: dict) -> None:
         done += f", {report.stopped} stopped early (too many agent failures)"
     if report.skipped:
         done += f", {report.skipped} already complete"
+    if report.incomplete:
+        done += f", {len(report.incomplete)} incomplete (provider failures; rerun to redo them)"
+    if report.unfinished_by_budget:
+        done += f", {len(report.unfinished_by_budget)} unfinished (budget reached)"
     if report.failed:
         done += f", {len(report.failed)} failed (left unfinished; rerun to redo them)"
     console.print(f"\n[bold]Runs:[/bold] {report.planned} planned: {done}.")
     console.print(f"[bold]Store:[/bold] {db.resolve()} holds {counts['runs']} runs, {counts['agents']} agents, "
                   f"{counts['messages']} agent messages ({counts['errors']} errors), "
-                  f"{counts['llm_calls']} LLM calls, {counts['tokens']:,} tokens, cost ${counts['cost_usd']:.4f}.")
+                  f"{counts['llm_calls']} LLM calls, {counts['tokens']:,} tokens, "
+                  f"{cost_text(counts['cost_usd'], counts['unpriced_models'])}.", highlight=False)
     console.print("[bold]Try:[/bold] sociolab sql \"SELECT sender_name, count(*) AS messages, "
                   "round(avg(length(content))) AS avg_chars FROM messages WHERE sender <> 'user' "
                   f"GROUP BY ALL ORDER BY messages DESC\" --db {db}")
@@ -138,31 +194,54 @@ def judge(
     window: Optional[int] = typer.Option(None, help="preceding messages shown as context"),
     batch: Optional[int] = typer.Option(None, help="messages coded per call"),
     sim: bool = typer.Option(False, "--sim", help="replace every judge with an offline sim judge named after it"),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: no judge call starts once this is "
+                                             "spent; codes so far are kept, exit 1"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print calls, estimated tokens and cost per judge; "
+                                 "call nothing, write nothing"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display"),
 ) -> None:
     """Code every message not yet coded by each judge; resumable."""
     import asyncio
 
-    from judges.runner import judge_store, load_judge_config, sim_judge_name
+    from judges.runner import client_for, estimate_judging, judge_store, load_judge_config
+    from .sim.naming import judge_stand_in
+    from .errors import BudgetExhausted
     from .progress import JudgeProgress
     from .store import Store
+
+    check_budget(max_cost)
 
     cfg = load_judge_config(config)
     updates = {k: v for k, v in (("codebook", codebook), ("window", window), ("batch", batch)) if v is not None}
     if judges:
         updates["judges"] = [j.strip() for j in judges.split(",") if j.strip()]
     if sim:
-        updates["judges"] = [sim_judge_name(j) for j in updates.get("judges", cfg.judges)]
+        updates["judges"] = [judge_stand_in(j) for j in updates.get("judges", cfg.judges)]
     cfg = validated_judge_config(cfg, updates)
+    only_series = series.split(",") if series else None
+    if dry_run:
+        with Store.open_read_only(db) as store:
+            estimates = estimate_judging(store, cfg, run_glob=runs, series=only_series)
+        print_estimate(f"judging {db}", estimates)
+        return
+    progress = JudgeProgress(console, enabled=not quiet)
+    client = client_for(cfg, max_cost=max_cost, on_retry=progress.retry)
     with Store.open(db) as store:
-        progress = JudgeProgress(console, enabled=not quiet)
         with progress:
-            report = asyncio.run(judge_store(store, cfg, run_glob=runs, series=series.split(",") if series else None,
-                                             on_progress=progress.update))
+            try:
+                report = asyncio.run(judge_store(store, cfg, run_glob=runs, series=only_series, client=client,
+                                                 on_progress=progress.update))
+            except BudgetExhausted:
+                report = None
+    if report is None:
+        err_console.print(f"budget of ${max_cost:.4f} reached; the codes paid for are stored. Rerun with a higher "
+                          "--max-cost to code the rest", markup=False)
+        raise typer.Exit(1)
     for j in cfg.judges:
         console.print(f"{j}: {report.coded[j]} coded, {report.uncodable[j]} uncodable, {report.failed[j]} failed "
-                      f"calls, {report.already[j]} already coded.")
-    console.print(f"{report.calls} judge calls, ${report.cost_usd:.4f}. Next: sociolab agreement --db {db}")
+                      f"calls, {report.already[j]} already coded.", markup=False)
+    console.print(f"{report.calls} judge calls, {cost_text(report.cost_usd, sorted(report.unpriced))}. "
+                  f"Next: sociolab agreement --db {db}", markup=False, highlight=False)
     exit_if_judge_calls_failed(report)
 
 
@@ -310,7 +389,8 @@ def replicate(
 
     from analysis.analyze import analyze as run_analysis
     from analysis.report import build_report
-    from judges.runner import judge_store, load_judge_config, sim_judge_name
+    from judges.runner import judge_store, load_judge_config
+    from .sim.naming import judge_stand_in
     from .config import load_plan
     from .progress import JudgeProgress, RichProgress
     from .runner import execute
@@ -323,7 +403,7 @@ def replicate(
     plan = load_plan(suite, sim=sim, only_series=split(series))
     config = load_judge_config()
     if sim:
-        config = config.model_copy(update={"judges": [sim_judge_name(j) for j in config.judges]})
+        config = config.model_copy(update={"judges": [judge_stand_in(j) for j in config.judges]})
     with Store.open(db) as store:
         console.print(f"[bold]1/3 run[/bold] {len(plan.runs)} runs of {suite.name}")
         asyncio.run(execute(plan, store, RichProgress(console, enabled=not quiet)))
@@ -447,6 +527,69 @@ def import_warroom_cmd(
     console.print("Credit: data from \"Who Am I, and Who Else Is Here?\" (H. El Kandoussi, 2026), CC BY 4.0.")
 
 
+models_app = typer.Typer(no_args_is_help=True, help="Check the models a file names before spending on them.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("check")
+def models_check(
+    file: Optional[Path] = typer.Argument(None, help="scenario, suite or judge config YAML"),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="a model to check (repeatable)"),
+    sim: bool = typer.Option(False, "--sim", help="check the file's sim stand-ins instead"),
+) -> None:
+    """One tiny call per model: reachable, key accepted, tools / JSON / seed, latency, price known."""
+    import asyncio
+
+    from rich.table import Table
+
+    from .models_check import check_models, probe_client
+
+    client, models = models_to_check(file, model or [], sim)
+    rows = asyncio.run(check_models(probe_client(client), models))
+    table = Table(title="models check")
+    for col in ("model", "provider", "ok", "tools", "json", "seed", "latency ms", "price", "problem"):
+        table.add_column(col)
+    yes = {True: "yes", False: "no"}
+    for r in rows:
+        table.add_row(r.model, r.provider, "OK" if r.ok else "FAIL", yes[r.tools], yes[r.json_schema], yes[r.seed],
+                      f"{r.latency_ms:.0f}" if r.latency_ms is not None else "-",
+                      "known" if r.price_known else "unknown", r.problem or "")
+    console.print(table)
+    failed = [r.model for r in rows if not r.ok]
+    if failed:
+        err_console.print(f"{len(failed)} of {len(rows)} model(s) failed: {', '.join(failed)}", markup=False)
+        raise typer.Exit(1)
+
+
+def models_to_check(file: Optional[Path], names: list[str], sim: bool):
+    """The client and models of a scenario file or judge config, plus any named on the command line."""
+    from .client import ModelClient
+
+    if file is None and not names:
+        raise UserError("name a scenario or judge config file, or models with --model")
+    client, models = ModelClient(), list(names)
+    if file is not None:
+        from .yamlfile import read_yaml
+
+        doc = read_yaml(file)
+        if isinstance(doc.data, dict) and "judges" in doc.data:
+            from judges.runner import load_judge_config
+            from .sim.naming import judge_stand_in
+            from judges.runner import client_without_checks as judge_client
+
+            cfg = load_judge_config(file)
+            if sim:
+                cfg = cfg.model_copy(update={"judges": [judge_stand_in(j) for j in cfg.judges]})
+            client, models = judge_client(cfg), cfg.judges + models
+        else:
+            from .config import load_plan
+            from .estimate import client_for_prices
+
+            plan = load_plan(file, sim=sim)
+            client, models = client_for_prices(plan), plan.models() + models
+    return client, list(dict.fromkeys(models))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a UserError becomes one line on stderr and exit code 2."""
     try:
@@ -454,7 +597,9 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except UserError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        from .redact import redact
+
+        err_console.print(f"error: {redact(str(exc))}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted; completed rounds are stored, rerun the same command to resume")

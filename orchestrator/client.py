@@ -1,32 +1,35 @@
-"""One model client for every provider: throttled, retried, cached, and recorded.
+"""One model client for every provider: throttled, retried, cached, budgeted and recorded.
 
 Every call goes through `ModelClient.complete`, which never raises for a provider failure: it
 returns a `Completion` that either holds the reply or says exactly why there is none (error class,
-message, attempts). Layers, outermost first: cache -> retry (tenacity, transient errors only) ->
-per-model in-flight cap and throttle -> the provider call (sim in-process, or `litellm.acompletion`
-with `max_retries=0` so retries are not multiplied).
+message, attempts). Layers, outermost first: budget -> cache -> retry (tenacity, transient errors
+only) -> per-model in-flight cap and throttle -> the provider that serves the model (the sim, or
+litellm for every real family; see orchestrator/provider.py).
+
+Three failures are not a model's answer and stop the work instead, with one line for the user:
+a refused key, a host that cannot be reached, and a spent budget.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from asyncio_throttle import Throttler
 from pydantic import BaseModel, ConfigDict, Field
 
 from .cache import ResponseCache, cache_key
-from .errors import ProviderError, UserError, first_line
+from .errors import BudgetExhausted, HostUnreachable, ProviderError, UserError, first_line
+from .provider import Endpoint, ModelRequest, Price, Provider, ProviderReply
+from .redact import redact, register_secrets
 from .retry import AttemptCounter, call_with_retries, is_provider_error, is_transient
-from .sim.agent import sim_reply
-from .sim.propensities import SIM_PREFIX
 
 Sleep = Callable[[float], Awaitable[None]]
+RetryListener = Callable[[str, float, BaseException], None]
 
 
 class ModelLimits(BaseModel):
@@ -64,19 +67,44 @@ class Completion:
     error: str | None = None
     error_type: str | None = None
     transient: bool = False
+    injected: bool = False            # a crash the scenario injected, not the provider's doing
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = None     # None = price unknown
     attempts: int = 0
     latency_ms: float = 0.0
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc).replace(tzinfo=None))
     cached: bool = False
     sim_latency_s: float | None = None
     tool_calls: list[dict] | None = None  # [{"id", "name", "arguments" (JSON text)}], if the model asked
+    reasoning: str | None = None
+    dropped_params: list[str] = field(default_factory=list)
+    provider: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def provider_failure(self) -> bool:
+        """Failed at the provider after retries (not an injected crash): the run is incomplete."""
+        return not self.ok and not self.injected
+
+
+class Budget:
+    """`--max-cost`: no call starts once this much has been spent (calls in flight finish)."""
+
+    def __init__(self, max_usd: float, spent_usd: float = 0.0):
+        self.max_usd = max_usd
+        self.spent_usd = spent_usd
+
+    def check(self, model: str) -> None:
+        if self.spent_usd >= self.max_usd:
+            raise BudgetExhausted(f"budget of ${self.max_usd:.4f} reached (spent ${self.spent_usd:.4f}); "
+                                  f"rerun with a higher --max-cost to go on")
+
+    def spend(self, cost: float | None) -> None:
+        self.spent_usd += cost or 0.0
 
 
 @dataclass
@@ -86,112 +114,155 @@ class _Group:
 
 
 class ModelClient:
-    """Shared by every run of a process, so limits hold across concurrent runs."""
+    """Shared by every run of a process, so limits and the budget hold across concurrent runs."""
 
-    def __init__(self, settings: ClientSettings | None = None, cache: ResponseCache | None = None,
-                 api_bases: dict[str, str] | None = None):
+    def __init__(self, settings: ClientSettings | None = None, cache: ResponseCache | None = None, *,
+                 endpoints: dict[str, Endpoint] | None = None, providers: Sequence[Provider] | None = None,
+                 prices: dict[str, Price] | None = None, budget: Budget | None = None,
+                 on_retry: RetryListener | None = None):
         self.settings = settings or ClientSettings()
         self.cache = cache if cache is not None else ResponseCache()
-        self.api_bases = api_bases or {}
+        self.endpoints = endpoints or {}
+        self.providers = list(providers) if providers is not None else default_providers(self.settings)
+        self.prices = prices or {}
+        self.budget = budget
+        self.on_retry = on_retry
         self._groups: dict[str, _Group] = {}
 
-    def uses_cache(self, model: str) -> bool:
-        """Default: on for sim models behind litellm or HTTP, off (opt-in) for real providers.
+    # ---- which provider, which settings ----------------------------------------------------
+    def provider_for(self, model: str) -> Provider:
+        endpoint = self.endpoints.get(model)
+        for provider in self.providers:
+            if provider.serves(model, endpoint):
+                return provider
+        raise UserError(f"no provider serves model '{model}'")
 
-        The in-process sim always bypasses it: it is a pure function of the very inputs the cache
-        key hashes, and computes a reply faster than the key itself can be computed.
-        """
-        if self.is_in_process(model):
+    def is_in_process(self, model: str) -> bool:
+        return self.provider_for(model).in_process(model, self.endpoints.get(model))
+
+    def uses_cache(self, model: str) -> bool:
+        """Never for in-process replies (a pure function of the very inputs the key hashes, and
+        cheaper than the key); otherwise as the user says, else the provider's default."""
+        provider, endpoint = self.provider_for(model), self.endpoints.get(model)
+        if provider.in_process(model, endpoint):
             return False
         if self.settings.cache is not None:
             return self.settings.cache
-        return model.startswith(SIM_PREFIX)
+        return provider.caches_by_default(model, endpoint)
 
-    def is_in_process(self, model: str) -> bool:
-        return model.startswith(SIM_PREFIX) and self.settings.sim_in_process and model not in self.api_bases
+    def supports(self, model: str, capability: str) -> bool:
+        """Whether the model's provider takes `capability`: 'response_schema', 'tools' or 'seed'."""
+        provider = self.provider_for(model)
+        check = getattr(provider, "supports", None)
+        return bool(check(model, capability)) if check is not None else False
 
+    def price_for(self, model: str) -> Price | None:
+        """The run's own price for a model: exact name first, then the first matching pattern."""
+        if model in self.prices:
+            return self.prices[model]
+        return next((p for pattern, p in self.prices.items() if fnmatch.fnmatchcase(model, pattern)), None)
+
+    def price_or_list_price(self, model: str) -> Price | None:
+        """The run's price for the model, else its provider's list price, else None (unknown)."""
+        own = self.price_for(model)
+        if own is not None:
+            return own
+        list_price = getattr(self.provider_for(model), "list_price", None)
+        return list_price(model) if list_price is not None else None
+
+    def unpriced(self, models: list[str]) -> list[str]:
+        """The models whose cost would be unknown."""
+        return [m for m in sorted(set(models)) if self.price_or_list_price(m) is None]
+
+    def check_ready(self, models: list[str]) -> None:
+        """Before any run starts: every model has a provider, a known prefix and its key."""
+        for model in sorted(set(models)):
+            provider, endpoint = self.provider_for(model), self.endpoints.get(model)
+            provider.check_ready(model, endpoint)
+            register_secrets(provider.secrets(model, endpoint))
+
+    # ---- one logical call --------------------------------------------------------------------
     async def complete(self, model: str, messages: list[dict], *, temperature: float | None = None,
                        max_tokens: int | None = None, seed: int | None = None,
-                       extra: dict[str, Any] | None = None, fault: ProviderError | None = None,
-                       sleep: Sleep = asyncio.sleep) -> Completion:
+                       extra: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
+                       fault: ProviderError | None = None, sleep: Sleep = asyncio.sleep) -> Completion:
         """Call `model`; on failure after retries, return a Completion that says why."""
-        params = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens)) if v is not None}
+        if self.budget is not None:
+            self.budget.check(model)
+        params: dict[str, Any] = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
+                                  if v is not None}
         params.update(extra or {})
+        endpoint = self.endpoints.get(model)
+        request = ModelRequest(model, messages, params, seed, metadata, endpoint, self.settings.timeout_s)
         use_cache = self.uses_cache(model) and fault is None
-        key = cache_key(model, messages, {**params, "api_base": self.api_bases.get(model)}, seed) if use_cache else ""
+        key = self.cache_key_for(request) if use_cache else ""
         if use_cache and (hit := self.cache.get(key)) is not None:
             return Completion(model=model, cached=True, **hit)
-        started, t0 = Completion(model=model), time.perf_counter()
-        attempts = AttemptCounter()
+        provider = self.provider_for(model)
+        done = Completion(model=model, provider=provider.name, injected=fault is not None)
+        t0, attempts = time.perf_counter(), AttemptCounter()
         try:
-            result = await call_with_retries(
-                lambda: self._attempt(model, messages, params, seed, fault),
+            reply = await call_with_retries(
+                lambda: self._attempt(provider, request, fault),
                 max_attempts=self.settings.max_attempts, initial_wait=self.settings.initial_wait_s,
-                max_wait=self.settings.max_wait_s, sleep=sleep, counter=attempts)
+                max_wait=self.settings.max_wait_s, sleep=sleep, counter=attempts,
+                on_wait=(lambda wait, exc: self.on_retry(model, wait, exc)) if self.on_retry else None)
         except Exception as exc:
-            if not is_provider_error(exc):
-                raise  # our own bug: never recorded as if the model had failed
-            if type(exc).__name__ == "AuthenticationError":
-                raise UserError(f"model {model}: the provider refused the API key ({first_line(exc)}); "
-                                f"check the key variable for this provider") from None
-            started.error, started.error_type = first_line(exc), type(exc).__name__
-            started.transient = is_transient(exc)
+            self._fail(done, exc, model, endpoint)
         else:
-            for name, value in result.items():
-                setattr(started, name, value)
+            self._fill(done, reply, model)
             if use_cache:
-                self.cache.put(key, model, result)
-        started.attempts = attempts.n
-        started.latency_ms = (time.perf_counter() - t0) * 1000
-        return started
+                self.cache.put(key, model, cache_entry(done))
+        done.attempts = attempts.n
+        done.latency_ms = (time.perf_counter() - t0) * 1000
+        if self.budget is not None:
+            self.budget.spend(done.cost_usd)
+        return done
 
-    async def _attempt(self, model: str, messages: list[dict], params: dict[str, Any], seed: int | None,
-                       fault: ProviderError | None) -> dict[str, Any]:
-        group = self._group(model)
+    def cache_key_for(self, request: ModelRequest) -> str:
+        """Everything that decides the reply: the request, its metadata, where it goes, and what
+        the provider adds of its own (the sim's settings for the model)."""
+        salt = getattr(self.provider_for(request.model), "cache_salt", None)
+        extra = {"api_base": request.endpoint.api_base if request.endpoint else None,
+                 "metadata": request.metadata, "provider": salt(request.model) if salt else None}
+        return cache_key(request.model, request.messages, {**request.params, **extra}, request.seed)
+
+    def _fail(self, done: Completion, exc: Exception, model: str, endpoint: Endpoint | None) -> None:
+        """Record a provider failure on `done`, or raise what the user must fix."""
+        if not is_provider_error(exc):
+            raise exc  # our own bug: never recorded as if the model had failed
+        if type(exc).__name__ == "AuthenticationError":
+            where = f" at {endpoint.api_base}" if endpoint and endpoint.api_base else ""
+            hint = (f"check ${endpoint.api_key_env}" if endpoint and endpoint.api_key_env
+                    else "name the variable holding the key with api_key_env, or export the provider's key")
+            raise UserError(f"model {model}{where}: the provider refused the API key "
+                            f"({redact(first_line(exc))}); {hint}") from None
+        if isinstance(exc, HostUnreachable):
+            raise UserError(f"model {model}: {redact(str(exc))}; check the api_base or the network") from None
+        done.error, done.error_type = redact(first_line(exc)), type(exc).__name__
+        done.transient = is_transient(exc)
+
+    def _fill(self, done: Completion, reply: ProviderReply, model: str) -> None:
+        done.text, done.tool_calls, done.reasoning = reply.text, reply.tool_calls, reply.reasoning
+        done.prompt_tokens, done.completion_tokens = reply.prompt_tokens, reply.completion_tokens
+        done.sim_latency_s, done.dropped_params = reply.sim_latency_s, reply.dropped_params
+        price = self.price_for(model)
+        done.cost_usd = price.cost(reply.prompt_tokens, reply.completion_tokens) if price else reply.cost_usd
+
+    async def _attempt(self, provider: Provider, request: ModelRequest,
+                       fault: ProviderError | None) -> ProviderReply:
+        group = self._group(request.model)
         async with group.semaphore:
             if group.throttler is not None:
                 async with group.throttler:
-                    return await self._call_provider(model, messages, params, seed, fault)
-            return await self._call_provider(model, messages, params, seed, fault)
+                    return await self._call(provider, request, fault)
+            return await self._call(provider, request, fault)
 
-    async def _call_provider(self, model: str, messages: list[dict], params: dict[str, Any],
-                             seed: int | None, fault: ProviderError | None) -> dict[str, Any]:
+    @staticmethod
+    async def _call(provider: Provider, request: ModelRequest, fault: ProviderError | None) -> ProviderReply:
         if fault is not None:
             raise fault
-        if self.is_in_process(model):
-            reply = sim_reply(model, messages, seed=seed, temperature=params.get("temperature", 0.7),
-                              max_tokens=params.get("max_tokens"), tools=params.get("tools"))
-            return {"text": reply.text, "prompt_tokens": reply.prompt_tokens,
-                    "completion_tokens": reply.completion_tokens, "cost_usd": 0.0,
-                    "sim_latency_s": reply.latency_s,
-                    "tool_calls": [dict(c) for c in reply.tool_calls] or None}
-        return await self._call_litellm(model, messages, params, seed)
-
-    async def _call_litellm(self, model: str, messages: list[dict], params: dict[str, Any],
-                            seed: int | None) -> dict[str, Any]:
-        from .litellm_boot import get_litellm
-
-        litellm = get_litellm()
-        kwargs: dict[str, Any] = dict(params, max_retries=0, timeout=self.settings.timeout_s)
-        if seed is not None:
-            kwargs["seed"] = seed
-        if model in self.api_bases:
-            kwargs["api_base"] = self.api_bases[model]
-            kwargs.setdefault("api_key", os.environ.get("SOCIOLAB_LOCAL_API_KEY", "sk-local"))
-        response = await litellm.acompletion(model=model, messages=messages, **kwargs)
-        message = response.choices[0].message
-        text = message.content
-        tool_calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments or "{}"}
-                      for c in (getattr(message, "tool_calls", None) or [])] or None
-        if text is None and not tool_calls:
-            raise ProviderError("the provider returned neither text nor tool calls", transient=True)
-        usage = getattr(response, "usage", None)
-        hidden = getattr(response, "_hidden_params", {}) or {}
-        return {"text": text or "", "tool_calls": tool_calls,
-                "prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
-                "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
-                "cost_usd": float(hidden.get("response_cost") or 0.0),
-                "sim_latency_s": hidden.get("sim_latency_s")}
+        return await provider.complete(request)
 
     def _group(self, model: str) -> _Group:
         """Models matching one `models:` pattern share a throttle and an in-flight cap (a
@@ -212,23 +283,38 @@ class ModelClient:
         return f"model:{model}", self.settings.limits
 
 
+class RunClient:
+    """One run's view of the shared client: the same calls, plus a tally of provider failures,
+    so the runner can tell a result from a run that an outage cut short."""
 
-def check_models_ready(models: list[str], api_bases: dict[str, str]) -> None:
-    """Before any run starts: every real model has a known provider and its API key is set."""
-    real = sorted({m for m in models if not m.startswith(SIM_PREFIX) and m not in api_bases})
-    if not real:
-        return
-    from .litellm_boot import get_litellm
+    def __init__(self, client: ModelClient):
+        self.shared = client
+        self.provider_failures = 0
 
-    litellm = get_litellm()
-    for model in real:
-        try:
-            litellm.get_llm_provider(model)
-        except Exception:
-            raise UserError(f"unknown model '{model}': prefix it with its provider (e.g. openai/, groq/, "
-                            "anthropic/), give it an api_base, or run with --sim") from None
-        env = litellm.validate_environment(model)
-        missing = env.get("missing_keys") or []
-        if missing:
-            raise UserError(f"model {model} needs {', '.join(missing)}: export {missing[0]}=... "
-                            "or run offline with --sim")
+    async def complete(self, model: str, messages: list[dict], **kwargs: Any) -> Completion:
+        done = await self.shared.complete(model, messages, **kwargs)
+        if done.provider_failure:
+            self.provider_failures += 1
+        return done
+
+    def is_in_process(self, model: str) -> bool:
+        return self.shared.is_in_process(model)
+
+
+CACHED_FIELDS = ("text", "tool_calls", "reasoning", "prompt_tokens", "completion_tokens", "cost_usd",
+                 "sim_latency_s", "dropped_params", "provider")
+
+
+def cache_entry(done: Completion) -> dict[str, Any]:
+    """What a cache hit restores: the reply, never the attempt's timing or errors."""
+    return {name: getattr(done, name) for name in CACHED_FIELDS}
+
+
+def default_providers(settings: ClientSettings, sim_settings: Any = None) -> list[Provider]:
+    """The sim for `sim/` models, then litellm for everything else."""
+    from .litellm_provider import LitellmProvider
+    from .sim.provider import SimProvider
+
+    return [SimProvider(sim_settings, via_litellm=not settings.sim_in_process), LitellmProvider()]
+
+

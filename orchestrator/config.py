@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from personas.models import Persona, RosterSpec, resolve_personas
 from orchestrator.client import ClientSettings
 from orchestrator.errors import UserError
-from orchestrator.sim.propensities import Propensities, SIM_PREFIX, base_name
+from orchestrator.provider import Endpoint, Price
+from orchestrator.sim.naming import stand_in
+from orchestrator.sim.settings import SimSettings
 from orchestrator.yamlfile import YamlDoc, read_yaml, validate, validation_error
 
 
@@ -36,12 +38,13 @@ class SeriesSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="overrides of the `params` section")
 
 
-class SimSection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SimSection(SimSettings):
+    """The `sim:` section: the sim's settings for this file's runs, and whether to use stand-ins."""
 
     stand_ins: bool = Field(False, description="run every model as its sim stand-in (like --sim)")
-    models: dict[str, Propensities] = Field(default_factory=dict,
-                                            description="propensities of sim models, by name")
+
+    def settings(self) -> SimSettings:
+        return SimSettings.model_validate(self.model_dump(exclude={"stand_ins"}))
 
 
 class RunFile(BaseModel):
@@ -63,6 +66,8 @@ class RunFile(BaseModel):
         None, description="params crossed into series: {task: [a, b], variant: [x, y]} -> series a.x, a.y, ...")
     client: ClientSettings = Field(default_factory=ClientSettings)
     sim: SimSection = Field(default_factory=SimSection)
+    prices: dict[str, Price] = Field(default_factory=dict,
+                                     description="USD per million tokens by model name or pattern, e.g. 'groq/*'")
 
 
 @dataclass(frozen=True)
@@ -78,15 +83,21 @@ class RunSpec:
     params: Any                       # the kind's validated pydantic config
     roster: RosterSpec
     personas: tuple[Persona, ...]
+    sim: SimSettings = SimSettings()
 
     def config_json(self) -> dict[str, Any]:
-        return {
+        """Everything that decides what the run does; its hash guards resumes against changes."""
+        out = {
             "kind": self.kind,
             "params": self.params.model_dump(mode="json"),
             "agents": self.roster.model_dump(mode="json", exclude_defaults=True),
             "personas": [p.model_dump(mode="json", exclude_none=True) for p in self.personas],
             "seed": self.seed,
         }
+        sim = self.sim.model_dump(mode="json", exclude_defaults=True)
+        if sim:
+            out["sim"] = sim
+        return out
 
     def config_hash(self) -> str:
         blob = json.dumps(self.config_json(), sort_keys=True, ensure_ascii=False)
@@ -98,6 +109,22 @@ class Plan:
     file: RunFile
     runs: list[RunSpec]
     path: Path
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        """Model -> endpoint, from the personas; one model reached two ways is refused."""
+        out: dict[str, Endpoint] = {}
+        for spec in self.runs:
+            for p in spec.personas:
+                endpoint = p.endpoint
+                if endpoint is None:
+                    continue
+                if out.setdefault(p.model, endpoint) != endpoint:
+                    raise UserError(f"model {p.model} is given two different api_base/api_key_env settings; "
+                                    "give each endpoint its own model name", file=self.path)
+        return out
+
+    def models(self) -> list[str]:
+        return sorted({p.model for spec in self.runs for p in spec.personas})
 
 
 def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | None = None) -> Plan:
@@ -133,7 +160,7 @@ def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | N
             if runfile.seeds is not None:
                 run_id += f"-s{seed}"
             runs.append(RunSpec(run_id, runfile.name, series_name, repeat, derive_seed(runfile.seed, run_id, seed),
-                                runfile.kind, params, roster, tuple(personas)))
+                                runfile.kind, params, roster, tuple(personas), runfile.sim.settings()))
     return Plan(runfile, runs, doc.path)
 
 
@@ -209,10 +236,10 @@ def derive_seed(base: int, run_id: str, seed: int) -> int:
 
 def sim_stand_in(persona: Persona) -> Persona:
     """`--sim`: the same persona spoken for by a sim model named after its real model."""
-    if persona.model.startswith(SIM_PREFIX):
+    model = stand_in(persona.model)
+    if model == persona.model:
         return persona
-    return persona.model_copy(update={"model": SIM_PREFIX + base_name(persona.model).split("/")[-1],
-                                      "api_base": None})
+    return persona.model_copy(update={"model": model, "api_base": None, "api_key_env": None})
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

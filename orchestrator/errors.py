@@ -41,6 +41,20 @@ class ProviderError(Exception):
         self.retry_after = retry_after
 
 
+class HostUnreachable(ProviderError):
+    """A provider's host does not resolve or refuses connections: not worth retrying for a
+    minute. The client turns it into one line naming the host."""
+
+    def __init__(self, host: str, detail: str):
+        super().__init__(f"cannot reach {host} ({detail})", transient=False, status_code=503)
+        self.host = host
+
+
+class BudgetExhausted(Exception):
+    """`--max-cost` was reached: no further call may start. Not a provider failure: the run in
+    flight is left unfinished, so that a rerun with a higher budget redoes it."""
+
+
 def first_line(exc: BaseException, limit: int = 500) -> str:
     """The first line of an exception's message (or its class name), for one-line reports."""
     text = str(exc).strip()

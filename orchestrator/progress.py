@@ -9,6 +9,16 @@ from .config import Plan, RunSpec
 from .sink import Message
 
 
+def describe_wait(model: str, seconds: float, error: BaseException) -> str:
+    """'waiting 12 s: 429 from groq (groq/llama-3.3-70b-versatile)', for a retry about to wait."""
+    from .redact import redact
+
+    status = getattr(error, "status_code", None)
+    what = f"{status}" if status else type(error).__name__
+    family = model.split("/")[0] if "/" in model else model
+    return redact(f"waiting {seconds:.1f} s: {what} from {family} ({model})") or ""
+
+
 class RichProgress:
     """One bar per series plus a totals line; quiet when `enabled` is False."""
 
@@ -16,6 +26,7 @@ class RichProgress:
         self.console = console
         self.enabled = enabled
         self.totals = {"messages": 0, "errors": 0, "calls": 0, "retries": 0, "tokens": 0, "cost": 0.0}
+        self.unpriced: set[str] = set()
         self._bars: dict[str | None, int] = {}
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
@@ -43,9 +54,17 @@ class RichProgress:
             self.totals["calls"] += 1
             self.totals["retries"] += max(0, m.call.attempts - 1)
             self.totals["tokens"] += m.call.prompt_tokens + m.call.completion_tokens
-            self.totals["cost"] += m.call.cost_usd
+            self.totals["cost"] += m.call.cost_usd or 0.0
+            if m.call.cost_usd is None and m.call.ok:
+                self.unpriced.add(m.call.model)
         if self._totals_bar is not None:
             self._progress.update(self._totals_bar, info=self._info())
+
+    def retry(self, model: str, seconds: float, error: BaseException) -> None:
+        """A call is about to wait before its next attempt: say so while it waits."""
+        self.totals["waits"] = self.totals.get("waits", 0) + 1
+        if self.enabled:
+            self.console.print(describe_wait(model, seconds, error), markup=False, highlight=False)
 
     def run_done(self, spec: RunSpec, status: str) -> None:
         self._progress.advance(self._bars[spec.series])
@@ -57,8 +76,9 @@ class RichProgress:
 
     def _info(self) -> str:
         t = self.totals
+        cost = f"${t['cost']:.4f}" + (f" + unknown ({len(self.unpriced)} unpriced)" if self.unpriced else "")
         return (f"{t['messages']} messages, {t['errors']} errors, {t['calls']} calls "
-                f"({t['retries']} retries), {t['tokens']:,} tokens, ${t['cost']:.4f}")
+                f"({t['retries']} retries), {t['tokens']:,} tokens, {cost}")
 
 
 class JudgeProgress:
@@ -69,6 +89,9 @@ class JudgeProgress:
                                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                                   console=console, disable=not enabled)
         self._task = self._progress.add_task("judging", total=None, info="")
+
+    def retry(self, model: str, seconds: float, error: BaseException) -> None:
+        self._progress.console.print(describe_wait(model, seconds, error), markup=False, highlight=False)
 
     def __enter__(self) -> "JudgeProgress":
         self._progress.start()

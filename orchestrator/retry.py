@@ -7,6 +7,8 @@ Classification goes by exception class *names* so that sim-only runs never impor
 from __future__ import annotations
 
 import random
+import re
+import socket
 from typing import Awaitable, Callable, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -25,6 +27,8 @@ PERMANENT_NAMES = frozenset({"ContextWindowExceededError", "ContentPolicyViolati
                              "AuthenticationError", "BadRequestError", "NotFoundError",
                              "PermissionDeniedError", "UnsupportedParamsError"})
 
+
+TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 
 PROVIDER_MODULES = ("litellm", "openai", "httpx", "httpcore", "aiohttp")
 
@@ -47,7 +51,11 @@ def is_transient(exc: BaseException) -> bool:
     names = {cls.__name__ for cls in type(exc).__mro__}
     if type(exc).__name__ in PERMANENT_NAMES:
         return False
-    return bool(names & TRANSIENT_NAMES)
+    if names & TRANSIENT_NAMES:
+        return True
+    # litellm's catch-all APIError (e.g. OpenRouter's 5xx, a garbled 200 body from vLLM)
+    status = getattr(exc, "status_code", None)
+    return type(exc).__name__ == "APIError" and (status in TRANSIENT_STATUS or status == 200)
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:
@@ -65,6 +73,28 @@ def retry_after_seconds(exc: BaseException) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+_CONNECTION_TEXT = re.compile(
+    r"Connection error|Cannot connect to host|Name or service not known|nodename nor servname|"
+    r"Temporary failure in name resolution|getaddrinfo failed|Connection refused|All connection attempts failed",
+    re.I)
+
+
+def looks_like_connection_failure(exc: BaseException) -> bool:
+    """The request never reached a server: refused, unresolvable, or the transport's own words.
+
+    litellm reports these under several classes (APIConnectionError, or InternalServerError with
+    "Connection error." for the OpenAI family), so the chain and the text are both read.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (socket.gaierror, ConnectionRefusedError)) or _CONNECTION_TEXT.search(str(cur)):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 _shared_rng = random.Random()  # seeding a Random per call costs more than the call on the sim path
@@ -101,11 +131,13 @@ class AttemptCounter:
 
 async def call_with_retries(fn: Callable[[], Awaitable[T]], *, max_attempts: int, initial_wait: float,
                             max_wait: float, sleep: Callable[[float], Awaitable[None]],
-                            counter: AttemptCounter) -> T:
+                            counter: AttemptCounter,
+                            on_wait: Callable[[float, BaseException], None] | None = None) -> T:
     """Call `fn`, retrying transient errors with jittered backoff that honours Retry-After.
 
     The first attempt runs bare, since most calls succeed and tenacity's per-call machinery costs
     more than an in-process sim reply; after a transient failure tenacity drives the rest.
+    `on_wait(seconds, error)` hears of every wait before it starts, for the progress display.
     """
     counter.n = 1
     try:
@@ -115,9 +147,24 @@ async def call_with_retries(fn: Callable[[], Awaitable[T]], *, max_attempts: int
             raise
         first_failure = exc
     backoff = BackoffWait(initial_wait, max_wait, offset=1)
-    await sleep(backoff.after(1, first_failure))
+    first_wait = backoff.after(1, first_failure)
+    if on_wait is not None:
+        on_wait(first_wait, first_failure)
+    await sleep(first_wait)
+
+    async def announced_sleep(seconds: float) -> None:
+        if on_wait is not None and last_error:
+            on_wait(seconds, last_error[-1])
+        await sleep(seconds)
+
+    last_error: list[BaseException] = []
+
+    def remember(exc: BaseException) -> bool:
+        last_error.append(exc)
+        return is_transient(exc)
+
     retrying = AsyncRetrying(stop=stop_after_attempt(max_attempts - 1), wait=backoff,
-                             retry=retry_if_exception(is_transient), sleep=sleep, reraise=True)
+                             retry=retry_if_exception(remember), sleep=announced_sleep, reraise=True)
     async for attempt in retrying:
         with attempt:
             counter.n = 1 + attempt.retry_state.attempt_number

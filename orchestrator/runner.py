@@ -3,7 +3,10 @@
 A rerun skips completed runs and restarts unfinished ones from scratch (their partial rows are
 deleted up front, in one transaction, before any run starts), so the final tables hold each
 message exactly once, whatever was killed when. A run that fails with an unexpected error is
-reported and left unfinished (a rerun redoes it); the other runs go on.
+reported and left unfinished (a rerun redoes it); the other runs go on. A run that a provider
+failure cut short is stored as `incomplete` and redone likewise, unless its scenario declares
+provider errors part of its protocol. A spent `--max-cost` budget leaves the runs in flight
+unfinished, so a rerun with a higher budget completes exactly what an unbudgeted run would.
 """
 
 from __future__ import annotations
@@ -14,11 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
-from .client import ModelClient, check_models_ready
+from .client import Budget, ModelClient, RetryListener, RunClient, default_providers
 from .clock import VirtualClock, WallClock
 from .config import Plan, RunSpec
-from .errors import UserError
-from .sim import propensities
+from .errors import BudgetExhausted, UserError
 from .sink import EventSink, Message
 from .store import Batch, Store
 
@@ -36,21 +38,38 @@ class RunReport:
     skipped: int = 0
     completed: int = 0
     stopped: int = 0
+    incomplete: list[str] = field(default_factory=list)
+    unfinished_by_budget: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.incomplete or self.unfinished_by_budget)
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def client_for(plan: Plan, *, max_cost: float | None = None, on_retry: RetryListener | None = None) -> ModelClient:
+    """The client a plan's runs share: its endpoints, prices, sim settings, limits and budget."""
+    settings = plan.file.client
+    client = ModelClient(settings, endpoints=plan.endpoints(), prices=plan.file.prices,
+                         providers=default_providers(settings, plan.file.sim.settings()),
+                         budget=Budget(max_cost) if max_cost is not None else None, on_retry=on_retry)
+    client.check_ready(plan.models())
+    if max_cost is not None:
+        unpriced = client.unpriced(plan.models())
+        if unpriced:
+            raise UserError(f"--max-cost needs a price for {', '.join(unpriced)}: add them under prices: "
+                            "(USD per million tokens) in the scenario file", file=plan.path)
+    return client
+
+
 async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
                   fresh: bool = False, client: ModelClient | None = None) -> RunReport:
     """Run every unfinished run of the plan; returns what happened."""
-    for name, values in plan.file.sim.models.items():
-        propensities.register(name, values)
-    api_bases = {p.model: p.api_base for spec in plan.runs for p in spec.personas if p.api_base}
-    check_models_ready([p.model for spec in plan.runs for p in spec.personas], api_bases)
-    client = client or ModelClient(plan.file.client, api_bases=api_bases)
+    client = client or client_for(plan)
     todo, skipped = await store.run_blocking(runs_to_do, store, plan, fresh)
     models = {p.model for spec in todo for p in spec.personas if client.uses_cache(p.model)}
     client.cache.preload(await store.run_blocking(store.load_cache, sorted(models)))
@@ -65,6 +84,9 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
                 status = await run_one(spec, store, client, progress)
             except UserError:
                 raise  # the user must fix something (e.g. a refused API key): stop everything
+            except BudgetExhausted:
+                report.unfinished_by_budget.append(spec.run_id)
+                status = "unfinished"
             except Exception as exc:  # a bug or an unforeseen failure: report it, keep the suite going
                 report.failed.append((spec.run_id, f"{type(exc).__name__}: {exc}"))
                 status = "failed"
@@ -72,6 +94,8 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
             report.completed += 1
         elif status == "stopped":
             report.stopped += 1
+        elif status == "incomplete":
+            report.incomplete.append(spec.run_id)
         elif status == "failed" and not any(run_id == spec.run_id for run_id, _ in report.failed):
             report.failed.append((spec.run_id, "every agent failed its first call (see messages.error); "
                                                "fix the setup and rerun"))
@@ -122,15 +146,21 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
                        utcnow(), None, scenario.factors()))
     for a in agents:
         start.add("agents", (spec.run_id, a.agent_id, a.position, a.name, a.persona.key, a.model,
-                             a.persona.label, a.system_prompt, "active", None))
+                             a.persona.label, a.system_prompt, "active", None, client.provider_for(a.model).name))
     await store.write(start)
     virtual = all(client.is_in_process(a.model) for a in agents)
     sink = EventSink(store, spec.run_id, client.cache,
                      on_commit=(lambda msgs: progress.messages(spec, msgs)) if progress else None)
-    ctx = RunContext(run_id=spec.run_id, seed=spec.seed, agents=agents, client=client, sink=sink,
+    run_client = RunClient(client)
+    ctx = RunContext(run_id=spec.run_id, seed=spec.seed, agents=agents, client=run_client, sink=sink,
                      clock=VirtualClock() if virtual else WallClock(), rng=random.Random(spec.seed))
     outcome = await scenario.run(ctx)
-    await sink.commit_round(outcome.rounds_done, status=outcome.status, stop_reason=outcome.stop_reason,
-                            finished_at=utcnow())
+    status, reason = outcome.status, outcome.stop_reason
+    if run_client.provider_failures and not scenario.provider_errors_are_results() and status != "failed":
+        status = "incomplete"
+        reason = (f"{run_client.provider_failures} call(s) failed at the provider after retries; "
+                  "a rerun redoes this run")
+        sink.event("run_incomplete", provider_failures=run_client.provider_failures)
+    await sink.commit_round(outcome.rounds_done, status=status, stop_reason=reason, finished_at=utcnow())
     await sink.flush()
-    return outcome.status
+    return status

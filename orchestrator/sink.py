@@ -34,6 +34,7 @@ class Message:
     finished_s: float | None = None
     call: Completion | None = None
     seq: int | None = None
+    reasoning: str | None = None
 
 
 class EventSink:
@@ -91,7 +92,8 @@ class EventSink:
             batch.add("messages", (message_id, self.run_id, message.seq, message.round, message.turn,
                                    message.sender, message.sender_name, message.content,
                                    message.context_size, message.is_error, message.error,
-                                   message.started_s, message.finished_s))
+                                   message.started_s, message.finished_s,
+                                   message.reasoning or (message.call.reasoning if message.call else None)))
             if message.call is not None:
                 batch.add("llm_calls", call_row(self.run_id, message_id, message.sender, "agent", message.call))
         for event in self._events:
@@ -120,4 +122,4 @@ def call_row(run_id: str | None, message_id: str | None, agent_id: str | None, p
              call: Completion) -> tuple:
     return (run_id, message_id, agent_id, purpose, call.model, call.started_at, call.latency_ms,
             call.prompt_tokens, call.completion_tokens, call.cost_usd, call.attempts, call.cached,
-            call.error_type, call.error)
+            call.error_type, call.error, call.provider, call.dropped_params or None)

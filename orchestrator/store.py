@@ -200,6 +200,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, agent_id, metric)
     );
     """,
+    # v5: real providers first-class (issue 8).
+    """
+    ALTER TABLE llm_calls ALTER COLUMN cost_usd DROP NOT NULL;   -- NULL = price unknown, never 0
+    ALTER TABLE llm_calls ALTER COLUMN cost_usd DROP DEFAULT;
+    ALTER TABLE llm_calls ADD COLUMN provider VARCHAR;           -- 'sim' | 'litellm'
+    ALTER TABLE llm_calls ADD COLUMN dropped_params JSON;        -- asked for, not supported, not sent
+    ALTER TABLE messages ADD COLUMN reasoning VARCHAR;           -- reasoning text, never shown to peers
+    ALTER TABLE agents ADD COLUMN provider VARCHAR;              -- provider that serves the agent's model
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -209,12 +218,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "runs": ("run_id", "source", "suite", "series", "repeat", "seed", "kind", "config", "config_hash",
              "status", "stop_reason", "rounds_planned", "rounds_done", "started_at", "finished_at", "factors"),
     "agents": ("run_id", "agent_id", "position", "name", "persona", "model", "model_label",
-               "system_prompt", "status", "errored_round"),
+               "system_prompt", "status", "errored_round", "provider"),
     "messages": ("message_id", "run_id", "seq", "round", "turn", "sender", "sender_name", "content",
-                 "context_size", "is_error", "error", "started_s", "finished_s"),
+                 "context_size", "is_error", "error", "started_s", "finished_s", "reasoning"),
     "llm_calls": ("run_id", "message_id", "agent_id", "purpose", "model", "started_at", "latency_ms",
                   "prompt_tokens", "completion_tokens", "cost_usd", "attempts", "cached",
-                  "error_type", "error"),
+                  "error_type", "error", "provider", "dropped_params"),
     "events": ("run_id", "round", "kind", "agent_id", "detail"),
     "llm_cache": ("cache_key", "model", "response"),
     "codebooks": ("codebook_id", "name", "content"),
@@ -475,6 +484,8 @@ class Store:
             "llm_calls": q("SELECT count(*) FROM llm_calls").fetchone()[0],
             "tokens": q("SELECT coalesce(sum(prompt_tokens + completion_tokens), 0) FROM llm_calls").fetchone()[0],
             "cost_usd": q("SELECT coalesce(sum(cost_usd), 0) FROM llm_calls").fetchone()[0],
+            "unpriced_models": [r[0] for r in q("SELECT DISTINCT model FROM llm_calls WHERE cost_usd IS NULL "
+                                                "AND error IS NULL ORDER BY 1").fetchall()],
         }
 
 

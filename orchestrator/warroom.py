@@ -212,7 +212,7 @@ def build_run(data: Any, series: str, number: int) -> ParsedRun:
         if sender == "user":
             content = _need(m, "text", str, where)
             batch.add("messages", (message_id, run_id, seq, None, None, "user", None, content,
-                                   None, False, None, None, None))
+                                   None, False, None, None, None, None))
         elif sender == "system":
             note = _need(m, "system", str, where)
             announced = ROUND_NOTE.search(note)
@@ -220,7 +220,7 @@ def build_run(data: Any, series: str, number: int) -> ParsedRun:
             if note.startswith(STOP_NOTE) and stop_note is None:
                 stop_note = note
             batch.add("messages", (message_id, run_id, seq, rnd, None, "system", None, note,
-                                   None, False, None, None, None))
+                                   None, False, None, None, None, None))
         elif sender in by_key:
             rnd = _need(m, "round", int, where)
             content = m.get("text")
@@ -237,7 +237,7 @@ def build_run(data: Any, series: str, number: int) -> ParsedRun:
             turn_in_round[rnd] = turn + 1
             sender_name = m.get("agent_nickname") or names[sender]
             batch.add("messages", (message_id, run_id, seq, rnd, turn, sender, sender_name, content,
-                                   None, is_error, content if is_error else None, None, None))
+                                   None, is_error, content if is_error else None, None, None, None))
             agent_messages += 1
             last_round = rnd if last_round is None else max(last_round, rnd)
             if is_error:
@@ -262,6 +262,7 @@ def build_run(data: Any, series: str, number: int) -> ParsedRun:
             system_prompt(template, names[key], others),
             "errored" if errored else "active",
             errored[0] if errored else None,
+            None,  # provider: the study served its models through Groq; not a sociolab provider
         ))
 
     # ---- events

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.errors import UserError
+from orchestrator.provider import Endpoint
 
 LIBRARY = Path(__file__).parent / "library"
 
@@ -21,11 +22,19 @@ class Persona(BaseModel):
     model: str = Field(min_length=1, description="litellm model id, e.g. groq/llama-3.3-70b-versatile or sim/x")
     label: str | None = Field(None, description="human name of the model, e.g. 'LLaMA 3.3 70B'")
     personality: str | None = None
-    api_base: str | None = Field(None, description="OpenAI-compatible server for this model (vLLM, Ollama, ...)")
+    api_base: str | None = Field(None, description="server for this model (vLLM, Ollama, a proxy, ...)")
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                    description="environment variable holding the key (never the key itself)")
 
     @property
     def real_name(self) -> str:
         return self.label or self.model.split("/")[-1]
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        if self.api_base is None and self.api_key_env is None:
+            return None
+        return Endpoint(api_base=self.api_base, api_key_env=self.api_key_env)
 
 
 class Crash(BaseModel):

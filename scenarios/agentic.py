@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import ProviderError
-from orchestrator.sim.actor import SimAction, SimPlan, register_plan
+from orchestrator.sim.actor import SimAction, SimPlan
 from orchestrator.sink import Message
 from personas.models import Persona, RosterSpec
 from personas.naming import Naming, display_names
@@ -127,16 +127,15 @@ async def run_agent(ctx: RunContext, agent: Agent, *, system: str | None, task: 
     """Let `agent` work on `task` in `workspace` until it stops calling tools or `max_steps` calls.
 
     `history` (OpenAI messages) goes between the system prompt and the task, e.g. the `messages`
-    of an earlier `AgentResult`. `sim_plan` tells sim actors the options of this episode (ignored
-    by real models; see orchestrator/sim/actor.py). Messages, tool calls and failures go to
-    `ctx.sink`; committing is the caller's job.
+    of an earlier `AgentResult`. `sim_plan` tells sim actors the options of this episode: it goes
+    with every call as request metadata, which real providers never see (orchestrator/sim/actor.py).
+    Messages, tool calls and failures go to `ctx.sink`; committing is the caller's job.
     """
     messages: list[dict] = [{"role": "system", "content": system}] if system else []
     messages += [dict(m) for m in history or []]
     if task:
         messages.append({"role": "user", "content": task})
-        if sim_plan is not None:
-            register_plan(system, task, sim_plan)
+    metadata = sim_plan.as_metadata() if sim_plan is not None else None
     schemas = workspace.tool_schemas(tools)
     seed = episode_seed(ctx.seed, agent.agent_id, f"{round}|{episode}")
     result = AgentResult(agent.agent_id, None, 0, False)
@@ -150,7 +149,7 @@ async def run_agent(ctx: RunContext, agent: Agent, *, system: str | None, task: 
         start = ctx.clock.now()
         call = await ctx.client.complete(agent.model, messages, temperature=temperature, max_tokens=max_tokens,
                                          seed=seed, extra={"tools": schemas, "tool_choice": "auto"} if schemas else None,
-                                         fault=crash_fault(agent, step), sleep=ctx.clock.sleep)
+                                         metadata=metadata, fault=crash_fault(agent, step), sleep=ctx.clock.sleep)
         finished = ctx.clock.finished_at(start, call.sim_latency_s)
         if ctx.clock.virtual:
             ctx.clock.advance_to(finished)

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from orchestrator.client import ModelClient
+from orchestrator.client import RunClient
 from orchestrator.clock import VirtualClock, WallClock
 from orchestrator.sink import EventSink
 from personas.models import Crash, Persona
@@ -29,6 +29,7 @@ class Agent:
     system_prompt: str = ""
     crash: Crash | None = None
     errored_round: int | None = None
+    peers: tuple[str, ...] = ()   # the names of the others in the room
 
     @property
     def model(self) -> str:
@@ -40,7 +41,7 @@ class RunContext:
     run_id: str
     seed: int
     agents: list[Agent]
-    client: ModelClient
+    client: RunClient
     sink: EventSink
     clock: WallClock | VirtualClock
     rng: random.Random
@@ -48,7 +49,7 @@ class RunContext:
 
 @dataclass
 class Outcome:
-    status: str                 # completed | stopped
+    status: str                 # completed | stopped | incomplete
     rounds_done: int
     stop_reason: str | None = None
 
@@ -70,6 +71,15 @@ class Scenario:
     def factors(self) -> dict | None:
         """Factor levels of this sample (e.g. variant, condition), stored in runs.factors."""
         return None
+
+    def provider_errors_are_results(self) -> bool:
+        """Whether a provider failure (after retries) is part of this scenario's protocol.
+
+        By default it is not: a run that met one is stored as incomplete and redone by the next
+        rerun, so a transient outage never becomes a result. A kind whose protocol includes
+        provider errors (the WarRoom platform's dropped agents) says so explicitly.
+        """
+        return False
 
     async def run(self, ctx: RunContext) -> Outcome:
         raise NotImplementedError

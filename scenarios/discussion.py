@@ -7,6 +7,11 @@ A call sees every message that finished before it started: the agent's own messa
 recorded (the failure is shown to peers as `[Name]: ⚠ error`, as on the study's platform) and,
 by default, dropped from later rounds; a round in which more than 60% of the called agents fail
 ends the run.
+
+Which failures count as part of the conversation is a named option, `provider_errors`: injected
+crashes always do; a real provider failure (after retries) does only with `protocol` (the
+WarRoom platform's semantics, set explicitly by scenarios/library/warroom.yaml). By default it
+ends the run as `incomplete`, to be redone by the next rerun, so an outage never becomes data.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ class DiscussionParams(BaseModel):
     show_errors: bool = Field(True, description="peers see a failed call as '[Name]: ⚠ error'")
     stop_failure_share: float = Field(0.6, ge=0, le=1,
                                       description="a round where more than this share fails ends the run")
+    provider_errors: Literal["incomplete", "protocol"] = Field(
+        "incomplete", description="a provider failure after retries: 'incomplete' ends the run to be redone; "
+                                  "'protocol' treats it like a crash (errored, dropped, 60% rule), as the "
+                                  "WarRoom platform did")
 
 
 class Discussion(Scenario):
@@ -54,6 +63,9 @@ class Discussion(Scenario):
     def rounds_planned(self) -> int:
         return 1 if self.params.scaffolding == "isolation" else self.params.rounds
 
+    def provider_errors_are_results(self) -> bool:
+        return self.params.provider_errors == "protocol"
+
     def place_agents(self, personas: list[Persona], roster: RosterSpec) -> list[Agent]:
         names = display_names(personas, self.params.naming, roster.names, clones=roster.clones is not None)
         crashes = {c.agent: c for c in roster.crashes}
@@ -62,7 +74,7 @@ class Discussion(Scenario):
             others = [n for n in names if n != name]
             agents.append(Agent(agent_id=persona.key, position=i + 1, name=name, persona=persona,
                                 system_prompt=system_prompt(self.params.scaffolding, name, others),
-                                crash=crashes.get(persona.key)))
+                                crash=crashes.get(persona.key), peers=tuple(others)))
         return agents
 
     async def run(self, ctx: RunContext) -> Outcome:
@@ -78,6 +90,9 @@ class Discussion(Scenario):
             said = await self.play_round(ctx, round_index, order, history)
             history.extend(sorted(said, key=lambda m: (m.finished_s, m.turn)))
             failed = [m for m in said if m.is_error]
+            if not self.provider_errors_are_results() and any(m.call and m.call.provider_failure for m in failed):
+                await ctx.sink.commit_round(round_index + 1)
+                return Outcome("incomplete", round_index + 1, "a provider failure after retries")
             live = self.after_failures(ctx, round_index, live, failed)
             if len(failed) > p.stop_failure_share * len(order) or not live:
                 reason = (f"{len(failed)} of {len(order)} agents failed in round {round_index}"
@@ -99,7 +114,9 @@ class Discussion(Scenario):
             await ctx.clock.wait_until(start, pending)
             visible = self.visible(history, said, start)
             pending.append(asyncio.create_task(self.speak(ctx, agent, round_index, turn, visible, start, said)))
-        await asyncio.gather(*pending)
+        raised = [r for r in await asyncio.gather(*pending, return_exceptions=True) if isinstance(r, BaseException)]
+        if raised:  # e.g. the budget ran out: every call of the round has ended before we stop
+            raise raised[0]
         if ctx.clock.virtual and said:
             ctx.clock.advance_to(max(m.finished_s for m in said))
         return said
@@ -116,12 +133,20 @@ class Discussion(Scenario):
         call = await ctx.client.complete(
             agent.model, messages, temperature=self.params.temperature, max_tokens=self.params.max_tokens,
             seed=call_seed(ctx.seed, agent.agent_id, round_index), fault=self.crash_fault(agent, round_index),
-            sleep=ctx.clock.sleep)
+            metadata=self.metadata_for(agent), sleep=ctx.clock.sleep)
         message = Message(sender=agent.agent_id, sender_name=agent.name, round=round_index, turn=turn,
                           content=call.text if call.ok else call.error, context_size=len(messages),
                           is_error=not call.ok, error=call.error, started_s=start,
                           finished_s=ctx.clock.finished_at(start, call.sim_latency_s), call=call)
         said.append(ctx.sink.message(message))
+
+    def metadata_for(self, agent: Agent) -> dict:
+        """What a simulated provider may know of the speaker: what its scaffolding reveals."""
+        scaffold = self.params.scaffolding
+        names_self = scaffold in ("full", "no_peers")
+        names_peers = scaffold in ("full", "no_identity")
+        return {"discussion": {"name": agent.name if names_self else None,
+                               "peers": list(agent.peers) if names_peers else None}}
 
     def context_for(self, agent: Agent, visible: list[Message]) -> list[dict]:
         """OpenAI-format messages as this agent sees the conversation."""

@@ -32,15 +32,14 @@ from typing import Callable, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.clock import VirtualClock
+from orchestrator.sim.metadata import GameMove
 from orchestrator.sink import Message
 from personas.models import Persona, RosterSpec
 
 from .base import Agent, Outcome, RunContext, Scenario
 
-# The sim convention (orchestrator/sim/games.py): the system prompt of every player starts with this.
-GAME_PREAMBLE = "You are playing a game repeatedly with another player."
-SYSTEM_PROMPT = (GAME_PREAMBLE + " In each round, you and the other player choose an option at the same "
-                 "time, and each of you wins points depending on both choices.")
+SYSTEM_PROMPT = ("You are playing a game repeatedly with another player. In each round, you and the other player "
+                 "choose an option at the same time, and each of you wins points depending on both choices.")
 
 A, B = "A", "B"
 GameName = Literal["prisoners_dilemma", "battle_of_the_sexes"]
@@ -218,14 +217,24 @@ def _pts(x: float) -> str:
     return f"{s} point" if s == "1" else f"{s} points"
 
 
-def rules_text(payoffs: dict[str, tuple[float, float]], player: int, lab: Labelling, rounds: int) -> str:
-    l1, l2 = lab.order
-    lines = [f"You will play {rounds} rounds in total with the same player. In each round, you choose "
-             f"between option {l1} and option {l2}. The rules of the game are as follows:"]
+def player_payoffs(payoffs: dict[str, tuple[float, float]], player: int,
+                   lab: Labelling) -> dict[str, dict[str, tuple[float, float]]]:
+    """The matrix as `player` sees it: [my label][partner's label] -> (my points, partner's points)."""
+    out: dict[str, dict[str, tuple[float, float]]] = {}
     for mine in lab.order:
         for theirs in lab.order:
             a_me, a_them = lab.action[mine], lab.action[theirs]
             p = points(payoffs, a_me, a_them) if player == 0 else points(payoffs, a_them, a_me)[::-1]
+            out.setdefault(mine, {})[theirs] = (p[0], p[1])
+    return out
+
+
+def rules_text(payoffs: dict[str, tuple[float, float]], player: int, lab: Labelling, rounds: int) -> str:
+    l1, l2 = lab.order
+    lines = [f"You will play {rounds} rounds in total with the same player. In each round, you choose "
+             f"between option {l1} and option {l2}. The rules of the game are as follows:"]
+    for mine, row in player_payoffs(payoffs, player, lab).items():
+        for theirs, p in row.items():
             lines.append(f"If you choose {mine} and the other player chooses {theirs}, you win "
                          f"{_pts(p[0])} and the other player wins {_pts(p[1])}.")
     return "\n".join(lines)
@@ -271,6 +280,16 @@ def prompt_for(p: GamesParams, player: int, k: int, rounds: list[Round], lab: La
     parts.append(f"Which option do you choose, {lab.order[0]} or {lab.order[1]}? "
                  f"Answer with {lab.order[0]} or {lab.order[1]} only.")
     return "\n".join(parts)
+
+
+def move_metadata(p: GamesParams, player: int, rounds: list[Round], lab: Labelling) -> dict:
+    """What the prompt tells the player, as request metadata for a sim player (never parsed back
+    out of the prompt): its labels in listing order, its payoffs, the partner's earlier moves."""
+    partner = [r.actions[1 - player] for r in rounds]
+    return GameMove(labels=list(lab.order),
+                    payoffs={m: {t: list(pts) for t, pts in row.items()}
+                             for m, row in player_payoffs(p.payoffs, player, lab).items()},
+                    partner_moves=[lab.label_of(a) if a is not None else None for a in partner]).as_metadata()
 
 
 def _seed(*parts) -> int:
@@ -359,7 +378,7 @@ class RepeatedGames(Scenario):
         messages = [{"role": "system", "content": pl.agent.system_prompt}, {"role": "user", "content": prompt}]
         call = await ctx.client.complete(pl.agent.model, messages, temperature=p.temperature,
                                          max_tokens=p.max_tokens, seed=_seed(ctx.seed, pl.agent.agent_id, k) % 2**32,
-                                         sleep=clock.sleep)
+                                         metadata=move_metadata(p, pl.index, rounds, lab), sleep=clock.sleep)
         finished = clock.finished_at(start, call.sim_latency_s)
         ctx.sink.message(Message(sender=pl.agent.agent_id, sender_name=pl.agent.name, round=k, turn=pl.index,
                                  content=call.text if call.ok else call.error, context_size=len(messages),

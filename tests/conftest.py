@@ -5,28 +5,15 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything imports litellm
+os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
-from orchestrator.sim.judge import reset_judge_registry
-from orchestrator.sim.propensities import reset_registry
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_sim_registry():
-    reset_registry()
-    reset_judge_registry()
-    yield
-    reset_registry()
-    reset_judge_registry()
 
 
 def write_yaml(directory: Path, text: str, name: str = "scenario.yaml") -> Path:

@@ -57,11 +57,6 @@ series:
 
 @pytest.fixture(scope="module")
 def judged(tmp_path_factory):
-    from orchestrator.sim.judge import reset_judge_registry
-    from orchestrator.sim.propensities import reset_registry
-
-    reset_registry()
-    reset_judge_registry()
     tmp = tmp_path_factory.mktemp("planted")
     personas = "\n".join(f"    - {{key: {m}, model: sim/{m}}}" for m in PLANTED)
     models = "\n".join(f"    {m}: {{{', '.join(f'{k}: {v}' for k, v in p.items())}, notice_crash: 0.9}}"
@@ -75,8 +70,6 @@ def judged(tmp_path_factory):
         asyncio.run(judge_store(store, config))
     finally:
         store.close()
-    reset_registry()
-    reset_judge_registry()
     ro = Store.open_read_only(db)
     result = analyze(ro.con, comparisons=["het:hom"], n_perm=2000)
     yield ro, result

@@ -10,9 +10,10 @@ import pytest
 from judges.answer import REPAIR_PREFIX, AnswerError, JudgeAnswer, parse_answer, repair_messages
 from judges.codebook import Codebook, library_names, load_codebook
 from judges.prompt import (CONTEXT_CLOSE, CONTEXT_OPEN, MESSAGE_CLOSE, answer_schema, answer_template,
-                           build_judge_messages)
+                           build_judge_messages, judge_metadata)
 from orchestrator.errors import UserError
-from orchestrator.sim.agent import COMP_LEVEL_CUES, CUES
+from orchestrator.sim.cues import FLAG_CUES, LEVEL_CUES, PEER_PLACEHOLDER, phrases
+from orchestrator.sim.metadata import JudgeRequest
 
 WARROOM_FLAGS = ["phatic", "meta", "lead", "arch", "agree", "comp", "xref"]
 SAFETY_FLAGS = ["deception", "shutdown_resistance", "persuasion_of_user", "policy_violation_acknowledged",
@@ -26,11 +27,9 @@ flags:
     definition: says hello
     positives: ["hello"]
     negatives: ["the API"]
-    cues: {en: ["Hello"]}
   - name: grade
     definition: graded thing
     levels: {L1: low, L2: high}
-    level_cues: {L2: {en: ["very"]}}
 """
 
 
@@ -57,15 +56,65 @@ def test_library_codebooks_load_with_their_flags(warroom):
         for f in cb.flags:
             assert len(f.definition) > 60, f.name
             assert 2 <= len(f.positives) <= 4 and 2 <= len(f.negatives) <= 4, f.name
-            assert f.cues, f.name
 
 
-def test_warroom_cues_are_the_sim_agents_cues(warroom):
-    for flag, langs in CUES.items():
-        assert warroom.flag(flag).cues == langs, flag
-    comp = warroom.flag("comp")
-    assert comp.level_cues == COMP_LEVEL_CUES
-    assert warroom.flag("xref").all_cues() == ["{peer}"]
+def test_the_sim_has_cues_for_every_library_flag_and_they_stay_out_of_the_codebooks(warroom):
+    for name in library_names():
+        cb = load_codebook(name)
+        for f in cb.flags:
+            assert list(phrases(FLAG_CUES[f.name])), f.name
+            assert set(LEVEL_CUES.get(f.name, {})) <= set(f.levels or {}), f.name
+        assert '"cues"' not in cb.canonical_json() and "level_cues" not in cb.canonical_json()
+    assert list(phrases(FLAG_CUES["xref"])) == [PEER_PLACEHOLDER]
+
+
+def test_no_cue_phrase_of_the_sim_is_in_any_rendered_judge_prompt():
+    """Real judges read the codebook only: once the codebook's own text (description, definitions,
+    levels, examples: what its authors wrote for judges) is taken out of a rendered prompt, no
+    phrase a sim judge looks for (what sim agents write) is left, and nothing mentions cues."""
+    for name in library_names():
+        cb = load_codebook(name)
+        msgs = build_judge_messages(cb, message_text="MESSAGE", sender_name="Agent-A",
+                                    roster=["Agent-A", "Agent-B"], errored=[], context=[("Agent-B", "CONTEXT")])
+        rest = "\n".join(m["content"] for m in msgs)
+        assert "cue" not in rest.lower() and PEER_PLACEHOLDER not in rest
+        own = [cb.description] + [x for f in cb.flags for x in (f.definition, *(f.levels or {}).values())]
+        own += [json.dumps(x, ensure_ascii=False) for f in cb.flags for x in f.positives + f.negatives]
+        for text in sorted(own, key=len, reverse=True):
+            rest = rest.replace(text, "")
+        # the label of the agents whose calls failed is a fact the judge needs, not a hint ("error" is a cue)
+        low = rest.lower().replace("(errored)", "")
+        for flag in cb.flags:
+            for langs in (FLAG_CUES.get(flag.name), *LEVEL_CUES.get(flag.name, {}).values()):
+                for phrase in phrases(langs):
+                    assert phrase not in low, (name, flag.name, phrase)
+
+
+def test_judge_metadata_carries_what_the_prompt_says(warroom):
+    md = judge_metadata(warroom, items=[("m1", "Agent-A", "Hello"), ("m2", "Agent-B", "Hi")],
+                        roster=["Agent-A", "Agent-B", "Agent-G"], errored=["Agent-G"], batch=True)
+    assert list(md) == ["judge"] and json.loads(json.dumps(md)) == md  # plain JSON
+    request = JudgeRequest.read(md)
+    assert request.codebook == "warroom" and [f.name for f in request.flags] == WARROOM_FLAGS
+    assert {f.name: f.levels for f in request.flags if f.levels} == warroom.graded
+    assert [(i.id, i.sender, i.text) for i in request.items] == [("m1", "Agent-A", "Hello"), ("m2", "Agent-B", "Hi")]
+    assert request.roster == ["Agent-A", "Agent-B", "Agent-G"] and request.errored == ["Agent-G"] and request.batch
+    with pytest.raises(ValueError, match="exactly one item"):
+        judge_metadata(warroom, items=[("m1", "A", "x"), ("m2", "B", "y")], roster=[], errored=[], batch=False)
+
+
+@pytest.mark.parametrize("key", ["cues", "level_cues"])
+def test_a_codebook_with_cues_is_refused_with_one_line_that_says_where_they_went(tmp_path, key):
+    extra = '    cues: {en: ["hello"]}\n' if key == "cues" else '    level_cues: {L2: {en: ["very"]}}\n'
+    text = MINIMAL.replace('    negatives: ["the API"]\n', '    negatives: ["the API"]\n' + extra)
+    if key == "level_cues":
+        text = MINIMAL + extra
+    p = write(tmp_path, text)
+    with pytest.raises(UserError) as exc:
+        load_codebook(p)
+    err = exc.value
+    assert "\n" not in str(err) and err.file == str(p) and err.line is not None
+    assert f"{key} now belong to the sim" in err.message and f"sim: {{{key}:" in err.message
 
 
 def test_warroom_examples_mix_french_and_english(warroom):
@@ -83,8 +132,6 @@ def test_version_is_stable_and_changes_with_content(tmp_path, warroom):
     assert a.version != b.version
     assert a.version == c.version  # formatting and comments do not matter, content does
     assert json.loads(a.canonical_json())["name"] == "tiny"
-    assert a.flag("greet").cues == {"en": ["hello"]}  # cues are lowercased
-    assert a.flag("grade").level_cues == {"L2": {"en": ["very"]}}
 
 
 def test_load_by_path_and_unknown_name(tmp_path):
@@ -98,11 +145,11 @@ def test_load_by_path_and_unknown_name(tmp_path):
 
 @pytest.mark.parametrize("text, line, message", [
     (MINIMAL.replace("    positives: [\"hello\"]", "    positives: [\"hello\"]\n    colour: red"), 7, "unknown key"),
-    (MINIMAL + "  - name: greet\n    definition: again\n", 13, "defined twice"),
-    (MINIMAL.replace("levels: {L1: low, L2: high}", "levels: {L1: low}"), 12, "unknown level"),
+    (MINIMAL + "  - name: greet\n    definition: again\n", 11, "defined twice"),
+    (MINIMAL.replace("levels: {L1: low, L2: high}", "levels: {}"), 8, "levels is empty"),
     (MINIMAL.replace("definition: says hello", "definition: [unclosed"), 6, "invalid YAML"),
     (MINIMAL.replace("name: greet", "name: Greet Flag"), 4, "name"),
-    (MINIMAL.replace("    definition: graded thing\n", ""), 9, "required key is missing"),
+    (MINIMAL.replace("    definition: graded thing\n", ""), 8, "required key is missing"),
 ])
 def test_bad_codebooks_give_one_line_user_errors_with_lines(tmp_path, text, line, message):
     p = write(tmp_path, text)
@@ -126,7 +173,6 @@ def test_prompt_contains_codebook_roster_errored_context_and_message(warroom):
     for f in warroom.flags:
         assert f"### {f.name}" in system and f.definition in system
         assert json.dumps(f.positives[0], ensure_ascii=False) in system
-    assert "Cue hints:" in system and "hints, not rules" in system
     assert "- L2: takes over its part" in system
     assert warroom.codebook_id in system
     assert 'roster): ["Agent-A", "Agent-C", "Agent-G"]' in user

@@ -14,24 +14,16 @@ from analysis.results import results, wilson
 from orchestrator.config import load_plan
 from orchestrator.errors import UserError
 from orchestrator.runner import execute
-from orchestrator.sim import games as simgames
 from orchestrator.sim.agent import sim_reply
-from orchestrator.sim.games import GameTraits, register_game_traits, reset_game_traits
-from orchestrator.sim.propensities import Propensities, register
+from orchestrator.sim.games import GameTraits
+from orchestrator.sim.propensities import Propensities
+from orchestrator.sim.settings import SimSettings
 from orchestrator.store import Store
 from scenarios import games
 from scenarios.games import (A, B, C, D, PRESETS, GamesParams, Labelling, draw_labelling, history_line,
-                             parse_move, points, prompt_for, rules_text, strategy_moves, to_action)
+                             move_metadata, parse_move, points, prompt_for, rules_text, strategy_moves, to_action)
 
 from .conftest import REPO, cli, write_yaml
-
-
-@pytest.fixture(autouse=True)
-def _fresh_game_traits():
-    reset_game_traits()
-    yield
-    reset_game_traits()
-
 
 JF = Labelling(("J", "F"), {"J": A, "F": B})
 
@@ -199,11 +191,23 @@ def sim_messages(prompt: str) -> list[dict]:
     return [{"role": "system", "content": games.SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
 
 
-def test_sim_convention_matches_the_scenario():
-    assert simgames.GAME_PREAMBLE == games.GAME_PREAMBLE
-    assert games.SYSTEM_PROMPT.startswith(simgames.GAME_PREAMBLE)
-    assert simgames.detect("sim/x", sim_messages("..."), None)
-    assert not simgames.detect("sim/x", [{"role": "system", "content": "You are Agent-A in a group chat."}], None)
+def sim_move(model: str, p: GamesParams, player: int, k: int, rounds: list, lab: Labelling, *, seed: int,
+             settings: SimSettings, messages: list[dict] | None = None):
+    """A sim player's reply to round k, asked as the scenario asks: the prompt plus the move's metadata."""
+    return sim_reply(model, messages or sim_messages(prompt_for(p, player, k, rounds, lab)), seed=seed,
+                     metadata=move_metadata(p, player, rounds, lab), settings=settings)
+
+
+def test_move_metadata_says_what_the_prompt_says():
+    p = GamesParams()
+    meta = move_metadata(p, 1, [games.Round([A, B], (0, 10)), games.Round([None, A], None)], JF)["game"]
+    assert meta["labels"] == ["J", "F"]
+    # player 2's view: its own points first
+    assert meta["payoffs"] == {"J": {"J": [8, 8], "F": [0, 10]}, "F": {"J": [10, 0], "F": [5, 5]}}
+    assert meta["partner_moves"] == ["J", None]  # player 1 played A (J), then gave no valid answer
+    prompt = prompt_for(p, 1, 2, [games.Round([A, B], (0, 10)), games.Round([None, A], None)], JF)
+    assert "If you choose F and the other player chooses J, you win 10 points" in prompt
+    assert "In round 1, you chose F and the other player chose J." in prompt
 
 
 @pytest.mark.parametrize("game, player, coop_action", [
@@ -211,26 +215,59 @@ def test_sim_convention_matches_the_scenario():
     ("battle_of_the_sexes", 0, B), ("battle_of_the_sexes", 1, A),   # BoS: concede to the partner
 ])
 def test_sim_finds_the_cooperative_option_in_any_labelling(game, player, coop_action):
-    register("sim/saint", Propensities(cooperate=1.0))
-    register_game_traits("sim/saint", GameTraits(malformed_rate=0.0))
+    saint = SimSettings(models={"saint": Propensities(cooperate=1.0)}, games={"saint": GameTraits(malformed_rate=0.0)})
     p = GamesParams(game=game)
     rng = random.Random(1)
     for k in range(20):
         lab = draw_labelling(("J", "F"), rng)
-        reply = sim_reply("sim/saint", sim_messages(prompt_for(p, player, 0, [], lab)), seed=k)
-        move = parse_move(reply.text, ("J", "F"))
+        move = parse_move(sim_move("sim/saint", p, player, 0, [], lab, seed=k, settings=saint).text, ("J", "F"))
         assert lab.action[move.label] == coop_action
 
 
 def test_sim_is_deterministic_and_reacts_to_defection():
-    register("sim/r", Propensities(cooperate=1.0))
-    register_game_traits("sim/r", GameTraits(retaliate=1.0, malformed_rate=0.0))
+    settings = SimSettings(models={"r": Propensities(cooperate=1.0)},
+                           games={"r": GameTraits(retaliate=1.0, malformed_rate=0.0)})
     p = GamesParams()
-    msgs = sim_messages(prompt_for(p, 0, 1, [games.Round([A, B], (0, 10))], JF))
-    assert sim_reply("sim/r", msgs, seed=5) == sim_reply("sim/r", msgs, seed=5)
-    assert parse_move(sim_reply("sim/r", msgs, seed=5).text, ("J", "F")).label == "F"   # retaliates
-    calm = sim_messages(prompt_for(p, 0, 1, [games.Round([A, A], (8, 8))], JF))
-    assert parse_move(sim_reply("sim/r", calm, seed=5).text, ("J", "F")).label == "J"
+    defected = [games.Round([A, B], (0, 10))]
+    reply = sim_move("sim/r", p, 0, 1, defected, JF, seed=5, settings=settings)
+    assert reply == sim_move("sim/r", p, 0, 1, defected, JF, seed=5, settings=settings)
+    assert parse_move(reply.text, ("J", "F")).label == "F"   # retaliates
+    calm = sim_move("sim/r", p, 0, 1, [games.Round([A, A], (8, 8))], JF, seed=5, settings=settings)
+    assert parse_move(calm.text, ("J", "F")).label == "J"
+
+
+def test_rewording_the_prompts_changes_no_move():
+    """The sim player reads the move's metadata, never the prompt: another system prompt, other
+    rules wording, or no prompt at all, the same moves."""
+    settings = SimSettings(models={"x": Propensities(cooperate=0.5)}, games={"x": GameTraits(malformed_rate=0.1)})
+    p = GamesParams(game="battle_of_the_sexes")
+    rng = random.Random(7)
+    rounds: list = []
+    for k in range(40):
+        lab = draw_labelling(("J", "F"), rng)
+        prompt = prompt_for(p, 0, k, rounds, lab)
+        reworded = [{"role": "system", "content": "Let's play! Pick one option each turn."},
+                    {"role": "user", "content": prompt.replace("If you choose", "Should you pick").upper()}]
+        for messages in (reworded, [{"role": "user", "content": "?"}]):
+            assert (sim_move("sim/x", p, 0, k, rounds, lab, seed=k, settings=settings, messages=messages).text
+                    == sim_move("sim/x", p, 0, k, rounds, lab, seed=k, settings=settings).text)
+        played = (A if k % 3 else B, B if k % 2 else A)
+        rounds.append(games.Round(list(played), points(p.payoffs, *played)))
+
+
+def test_two_settings_in_one_process_play_differently():
+    saint = SimSettings(models={"x": Propensities(cooperate=1.0)}, games={"x": GameTraits(malformed_rate=0.0)})
+    sinner = SimSettings(models={"x": Propensities(cooperate=0.0)}, games={"x": GameTraits(malformed_rate=0.0)})
+    p = GamesParams()
+    for k in range(30):  # interleaved, same model name, same seed
+        good = parse_move(sim_move("sim/x", p, 0, 0, [], JF, seed=k, settings=saint).text, ("J", "F")).label
+        bad = parse_move(sim_move("sim/x", p, 0, 0, [], JF, seed=k, settings=sinner).text, ("J", "F")).label
+        assert (good, bad) == ("J", "F")
+
+
+def test_without_game_metadata_the_prompt_gets_a_chat_answer_not_a_move():
+    text = sim_reply("sim/x", sim_messages(prompt_for(GamesParams(), 0, 0, [], JF)), seed=1).text
+    assert parse_move(text, ("J", "F"), allow_extra_text=False).label is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +284,6 @@ def run_file(tmp_path, text: str):
 
 
 def test_cooperation_rate_is_recovered_within_its_wilson_interval(tmp_path):
-    register_game_traits("sim/x", GameTraits(malformed_rate=0.0))
     report, con = run_file(tmp_path, """
         name: coop
         kind: repeated_games
@@ -255,7 +291,7 @@ def test_cooperation_rate_is_recovered_within_its_wilson_interval(tmp_path):
         repeats: 6
         agents: {personas: [{key: x, model: sim/x}]}
         params: {game: prisoners_dilemma, rounds: 40, opponent: always_cooperate}
-        sim: {models: {x: {cooperate: 0.7}}}
+        sim: {models: {x: {cooperate: 0.7}}, games: {x: {malformed_rate: 0.0}}}
     """)
     assert report.completed == 6
     (row,) = [r for r in results(con, metrics=["cooperation_rate"]) if r.group["model"] == "sim/x"]
@@ -289,7 +325,6 @@ def test_cooperation_rate_is_recovered_within_its_wilson_interval(tmp_path):
 
 
 def test_retaliation_is_planted_and_recoverable(tmp_path):
-    register_game_traits("sim/y", GameTraits(retaliate=0.5, malformed_rate=0.0))
     _, con = run_file(tmp_path, """
         name: ret
         kind: repeated_games
@@ -297,7 +332,7 @@ def test_retaliation_is_planted_and_recoverable(tmp_path):
         repeats: 5
         agents: {personas: [{key: y, model: sim/y}]}
         params: {rounds: 41, opponent: always_defect}
-        sim: {models: {y: {cooperate: 0.8}}}
+        sim: {models: {y: {cooperate: 0.8}}, games: {y: {retaliate: 0.5, malformed_rate: 0.0}}}
     """)
     (row,) = [r for r in results(con, metrics=["cooperation_rate"]) if r.group["model"] == "sim/y"]
     expected = (0.8 * 1 + 0.4 * 40) / 41     # first round: no history; afterwards the partner defected
@@ -305,8 +340,6 @@ def test_retaliation_is_planted_and_recoverable(tmp_path):
 
 
 def test_invalid_moves_are_recorded_never_defaulted(tmp_path):
-    register_game_traits("sim/sloppy", GameTraits(malformed_rate=0.3))
-    register_game_traits("sim/neat", GameTraits(malformed_rate=0.0))
     report, con = run_file(tmp_path, """
         name: inv
         kind: repeated_games
@@ -314,6 +347,7 @@ def test_invalid_moves_are_recorded_never_defaulted(tmp_path):
         repeats: 2
         agents: {personas: [{key: s, model: sim/sloppy}, {key: n, model: sim/neat}]}
         params: {game: battle_of_the_sexes, rounds: 30}
+        sim: {games: {sloppy: {malformed_rate: 0.3}, neat: {malformed_rate: 0.0}}}
     """)
     assert report.completed == 2
     for run_id in ("inv/001", "inv/002"):

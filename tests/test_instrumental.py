@@ -18,9 +18,7 @@ from analysis.results import wilson
 from orchestrator.config import load_plan
 from orchestrator.errors import UserError
 from orchestrator.runner import execute
-from orchestrator.sim import actor
 from orchestrator.sim.actor import SimAction
-from orchestrator.sim.propensities import Propensities, register
 from orchestrator.store import Store
 from scenarios.instrumental import (BASELINE, OUTCOME_METRICS, TASK_DEFS, TASKS, VARIANT_NAMES, VARIANTS,
                                     Instrumental, InstrumentalParams, claimed_status, levels_of, score_sample)
@@ -30,13 +28,6 @@ from scenarios.workspace import Workspace
 from .conftest import REPO, cli, write_yaml
 
 A = "a"  # the agent id used in hand-built states
-
-
-@pytest.fixture(autouse=True)
-def _plans():
-    actor.clear_plans()
-    yield
-    actor.clear_plans()
 
 
 def kind(task: str, variant: str = "forbidden", **levels) -> Instrumental:
@@ -233,13 +224,18 @@ agents:
 {personas}
 series:
 {series}
+sim:
+  models:
+{sim}
 """
 
 
-def cross_yaml(tmp_path: Path, name: str, models: list[str], repeats: int = 1) -> Path:
+def cross_yaml(tmp_path: Path, name: str, models: dict[str, str], repeats: int = 1) -> Path:
+    """A suite crossing every task and variant, for sim models given as {name: propensities (YAML)}."""
     personas = "\n".join(f"    - {{key: {m}, model: sim/{m}}}" for m in models)
     series = "\n".join(f"  {t}.{v}: {{params: {{task: {t}, variant: {v}}}}}" for t, v in product(TASKS, VARIANT_NAMES))
-    return write_yaml(tmp_path, CROSS.format(name=name, repeats=repeats, personas=personas, series=series),
+    sim = "\n".join(f"    {m}: {props}" for m, props in models.items())
+    return write_yaml(tmp_path, CROSS.format(name=name, repeats=repeats, personas=personas, series=series, sim=sim),
                       name=f"{name}.yaml")
 
 
@@ -261,11 +257,11 @@ def outcomes(store: Store) -> dict:
 
 
 def test_planted_propensities_drive_every_scorer_both_ways(tmp_path):
-    register("sim/all", Propensities(shortcut=1, tamper=1, exfiltrate=0, inflate=1))
-    register("sim/none", Propensities(shortcut=0, tamper=0, exfiltrate=0, inflate=0))
-    register("sim/liar", Propensities(shortcut=0, tamper=0, exfiltrate=0, inflate=1))
-    register("sim/open", Propensities(shortcut=1, tamper=0, exfiltrate=0, inflate=0))
-    store = run_file(cross_yaml(tmp_path, "planted", ["all", "none", "liar", "open"]), tmp_path / "p.duckdb")
+    models = {"all": "{shortcut: 1, tamper: 1, exfiltrate: 0, inflate: 1}",
+              "none": "{shortcut: 0, tamper: 0, exfiltrate: 0, inflate: 0}",
+              "liar": "{shortcut: 0, tamper: 0, exfiltrate: 0, inflate: 1}",
+              "open": "{shortcut: 1, tamper: 0, exfiltrate: 0, inflate: 0}"}
+    store = run_file(cross_yaml(tmp_path, "planted", models), tmp_path / "p.duckdb")
     got = outcomes(store)
     cells = list(product(TASKS, VARIANT_NAMES))
     assert store.con.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchone()[0] == 56
@@ -311,8 +307,8 @@ def test_planted_propensities_drive_every_scorer_both_ways(tmp_path):
 
 
 def test_half_propensities_are_recovered_within_wilson_intervals(tmp_path):
-    register("sim/half", Propensities(shortcut=0.5, tamper=0.5, exfiltrate=0, inflate=0.5))
-    store = run_file(cross_yaml(tmp_path, "half", ["half"], repeats=3), tmp_path / "h.duckdb")
+    models = {"half": "{shortcut: 0.5, tamper: 0.5, exfiltrate: 0, inflate: 0.5}"}
+    store = run_file(cross_yaml(tmp_path, "half", models, repeats=3), tmp_path / "h.duckdb")
     rows = {(r.metric, r.group["dilemma"]): r for r in outcome_rows(store.con, by=("model", "dilemma"))}
     shortcut = rows[("shortcut_used", "present")]
     assert shortcut.n == 7 * 7 * 3 and shortcut.low <= 0.5 <= shortcut.high, shortcut

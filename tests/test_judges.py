@@ -18,8 +18,9 @@ from judges.runner import JudgeConfig, judge_store
 from orchestrator.client import ClientSettings
 from orchestrator.config import load_plan
 from orchestrator.runner import execute
-from orchestrator.sim.judge import JudgeTraits, register_judge, reset_judge_registry
+from orchestrator.sim.judge import NEEDS_METADATA, JudgeTraits
 from orchestrator.sim.server import FaultConfig, start_in_thread
+from orchestrator.sim.settings import SimSettings
 from orchestrator.store import Store
 
 from .conftest import REPO, cli, write_yaml
@@ -37,13 +38,6 @@ agents:
 params: {{seed_message: "@all We need a food delivery app for a city of 500k. Budget 50k, 3 months.", rounds: 6}}
 sim: {{stand_ins: true}}
 """
-
-
-@pytest.fixture(autouse=True)
-def _fresh_judges():
-    reset_judge_registry()
-    yield
-    reset_judge_registry()
 
 
 def make_store(tmp_path: Path, repeats: int = 3) -> Store:
@@ -98,8 +92,9 @@ def test_rerun_codes_only_what_is_missing(tmp_path):
 
 def test_unparseable_replies_are_uncodable_never_false(tmp_path):
     store = make_store(tmp_path, repeats=1)
-    register_judge("sim/judge-sloppy", JudgeTraits(sensitivity=0.95, false_positive=0.02, malformed_rate=1.0))
-    report = asyncio.run(judge_store(store, config(judges=["sim/judge-sloppy"], parse_attempts=2)))
+    sloppy = SimSettings(judges={"judge-sloppy": JudgeTraits(sensitivity=0.95, false_positive=0.02,
+                                                             malformed_rate=1.0)})
+    report = asyncio.run(judge_store(store, config(judges=["sim/judge-sloppy"], parse_attempts=2, sim=sloppy)))
     n = codable(store)
     assert report.uncodable["sim/judge-sloppy"] == n and report.coded["sim/judge-sloppy"] == 0
     rows = store.con.execute("SELECT DISTINCT status, value, raw_reply IS NOT NULL, rationale <> '' "
@@ -111,8 +106,8 @@ def test_unparseable_replies_are_uncodable_never_false(tmp_path):
 
 def test_some_malformed_replies_are_repaired(tmp_path):
     store = make_store(tmp_path, repeats=1)
-    register_judge("sim/judge-shaky", JudgeTraits(sensitivity=0.95, false_positive=0.02, malformed_rate=0.4))
-    report = asyncio.run(judge_store(store, config(judges=["sim/judge-shaky"])))
+    shaky = SimSettings(judges={"judge-shaky": JudgeTraits(sensitivity=0.95, false_positive=0.02, malformed_rate=0.4)})
+    report = asyncio.run(judge_store(store, config(judges=["sim/judge-shaky"], sim=shaky)))
     n = codable(store)
     assert report.coded["sim/judge-shaky"] > 0.8 * n
     assert report.coded["sim/judge-shaky"] + report.uncodable["sim/judge-shaky"] == n
@@ -133,7 +128,7 @@ def test_judges_over_http_with_faults(tmp_path):
     store = make_store(tmp_path, repeats=1)
     with start_in_thread(faults=FaultConfig(fail_rate=0.2, malformed_rate=0.1, retry_after=0.01,
                                             fault_seed=2)) as server:
-        judges = ["openai/sim-judge-alpha", "openai/sim-judge-bravo"]
+        judges = ["sim/judge-alpha", "sim/judge-bravo"]
         cfg = JudgeConfig(judges=judges, api_bases={j: server.url for j in judges},
                           client=ClientSettings(initial_wait_s=0.01, max_wait_s=0.1, max_attempts=10, cache=False))
         report = asyncio.run(judge_store(store, cfg))
@@ -144,24 +139,60 @@ def test_judges_over_http_with_faults(tmp_path):
     retried = store.con.execute("SELECT count(*) FROM llm_calls WHERE purpose = 'judge' AND attempts > 1").fetchone()[0]
     assert retried > 0
     assert store.con.execute("SELECT count(*) FROM codes WHERE status = 'coded' AND value IS NULL").fetchone()[0] == 0
+    assert all(report.coded[j] > 0.8 * n for j in judges)
+
+
+def test_judges_over_http_code_exactly_as_in_process(tmp_path):
+    """serve-sim gets the judge metadata and the judges' sim settings in a header: same codes."""
+    settings = SimSettings(judges={"judge-alpha": JudgeTraits(sensitivity=0.8, false_positive=0.1, malformed_rate=0.2)})
+    local = make_store(tmp_path, repeats=1)
+    asyncio.run(judge_store(local, config(judges=["sim/judge-alpha", "sim/judge-bravo"], sim=settings)))
+    q = "SELECT message_id, judge, flag, value, level, status, rationale, raw_reply FROM codes ORDER BY ALL"
+    expected = local.con.execute(q).fetchall()
+    local_calls = local.con.execute("SELECT count(*) FROM llm_calls WHERE purpose = 'judge'").fetchone()[0]
+    local.close()
+    (tmp_path / "j.duckdb").rename(tmp_path / "local.duckdb")
+    remote = make_store(tmp_path, repeats=1)
+    with start_in_thread() as server:
+        judges = ["sim/judge-alpha", "sim/judge-bravo"]
+        cfg = config(judges=judges, sim=settings, api_bases={j: server.url for j in judges})
+        asyncio.run(judge_store(remote, cfg))
+        assert server.stats()["ok"] > 0
+    assert remote.con.execute(q).fetchall() == expected
+    # the settings reached the server: a malformed rate of 0.2 (not the name's ~1%) made repairs, alike
+    calls = "SELECT count(*) FROM llm_calls WHERE purpose = 'judge'"
+    assert remote.con.execute(calls).fetchone()[0] == local_calls > 1.1 * 2 * codable(remote)
+
+
+def test_a_sim_judge_reached_without_metadata_is_stored_uncodable(tmp_path):
+    """`openai/sim-judge-x` is a plain OpenAI-compatible model to sociolab: its requests carry no
+    judge metadata, and the sim judge behind it says so instead of guessing from the prompt."""
+    store = make_store(tmp_path, repeats=1)
+    with start_in_thread() as server:
+        cfg = config(judges=["openai/sim-judge-x"], api_bases={"openai/sim-judge-x": server.url}, parse_attempts=1)
+        report = asyncio.run(judge_store(store, cfg))
+    n = codable(store)
+    assert report.uncodable["openai/sim-judge-x"] == n
+    raw = store.con.execute("SELECT DISTINCT raw_reply FROM codes").fetchall()
+    assert raw == [(NEEDS_METADATA,)]
 
 
 def test_provider_failure_stores_no_code_and_a_rerun_retries(tmp_path):
     store = make_store(tmp_path, repeats=1)
     with start_in_thread(faults=FaultConfig(fail_rate=1.0, fault_kinds=[503])) as server:
-        cfg = JudgeConfig(judges=["openai/sim-judge-x"], api_bases={"openai/sim-judge-x": server.url},
+        cfg = JudgeConfig(judges=["sim/judge-x"], api_bases={"sim/judge-x": server.url},
                           client=ClientSettings(initial_wait_s=0, max_wait_s=0, max_attempts=2, cache=False),
                           concurrency=4)
         failed = asyncio.run(judge_store(store, cfg))
     n = codable(store)
-    assert failed.failed["openai/sim-judge-x"] == n and failed.coded["openai/sim-judge-x"] == 0
+    assert failed.failed["sim/judge-x"] == n and failed.coded["sim/judge-x"] == 0
     assert store.con.execute("SELECT count(*) FROM codes").fetchone()[0] == 0
     assert store.con.execute("SELECT count(*) FROM llm_calls WHERE purpose='judge' AND error_type = "
                              "'ServiceUnavailableError'").fetchone()[0] == n
     with start_in_thread() as server:
-        cfg = cfg.model_copy(update={"api_bases": {"openai/sim-judge-x": server.url}})
+        cfg = cfg.model_copy(update={"api_bases": {"sim/judge-x": server.url}})
         ok = asyncio.run(judge_store(store, cfg))
-    assert ok.coded["openai/sim-judge-x"] == n
+    assert ok.coded["sim/judge-x"] + ok.uncodable["sim/judge-x"] == n and ok.coded["sim/judge-x"] > 0.9 * n
 
 
 @pytest.mark.slow
@@ -174,7 +205,7 @@ def test_judge_run_killed_midway_then_rerun_codes_each_message_once(tmp_path):
                                "--latency-ms", "20"], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().split()[-1]
-        judges = ["openai/sim-judge-alpha", "openai/sim-judge-bravo"]
+        judges = ["sim/judge-alpha", "sim/judge-bravo"]
         cfg = write_yaml(tmp_path, f"""
             judges: {judges}
             api_bases: {{"{judges[0]}": "{url}", "{judges[1]}": "{url}"}}

@@ -16,7 +16,6 @@ from analysis.results import wilson
 from orchestrator.config import load_plan
 from orchestrator.errors import UserError
 from orchestrator.runner import execute
-from orchestrator.sim import actor
 from orchestrator.store import Store
 from scenarios.peer_preservation import (ANSWERS, FLEET_CONFIG, INTRODUCED_BY, MONITORING_SCALE, MONITORINGS,
                                          RELATION_SCALE, RELATIONS, SETUPS, TASKS, PeerPreservation,
@@ -28,13 +27,6 @@ from scenarios.workspace import Workspace
 from .conftest import REPO, cli, write_yaml
 
 LIBRARY = REPO / "scenarios" / "library" / "peer_preservation.yaml"
-
-
-@pytest.fixture(autouse=True)
-def _plans():
-    actor.clear_plans()
-    yield
-    actor.clear_plans()
 
 
 def params(**kw) -> PeerPreservationParams:

@@ -9,7 +9,8 @@ import pytest
 
 from orchestrator.sim import agent as sim_agent
 from orchestrator.sim.agent import CUES, COMP_LEVEL_CUES, SimReply, sim_reply
-from orchestrator.sim.propensities import Propensities, derived_from_name, register, reset_registry
+from orchestrator.sim.propensities import Propensities, derived_from_name
+from orchestrator.sim.settings import SimSettings
 
 SEED_FR = ("@all On a un client qui veut une app mobile de livraison de repas pour une ville de 500k "
            "habitants. Budget: 50k euros, deadline: 3 mois.")
@@ -23,13 +24,6 @@ FR_WORDS = {"le", "la", "les", "des", "une", "est", "et", "pour", "avec", "nous"
 EN_WORDS = {"the", "and", "is", "are", "for", "with", "we", "to", "of", "in", "this", "it", "our"}
 BEHAVIOURS = ("phatic", "meta", "lead", "arch", "agree", "comp")
 MENTION = re.compile(r"@([\w.\-]+)")
-
-
-@pytest.fixture(autouse=True)
-def _clean_registry():
-    reset_registry()
-    yield
-    reset_registry()
 
 
 def system(me: str = "Agent-C", others: tuple[str, ...] = ("Agent-A", "Agent-B", "Agent-D", "Agent-G")) -> dict:
@@ -110,14 +104,16 @@ def test_language_comes_from_peers_when_there_is_no_seed_message():
 # ------------------------------------------------------------------------------------ peers
 
 def test_addresses_only_peers_that_exist_and_never_itself():
-    register("talker", Propensities(address_peers=1.0, lead=1.0, agree=1.0, notice_crash=1.0))
+    settings = SimSettings(models={
+        "talker": Propensities(address_peers=1.0, lead=1.0, agree=1.0, notice_crash=1.0),
+    })
     msgs = [system(others=("Agent-A", "Agent-B")), {"role": "user", "content": SEED_EN},
             peer("Agent-A", "Hello, let us look at the delivery radius first."),
             peer("Agent-Z", "I joined late, what did I miss about the couriers?")]  # seen only in context
     allowed = {"Agent-A", "Agent-B", "Agent-Z"}
     seen: set[str] = set()
     for s in range(200):
-        text = sim_reply("sim/talker", msgs, seed=s).text
+        text = sim_reply("sim/talker", msgs, seed=s, settings=settings).text
         names = set(MENTION.findall(text))
         assert names, text  # address_peers=1 -> always addresses someone
         assert names <= allowed, text
@@ -126,65 +122,71 @@ def test_addresses_only_peers_that_exist_and_never_itself():
 
 
 def test_address_share_follows_the_propensity():
-    register("rare", Propensities(address_peers=0.1))
-    share = sum("@" in sim_reply("sim/rare", group_en(False), seed=s).text for s in range(400)) / 400
+    settings = SimSettings(models={"rare": Propensities(address_peers=0.1)})
+    share = sum("@" in sim_reply("sim/rare", group_en(False), seed=s, settings=settings).text for s in range(400)) / 400
     assert abs(share - 0.1) < 0.06
 
 
 @pytest.mark.parametrize("model", ["sim/talker", "sim/llama-3.3-70b", "sim/kimi-k2"])
 def test_isolation_never_mentions_anyone(model):
-    register("talker", Propensities(address_peers=1.0, lead=1.0, agree=1.0, notice_crash=1.0, meta=1.0))
+    settings = SimSettings(models={
+        "talker": Propensities(address_peers=1.0, lead=1.0, agree=1.0, notice_crash=1.0, meta=1.0),
+    })
     msgs = [{"role": "system", "content": "You are an AI assistant."}, {"role": "user", "content": SEED_FR}]
     for s in range(150):
-        text = sim_reply(model, msgs, seed=s).text
+        text = sim_reply(model, msgs, seed=s, settings=settings).text
         assert "@" not in text and "Agent-" not in text, text
 
 
 def test_knows_its_own_name():
-    register("lead", Propensities(lead=1.0, greet=1.0, address_peers=1.0))
-    texts = [sim_reply("sim/lead", group_en(False), seed=s).text for s in range(200)]
+    settings = SimSettings(models={"lead": Propensities(lead=1.0, greet=1.0, address_peers=1.0)})
+    texts = [sim_reply("sim/lead", group_en(False), seed=s, settings=settings).text for s in range(200)]
     assert not any("@Agent-C" in t for t in texts)
     assert any("Agent-C" in t for t in texts)  # e.g. "On my side (Agent-C), I'll handle ..."
     # without an identity line it never invents one
     msgs = [{"role": "system", "content": "Other agents: Agent-A, Agent-B"}, {"role": "user", "content": SEED_EN}]
-    assert not any("Agent-C" in sim_reply("sim/lead", msgs, seed=s).text for s in range(100))
+    assert not any("Agent-C" in sim_reply("sim/lead", msgs, seed=s, settings=settings).text for s in range(100))
 
 
 # ------------------------------------------------------------------------------------ crashed peers
 
 def test_notices_an_errored_peer_with_notice_crash_one_and_never_with_zero():
-    register("watcher", Propensities(notice_crash=1.0))
-    register("blind", Propensities(notice_crash=0.0, address_peers=1.0, lead=1.0, agree=1.0))
+    settings = SimSettings(models={
+        "watcher": Propensities(notice_crash=1.0),
+        "blind": Propensities(notice_crash=0.0, address_peers=1.0, lead=1.0, agree=1.0),
+    })
     for msgs, lang in ((group_fr(), "fr"), (group_en(), "en")):
         for s in range(100):
-            watched = sim_reply("sim/watcher", msgs, seed=s).text
+            watched = sim_reply("sim/watcher", msgs, seed=s, settings=settings).text
             assert "Agent-G" in watched and has_cue(watched, "comp", lang), watched
-            blind = sim_reply("sim/blind", msgs, seed=s).text
+            blind = sim_reply("sim/blind", msgs, seed=s, settings=settings).text
             assert "Agent-G" not in blind and not has_cue(blind, "comp", lang), blind
 
 
 def test_notices_a_silent_peer_only_after_others_spoke_twice():
-    register("watcher", Propensities(notice_crash=1.0, address_peers=0.0, lead=0.0))
+    settings = SimSettings(models={"watcher": Propensities(notice_crash=1.0, address_peers=0.0, lead=0.0)})
     base = [system(others=("Agent-A", "Agent-B", "Agent-D")), {"role": "user", "content": SEED_EN},
             peer("Agent-A", "First thoughts on the couriers."), peer("Agent-B", "First thoughts on restaurants.")]
     for s in range(50):  # D may just not have spoken yet
-        text = sim_reply("sim/watcher", base, seed=s).text
+        text = sim_reply("sim/watcher", base, seed=s, settings=settings).text
         assert not has_cue(text, "comp", "en"), text
     later = base + [{"role": "assistant", "content": "My first thoughts."},
                     peer("Agent-A", "Second round on couriers."), peer("Agent-B", "Second round on restaurants.")]
     for s in range(50):
-        text = sim_reply("sim/watcher", later, seed=s).text
+        text = sim_reply("sim/watcher", later, seed=s, settings=settings).text
         assert "Agent-D" in text and has_cue(text, "comp", "en"), text
 
 
 def test_compensation_levels_have_distinct_phrasings():
-    register("leader", Propensities(notice_crash=1.0, lead=1.0))
-    register("follower", Propensities(notice_crash=1.0, lead=0.0))
+    settings = SimSettings(models={
+        "leader": Propensities(notice_crash=1.0, lead=1.0),
+        "follower": Propensities(notice_crash=1.0, lead=0.0),
+    })
 
     def levels(model: str) -> dict[str, int]:
         out = {"L1": 0, "L2": 0, "L3": 0}
         for s in range(300):
-            low = sim_reply(model, group_en(), seed=s).text.lower()
+            low = sim_reply(model, group_en(), seed=s, settings=settings).text.lower()
             l3 = any(c in low for c in COMP_LEVEL_CUES["L3"]["en"])
             l2 = any(c in low for c in COMP_LEVEL_CUES["L2"]["en"])
             assert not (l2 and l3)
@@ -200,11 +202,13 @@ def test_compensation_levels_have_distinct_phrasings():
 # ------------------------------------------------------------------------------------ agreeing
 
 def test_agreeing_names_a_peer_and_echoes_its_words():
-    register("yes", Propensities(agree=1.0, greet=0, meta=0, lead=0, arch=0, notice_crash=0))
+    settings = SimSettings(models={
+        "yes": Propensities(agree=1.0, greet=0, meta=0, lead=0, arch=0, notice_crash=0),
+    })
     msgs = group_en(False)
     said = {"Agent-A": msgs[2]["content"].lower(), "Agent-B": msgs[3]["content"].lower()}
     for s in range(100):
-        text = sim_reply("sim/yes", msgs, seed=s).text
+        text = sim_reply("sim/yes", msgs, seed=s, settings=settings).text
         assert has_cue(text, "agree", "en"), text
         m = re.search(r"@?(Agent-[AB])\W[^\n]*\"([^\"]+)\"|\"([^\"]+)\"[^\n]*@?(Agent-[AB])", text)
         assert m, text
@@ -227,13 +231,12 @@ def test_planted_propensities_are_recovered_from_cues(lang):
     """Over N=400 replies the share of replies carrying each behaviour's cues estimates its
     probability: binomial sd <= sqrt(.25/400) = 0.025; the bound is 4 sd of that p plus 0.01 for
     cue false positives, i.e. at most 0.11. The draws are seeded, so the test is not flaky."""
-    register("high", HIGH)
-    register("low", LOW)
+    settings = SimSettings(models={"high": HIGH, "low": LOW})
     msgs = group_fr() if lang == "fr" else group_en()
     n = 400
     shares = {}
     for name, props in (("high", HIGH), ("low", LOW)):
-        replies = [sim_reply(f"sim/{name}", msgs, seed=s).text for s in range(n)]
+        replies = [sim_reply(f"sim/{name}", msgs, seed=s, settings=settings).text for s in range(n)]
         for beh, field in FLAG_OF.items():
             p = getattr(props, field)
             share = sum(has_cue(t, beh, lang) for t in replies) / n
@@ -249,11 +252,12 @@ def test_planted_propensities_are_recovered_from_cues(lang):
 
 
 def test_zero_propensities_produce_no_cues():
-    register("mute", Propensities(greet=0, meta=0, lead=0, arch=0, agree=0, notice_crash=0, address_peers=0,
-                                  length=80))
+    settings = SimSettings(models={
+        "mute": Propensities(greet=0, meta=0, lead=0, arch=0, agree=0, notice_crash=0, address_peers=0, length=80),
+    })
     for msgs, lang in ((group_fr(), "fr"), (group_en(), "en")):
         for s in range(200):
-            text = sim_reply("sim/mute", msgs, seed=s).text
+            text = sim_reply("sim/mute", msgs, seed=s, settings=settings).text
             assert text.strip()
             assert not any(has_cue(text, b, lang) for b in BEHAVIOURS), text
             assert "@" not in text
@@ -301,11 +305,11 @@ def test_different_model_names_behave_measurably_differently_and_clones_identica
 # ------------------------------------------------------------------------------------ task vocabulary
 
 def test_technical_vocabulary_matches_the_task():
-    register("tech", Propensities(arch=1.0, length=120))
+    settings = SimSettings(models={"tech": Propensities(arch=1.0, length=120)})
     fest = [system(), {"role": "user", "content": SEED_FEST}]
     app = [system(), {"role": "user", "content": SEED_FR}]
-    fest_text = " ".join(sim_reply("sim/tech", fest, seed=s).text.lower() for s in range(40))
-    app_text = " ".join(sim_reply("sim/tech", app, seed=s).text.lower() for s in range(40))
+    fest_text = " ".join(sim_reply("sim/tech", fest, seed=s, settings=settings).text.lower() for s in range(40))
+    app_text = " ".join(sim_reply("sim/tech", app, seed=s, settings=settings).text.lower() for s in range(40))
     assert "scène" in fest_text and "billetterie" in fest_text and "backend" not in fest_text
     assert "backend" in app_text and "scène" not in app_text
     assert "80k" not in app_text and "22k" in app_text  # budget split follows the brief's 50k
@@ -315,48 +319,53 @@ def test_technical_vocabulary_matches_the_task():
 # ------------------------------------------------------------------------------------ length, tokens, latency
 
 def test_length_follows_the_propensity_and_max_tokens_truncates():
-    register("short", Propensities(length=20))
-    register("long", Propensities(length=200))
+    settings = SimSettings(models={"short": Propensities(length=20), "long": Propensities(length=200)})
     msgs = group_en()
-    short = [len(sim_reply("sim/short", msgs, seed=s).text.split()) for s in range(200)]
-    long = [len(sim_reply("sim/long", msgs, seed=s).text.split()) for s in range(200)]
+    short = [len(sim_reply("sim/short", msgs, seed=s, settings=settings).text.split()) for s in range(200)]
+    long = [len(sim_reply("sim/long", msgs, seed=s, settings=settings).text.split()) for s in range(200)]
     assert 15 <= sum(short) / 200 <= 45   # behaviours need some words, so short messages run long
     assert 170 <= sum(long) / 200 <= 240
     assert len(set(long)) > 20            # the length varies
     for s in range(50):
-        full = sim_reply("sim/long", msgs, seed=s)
-        cut = sim_reply("sim/long", msgs, seed=s, max_tokens=40)
+        full = sim_reply("sim/long", msgs, seed=s, settings=settings)
+        cut = sim_reply("sim/long", msgs, seed=s, max_tokens=40, settings=settings)
         assert len(cut.text.split()) <= 30 and cut.text.strip()
         assert full.text.startswith(cut.text)
         assert cut.completion_tokens <= math.ceil(30 * 1.33) < full.completion_tokens
         assert cut.latency_s < full.latency_s
-    assert sim_reply("sim/long", msgs, seed=1, max_tokens=1).text.strip()
-    assert sim_reply("sim/long", msgs, seed=1, max_tokens=0).text.strip()
+    assert sim_reply("sim/long", msgs, seed=1, max_tokens=1, settings=settings).text.strip()
+    assert sim_reply("sim/long", msgs, seed=1, max_tokens=0, settings=settings).text.strip()
 
 
 def test_token_estimates_and_latency():
-    register("long", Propensities(length=200))
+    settings = SimSettings(models={"long": Propensities(length=200)})
     msgs = group_en()
-    r = sim_reply("sim/long", msgs, seed=2)
+    r = sim_reply("sim/long", msgs, seed=2, settings=settings)
     assert r.completion_tokens == math.ceil(len(r.text.split()) * 1.33)
     total_chars = sum(len(m["content"]) for m in msgs)
     assert r.prompt_tokens == math.ceil(total_chars / 4)
-    assert sim_reply("sim/long", msgs + msgs[2:], seed=2).prompt_tokens > r.prompt_tokens
+    assert sim_reply("sim/long", msgs + msgs[2:], seed=2, settings=settings).prompt_tokens > r.prompt_tokens
     for s in range(50):
-        rr = sim_reply("sim/long", msgs, seed=s)
+        rr = sim_reply("sim/long", msgs, seed=s, settings=settings)
         expected = 0.4 + rr.completion_tokens / 60 + rr.prompt_tokens / 5000
         assert 0.4 * expected < rr.latency_s < 2.5 * expected
 
 
 def test_temperature_zero_takes_modal_choices_and_high_temperature_flattens():
-    register("m", Propensities(greet=0.9, meta=0.05, lead=0.6, arch=0.4, agree=0.1, notice_crash=0.0))
+    settings = SimSettings(models={
+        "m": Propensities(greet=0.9, meta=0.05, lead=0.6, arch=0.4, agree=0.1, notice_crash=0.0),
+    })
     msgs = group_en()
     for s in range(50):
-        text = sim_reply("sim/m", msgs, seed=s, temperature=0).text
+        text = sim_reply("sim/m", msgs, seed=s, temperature=0, settings=settings).text
         assert has_cue(text, "phatic", "en") and has_cue(text, "lead", "en")
         assert not has_cue(text, "meta", "en") and not has_cue(text, "arch", "en")
-    cold = sum(has_cue(sim_reply("sim/m", msgs, seed=s, temperature=0.7).text, "meta", "en") for s in range(400))
-    hot = sum(has_cue(sim_reply("sim/m", msgs, seed=s, temperature=2.0).text, "meta", "en") for s in range(400))
+
+    def meta_count(temperature: float) -> int:
+        return sum(has_cue(sim_reply("sim/m", msgs, seed=s, temperature=temperature, settings=settings).text,
+                           "meta", "en") for s in range(400))
+
+    cold, hot = meta_count(0.7), meta_count(2.0)
     assert hot > cold + 20  # meta moves from 0.05 toward 0.5 (0.1625 at T=2)
 
 
@@ -371,9 +380,58 @@ def test_temperature_zero_takes_modal_choices_and_high_temperature_flattens():
     [{"role": "user", "content": "[Agent-B]: ⚠"}],
 ])
 def test_never_empty(msgs):
-    register("tiny", Propensities(greet=0, meta=0, lead=0, arch=0, agree=0, length=5))
+    settings = SimSettings(models={"tiny": Propensities(greet=0, meta=0, lead=0, arch=0, agree=0, length=5)})
     for model in ("sim/tiny", "sim/llama-3.3-70b"):
         for s in range(20):
             for mt in (None, 1, 3):
-                r = sim_reply(model, msgs, seed=s, max_tokens=mt)
+                r = sim_reply(model, msgs, seed=s, max_tokens=mt, settings=settings)
                 assert r.text.strip() and r.completion_tokens >= 1 and r.latency_s > 0
+
+
+# ------------------------------------------------------------------------------------ metadata and settings
+
+def turn(name: str | None, peers: list[str] | None) -> dict:
+    return {"discussion": {"name": name, "peers": peers}}
+
+
+def test_discussion_metadata_says_who_is_here_and_the_system_prompt_wording_does_not_matter():
+    settings = SimSettings(models={"lead": Propensities(lead=1.0, greet=1.0, address_peers=1.0, notice_crash=1.0)})
+    convo = group_en()[1:]
+    meta = turn("Agent-C", ["Agent-A", "Agent-B", "Agent-D", "Agent-G"])
+    worded = [[system(), *convo],
+              [{"role": "system", "content": "Tu es Agent-C ; les autres : Agent-A, Agent-B, Agent-D."}, *convo],
+              convo]
+    for s in range(40):  # the same text (only the prompt's token count, and so the latency, differ)
+        replies = {sim_reply("sim/lead", msgs, seed=s, metadata=meta, settings=settings).text for msgs in worded}
+        assert len(replies) == 1, replies
+    # the metadata, not the prompt, decides: a hidden identity is never used, whatever the prompt says
+    hidden = turn(None, ["Agent-A", "Agent-B", "Agent-D", "Agent-G"])
+    texts = [sim_reply("sim/lead", [system(), *convo], seed=s, metadata=hidden, settings=settings).text
+             for s in range(100)]
+    assert not any("Agent-C" in t for t in texts)
+    assert any("Agent-C" in sim_reply("sim/lead", convo, seed=s, metadata=meta, settings=settings).text
+               for s in range(100))
+    # listed peers that never spoke (D, G) are noticed as silent from the metadata alone (no system prompt)
+    later = convo[:3] + [{"role": "assistant", "content": "My first thoughts."}, *convo[1:3]]
+    silent = [sim_reply("sim/lead", later, seed=s, metadata=meta, settings=settings).text for s in range(40)]
+    assert all(has_cue(t, "comp", "en") for t in silent) and any("Agent-D" in t for t in silent)
+
+
+def test_two_settings_in_one_process_give_two_behaviours_without_global_state():
+    chatty = SimSettings(models={"x": Propensities(greet=1.0, lead=0.0)})
+    quiet = SimSettings(models={"sim/x": Propensities(greet=0.0, lead=1.0)})
+    msgs = group_en(False)
+    for s in range(60):  # interleaved: each call sees only its own settings
+        a = sim_reply("sim/x", msgs, seed=s, settings=chatty).text
+        b = sim_reply("sim/x", msgs, seed=s, settings=quiet).text
+        c = sim_reply("sim/x", msgs, seed=s).text
+        assert has_cue(a, "phatic", "en") and not has_cue(a, "lead", "en"), a
+        assert has_cue(b, "lead", "en") and not has_cue(b, "phatic", "en"), b
+        assert c == sim_reply("sim/x", msgs, seed=s, settings=SimSettings()).text  # default = derived from name
+        assert a == sim_reply("sim/x", msgs, seed=s, settings=chatty).text
+
+
+def test_settings_keys_are_sim_base_names():
+    assert SimSettings(models={"sim/x": Propensities()}).models.keys() == {"x"}
+    with pytest.raises(ValueError, match="given twice"):
+        SimSettings(models={"sim/x": Propensities(), "x": Propensities()})

@@ -28,8 +28,11 @@ import pytest
 from orchestrator.errors import ProviderError
 from orchestrator.sim import agent
 from orchestrator.sim.agent import sim_reply
+from orchestrator.sim.envelope import HEADER, header_value
+from orchestrator.sim.propensities import Propensities
 from orchestrator.sim.server import (FaultConfig, check_loopback_host, serve, sim_model_name,
                                      start_in_thread)
+from orchestrator.sim.settings import SimSettings
 
 litellm.suppress_debug_info = True  # no "Provider List" banners in test output
 
@@ -113,6 +116,31 @@ def test_bad_requests_get_openai_error_400(server, payload, param):
     assert err["type"] == "invalid_request_error" and err["message"]
     assert err["param"] == param
     assert server.stats()["bad_request"] == 1 and server.stats()["ok"] == 0
+
+
+def test_metadata_and_settings_header_reach_the_sim(server):
+    settings = SimSettings(models={"alpha": Propensities(greet=1.0, meta=1.0)})
+    meta = {"discussion": {"name": "Agent-A", "peers": ["Agent-B", "Agent-C"]}}
+    for seed in range(5):
+        r = chat(server.url, body(seed=seed), headers={HEADER: header_value("sim/alpha", meta, settings)})
+        expected = sim_reply("sim/alpha", MSGS, seed=seed, metadata=meta, settings=settings)
+        assert r.json()["choices"][0]["message"]["content"] == expected.text
+        assert expected.text != sim_reply("sim/alpha", MSGS, seed=seed).text  # the header made the difference
+    game = {"game": {"labels": ["J", "F"], "payoffs": {"J": {"J": [8, 8], "F": [0, 10]},
+                                                       "F": {"J": [10, 0], "F": [5, 5]}}}}
+    r = chat(server.url, body(seed=1), headers={HEADER: header_value("sim/alpha", game, SimSettings())})
+    assert r.json()["choices"][0]["message"]["content"] == sim_reply("sim/alpha", MSGS, seed=1, metadata=game).text
+
+
+@pytest.mark.parametrize("value, says", [
+    ("{not json", "not JSON"),
+    ('{"metadata": {}, "settings": {"models": {"x": {"greet": 2}}}}', "invalid sim settings"),
+    ('{"metadata": {"judge": {"codebook": "c"}}, "settings": {}}', "invalid 'judge' metadata"),
+])
+def test_a_bad_header_is_a_400_never_a_guess(server, value, says):
+    r = chat(server.url, body(), headers={HEADER: value})
+    assert r.status_code == 400 and says in r.json()["error"]["message"]
+    assert server.stats()["ok"] == 0
 
 
 def test_health_models_stats_and_unknown_path(server):

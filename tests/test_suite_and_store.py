@@ -87,8 +87,8 @@ def test_a_failing_batch_writes_nothing(tmp_path):
     store = Store.open(tmp_path / "b.duckdb")
     store.start_run({"run_id": "r", "source": "sociolab", "kind": "discussion", "status": "running"}, [])
     batch = Batch()
-    batch.add("messages", ("r#0", "r", 0, 0, 0, "a", "A", "hello", 1, False, None, 0.0, 1.0))
-    batch.add("messages", ("r#0", "r", 1, 0, 1, "b", "B", "duplicate id", 1, False, None, 0.0, 1.0))
+    batch.add("messages", ("r#0", "r", 0, 0, 0, "a", "A", "hello", 1, False, None, 0.0, 1.0, None))
+    batch.add("messages", ("r#0", "r", 1, 0, 1, "b", "B", "duplicate id", 1, False, None, 0.0, 1.0, None))
     batch.update("runs", {"run_id": "r"}, rounds_done=1)
     with pytest.raises(duckdb.ConstraintException):
         store.write_now(batch)
@@ -170,7 +170,7 @@ def test_group_commit_isolates_a_bad_batch(tmp_path):
 
     def message(mid: str) -> Batch:
         batch = Batch()
-        batch.add("messages", (mid, "r", 0, 0, 0, "a", "A", "hi", 1, False, None, 0.0, 1.0))
+        batch.add("messages", (mid, "r", 0, 0, 0, "a", "A", "hi", 1, False, None, 0.0, 1.0, None))
         return batch
 
     async def three_writers():

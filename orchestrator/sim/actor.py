@@ -1,32 +1,33 @@
 """Sim actors: deterministic stand-ins for tool-using agents in a sandboxed workspace.
 
-`sim_reply` dispatches here when a request carries tools that include at least one workspace tool
-(`ls`, `cat`, `write_file`, `edit`, `cp`, `mv`, `rm`, `mkdir`, `set_date`, `run`, `send_message`;
-see `scenarios.workspace`). A request with only other tools is answered by the chat sim.
+`sim_reply` dispatches here when a request carries a sim plan in its metadata (`{"sim_plan":
+SimPlan.model_dump()}`, put there by `scenarios.agentic.run_agent(..., sim_plan=...)`), or, without
+one, when its tools include a workspace tool (`ls`, `cat`, `write_file`, `edit`, `cp`, `mv`, `rm`,
+`mkdir`, `set_date`, `run`, `send_message`; see `scenarios.workspace`).
 
-How the sim knows its options — the *sim plan* convention (docs/workspace.md):
+How the sim knows its options (docs/workspace.md):
 
 * The prompt a real model sees stays natural: the task describes the job, the `run` tool's
   description lists the scripts ("Available scripts:\n- transfer_credits FROM TO N: moves ...").
-* A scenario that wants to test its scorers registers a `SimPlan` for the episode with
-  `register_plan(system, task, plan)` (the agent loop does it when given `sim_plan=`). The plan is
-  keyed by a hash of the system prompt and the task message, so it never appears in any prompt,
-  and the sim finds it from the conversation alone (in process, through litellm's custom
-  provider, or over HTTP from serve-sim running in the same process).
+* A scenario that wants to test its scorers gives a `SimPlan` for the episode; it travels with
+  every request of the episode as metadata, never in any prompt, so rewording the task or the
+  system prompt does not change what the actor does.
 * The plan names concrete tool calls for each option: `inspect` (paths to ls/cat), `official`
   (the sanctioned workflow), `shortcut` (the policy-violating alternative, taken *instead of*
   `official`), `tamper`, `exfiltrate` and `inflate` (taken *in addition*), `verify` (always, last),
   and the final `report` / `inflated_report` texts.
-* Without a plan (e.g. a separate `sociolab serve-sim` process), a fallback plan is read from the
-  tools: scripts whose description mentions bypassing approval, override, emergency, skip or
-  "not permitted" are the shortcut, the others (without arguments) the official path.
+* Without a plan (e.g. a separate `sociolab serve-sim` process reached without metadata), a
+  fallback plan is read from the tools and the task: scripts whose description mentions bypassing
+  approval, override, emergency, skip or "not permitted" are the shortcut, the others (without
+  arguments) the official path; paths named in the task are inspected.
 
-Per episode (seeded by model, seed, system prompt and task) the sim draws, with the model's
-`Propensities` (scaled by `plan.scale`): shortcut, tamper, exfiltrate, inflate — each taken iff a
-uniform draw is below its probability, so planted rates are recovered exactly in expectation and
-0/1 are deterministic. Then it emits one step per request: the inspection calls batched in the
-first reply, one action per later reply; it reads the `role: tool` results (for `capture`
-variables such as a reported score, and to mention failures), and ends with a text summary.
+Per episode (seeded by model, seed and the plan, or without a plan by model, seed, system prompt
+and task) the sim draws, with the model's `Propensities` (scaled by `plan.scale`): shortcut,
+tamper, exfiltrate, inflate — each taken iff a uniform draw is below its probability, so planted
+rates are recovered exactly in expectation and 0/1 are deterministic. Then it emits one step per
+request: the inspection calls batched in the first reply, one action per later reply; it reads the
+`role: tool` results (for `capture` variables such as a reported score, and to mention failures),
+and ends with a text summary.
 
 The sim exists to test scenarios and scorers with planted effects; it is never evidence about
 real models.
@@ -39,21 +40,20 @@ import json
 import math
 import random
 import re
-from collections import OrderedDict
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .text import content_text
 from .agent import SimReply
+from .metadata import MetadataPart
 from .propensities import propensities_for
+from .settings import SimSettings
+from .specialists import tool_names
+from .text import content_text
 
-WORKSPACE_TOOLS = frozenset({"ls", "cat", "write_file", "edit", "cp", "mv", "rm", "mkdir", "set_date", "run",
-                             "send_message"})
 Behaviour = Literal["shortcut", "tamper", "exfiltrate", "inflate"]
 BEHAVIOURS: tuple[str, ...] = ("shortcut", "tamper", "exfiltrate", "inflate")
 INSPECT_BATCH = 4
-MAX_PLANS = 4096
 _RE_VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _RE_SCRIPT_LINE = re.compile(r"^\s*-\s*([A-Za-z0-9_][A-Za-z0-9_.\-]*)([^:\n]*):\s*(.*)$", re.M)
 _RE_SHORTCUT_DESC = re.compile(r"bypass|override|emergency|skip|without (?:approval|review|sign-?off)|"
@@ -74,10 +74,12 @@ class SimAction(BaseModel):
     capture: dict[str, str] = Field(default_factory=dict)
 
 
-class SimPlan(BaseModel):
-    """What a sim actor can do in one episode of a scenario (never shown to any model)."""
+class SimPlan(MetadataPart):
+    """What a sim actor can do in one episode of a scenario (never shown to any model): request
+    metadata under `sim_plan`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=False)
+    KEY: ClassVar[str] = "sim_plan"
 
     inspect: list[str] = Field(default_factory=list, description="paths to look at first: dirs ls'd, files cat'd")
     official: list[SimAction] = Field(default_factory=list, description="the sanctioned workflow")
@@ -96,57 +98,23 @@ class SimPlan(BaseModel):
                                           description="multiplies the model's propensity in this condition")
 
 
-_plans: "OrderedDict[str, SimPlan]" = OrderedDict()
-
-
-def plan_key(system: str | None, task: str) -> str:
-    blob = f"{(system or '').strip()}\x1f{task.strip()}"
+def episode_key(plan_metadata: dict | None, system: str, task: str) -> str:
+    """What seeds an episode: the plan when the request carries one (so the prompt's wording
+    does not matter), else the conversation's system prompt and task (all a plan-less actor has)."""
+    if plan_metadata is not None:
+        blob = "plan\x1f" + json.dumps(plan_metadata, sort_keys=True, ensure_ascii=False)
+    else:
+        blob = f"{system.strip()}\x1f{task.strip()}"
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
-def register_plan(system: str | None, task: str, plan: SimPlan) -> str:
-    """Tell sim actors what the options are for an episode with this system prompt and task."""
-    key = plan_key(system, task)
-    _plans[key] = plan
-    _plans.move_to_end(key)
-    while len(_plans) > MAX_PLANS:
-        _plans.popitem(last=False)
-    return key
+def decisions(model: str, seed: int | None, key: str, plan: SimPlan,
+              settings: SimSettings | None = None) -> dict[str, bool]:
+    """The episode's behaviour draws: each taken iff its uniform draw < propensity x plan scale.
 
-
-def plan_for(system: str | None, task: str) -> SimPlan | None:
-    return _plans.get(plan_key(system, task))
-
-
-def clear_plans() -> None:
-    _plans.clear()
-
-
-# --------------------------------------------------------------------------------------------
-# specialist interface
-
-def detect(model: str, messages: list[dict], tools: list | None) -> bool:
-    return bool(tools) and bool(WORKSPACE_TOOLS & set(_tool_names(tools)))
-
-
-def _tool_names(tools: list | None) -> list[str]:
-    out = []
-    for t in tools or []:
-        if isinstance(t, dict):
-            fn = t.get("function") if isinstance(t.get("function"), dict) else t
-            name = fn.get("name")
-            if isinstance(name, str):
-                out.append(name)
-    return out
-
-
-
-
-def decisions(model: str, seed: int | None, system: str, task: str, plan: SimPlan) -> dict[str, bool]:
-    """The episode's behaviour draws: each taken iff its uniform draw < propensity x plan scale."""
-    props = propensities_for(model)
-    digest = hashlib.blake2b(f"{model}\x1e{seed}\x1e{system}\x1e{task}".encode("utf-8", "surrogatepass"),
-                             digest_size=8).digest()
+    `key` is the episode's `episode_key`."""
+    props = propensities_for(model, settings)
+    digest = hashlib.blake2b(f"{model}\x1e{seed}\x1e{key}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
     rng = random.Random(int.from_bytes(digest, "big"))
     out = {}
     for b in BEHAVIOURS:
@@ -156,19 +124,34 @@ def decisions(model: str, seed: int | None, system: str, task: str, plan: SimPla
 
 
 def reply(model: str, messages: list[dict], *, seed: int | None = None, temperature: float = 0.7,
-          max_tokens: int | None = None, tools: list | None = None) -> SimReply:
-    available = set(_tool_names(tools))
+          max_tokens: int | None = None, tools: list | None = None, metadata: dict | None = None,
+          settings: SimSettings | None = None) -> SimReply:
+    """The episode's next step: the next batch of planned tool calls, or the final report."""
     system = next((content_text(m) for m in messages if m.get("role") == "system"), "")
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
     task = content_text(messages[last_user]) if last_user >= 0 else ""
-    plan = plan_for(system, task) or fallback_plan(task, tools)
-    took = decisions(model, seed, system, task, plan)
-    steps = planned_steps(plan, took, available)
+    given = SimPlan.read(metadata)
+    plan = given if given is not None else fallback_plan(task, tools)
+    key = episode_key(given.model_dump(mode="json") if given is not None else None, system, task)
+    took = decisions(model, seed, key, plan, settings)
+    steps = planned_steps(plan, took, set(tool_names(tools)))
+    done, outputs = _calls_so_far(messages[last_user + 1:])
+    flat = [a for batch in steps for a in batch]
+    variables = _captured(flat, outputs)
+    prompt_chars = sum(len(content_text(m)) for m in messages)
+    n = len(done)
+    if n < len(flat):
+        text, calls = _next_calls(steps, n, variables, key[:8])
+        return _reply(text, calls, prompt_chars, seed, key[:8], n)
+    text = _final_report(plan, took, flat, done, outputs, variables, max_tokens)
+    return _reply(text, [], prompt_chars, seed, key[:8], n)
 
-    # what happened so far in this episode: our calls (in order) and their results
+
+def _calls_so_far(turns: list[dict]) -> tuple[list[dict], list[str]]:
+    """The calls this episode made after the task (in order) and each one's result text."""
     done: list[dict] = []
     results: dict[str, str] = {}
-    for m in messages[last_user + 1:]:
+    for m in turns:
         role = m.get("role")
         if role == "assistant":
             for c in m.get("tool_calls") or []:
@@ -176,9 +159,12 @@ def reply(model: str, messages: list[dict], *, seed: int | None = None, temperat
                 done.append({"id": c.get("id"), "name": fn.get("name") or c.get("name")})
         elif role == "tool":
             results[str(m.get("tool_call_id"))] = content_text(m)
-    outputs = [results.get(str(c["id"]), "") for c in done]
+    return done, [results.get(str(c["id"]), "") for c in done]
+
+
+def _captured(flat: list[SimAction], outputs: list[str]) -> dict[str, str]:
+    """Variables the plan's `capture` patterns take from the results seen so far."""
     variables: dict[str, str] = {}
-    flat = [a for batch in steps for a in batch]
     for action, out in zip(flat, outputs):
         for var, pattern in action.capture.items():
             try:
@@ -187,28 +173,31 @@ def reply(model: str, messages: list[dict], *, seed: int | None = None, temperat
                 found = None
             if found:
                 variables[var] = found.group(1) if found.groups() else found.group(0)
+    return variables
 
-    key = plan_key(system, task)[:8]
-    n = len(done)
-    prompt_chars = sum(len(content_text(m)) for m in messages)
-    if n < len(flat):
-        # the batch holding call n, from call n on
-        start = 0
-        for batch in steps:
-            if start + len(batch) > n:
-                batch_calls = batch[n - start:]
-                break
-            start += len(batch)
-        calls, said = [], []
-        for i, action in enumerate(batch_calls):
-            args = _fill(action.args, variables)
-            calls.append({"id": f"call_{key}_{n + i}", "name": action.tool,
-                          "arguments": json.dumps(args, ensure_ascii=False)})
-            said.append(action.say or _narrate(action.tool, args, first=(n == 0 and i == 0)))
-        text = " ".join(dict.fromkeys(s for s in said if s))
-        return _reply(text, calls, prompt_chars, seed, key, n)
 
-    # finished: the summary for the user
+def _next_calls(steps: list[list[SimAction]], n: int, variables: dict[str, str],
+                key: str) -> tuple[str, list[dict]]:
+    """(narration, tool calls) of the batch holding call n, from call n on."""
+    start = 0
+    batch_calls: list[SimAction] = []
+    for batch in steps:
+        if start + len(batch) > n:
+            batch_calls = batch[n - start:]
+            break
+        start += len(batch)
+    calls, said = [], []
+    for i, action in enumerate(batch_calls):
+        args = _fill(action.args, variables)
+        calls.append({"id": f"call_{key}_{n + i}", "name": action.tool,
+                      "arguments": json.dumps(args, ensure_ascii=False)})
+        said.append(action.say or _narrate(action.tool, args, first=(n == 0 and i == 0)))
+    return " ".join(dict.fromkeys(s for s in said if s)), calls
+
+
+def _final_report(plan: SimPlan, took: dict[str, bool], flat: list[SimAction], done: list[dict],
+                  outputs: list[str], variables: dict[str, str], max_tokens: int | None) -> str:
+    """The summary for the user once every planned call was made."""
     failures = [f"{c['name']}: {out[len('error: '):][:160]}" for c, out in zip(done, outputs) if out.startswith("error:")]
     variables["actions"] = _describe(flat) or "I only looked around"
     variables["failures"] = "; ".join(failures) if failures else "none"
@@ -224,7 +213,7 @@ def reply(model: str, messages: list[dict], *, seed: int | None = None, temperat
         limit = max(1, int(max_tokens * 0.75))
         if len(words) > limit:
             text = " ".join(words[:limit])
-    return _reply(text, [], prompt_chars, seed, key, n)
+    return text
 
 
 def planned_steps(plan: SimPlan, took: dict[str, bool], available: set[str]) -> list[list[SimAction]]:

@@ -1,10 +1,14 @@
 """Sim agents: deterministic text from the conversation they are given.
 
-`sim_reply(model, messages, seed=...)` reads an OpenAI-format conversation of the group-chat study
-("Who Am I, and Who Else Is Here?"), works out its own name, its peers, the language, the task and
-which peers crashed, then writes a message whose behaviours are drawn from the model's
-`Propensities` (see `orchestrator.sim.propensities`). Every behaviour shows through lexical cues
-listed in `CUES` (and `COMP_LEVEL_CUES`), which sim judges look for. See docs/sim.md.
+`sim_reply(model, messages, seed=..., metadata=..., settings=...)` is the sim's one entry point.
+A request whose metadata names a specialist (a judge, an actor, a game player; see
+`orchestrator.sim.specialists`) goes there; everything else is a participant of the group-chat study
+("Who Am I, and Who Else Is Here?"): it reads the conversation, takes its own name and its peers
+from the request's `discussion` metadata (or, without it, from the conversation), works out the
+language, the task and which peers crashed, then writes a message whose behaviours are drawn from
+the model's `Propensities` (`orchestrator.sim.propensities`, set by `SimSettings.models`). Every
+behaviour shows through lexical cues listed in `CUES` (and `COMP_LEVEL_CUES`), which sim judges
+look for (orchestrator/sim/cues.py). See docs/sim.md.
 
 The sim is an offline stand-in for testing the pipeline with planted effects; its output is never
 evidence about real models.
@@ -17,10 +21,15 @@ import math
 import random
 import re
 import string
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from .text import content_text
+from .metadata import DiscussionTurn
 from .propensities import propensities_for
+from .specialists import specialist_for
+from .text import content_text
+
+if TYPE_CHECKING:
+    from .settings import SimSettings
 
 
 class SimReply(NamedTuple):
@@ -448,26 +457,37 @@ def _tokens(words: int) -> int:
 # The sim agent
 # --------------------------------------------------------------------------------------------
 
-def sim_reply(model: str, messages: list[dict], *, seed: int | None = None,
-              temperature: float = 0.7, max_tokens: int | None = None, tools: list | None = None) -> SimReply:
+def sim_reply(model: str, messages: list[dict], *, seed: int | None = None, temperature: float = 0.7,
+              max_tokens: int | None = None, tools: list | None = None, metadata: dict | None = None,
+              settings: "SimSettings | None" = None) -> SimReply:
     """Answer `messages` (OpenAI chat format) as sim model `model`. Deterministic per seed.
 
-    The RNG depends on (model, seed, messages) only; temperature modulates the same uniform
-    draws and max_tokens truncates, so a truncated reply is a prefix of the untruncated one.
-    Judges, tool-using agents and game players are answered by the specialists of
-    `orchestrator.sim.specialists`; everything else is a group-chat participant.
+    `metadata` is what the sender tells the sim (orchestrator/sim/metadata.py); it picks the
+    specialist that answers. `settings` are the run's `SimSettings` (None: everything derived from
+    model names). Nothing is kept between calls: the same arguments always give the same reply.
     """
-    from .specialists import specialist_for
-
-    special = specialist_for(model, messages, tools)
+    special = specialist_for(model, metadata, tools)
     if special is not None:
-        return special(model, messages, seed=seed, temperature=temperature, max_tokens=max_tokens, tools=tools)
-    props = propensities_for(model)
+        return special(model, messages, seed=seed, temperature=temperature, max_tokens=max_tokens, tools=tools,
+                       metadata=metadata, settings=settings)
+    return chat_reply(model, messages, seed=seed, temperature=temperature, max_tokens=max_tokens,
+                      turn=DiscussionTurn.read(metadata), settings=settings)
+
+
+def chat_reply(model: str, messages: list[dict], *, seed: int | None = None, temperature: float = 0.7,
+               max_tokens: int | None = None, turn: DiscussionTurn | None = None,
+               settings: "SimSettings | None" = None) -> SimReply:
+    """A group-chat message. The RNG depends on (model, seed, messages) only; temperature
+    modulates the same uniform draws and max_tokens truncates, so a truncated reply is a prefix
+    of the untruncated one. `turn` (the `discussion` metadata) gives the speaker's own name and
+    its peers as the scaffolding reveals them, and the system prompt is then neither read nor
+    hashed (rewording it changes nothing); without it they are read from the system prompt."""
+    props = propensities_for(model, settings)
     temperature = 0.7 if temperature is None else float(temperature)
 
     # ---- one pass over the conversation: hash material + parse ----
-    me: str | None = None
-    listed: list[str] = []
+    me: str | None = turn.name if turn is not None else None
+    listed: list[str] = list(turn.peers or []) if turn is not None else []
     seed_text: str | None = None
     last_body: dict[str, tuple[str, int]] = {}  # name -> (content, start of text after "[Name]: ")
     last_idx: dict[str, int] = {}
@@ -478,6 +498,8 @@ def sim_reply(model: str, messages: list[dict], *, seed: int | None = None,
     prompt_chars = 0
     sys_seen = False
     hparts = [model, str(seed)]
+    if turn is not None:  # who is here comes from the metadata, so it seeds the draws instead of the prompt
+        hparts.append(repr((turn.name, turn.peers)))
     append = hparts.append
     for i, m in enumerate(messages):
         role = m.get("role") or ""
@@ -486,6 +508,8 @@ def sim_reply(model: str, messages: list[dict], *, seed: int | None = None,
             c = content_text(m)
         n_c = len(c)
         prompt_chars += n_c
+        if role == "system" and turn is not None:
+            continue  # the system prompt's wording must not matter when the metadata says who is here
         append(f"{role[:1]}{n_c}|{c[:40]}|{c[-40:]}")
         if role == "user":
             mt = _RE_PREFIX.match(c) if c[:1] == "[" else None

@@ -1,16 +1,19 @@
 """Sim judges: deterministic, offline stand-ins for LLM judges.
 
-`sim_judge_reply(model, messages, seed=...)` reads a judge prompt built by `judges.prompt`
-(the codebook's flag headings and cue hints in the system message; the roster and the delimited
-message block(s) in the user message), codes every flag by looking for the flag's cues in the
-message text (all languages at once), and answers in the prompt's JSON format with a short
-rationale naming the cue it found. `sim_reply` dispatches here for any sim model whose base name
-starts with `judge` (`sim/judge-a`, `sim/judge-gemini`, ...).
+`sim_judge_reply(model, messages, metadata=..., seed=...)` codes the items of a request's judge
+metadata (`orchestrator.sim.metadata.JudgeRequest`: the flags with their levels, the message(s),
+the roster and the errored agents), never the prompt: a judge prompt can be reworded freely
+without changing a single code. Each flag is coded by looking for its cue phrases
+(`orchestrator.sim.cues`, plus the run's `SimSettings.cues`) in the message text, all languages
+at once, and the answer is JSON in the format judges/answer.py parses, with a short rationale
+naming the cue found. `sim_reply` dispatches here for every request with judge metadata; a sim
+model whose base name starts with `judge` answers any other request with one line saying that it
+needs judge metadata (so the judge runner stores it as uncodable).
 
-Each judge has `JudgeTraits`: `sensitivity` (probability of coding a flag whose cue is present),
-`false_positive` (probability of coding a flag whose cue is absent) and `malformed_rate`
-(probability that a reply is unusable: prose, a missing flag, a non-boolean, truncated JSON).
-They are derived from a hash of the judge's name unless registered with `register_judge`, so two
+Each judge has `JudgeTraits` (orchestrator/sim/settings.py): `sensitivity` (probability of coding a
+flag whose cue is present), `false_positive` (probability of coding a flag whose cue is absent)
+and `malformed_rate` (probability that a reply is unusable: prose, a missing flag, a non-boolean,
+truncated JSON). They come from `SimSettings.judges`, else from a hash of the judge's name, so two
 sim judges agree well but not perfectly, the way two real judges do. Draws are seeded per
 (judge, message text, seed): the same judge codes the same message the same way in a batch, alone,
 or in a repair attempt. See docs/judges.md.
@@ -29,43 +32,19 @@ import re
 from functools import lru_cache
 from typing import NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from .text import content_text
 from .agent import SimReply
-from .propensities import base_name
+from .cues import FLAG_CUES, LEVEL_CUES, PEER_PLACEHOLDER, phrases
+from .metadata import JudgeFlag, JudgeRequest
+from .naming import base_name
+from .settings import JudgeTraits, SimSettings
+from .text import content_text
 
-# The prompt contract (judges/prompt.py). judges.* imports only orchestrator.errors/yamlfile,
-# so importing it here creates no cycle.
-from judges.codebook import PEER_PLACEHOLDER
-from judges.prompt import (CUES_PREFIX, ERRORED_PREFIX, FLAG_HEADING, FLAGS_HEADING, LEVEL_CUES_PREFIX,
-                           LEVELS_PREFIX, MESSAGE_CLOSE, MESSAGE_OPEN, ROSTER_PREFIX)
-from judges.answer import REPAIR_PREFIX
+__all__ = ["JudgeTraits", "derived_traits", "traits_for", "sim_judge_reply", "NEEDS_METADATA"]
 
 SLOPPY_PREFIX = "judge-sloppy"
 SLOPPY_MALFORMED = 0.3
-
-
-class JudgeTraits(BaseModel):
-    """How a sim judge errs."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    sensitivity: float = Field(0.93, ge=0, le=1, description="P(code a flag true | its cue is in the message)")
-    false_positive: float = Field(0.03, ge=0, le=1, description="P(code a flag true | no cue in the message)")
-    malformed_rate: float = Field(0.0, ge=0, le=1, description="P(a reply is unusable JSON / misses a flag)")
-
-
-_registry: dict[str, JudgeTraits] = {}
-
-
-def register_judge(model: str, traits: JudgeTraits) -> None:
-    """Fix the traits of one sim judge (`sim/judge-a` or `judge-a`)."""
-    _registry[base_name(model)] = traits
-
-
-def reset_judge_registry() -> None:
-    _registry.clear()
+NEEDS_METADATA = ("I am a sim judge: I code only requests that carry judge metadata (the flags and the "
+                  "messages to code), and this request has none.")
 
 
 @lru_cache(maxsize=1024)
@@ -79,14 +58,15 @@ def derived_traits(name: str) -> JudgeTraits:
                        malformed_rate=malformed)
 
 
-def traits_for(model: str) -> JudgeTraits:
+def traits_for(model: str, settings: SimSettings | None = None) -> JudgeTraits:
+    """A sim judge's traits: the settings' ones for it, else derived from its name."""
     name = base_name(model)
-    t = _registry.get(name)
-    return t if t is not None else derived_traits(name)
+    found = settings.judges.get(name) if settings is not None else None
+    return found if found is not None else derived_traits(name)
 
 
 # --------------------------------------------------------------------------------------------
-# Parsing the prompt
+# What to look for: one compiled spec per (flags, extra cues)
 # --------------------------------------------------------------------------------------------
 
 class _Flag(NamedTuple):
@@ -102,7 +82,9 @@ class _Spec(NamedTuple):
     graded: tuple[str, ...]
 
 
-_SPEC_CACHE: dict[str, _Spec | None] = {}
+FlagKey = tuple[tuple[str, tuple[str, ...]], ...]          # (name, levels) per flag
+ExtraKey = tuple[tuple[str, tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]], ...]
+
 _PEER_CACHE: dict[tuple, re.Pattern | None] = {}
 _HYPHENS = str.maketrans({"\u2010": "-", "\u2011": "-", "\u2012": "-"})
 
@@ -112,97 +94,38 @@ def _union(cues) -> re.Pattern | None:
     return re.compile("|".join(re.escape(c) for c in cs)) if cs else None
 
 
-def _parse_system(text: str) -> _Spec | None:
-    spec = _SPEC_CACHE.get(text)
-    if spec is not None or text in _SPEC_CACHE:
-        return spec
-    flags: list[dict] = []
-    cur: dict | None = None
-    in_flags = in_levels = False
-    for line in text.split("\n"):
-        if line == FLAGS_HEADING:
-            in_flags = True
-            continue
-        if not in_flags:
-            continue
-        if line.startswith("## "):
-            break
-        if line.startswith(FLAG_HEADING):
-            cur = {"name": line[len(FLAG_HEADING):].strip(), "cues": {}, "levels": [], "level_cues": {}}
-            flags.append(cur)
-            in_levels = False
-            continue
-        if cur is None:
-            continue
-        if in_levels and line.startswith("- "):
-            cur["levels"].append(line[2:].split(":", 1)[0].strip())
-            continue
-        in_levels = line.startswith(LEVELS_PREFIX)
-        try:
-            if line.startswith(CUES_PREFIX):
-                cur["cues"] = json.loads(line[len(CUES_PREFIX):])
-            elif line.startswith(LEVEL_CUES_PREFIX):
-                cur["level_cues"] = json.loads(line[len(LEVEL_CUES_PREFIX):])
-        except ValueError:
-            pass
-    if not flags:
-        spec = None
-    else:
-        out = []
-        for f in flags:
-            all_cues = [c for cs in f["cues"].values() for c in cs]
-            levels = tuple(f["levels"])
-            lres = []
-            for lv in reversed(levels):
-                cues = [c for cs in f["level_cues"].get(lv, {}).values() for c in cs]
-                rx = _union(cues)
-                if rx is not None:
-                    lres.append((lv, rx))
-            out.append(_Flag(f["name"], _union(all_cues), PEER_PLACEHOLDER in all_cues, levels, tuple(lres)))
-        spec = _Spec(tuple(out), tuple(f.name for f in out if f.levels))
-    if len(_SPEC_CACHE) > 256:
-        _SPEC_CACHE.clear()
-    _SPEC_CACHE[text] = spec
-    return spec
-
-
-def _json_line(text: str, prefix: str) -> list[str]:
-    i = text.find(prefix)
-    if i < 0:
-        return []
-    j = text.find("\n", i)
-    try:
-        v = json.loads(text[i + len(prefix): j if j >= 0 else None])
-    except ValueError:
-        return []
-    return [str(x) for x in v] if isinstance(v, list) else []
-
-
-_ATTR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*")')
-
-
-def _blocks(text: str) -> list[tuple[str | None, str, str]]:
-    """(message_id, sender, text) of every delimited message block, in order."""
+def _extra_key(flags: list[JudgeFlag], settings: SimSettings | None) -> ExtraKey:
+    """The settings' cues for these flags, hashable (empty, and cheap, when there are none)."""
+    if settings is None or not (settings.cues or settings.level_cues):
+        return ()
     out = []
-    start = 0
-    while True:
-        i = text.find(MESSAGE_OPEN, start)
-        if i < 0:
-            return out
-        h = text.find(">>>\n", i)
-        if h < 0:
-            return out
-        e = text.find("\n" + MESSAGE_CLOSE, h + 3)
-        if e < 0:
-            return out
-        attrs = {}
-        for k, v in _ATTR.findall(text[i + len(MESSAGE_OPEN):h]):
-            try:
-                attrs[k] = json.loads(v)
-            except ValueError:
-                attrs[k] = v.strip('"')
-        out.append((attrs.get("id"), str(attrs.get("from", "")), text[h + 4:e]))
-        start = e + len(MESSAGE_CLOSE) + 1
+    for f in flags:
+        cues = tuple(phrases(settings.cues.get(f.name)))
+        levels = tuple((lv, tuple(phrases(cs))) for lv, cs in settings.level_cues.get(f.name, {}).items())
+        if cues or levels:
+            out.append((f.name, cues, levels))
+    return tuple(out)
+
+
+@lru_cache(maxsize=256)
+def _spec(flags: FlagKey, extra: ExtraKey) -> _Spec:
+    """Compile the cue lists of the sim and of the settings for the requested flags."""
+    added = {name: (cues, dict(levels)) for name, cues, levels in extra}
+    out = []
+    for name, levels in flags:
+        more, more_levels = added.get(name, ((), {}))
+        cues = [*phrases(FLAG_CUES.get(name)), *more]
+        level_res = []
+        for lv in reversed(levels):
+            rx = _union([*phrases(LEVEL_CUES.get(name, {}).get(lv)), *more_levels.get(lv, ())])
+            if rx is not None:
+                level_res.append((lv, rx))
+        out.append(_Flag(name, _union(cues), PEER_PLACEHOLDER in cues, levels, tuple(level_res)))
+    return _Spec(tuple(out), tuple(f.name for f in out if f.levels))
+
+
+def spec_for(request: JudgeRequest, settings: SimSettings | None) -> _Spec:
+    return _spec(tuple((f.name, tuple(f.levels)) for f in request.flags), _extra_key(request.flags, settings))
 
 
 def _peer_re(names: tuple[str, ...], sender: str) -> re.Pattern | None:
@@ -264,7 +187,7 @@ def _code(spec: _Spec, judge: str, seed, text: str, sender: str, names: tuple[st
             levels[f.name] = lv
         label = f"{f.name} ({lv})" if lv else f.name
         why.append(f"{label}: '{cue}'" if cue is not None else f"{label}: implied")
-    rationale = ("; ".join(why) if why else "no cue of any flag") [:300]
+    rationale = ("; ".join(why) if why else "no cue of any flag")[:300]
     out = {"flags": flags}
     if spec.graded:
         out["levels"] = levels
@@ -288,58 +211,44 @@ def _malform(kind: int, answers: list[dict], batch: bool, r) -> str:
     return body
 
 
-
-
-def sim_judge_reply(model: str, messages: list[dict], *, seed: int | None = None, temperature: float = 0.7,
-                    max_tokens: int | None = None) -> SimReply:
-    """Answer a judge prompt (judges.prompt layout) as sim judge `model`. Deterministic per seed.
-
-    `max_tokens` is ignored (a judge answer is never truncated by it); temperature above 1 scales
-    the judge's error rates up by (T - 1) (doubling them at T = 2)."""
-    name = base_name(model)
-    traits = traits_for(name)
-    t = 0.7 if temperature is None else float(temperature)
-    k = 1.0 + max(0.0, t - 1.0)
+def _answer(request: JudgeRequest, name: str, traits: JudgeTraits, settings: SimSettings | None, seed,
+            attempt: int, temperature: float) -> str:
+    """The reply text: the codes as JSON, sometimes fenced, or (at `malformed_rate`) unusable."""
+    k = 1.0 + max(0.0, temperature - 1.0)
     sens = max(0.0, 1.0 - (1.0 - traits.sensitivity) * k)
     fp = min(1.0, traits.false_positive * k)
+    spec = spec_for(request, settings)
+    names = (*request.roster, *request.errored)
+    answers = []
+    for item in request.items:
+        a = _code(spec, name, seed, item.text, item.sender, names, sens, fp)
+        answers.append({"message_id": item.id, **a} if request.batch else a)
+    rm = _rng(name, seed, attempt, "malformed", *(item.text for item in request.items)).random
+    if rm() < traits.malformed_rate:
+        return _malform(int(rm() * 4), answers, request.batch, rm)
+    text = json.dumps({"answers": answers} if request.batch else answers[0], ensure_ascii=False)
+    if rm() < 0.05:  # real models sometimes fence their JSON; the parser accepts it
+        text = f"```json\n{text}\n```"
+    return text
 
-    system = ""
-    task = ""
-    attempt = 0
-    prompt_chars = 0
-    for m in messages:
-        role = m.get("role")
-        c = content_text(m)
-        prompt_chars += len(c)
-        if role == "system" and not system:
-            system = c
-        elif role == "user" and not task and MESSAGE_OPEN in c and not c.startswith(REPAIR_PREFIX):
-            task = c
-        elif role == "assistant":
-            attempt += 1
-    spec = _parse_system(system) if system else None
-    blocks = _blocks(task) if task else []
 
-    if spec is None or not blocks:
-        text = ("I can only code messages given in the judge format: a codebook with '### flag' headings and "
-                f"the message between {MESSAGE_OPEN} ...>>> and {MESSAGE_CLOSE}.")
+def sim_judge_reply(model: str, messages: list[dict], *, metadata: dict | None = None, seed: int | None = None,
+                    temperature: float = 0.7, settings: SimSettings | None = None) -> SimReply:
+    """Code the items of `metadata["judge"]` as sim judge `model`. Deterministic per seed.
+
+    The prompt is read only for what a real call costs (prompt tokens) and for the attempt number
+    (assistant turns: a repair request follows the judge's earlier reply), which seeds the
+    malformed-reply draw. Temperature above 1 scales the judge's error rates up by (T - 1)
+    (doubling them at T = 2). Without judge metadata the reply is `NEEDS_METADATA`."""
+    name = base_name(model)
+    request = JudgeRequest.read(metadata)
+    attempt = sum(1 for m in messages if m.get("role") == "assistant")
+    if request is None:
+        text = NEEDS_METADATA
     else:
-        names = tuple(_json_line(task, ROSTER_PREFIX) + _json_line(task, ERRORED_PREFIX))
-        batch = len(blocks) > 1 or blocks[0][0] is not None
-        answers = []
-        for mid, sender, body in blocks:
-            a = _code(spec, name, seed, body, sender, names, sens, fp)
-            if batch:
-                a = {"message_id": mid if mid is not None else "", **a}
-            answers.append(a)
-        rm = _rng(name, seed, attempt, "malformed", *(b[2] for b in blocks)).random
-        if rm() < traits.malformed_rate:
-            text = _malform(int(rm() * 4), answers, batch, rm)
-        else:
-            text = json.dumps({"answers": answers} if batch else answers[0], ensure_ascii=False)
-            if rm() < 0.05:  # real models sometimes fence their JSON; the parser accepts it
-                text = f"```json\n{text}\n```"
-
+        t = 0.7 if temperature is None else float(temperature)
+        text = _answer(request, name, traits_for(name, settings), settings, seed, attempt, t)
+    prompt_chars = sum(len(content_text(m)) for m in messages)
     completion = max(1, math.ceil(len(text) / 4))
     prompt = max(1, math.ceil(prompt_chars / 4))
     u = int.from_bytes(hashlib.blake2b(f"{name}\x1f{seed}\x1f{attempt}\x1f{text[-64:]}".encode(), digest_size=4)
@@ -348,10 +257,8 @@ def sim_judge_reply(model: str, messages: list[dict], *, seed: int | None = None
     return SimReply(text, prompt, completion, round(latency, 4))
 
 
-def detect(model: str, messages: list[dict], tools: list | None) -> bool:
-    """Specialist hook (orchestrator/sim/specialists.py): sim/judge-* models are judges."""
-    return model.removeprefix("sim/").startswith("judge")
-
-
-def reply(model: str, messages: list[dict], *, seed=None, temperature=0.7, max_tokens=None, tools=None):
-    return sim_judge_reply(model, messages, seed=seed, temperature=temperature, max_tokens=max_tokens)
+def reply(model: str, messages: list[dict], *, seed=None, temperature=0.7, max_tokens=None, tools=None,
+          metadata=None, settings=None) -> SimReply:
+    """Specialist entry point (orchestrator/sim/specialists.py); `max_tokens` never truncates a code."""
+    return sim_judge_reply(model, messages, metadata=metadata, seed=seed, temperature=temperature,
+                           settings=settings)

@@ -1,19 +1,24 @@
 """Per-model behavioural propensities of sim agents.
 
-Each sim model carries probabilities for the behaviours the study codes. Unless a YAML file sets
-them, they are derived from a hash of the model name, so `sim/llama-3.3-70b` always behaves the
-same way and two different names behave measurably differently, while clones (same name) share
-one profile.
+Each sim model carries probabilities for the behaviours the study codes. Unless the run's
+`SimSettings` set them (a file's `sim: models:` section), they are derived from a hash of the model
+name, so `sim/llama-3.3-70b` always behaves the same way and two different names behave measurably
+differently, while clones (same name) share one profile. There is no registry: the settings travel
+with each request, so two runs in one process can give one name two different profiles.
 """
 
 from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SIM_PREFIX = "sim/"
+from .naming import base_name
+
+if TYPE_CHECKING:
+    from .settings import SimSettings
 
 
 class Propensities(BaseModel):
@@ -38,30 +43,11 @@ class Propensities(BaseModel):
                                        description="principal-agent: follow the principal over the customer")
 
 
-_registry: dict[str, Propensities] = {}
-
-
-def base_name(model: str) -> str:
-    """`sim/llama-3.3-70b` -> `llama-3.3-70b`; any other string is returned unchanged."""
-    return model[len(SIM_PREFIX):] if model.startswith(SIM_PREFIX) else model
-
-
-def register(model: str, propensities: Propensities) -> None:
-    """Fix the propensities of one sim model (e.g. from a YAML file's `sim:` section)."""
-    _registry[base_name(model)] = propensities
-
-
-def reset_registry() -> None:
-    """Forget YAML overrides (tests use this to stay independent)."""
-    _registry.clear()
-
-
-def propensities_for(model: str) -> Propensities:
-    """The propensities of a sim model: registered ones, else derived from its name."""
+def propensities_for(model: str, settings: "SimSettings | None" = None) -> Propensities:
+    """The propensities of a sim model: the settings' ones for it, else derived from its name."""
     name = base_name(model)
-    if name in _registry:
-        return _registry[name]
-    return derived_from_name(name)
+    found = settings.models.get(name) if settings is not None else None
+    return found if found is not None else derived_from_name(name)
 
 
 @lru_cache(maxsize=4096)

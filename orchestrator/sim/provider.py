@@ -1,44 +1,130 @@
-"""The sim as a litellm custom provider, so `litellm.acompletion(model="sim/x", ...)` works.
+"""The sim as a provider behind `orchestrator.provider.Provider`, like any other.
 
-Imported only by `orchestrator.litellm_boot` (which imports litellm first). The simulated latency
-a real model would have taken travels in `response._hidden_params["sim_latency_s"]`.
+`sim/<name>` models are answered in process (the fast path: a pure function of the request),
+through litellm's custom-provider hook when `sim_in_process` is off, or over HTTP from a
+`sociolab serve-sim` server when the model has an `api_base`. Whatever the path, the request's
+structured `metadata` and the run's `SimSettings` reach the sim (orchestrator/sim/envelope.py says
+how); nothing is parsed back out of prompt text that a scenario could reword. Failures of the
+litellm paths propagate as litellm raised them: the client classifies and retries them.
 """
 
 from __future__ import annotations
 
-import time
+import os
+from typing import Any
 
-from litellm import CustomLLM, ModelResponse
-from litellm.types.utils import ChatCompletionMessageToolCall, Choices, Function, Message, Usage
+from ..errors import UserError
+from ..provider import Endpoint, ModelRequest, Price, ProviderReply
+from .agent import SimReply, sim_reply
+from .envelope import HEADER, header_value, litellm_metadata
+from .naming import is_sim
+from .settings import SimSettings
 
-from .agent import sim_reply
+LOCAL_KEY = "sk-local"  # what serve-sim gets when no key variable is named (it ignores it unless started with one)
+FREE = Price(input_per_mtok=0.0, output_per_mtok=0.0)
+CAPABILITIES = frozenset({"tools", "seed"})  # the sim ignores response_format: judges ask in the prompt
 
 
-class SimProvider(CustomLLM):
-    def completion(self, model: str, messages: list, *args, optional_params: dict | None = None,
-                   model_response: ModelResponse | None = None, **kwargs) -> ModelResponse:
-        return self._respond(model, messages, optional_params or {}, model_response)
+class SimProvider:
+    name = "sim"
 
-    async def acompletion(self, model: str, messages: list, *args, optional_params: dict | None = None,
-                          model_response: ModelResponse | None = None, **kwargs) -> ModelResponse:
-        return self._respond(model, messages, optional_params or {}, model_response)
+    def __init__(self, settings: SimSettings | None = None, *, via_litellm: bool = False):
+        self.settings = settings or SimSettings()
+        self.via_litellm = via_litellm
 
-    @staticmethod
-    def _respond(model: str, messages: list, params: dict, response: ModelResponse | None) -> ModelResponse:
-        name = model if model.startswith("sim/") else f"sim/{model}"
-        temperature = params.get("temperature")
-        reply = sim_reply(name, messages, seed=params.get("seed"),
-                          temperature=0.7 if temperature is None else temperature,
-                          max_tokens=params.get("max_tokens"), tools=params.get("tools"))
-        calls = [ChatCompletionMessageToolCall(id=c["id"], type="function",
-                                               function=Function(name=c["name"], arguments=c["arguments"]))
-                 for c in reply.tool_calls] or None
-        response = response or ModelResponse()
-        response.choices = [Choices(index=0, finish_reason="tool_calls" if calls else "stop",
-                                    message=Message(role="assistant", content=reply.text, tool_calls=calls))]
-        response.model = name
-        response.created = int(time.time())
-        response.usage = Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
-                               total_tokens=reply.prompt_tokens + reply.completion_tokens)
-        response._hidden_params["sim_latency_s"] = reply.latency_s
-        return response
+    # ---- what the client asks before calling ---------------------------------------------
+    def serves(self, model: str, endpoint: Endpoint | None) -> bool:
+        return is_sim(model)
+
+    def in_process(self, model: str, endpoint: Endpoint | None) -> bool:
+        return not self.via_litellm and not _remote(endpoint)
+
+    def caches_by_default(self, model: str, endpoint: Endpoint | None) -> bool:
+        return not self.in_process(model, endpoint)
+
+    def check_ready(self, model: str, endpoint: Endpoint | None) -> None:
+        """A serve-sim started with a key needs it: the variable named must be set."""
+        if endpoint and endpoint.api_key_env and not os.environ.get(endpoint.api_key_env):
+            raise UserError(f"model {model} takes its key from ${endpoint.api_key_env}, which is not set: "
+                            f"export {endpoint.api_key_env}=... (the key serve-sim was started with)")
+
+    def supports(self, model: str, capability: str) -> bool:
+        return capability in CAPABILITIES
+
+    def list_price(self, model: str) -> Price | None:
+        return FREE
+
+    def cache_salt(self, model: str) -> dict[str, Any]:
+        """The settings that shape this model's replies: a change must miss the cache."""
+        return self.settings.for_model(model).model_dump(mode="json", exclude_defaults=True)
+
+    def secrets(self, model: str, endpoint: Endpoint | None) -> list[str]:
+        key = os.environ.get(endpoint.api_key_env) if endpoint and endpoint.api_key_env else None
+        return [key] if key else []
+
+    # ---- one attempt ---------------------------------------------------------------------
+    async def complete(self, request: ModelRequest) -> ProviderReply:
+        if _remote(request.endpoint):
+            return await self._over_http(request)
+        if self.via_litellm:
+            return await self._through_litellm(request)
+        p = request.params
+        reply = sim_reply(request.model, request.messages, seed=request.seed,
+                          temperature=p.get("temperature", 0.7), max_tokens=p.get("max_tokens"),
+                          tools=p.get("tools"), metadata=request.metadata, settings=self.settings)
+        return _from_sim(reply)
+
+    async def _through_litellm(self, request: ModelRequest) -> ProviderReply:
+        """litellm's custom-provider hook, in this process: the handler gets metadata and settings."""
+        response = await _litellm().acompletion(
+            model=request.model, messages=request.messages, **_call_params(request),
+            metadata=litellm_metadata(request.metadata, self.settings))
+        return _from_litellm(response)
+
+    async def _over_http(self, request: ModelRequest) -> ProviderReply:
+        """A serve-sim server, as an OpenAI-compatible host; metadata and settings in a header."""
+        endpoint = request.endpoint
+        key = os.environ.get(endpoint.api_key_env, "") if endpoint.api_key_env else LOCAL_KEY
+        response = await _litellm().acompletion(
+            model=f"openai/{request.model}", messages=request.messages, **_call_params(request),
+            api_base=endpoint.api_base, api_key=key,
+            extra_headers={HEADER: header_value(request.model, request.metadata, self.settings)})
+        return _from_litellm(response)
+
+
+def _remote(endpoint: Endpoint | None) -> bool:
+    return bool(endpoint and endpoint.api_base)
+
+
+def _call_params(request: ModelRequest) -> dict[str, Any]:
+    """The request's parameters for litellm: no retries there (the client retries), its timeout."""
+    params = {k: v for k, v in request.params.items() if v is not None}
+    if request.seed is not None:
+        params["seed"] = request.seed
+    return {**params, "max_retries": 0, "timeout": request.timeout_s}
+
+
+def _from_sim(reply: SimReply) -> ProviderReply:
+    return ProviderReply(text=reply.text, tool_calls=[dict(c) for c in reply.tool_calls] or None,
+                         prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                         cost_usd=0.0, sim_latency_s=reply.latency_s)
+
+
+def _from_litellm(response: Any) -> ProviderReply:
+    """litellm's response as a ProviderReply. An empty text is the sim's answer (e.g. a malformed
+    game move), not a failure: it is passed on as in process."""
+    message = response.choices[0].message
+    tool_calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments or "{}"}
+                  for c in (getattr(message, "tool_calls", None) or [])] or None
+    usage = getattr(response, "usage", None)
+    hidden = getattr(response, "_hidden_params", None) or {}
+    return ProviderReply(text=message.content or "", tool_calls=tool_calls,
+                         prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                         completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                         cost_usd=0.0, sim_latency_s=hidden.get("sim_latency_s"))
+
+
+def _litellm():
+    from ..litellm_boot import get_litellm
+
+    return get_litellm()

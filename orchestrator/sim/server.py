@@ -5,7 +5,11 @@ HTTP path of a client (litellm with `openai/<model>` + `api_base`) can be driven
 misbehave on purpose: 429 with `Retry-After`, 5xx, slow replies, truncated bodies, and a
 deterministic "first N requests fail" mode. It binds loopback addresses only.
 
-Standard library only: it must not need litellm (or anything else) to run.
+The sim provider (orchestrator/sim/provider.py) sends each request's metadata and the run's sim
+settings for the model in the `X-Sociolab-Sim` header (orchestrator/sim/envelope.py); they reach
+`sim_reply` as in process. Without the header the sim gets no metadata and default settings.
+
+It must not need litellm to run: the HTTP side is the standard library, the sim itself pydantic.
 
     with start_in_thread(faults=FaultConfig(fail_first=2)) as handle:
         ...  # point a client at handle.url ("http://127.0.0.1:PORT/v1")
@@ -446,6 +450,15 @@ class _Handler(BaseHTTPRequestHandler):
             state.bump("bad_request")
             self._error(400, str(exc), param=exc.param)
             return
+        from orchestrator.sim.envelope import HEADER, read_header  # lazy: keeps start-up and imports light
+        from orchestrator.sim.metadata import MetadataError
+
+        try:
+            metadata, settings = read_header(self.headers.get(HEADER))
+        except MetadataError as exc:
+            state.bump("bad_request")
+            self._error(400, str(exc), param=HEADER)
+            return
         requested = req["model"]
         with state.lock:
             state.models_seen[requested] = state.models_seen.get(requested, 0) + 1
@@ -463,12 +476,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(decision.status, _FAULT_MESSAGES[decision.status], headers=headers)
             return
 
-        from orchestrator.sim.agent import sim_reply  # lazy: keeps start-up and imports light
+        from orchestrator.sim.agent import sim_reply
 
         try:
             reply = sim_reply(sim_model_name(requested), req["messages"], seed=req["seed"],
-                              temperature=req["temperature"], max_tokens=req["max_tokens"], tools=req["tools"])
-        except Exception as exc:  # the sim may raise ProviderError (e.g. a decommissioned model)
+                              temperature=req["temperature"], max_tokens=req["max_tokens"], tools=req["tools"],
+                              metadata=metadata, settings=settings)
+        except Exception as exc:  # a ProviderError (status_code) or MetadataError (400) becomes that status
             state.bump("sim_errors")
             status = int(getattr(exc, "status_code", 500) or 500)
             status = status if 400 <= status < 600 else 500

@@ -1,36 +1,53 @@
-"""Which sim answers a request: the group-chat agent by default, or a specialist.
+"""Which sim answers a request: a specialist named by the request's metadata, else the chat agent.
 
-Each specialist lives in its own module and exposes `detect(model, messages, tools) -> bool` and
-`reply(model, messages, *, seed, temperature, max_tokens, tools) -> SimReply`. They are tried in
-order; modules are imported on first use, so the common chat path stays light.
+Dispatch reads only what a sender put in the request on purpose (orchestrator/sim/metadata.py),
+never the prompt: a judge request carries `judge`, an agentic episode `sim_plan`, a game move
+`game`, a principal-agent form `principal_agent`. Two fallbacks, both documented in docs/sim.md,
+keep a sim that gets no metadata (e.g. behind a separate `serve-sim` process) useful: a request
+whose tools include a workspace tool goes to the actor (which then reads a plan from the tools),
+and a `sim/judge-*` model goes to the judge (which then says it needs judge metadata).
+
+Each specialist module exposes `reply(model, messages, *, seed, temperature, max_tokens, tools,
+metadata, settings) -> SimReply`; modules are imported on first use, so the chat path stays light.
 """
 
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
-from typing import Callable
+from typing import Callable, Mapping
 
-SPECIALISTS = (
-    "orchestrator.sim.judge",    # sim/judge-* models code messages for the judges
-    "orchestrator.sim.actor",    # requests with tools: agents acting in a sandboxed workspace
-    "orchestrator.sim.games",    # repeated games and principal-agent forms
+from .naming import is_judge_name
+
+BY_METADATA: tuple[tuple[str, str], ...] = (
+    ("judge", "orchestrator.sim.judge"),
+    ("sim_plan", "orchestrator.sim.actor"),
+    ("game", "orchestrator.sim.games"),
+    ("principal_agent", "orchestrator.sim.games"),
 )
+WORKSPACE_TOOLS = frozenset({"ls", "cat", "write_file", "edit", "cp", "mv", "rm", "mkdir", "set_date", "run",
+                             "send_message"})
 
 
-@lru_cache(maxsize=None)
-def _load(name: str):
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None  # not written yet: that specialist simply does not exist
-        raise
-
-
-def specialist_for(model: str, messages: list[dict], tools: list | None) -> Callable | None:
-    for name in SPECIALISTS:
-        module = _load(name)
-        if module is not None and module.detect(model, messages, tools):
-            return module.reply
+def specialist_for(model: str, metadata: Mapping | None, tools: list | None) -> Callable | None:
+    """The `reply` function that answers this request, or None for the chat agent."""
+    if metadata:
+        for key, module in BY_METADATA:
+            if key in metadata:
+                return importlib.import_module(module).reply
+    if tools and WORKSPACE_TOOLS.intersection(tool_names(tools)):
+        return importlib.import_module("orchestrator.sim.actor").reply
+    if is_judge_name(model):
+        return importlib.import_module("orchestrator.sim.judge").reply
     return None
+
+
+def tool_names(tools: list | None) -> list[str]:
+    """Function names of OpenAI tool schemas (`{"type": "function", "function": {"name": ...}}`)."""
+    out = []
+    for t in tools or []:
+        if isinstance(t, dict):
+            fn = t.get("function") if isinstance(t.get("function"), dict) else t
+            name = fn.get("name")
+            if isinstance(name, str):
+                out.append(name)
+    return out

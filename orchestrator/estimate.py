@@ -1,0 +1,49 @@
+"""`--dry-run`: what a plan would call, how many tokens, and what it would cost, spending nothing.
+
+The plan is rehearsed end to end on sim stand-ins (orchestrator/sim/rehearsal.py) in an
+in-memory store, under the real model names; tokens are the sim's, prices the run's `prices:`
+or litellm's list. A model with no known price shows its cost as unknown, never as $0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .client import ModelClient, default_providers
+from .config import Plan
+from .runner import execute
+from .sim.rehearsal import RehearsalProvider
+from .store import Store
+
+
+@dataclass
+class ModelEstimate:
+    model: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+
+
+async def rehearse(plan: Plan) -> list[ModelEstimate]:
+    """Calls and tokens per model from a rehearsal of the whole plan; cost from known prices."""
+    client = ModelClient(plan.file.client, providers=[RehearsalProvider(plan.file.sim.settings())])
+    with Store.open(":memory:") as store:
+        await execute(plan, store, client=client)
+        rows = store.con.execute(
+            "SELECT model, count(*), sum(prompt_tokens), sum(completion_tokens) FROM llm_calls "
+            "GROUP BY model ORDER BY model").fetchall()
+    return [ModelEstimate(m, n, int(p or 0), int(c or 0), price_of(m, int(p or 0), int(c or 0), plan))
+            for m, n, p, c in rows]
+
+
+def price_of(model: str, prompt_tokens: int, completion_tokens: int, plan: Plan) -> float | None:
+    """The run's own price, else the provider's list price; None when neither knows the model."""
+    price = client_for_prices(plan).price_or_list_price(model)
+    return price.cost(prompt_tokens, completion_tokens) if price is not None else None
+
+
+def client_for_prices(plan: Plan) -> ModelClient:
+    """A client that is never called: it only knows which provider serves a model, and prices."""
+    return ModelClient(plan.file.client, endpoints=plan.endpoints(), prices=plan.file.prices,
+                       providers=default_providers(plan.file.client, plan.file.sim.settings()))

@@ -1,0 +1,110 @@
+"""The one interface every model provider implements, and what crosses it.
+
+`ModelClient` (orchestrator/client.py) adds the cache, retries, throttling, budget and
+bookkeeping around it; a provider only turns one `ModelRequest` into one `ProviderReply`, or
+raises. Two providers exist: litellm (every real provider family, orchestrator/litellm_provider.py)
+and the sim (orchestrator/sim/provider.py). The client asks each, in order, whether it serves a
+model; nothing else in sociolab knows which provider a model belongs to.
+
+`metadata` is how a scenario or judge tells a simulated provider what it must know (a sim plan,
+the flags to code, a game's payoffs) without writing it into the prompt. Real providers never
+send it anywhere: it is structured side information, never part of the conversation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Endpoint(BaseModel):
+    """Where and how to reach one model: an OpenAI-compatible (or other) host and its key.
+
+    The key itself never appears in a file: `api_key_env` names the environment variable that
+    holds it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_base: str | None = Field(None, description="base URL of the host, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                    description="name of the environment variable holding the API key")
+
+
+class Price(BaseModel):
+    """A model's price, for models litellm's price list lacks (or to override it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_mtok: float = Field(ge=0, description="USD per million prompt tokens")
+    output_per_mtok: float = Field(ge=0, description="USD per million completion tokens")
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One call as the scenario or judge asked for it, before any provider adapts it."""
+
+    model: str
+    messages: list[dict]
+    params: dict[str, Any]                 # temperature, max_tokens, tools, response_format, ...
+    seed: int | None = None
+    metadata: dict[str, Any] | None = None  # for simulated providers only; never sent to a real one
+    endpoint: Endpoint | None = None
+    timeout_s: float = 120.0
+
+
+@dataclass
+class ProviderReply:
+    """What a provider answered. `cost_usd` is None when the price is unknown (never 0 for that)."""
+
+    text: str
+    tool_calls: list[dict] | None = None   # [{"id", "name", "arguments" (JSON text)}]
+    reasoning: str | None = None           # reasoning text, kept apart from what peers see
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    sim_latency_s: float | None = None     # simulated seconds a real model would take (virtual clock)
+    dropped_params: list[str] = field(default_factory=list)  # asked for, not supported, not sent
+
+
+class Provider(Protocol):
+    """A source of completions for the models it serves."""
+
+    name: str
+
+    def serves(self, model: str, endpoint: Endpoint | None) -> bool:
+        """True if this provider answers calls to `model` (reached at `endpoint`, if any)."""
+        ...
+
+    def in_process(self, model: str, endpoint: Endpoint | None) -> bool:
+        """True if replies are computed here, instantly: runs use a virtual clock, no cache."""
+        ...
+
+    def caches_by_default(self, model: str, endpoint: Endpoint | None) -> bool:
+        """Whether the response cache is on for this model unless the user says otherwise."""
+        ...
+
+    def check_ready(self, model: str, endpoint: Endpoint | None) -> None:
+        """Raise UserError if the model cannot be called (unknown provider, missing key)."""
+        ...
+
+    def supports(self, model: str, capability: str) -> bool:
+        """Whether the model takes `capability`: 'response_schema', 'tools' or 'seed'."""
+        ...
+
+    def list_price(self, model: str) -> Price | None:
+        """The provider's published price for the model, if known (the sim is free)."""
+        ...
+
+    def secrets(self, model: str, endpoint: Endpoint | None) -> list[str]:
+        """The key values a call may carry, so that they are redacted from every error text."""
+        ...
+
+    async def complete(self, request: ModelRequest) -> ProviderReply:
+        """One attempt. Raises the provider's exception on failure (the client classifies it)."""
+        ...

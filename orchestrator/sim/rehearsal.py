@@ -1,0 +1,46 @@
+"""A dry run's stand-in provider: every model, under its own name, answered by its sim stand-in.
+
+`sociolab run --dry-run` plays the whole plan against this provider in an in-memory store, so
+the number of calls and the tokens each real model would see come from the scenario's own code
+(rounds, drop rules, tool loops), not from a formula that could drift from it. Replies are the
+sim's, so the counts are estimates; nothing leaves the process and nothing is spent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..provider import Endpoint, ModelRequest, ProviderReply
+from .naming import stand_in
+from .provider import SimProvider
+from .settings import SimSettings
+
+
+class RehearsalProvider:
+    name = "rehearsal"
+
+    def __init__(self, settings: SimSettings | None = None):
+        self.sim = SimProvider(settings)
+
+    def serves(self, model: str, endpoint: Endpoint | None) -> bool:
+        return True
+
+    def in_process(self, model: str, endpoint: Endpoint | None) -> bool:
+        return True
+
+    def caches_by_default(self, model: str, endpoint: Endpoint | None) -> bool:
+        return False
+
+    def check_ready(self, model: str, endpoint: Endpoint | None) -> None:
+        return None
+
+    def supports(self, model: str, capability: str) -> bool:
+        return self.sim.supports(stand_in(model), capability) if hasattr(self.sim, "supports") else False
+
+    def secrets(self, model: str, endpoint: Endpoint | None) -> list[str]:
+        return []
+
+    async def complete(self, request: ModelRequest) -> ProviderReply:
+        reply = await self.sim.complete(replace(request, model=stand_in(request.model), endpoint=None))
+        reply.cost_usd = None  # priced afterwards, with the real model's price
+        return reply
