@@ -56,7 +56,7 @@ def build_report(con, result: dict[str, Any]) -> str:
 
 def provenance_notes(con) -> list[str]:
     notes = []
-    sim = con.execute("SELECT count(*) FROM agents WHERE model LIKE 'sim/%'").fetchone()[0]
+    sim = con.execute("SELECT count(*) FROM agents WHERE provider = 'sim'").fetchone()[0]
     if sim:
         notes.append(SIM_NOTE)
     if con.execute("SELECT count(*) FROM runs WHERE source = 'warroom'").fetchone()[0]:

@@ -125,6 +125,8 @@ async def main(args) -> list[dict]:
         def supports(self, model, capability): return True
         def list_price(self, model): return None
         def secrets(self, model, endpoint): return []
+        def cache_salt(self, model): return None
+        def key_hint(self, model, endpoint): return ""
 
         async def complete(self, request):
             return ProviderReply(text="ok", prompt_tokens=1, completion_tokens=1, cost_usd=0.0)

@@ -17,14 +17,14 @@ import fnmatch
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from orchestrator.client import Budget, ClientSettings, Completion, ModelClient, RetryListener, default_providers
 from orchestrator.errors import UserError
 from orchestrator.estimate import ModelEstimate
-from orchestrator.provider import Endpoint, Price
+from orchestrator.provider import Endpoint, Price, refuse_inline_keys
 from orchestrator.sim.settings import SimSettings
 from orchestrator.sink import call_row
 from orchestrator.store import Batch, Store
@@ -36,6 +36,9 @@ from .prompt import answer_schema, answer_template, build_judge_messages, judge_
 
 LIBRARY = Path(__file__).parent / "library"
 FLUSH_EVERY = 400  # messages coded per write
+
+
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class JudgeConfig(BaseModel):
@@ -53,11 +56,16 @@ class JudgeConfig(BaseModel):
     client: ClientSettings = Field(default_factory=lambda: ClientSettings(cache=True))
     api_bases: dict[str, str] = Field(default_factory=dict,
                                       description="judge model -> server (vLLM, serve-sim, a proxy, ...)")
-    api_key_envs: dict[str, str] = Field(default_factory=dict,
-                                         description="judge model -> environment variable holding its key")
+    api_key_envs: dict[str, EnvName] = Field(default_factory=dict,
+                                             description="judge model -> environment variable holding its key")
     prices: dict[str, Price] = Field(default_factory=dict,
                                      description="USD per million tokens by judge model name or pattern")
     sim: SimSettings = Field(default_factory=SimSettings, description="settings of sim judges")
+
+    @model_validator(mode="before")
+    @classmethod
+    def no_keys_in_files(cls, data: Any) -> Any:
+        return refuse_inline_keys(data, ("api_key", "api_keys"))
 
     def endpoints(self) -> dict[str, Endpoint]:
         models = set(self.api_bases) | set(self.api_key_envs)
@@ -195,7 +203,7 @@ class Judging:
         """`response_format` where the judge's provider takes a JSON schema, unless configured."""
         if self.config.response_format is not None:
             return self.config.response_format
-        return self.client.supports(judge, "response_schema")
+        return bool(self.client.supports(judge, "response_schema"))  # unknown: JSON asked in the prompt
 
     def record(self, judge: str, chunk: list[Item], answers: dict[str, JudgeAnswer] | None,
                raw: str, error: str, failed: bool) -> None:
@@ -259,11 +267,11 @@ def load_items(store: Store, run_ids: list[str], window: int) -> list[Item]:
     """Every codable agent message of the runs, with its roster, errored peers and context."""
     agents: dict[str, list[tuple[str, int | None]]] = {}
     scripted: set[tuple[str, str]] = set()  # fixed-strategy players: their moves are not model output
-    for run_id, agent_id, name, model, errored_round in store.con.execute(
-            "SELECT run_id, agent_id, name, model, errored_round FROM agents WHERE run_id IN (SELECT unnest(?)) "
+    for run_id, agent_id, name, provider, errored_round in store.con.execute(
+            "SELECT run_id, agent_id, name, provider, errored_round FROM agents WHERE run_id IN (SELECT unnest(?)) "
             "ORDER BY run_id, position", [run_ids]).fetchall():
         agents.setdefault(run_id, []).append((name, errored_round))
-        if model.startswith("strategy/"):
+        if provider == "scripted":
             scripted.add((run_id, agent_id))
     rows = store.con.execute(
         "SELECT run_id, message_id, round, sender, sender_name, content, is_error FROM messages "

@@ -71,6 +71,10 @@ def run(
     if report.incomplete:
         err_console.print(f"{len(report.incomplete)} run(s) incomplete: a provider failed after retries "
                           f"(see llm_calls.error); rerun the same command to redo them", markup=False)
+    if client.budget is not None:
+        console.print(f"This invocation spent ${client.budget.spent_usd:.4f} of its ${max_cost:.4f} budget "
+                      "(calls of runs left unfinished included: they are redone, and paid again, by a rerun).",
+                      markup=False, highlight=False)
     if report.unfinished_by_budget:
         err_console.print(f"budget of ${max_cost:.4f} reached: {len(report.unfinished_by_budget)} run(s) left "
                           "unfinished; rerun with a higher --max-cost to finish them", markup=False)
@@ -94,11 +98,13 @@ def print_estimate(what: str, estimates) -> None:
         cost = "unknown" if e.cost_usd is None else f"{e.cost_usd:.4f}"
         table.add_row(e.model, str(e.calls), f"{e.prompt_tokens:,}", f"{e.completion_tokens:,}", cost)
     console.print(table)
-    known = sum(e.cost_usd for e in estimates if e.cost_usd is not None)
+    known = [e.cost_usd for e in estimates if e.cost_usd is not None]
     unknown = [e.model for e in estimates if e.cost_usd is None]
-    line = f"Total: {sum(e.calls for e in estimates)} calls, ${known:.4f}"
+    line = f"Total: {sum(e.calls for e in estimates)} calls, " + (f"${sum(known):.4f}" if known else "cost unknown")
+    if unknown and known:
+        line += f" + unknown for {', '.join(unknown)}"
     if unknown:
-        line += f" + unknown for {', '.join(unknown)} (no price: add prices: to the file)"
+        line += " (no price known: add prices: to the file)"
     console.print(line, markup=False)
 
 
@@ -549,7 +555,7 @@ def models_check(
     table = Table(title="models check")
     for col in ("model", "provider", "ok", "tools", "json", "seed", "latency ms", "price", "problem"):
         table.add_column(col)
-    yes = {True: "yes", False: "no"}
+    yes = {True: "yes", False: "no", None: "?"}
     for r in rows:
         table.add_row(r.model, r.provider, "OK" if r.ok else "FAIL", yes[r.tools], yes[r.json_schema], yes[r.seed],
                       f"{r.latency_ms:.0f}" if r.latency_ms is not None else "-",

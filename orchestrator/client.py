@@ -1,6 +1,6 @@
 """One model client for every provider: throttled, retried, cached, budgeted and recorded.
 
-Every call goes through `ModelClient.complete`, which never raises for a provider failure: it
+Every call goes through `ModelClient.complete`, which never raises for a model's failure: it
 returns a `Completion` that either holds the reply or says exactly why there is none (error class,
 message, attempts). Layers, outermost first: budget -> cache -> retry (tenacity, transient errors
 only) -> per-model in-flight cap and throttle -> the provider that serves the model (the sim, or
@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Sequence
+from urllib.parse import urlparse
 
 from asyncio_throttle import Throttler
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,7 +30,7 @@ from .redact import redact, register_secrets
 from .retry import AttemptCounter, call_with_retries, is_provider_error, is_transient
 
 Sleep = Callable[[float], Awaitable[None]]
-RetryListener = Callable[[str, float, BaseException], None]
+RetryListener = Callable[[str, str, float, BaseException], None]  # (model, from where, wait s, error)
 
 
 class ModelLimits(BaseModel):
@@ -98,8 +99,9 @@ class Budget:
         self.max_usd = max_usd
         self.spent_usd = spent_usd
 
-    def check(self, model: str) -> None:
-        if self.spent_usd >= self.max_usd:
+    def check(self, free: bool) -> None:
+        """Refuse to start a call once the budget is spent; a free call (the sim) always starts."""
+        if not free and self.spent_usd >= self.max_usd:
             raise BudgetExhausted(f"budget of ${self.max_usd:.4f} reached (spent ${self.spent_usd:.4f}); "
                                   f"rerun with a higher --max-cost to go on")
 
@@ -150,11 +152,10 @@ class ModelClient:
             return self.settings.cache
         return provider.caches_by_default(model, endpoint)
 
-    def supports(self, model: str, capability: str) -> bool:
-        """Whether the model's provider takes `capability`: 'response_schema', 'tools' or 'seed'."""
-        provider = self.provider_for(model)
-        check = getattr(provider, "supports", None)
-        return bool(check(model, capability)) if check is not None else False
+    def supports(self, model: str, capability: str) -> bool | None:
+        """Whether the model takes `capability` ('response_schema', 'tools' or 'seed'); None when
+        its provider's capability data does not know the model."""
+        return self.provider_for(model).supports(model, capability)
 
     def price_for(self, model: str) -> Price | None:
         """The run's own price for a model: exact name first, then the first matching pattern."""
@@ -165,10 +166,11 @@ class ModelClient:
     def price_or_list_price(self, model: str) -> Price | None:
         """The run's price for the model, else its provider's list price, else None (unknown)."""
         own = self.price_for(model)
-        if own is not None:
-            return own
-        list_price = getattr(self.provider_for(model), "list_price", None)
-        return list_price(model) if list_price is not None else None
+        return own if own is not None else self.provider_for(model).list_price(model)
+
+    def is_free(self, model: str) -> bool:
+        price = self.price_or_list_price(model)
+        return price is not None and price.input_per_mtok == 0 and price.output_per_mtok == 0
 
     def unpriced(self, models: list[str]) -> list[str]:
         """The models whose cost would be unknown."""
@@ -186,9 +188,12 @@ class ModelClient:
                        max_tokens: int | None = None, seed: int | None = None,
                        extra: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
                        fault: ProviderError | None = None, sleep: Sleep = asyncio.sleep) -> Completion:
-        """Call `model`; on failure after retries, return a Completion that says why."""
+        """Call `model`; on failure after retries, return a Completion that says why.
+
+        Raises only for what no retry can mend: BudgetExhausted (before starting), and UserError
+        for a refused key or an unreachable host."""
         if self.budget is not None:
-            self.budget.check(model)
+            self.budget.check(free=self.is_free(model))
         params: dict[str, Any] = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
                                   if v is not None}
         params.update(extra or {})
@@ -206,7 +211,7 @@ class ModelClient:
                 lambda: self._attempt(provider, request, fault),
                 max_attempts=self.settings.max_attempts, initial_wait=self.settings.initial_wait_s,
                 max_wait=self.settings.max_wait_s, sleep=sleep, counter=attempts,
-                on_wait=(lambda wait, exc: self.on_retry(model, wait, exc)) if self.on_retry else None)
+                on_wait=self._announce(model, endpoint))
         except Exception as exc:
             self._fail(done, exc, model, endpoint)
         else:
@@ -222,24 +227,32 @@ class ModelClient:
     def cache_key_for(self, request: ModelRequest) -> str:
         """Everything that decides the reply: the request, its metadata, where it goes, and what
         the provider adds of its own (the sim's settings for the model)."""
-        salt = getattr(self.provider_for(request.model), "cache_salt", None)
         extra = {"api_base": request.endpoint.api_base if request.endpoint else None,
-                 "metadata": request.metadata, "provider": salt(request.model) if salt else None}
+                 "metadata": request.metadata, "provider": self.provider_for(request.model).cache_salt(request.model)}
         return cache_key(request.model, request.messages, {**request.params, **extra}, request.seed)
+
+    def _announce(self, model: str, endpoint: Endpoint | None) -> Callable[[float, BaseException], None] | None:
+        """The retry waits of one call, told to the listener with where the error came from:
+        the endpoint's host, else the model's provider prefix (e.g. 'groq')."""
+        listener = self.on_retry
+        if listener is None:
+            return None
+        source = urlparse(endpoint.api_base).netloc if endpoint and endpoint.api_base else model.split("/")[0]
+        return lambda wait, exc: listener(model, source, wait, exc)
 
     def _fail(self, done: Completion, exc: Exception, model: str, endpoint: Endpoint | None) -> None:
         """Record a provider failure on `done`, or raise what the user must fix."""
         if not is_provider_error(exc):
             raise exc  # our own bug: never recorded as if the model had failed
+        register_secrets(self.provider_for(model).secrets(model, endpoint))  # a client never checked
         if type(exc).__name__ == "AuthenticationError":
             where = f" at {endpoint.api_base}" if endpoint and endpoint.api_base else ""
-            hint = (f"check ${endpoint.api_key_env}" if endpoint and endpoint.api_key_env
-                    else "name the variable holding the key with api_key_env, or export the provider's key")
+            hint = self.provider_for(model).key_hint(model, endpoint)
             raise UserError(f"model {model}{where}: the provider refused the API key "
-                            f"({redact(first_line(exc))}); {hint}") from None
+                            f"({error_text(exc)}); {hint}") from None
         if isinstance(exc, HostUnreachable):
-            raise UserError(f"model {model}: {redact(str(exc))}; check the api_base or the network") from None
-        done.error, done.error_type = redact(first_line(exc)), type(exc).__name__
+            raise UserError(f"model {model}: {error_text(exc)}; check the api_base or the network") from None
+        done.error, done.error_type = error_text(exc), type(exc).__name__
         done.transient = is_transient(exc)
 
     def _fill(self, done: Completion, reply: ProviderReply, model: str) -> None:
@@ -299,6 +312,16 @@ class RunClient:
 
     def is_in_process(self, model: str) -> bool:
         return self.shared.is_in_process(model)
+
+
+def error_text(exc: BaseException) -> str:
+    """One line about a provider error, keys masked before anything is cut (a key split at the
+    cut would no longer be recognised)."""
+    return first_line(RedactedError(redact(str(exc)) or type(exc).__name__))
+
+
+class RedactedError(Exception):
+    """Carries an already redacted message to `first_line`."""
 
 
 CACHED_FIELDS = ("text", "tool_calls", "reasoning", "prompt_tokens", "completion_tokens", "cost_usd",

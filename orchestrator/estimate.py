@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .client import ModelClient, default_providers
+from .client import ModelClient, ModelLimits, default_providers
 from .config import Plan
 from .runner import execute
 from .sim.rehearsal import RehearsalProvider
@@ -27,19 +27,21 @@ class ModelEstimate:
 
 async def rehearse(plan: Plan) -> list[ModelEstimate]:
     """Calls and tokens per model from a rehearsal of the whole plan; cost from known prices."""
-    client = ModelClient(plan.file.client, providers=[RehearsalProvider(plan.file.sim.settings())])
+    unthrottled = plan.file.client.model_copy(update={"limits": ModelLimits(), "models": {}})  # a rehearsal need not wait
+    client = ModelClient(unthrottled, providers=[RehearsalProvider(plan.file.sim.settings())])
     with Store.open(":memory:") as store:
         await execute(plan, store, client=client)
-        rows = store.con.execute(
+        rows = store.con.execute(  # injected crashes are never sent: they cost nothing
             "SELECT model, count(*), sum(prompt_tokens), sum(completion_tokens) FROM llm_calls "
-            "GROUP BY model ORDER BY model").fetchall()
-    return [ModelEstimate(m, n, int(p or 0), int(c or 0), price_of(m, int(p or 0), int(c or 0), plan))
+            "WHERE error IS NULL GROUP BY model ORDER BY model").fetchall()
+    pricing = client_for_prices(plan)
+    return [ModelEstimate(m, n, int(p or 0), int(c or 0), cost_of(pricing, m, int(p or 0), int(c or 0)))
             for m, n, p, c in rows]
 
 
-def price_of(model: str, prompt_tokens: int, completion_tokens: int, plan: Plan) -> float | None:
+def cost_of(client: ModelClient, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
     """The run's own price, else the provider's list price; None when neither knows the model."""
-    price = client_for_prices(plan).price_or_list_price(model)
+    price = client.price_or_list_price(model)
     return price.cost(prompt_tokens, completion_tokens) if price is not None else None
 
 

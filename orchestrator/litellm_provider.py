@@ -33,9 +33,10 @@ from .retry import looks_like_connection_failure
 # one asked for, so their refusal fails the call instead.
 ADAPTABLE = frozenset({"temperature", "max_tokens", "seed", "top_p", "response_format", "stop",
                        "parallel_tool_calls"})
-MAX_ADAPTATIONS = 3
+MAX_ADAPTATIONS = len(ADAPTABLE)  # each parameter at most once
 
 _THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.S)
+_UNCLOSED_THINK = re.compile(r"^\s*<think>(?!.*</think>)(.*)$", re.S)
 _UNSUPPORTED_LIST = re.compile(r"does not support parameters:\s*\[([^\]]*)\]")
 _PARAM_NAMED = [re.compile(p) for p in (
     r"n'?t support ([a-z_]+)=",                        # litellm: "O-series models don't support temperature=0.8"
@@ -44,8 +45,11 @@ _PARAM_NAMED = [re.compile(p) for p in (
     r"\b([a-z_]+): Extra inputs are not permitted",
     r'"param":\s*"([a-z_]+)"',
     r"[Uu]nrecognized request argument supplied: ([a-z_]+)",
+    r'Unknown name \\?"([A-Za-z_]+)\\?"',                # Gemini: Unknown name "topP" at 'generation_config'
 )]
-_UNSUPPORTED_HINT = re.compile(r"unsupported|not supported|n'?t support|not permitted|unrecognized", re.I)
+_UNSUPPORTED_HINT = re.compile(r"unsupported|not supported|n'?t support|not permitted|unrecognized|unknown name",
+                               re.I)
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 PLACEHOLDER_KEY = "sk-no-key-given"  # local OpenAI-compatible servers want some bearer token
 
@@ -55,6 +59,10 @@ DEFAULT_HOSTS = {"openai": "api.openai.com:443", "anthropic": "api.anthropic.com
                  "together_ai": "api.together.xyz:443", "openrouter": "openrouter.ai:443",
                  "deepseek": "api.deepseek.com:443", "mistral": "api.mistral.ai:443"}
 PROBE_TIMEOUT_S = 2.0
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+BASE_URL_VARIABLES = {"openai": ("OPENAI_BASE_URL", "OPENAI_API_BASE"),
+                      "anthropic": ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"),
+                      "gemini": ("GEMINI_API_BASE",), "openrouter": ("OPENROUTER_API_BASE",)}
 
 
 class LitellmProvider:
@@ -97,13 +105,34 @@ class LitellmProvider:
             raise UserError(f"model {model} needs {', '.join(missing)}: export {missing[0]}=... "
                             "(or name another variable with api_key_env), or run offline with --sim")
 
+    def cache_salt(self, model: str) -> None:
+        return None  # the request itself is all that shapes a real provider's reply
+
     def secrets(self, model: str, endpoint: Endpoint | None) -> list[str]:
-        """Every key this call may carry: the named variable, or the provider's usual ones."""
+        """Every key this call may carry: the named variable, or the providers' usual ones."""
         if endpoint and endpoint.api_key_env:
             names = [endpoint.api_key_env]
         else:
-            names = [n for n in os.environ if n.endswith(("_API_KEY", "_TOKEN"))]
+            names = [n for n in os.environ if n.endswith("_API_KEY")]
         return [v for v in (os.environ.get(n) for n in names) if v and len(v) >= 6]
+
+    def key_in_environment(self, model: str) -> bool:
+        """Whether the provider's usual key variable (e.g. OPENAI_API_KEY) is set for this model."""
+        try:
+            return bool(_litellm().validate_environment(model).get("keys_in_environment"))
+        except Exception:  # litellm knows no key variable for this provider
+            return False
+
+    def key_hint(self, model: str, endpoint: Endpoint | None) -> str:
+        """Which variable to check when the provider refuses the key."""
+        if endpoint and endpoint.api_key_env:
+            return f"check ${endpoint.api_key_env}"
+        try:
+            names = _litellm().validate_environment(model).get("missing_keys") or []
+        except Exception:
+            names = []
+        usual = f" (litellm reads {', '.join(names)})" if names else ""
+        return f"check the provider's key variable{usual}, or name another with api_key_env"
 
     def family(self, model: str) -> str:
         """litellm's provider name for the model, e.g. 'anthropic', 'gemini', 'groq', 'openai'."""
@@ -124,18 +153,27 @@ class LitellmProvider:
             return None
         return set(params) if params else None
 
-    def supports(self, model: str, capability: str) -> bool:
-        """From litellm's capability data; a model it does not know supports what its family does."""
+    def supports(self, model: str, capability: str) -> bool | None:
+        """From litellm's model list; None for a model it does not list (its answer for those
+        would be a guess). A seed is a family-wide parameter, so it is known for any model."""
+        if capability == "seed":
+            return "seed" in (self.supported_params(model) or set())
+        if self.list_price(model) is None and not self._listed(model):
+            return None
         litellm = _litellm()
-        checks = {"response_schema": litellm.supports_response_schema,
-                  "tools": litellm.supports_function_calling}
-        if capability in checks:
-            try:
-                return bool(checks[capability](model=model))
-            except Exception:  # not in litellm's model map: fall back on the family's parameters
-                pass
-        key = {"response_schema": "response_format"}.get(capability, capability)
-        return key in (self.supported_params(model) or set())
+        check = {"response_schema": litellm.supports_response_schema,
+                 "tools": litellm.supports_function_calling}[capability]
+        try:
+            return bool(check(model=model))
+        except Exception:  # litellm raises for some entries it lists without capability data
+            return None
+
+    def _listed(self, model: str) -> bool:
+        try:
+            _litellm().get_model_info(model)
+            return True
+        except Exception:  # litellm raises for any model missing from its map
+            return False
 
     def list_price(self, model: str) -> Price | None:
         """litellm's bundled price list (read offline); None for a model it does not list."""
@@ -161,10 +199,11 @@ class LitellmProvider:
         kwargs: dict[str, Any] = dict(max_retries=0, timeout=request.timeout_s)
         if endpoint and endpoint.api_base:
             kwargs["api_base"] = endpoint.api_base
-            kwargs["api_key"] = os.environ.get(endpoint.api_key_env, "") if endpoint.api_key_env else PLACEHOLDER_KEY
-        elif endpoint and endpoint.api_key_env:
+        if endpoint and endpoint.api_key_env:
             kwargs["api_key"] = os.environ.get(endpoint.api_key_env, "")
-        for _ in range(MAX_ADAPTATIONS):
+        elif endpoint and endpoint.api_base and not self.key_in_environment(request.model):
+            kwargs["api_key"] = PLACEHOLDER_KEY  # a keyless local server still wants a bearer token
+        for adaptation in range(MAX_ADAPTATIONS + 1):
             try:
                 response = await litellm.acompletion(model=request.model, messages=request.messages,
                                                      **params, **kwargs)
@@ -172,35 +211,39 @@ class LitellmProvider:
             except Exception as exc:
                 await self.raise_if_unreachable(request, exc)
                 fix = unsupported_param(exc, params)
-                if fix is None:
-                    raise
+                if fix is None or adaptation == MAX_ADAPTATIONS:
+                    raise  # the provider's own refusal: recorded on the call, never retried
                 self.learn(request, fix)
                 params, dropped = self.adapt(request)
-        else:
-            raise UserError(f"model {request.model}: the provider kept refusing parameters "
-                            f"({', '.join(dropped)}); set them in the scenario file")
-        return reply_from(response, request.model, dropped, price_known=self.list_price(request.model) is not None)
+        return reply_from(response, dropped, price_known=self.list_price(request.model) is not None)
 
     async def raise_if_unreachable(self, request: ModelRequest, exc: Exception) -> None:
         """After a connection failure, one quick look at the host: if its name does not resolve
         or it refuses connections, say so now instead of retrying for a minute."""
-        if not looks_like_connection_failure(exc):
-            return
+        if not looks_like_connection_failure(exc) or any(os.environ.get(v) for v in PROXY_VARIABLES):
+            return  # behind a proxy, a direct look at the host proves nothing
         host = self.host_of(request)
-        if host is not None and not await asyncio.to_thread(reachable, host):
-            raise HostUnreachable(host, type(exc).__name__) from exc
+        if host is None:
+            return
+        problem = await asyncio.to_thread(unreachable_because, host)
+        if problem is not None:
+            raise HostUnreachable(host, problem) from exc
 
     def host_of(self, request: ModelRequest) -> str | None:
-        """'host:port' the call went to: the api_base's, else the family's usual host."""
-        if request.endpoint and request.endpoint.api_base:
-            url = urlparse(request.endpoint.api_base)
-            if url.hostname:
-                return f"{url.hostname}:{url.port or (443 if url.scheme == 'https' else 80)}"
-            return None
-        try:
-            return DEFAULT_HOSTS.get(self.family(request.model))
-        except Exception:
-            return None
+        """'host:port' the call went to: the api_base given, else the one litellm resolves (from
+        the provider's base-URL variable or its default), else the family's usual host."""
+        base = request.endpoint.api_base if request.endpoint and request.endpoint.api_base else None
+        family = None
+        if base is None:
+            try:
+                _, family, _, base = _litellm().get_llm_provider(request.model)
+            except Exception:
+                return None
+            base = base or next((os.environ[v] for v in BASE_URL_VARIABLES.get(family, ()) if os.environ.get(v)), None)
+        if base is None:
+            return DEFAULT_HOSTS.get(family or "")
+        url = urlparse(base)
+        return f"{url.hostname}:{url.port or (443 if url.scheme == 'https' else 80)}" if url.hostname else None
 
     def adapt(self, request: ModelRequest) -> tuple[dict[str, Any], list[str]]:
         """The request's params minus what this model does not take; and the names dropped."""
@@ -240,7 +283,8 @@ def unsupported_param(exc: BaseException, params: dict[str, Any]) -> tuple[str, 
     if listed:
         names = [n.strip(" '\"") for n in listed.group(1).split(",")]
     elif _UNSUPPORTED_HINT.search(text):
-        names = [m.group(1) for pattern in _PARAM_NAMED for m in pattern.finditer(text)]
+        names = [_CAMEL.sub("_", m.group(1)).lower() for pattern in _PARAM_NAMED for m in pattern.finditer(text)]
+        names = [{"max_output_tokens": "max_tokens"}.get(n, n) for n in names]
     for name in names:
         if name in params and name in ADAPTABLE:
             if name == "max_tokens" and "max_completion_tokens" in text and "max_completion_tokens" not in params:
@@ -249,21 +293,20 @@ def unsupported_param(exc: BaseException, params: dict[str, Any]) -> tuple[str, 
     return None
 
 
-def reply_from(response: Any, model: str, dropped: list[str], *, price_known: bool) -> ProviderReply:
-    """litellm's response as a ProviderReply: text and reasoning apart, tokens, cost or None."""
+def reply_from(response: Any, dropped: list[str], *, price_known: bool) -> ProviderReply:
+    """litellm's response as a ProviderReply: text and reasoning apart, tokens, cost or None.
+
+    An empty reply is the model's answer (a reasoning model that spent its tokens thinking, a
+    reply cut at max_tokens): it is stored as it is, never retried as if the provider had failed,
+    since the same request would only pay for the same answer again.
+    """
+    if not getattr(response, "choices", None):
+        raise ProviderError("the provider returned no choices", transient=True)
     message = response.choices[0].message
-    text = message.content or ""
-    reasoning = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None) or None
-    think = _THINK.match(text)  # hosts whose reasoning litellm leaves inline (e.g. groq)
-    if think:
-        reasoning = ((reasoning + "\n") if reasoning else "") + think.group(1).strip()
-        text = text[think.end():]
-    if reasoning:
-        text = text.lstrip()  # the blank lines a removed <think> block leaves behind
+    text, reasoning = split_reasoning(message.content or "", getattr(message, "reasoning_content", None)
+                                      or getattr(message, "reasoning", None) or None)
     tool_calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments or "{}"}
                   for c in (getattr(message, "tool_calls", None) or [])] or None
-    if not text and not tool_calls:
-        raise ProviderError("the provider returned neither text nor tool calls", transient=True)
     usage = getattr(response, "usage", None)
     hidden = getattr(response, "_hidden_params", {}) or {}
     cost = hidden.get("response_cost")
@@ -274,14 +317,36 @@ def reply_from(response: Any, model: str, dropped: list[str], *, price_known: bo
                          dropped_params=dropped)
 
 
-def reachable(host_port: str) -> bool:
-    """Whether 'host:port' resolves and accepts a TCP connection within a couple of seconds."""
+def unreachable_because(host_port: str) -> str | None:
+    """Why 'host:port' cannot be reached ('its name does not resolve', 'connection refused',
+    ...), or None if it accepts a TCP connection within a couple of seconds."""
     host, _, port = host_port.rpartition(":")
+    host = host.strip("[]")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S):
-            return True
-    except (OSError, ValueError):
-        return False
+        socket.getaddrinfo(host, int(port))
+    except (socket.gaierror, UnicodeError, ValueError):
+        return "its name does not resolve"
+    try:
+        with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
+            return None
+    except ConnectionRefusedError:
+        return "connection refused"
+    except TimeoutError:
+        return f"no answer within {PROBE_TIMEOUT_S:.0f} s"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def split_reasoning(text: str, reasoning: str | None) -> tuple[str, str | None]:
+    """(what peers may see, the reasoning): a leading <think> block, closed or cut off by the
+    token limit, is reasoning, as is a separate reasoning field."""
+    think = _THINK.match(text) or _UNCLOSED_THINK.match(text)
+    if think:
+        reasoning = ((reasoning + "\n") if reasoning else "") + think.group(1).strip()
+        text = text[think.end():]
+    if reasoning:
+        text = text.lstrip()  # the blank lines a removed <think> block leaves behind
+    return text, reasoning
 
 
 def _key(request: ModelRequest) -> tuple[str, str | None]:

@@ -1,8 +1,8 @@
 """`sociolab models check`: one tiny call per model, before an experiment spends anything real.
 
 For each model: is it reachable, is the key accepted, does its provider take tools, a JSON schema
-and a seed (litellm's capability data, and whether the call had to drop the seed), how long did
-the call take, and is its price known. A check never raises for one model's failure: it reports
+and a seed (litellm's capability data, `?` where it does not know the model, and whether the call
+had to drop the seed), how long did the call take, and is its price known. A check never raises for one model's failure: it reports
 it on that model's row, so one table shows everything that must be fixed.
 """
 
@@ -14,6 +14,7 @@ from .client import ClientSettings, ModelClient
 from .errors import UserError
 
 PROBE = [{"role": "user", "content": "Reply with the single word OK."}]
+PROBE_TOKENS = 64  # room for a reasoning model's thinking before its one word
 PROBE_SETTINGS = {"max_attempts": 2, "initial_wait_s": 0.5, "max_wait_s": 2.0, "timeout_s": 30.0}
 
 
@@ -22,9 +23,9 @@ class ModelCheck:
     model: str
     provider: str
     ok: bool
-    tools: bool = False
-    json_schema: bool = False
-    seed: bool = False
+    tools: bool | None = None          # None: the capability data does not know the model
+    json_schema: bool | None = None
+    seed: bool | None = None
     latency_ms: float | None = None
     price_known: bool = False
     problem: str | None = None
@@ -42,13 +43,14 @@ async def check_one(client: ModelClient, model: str) -> ModelCheck:
         return ModelCheck(model, "?", ok=False, problem=exc.message)
     try:
         client.check_ready([model])
-        call = await client.complete(model, PROBE, temperature=0.0, max_tokens=8, seed=1)
+        call = await client.complete(model, PROBE, temperature=0.0, max_tokens=PROBE_TOKENS, seed=1)
     except UserError as exc:  # a missing or refused key, an unreachable host
         return _failed(row, exc.message)
     row.latency_ms = call.latency_ms
     if not call.ok:
         return _failed(row, f"{call.error_type}: {call.error}")
-    row.seed = row.seed and "seed" not in call.dropped_params
+    if "seed" in call.dropped_params:
+        row.seed = False
     row.ok = True
     return row
 

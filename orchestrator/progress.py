@@ -9,14 +9,13 @@ from .config import Plan, RunSpec
 from .sink import Message
 
 
-def describe_wait(model: str, seconds: float, error: BaseException) -> str:
-    """'waiting 12 s: 429 from groq (groq/llama-3.3-70b-versatile)', for a retry about to wait."""
+def describe_wait(model: str, source: str, seconds: float, error: BaseException) -> str:
+    """'waiting 12.0 s: 429 from groq (groq/llama-3.3-70b-versatile)', for a retry about to wait."""
     from .redact import redact
 
     status = getattr(error, "status_code", None)
     what = f"{status}" if status else type(error).__name__
-    family = model.split("/")[0] if "/" in model else model
-    return redact(f"waiting {seconds:.1f} s: {what} from {family} ({model})") or ""
+    return redact(f"waiting {seconds:.1f} s: {what} from {source} ({model})") or ""
 
 
 class RichProgress:
@@ -60,11 +59,10 @@ class RichProgress:
         if self._totals_bar is not None:
             self._progress.update(self._totals_bar, info=self._info())
 
-    def retry(self, model: str, seconds: float, error: BaseException) -> None:
+    def retry(self, model: str, source: str, seconds: float, error: BaseException) -> None:
         """A call is about to wait before its next attempt: say so while it waits."""
-        self.totals["waits"] = self.totals.get("waits", 0) + 1
         if self.enabled:
-            self.console.print(describe_wait(model, seconds, error), markup=False, highlight=False)
+            self.console.print(describe_wait(model, source, seconds, error), markup=False, highlight=False)
 
     def run_done(self, spec: RunSpec, status: str) -> None:
         self._progress.advance(self._bars[spec.series])
@@ -85,13 +83,16 @@ class JudgeProgress:
     """One bar for all judge work: messages coded, uncodable, failed, calls and cost."""
 
     def __init__(self, console: Console, enabled: bool = True):
+        self.enabled = enabled
         self._progress = Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(),
                                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                                   console=console, disable=not enabled)
         self._task = self._progress.add_task("judging", total=None, info="")
 
-    def retry(self, model: str, seconds: float, error: BaseException) -> None:
-        self._progress.console.print(describe_wait(model, seconds, error), markup=False, highlight=False)
+    def retry(self, model: str, source: str, seconds: float, error: BaseException) -> None:
+        if self.enabled:
+            self._progress.console.print(describe_wait(model, source, seconds, error), markup=False,
+                                         highlight=False)
 
     def __enter__(self) -> "JudgeProgress":
         self._progress.start()

@@ -33,6 +33,16 @@ class Endpoint(BaseModel):
                                     description="name of the environment variable holding the API key")
 
 
+def refuse_inline_keys(data: Any, names: tuple[str, ...] = ("api_key",)) -> Any:
+    """A validator's first look: a key written into a file is refused with what to do instead."""
+    if isinstance(data, dict):
+        for name in names:
+            if name in data:
+                raise ValueError(f"{name}: never write a key into a file; put it in an environment variable "
+                                 "and name that variable with api_key_env (api_key_envs for judges)")
+    return data
+
+
 class Price(BaseModel):
     """A model's price, for models litellm's price list lacks (or to override it)."""
 
@@ -93,12 +103,21 @@ class Provider(Protocol):
         """Raise UserError if the model cannot be called (unknown provider, missing key)."""
         ...
 
-    def supports(self, model: str, capability: str) -> bool:
-        """Whether the model takes `capability`: 'response_schema', 'tools' or 'seed'."""
+    def supports(self, model: str, capability: str) -> bool | None:
+        """Whether the model takes `capability`: 'response_schema', 'tools' or 'seed'; None when
+        the provider does not know the model."""
+        ...
+
+    def cache_salt(self, model: str) -> object:
+        """What the provider itself adds to a request that shapes the reply (None if nothing)."""
         ...
 
     def list_price(self, model: str) -> Price | None:
         """The provider's published price for the model, if known (the sim is free)."""
+        ...
+
+    def key_hint(self, model: str, endpoint: Endpoint | None) -> str:
+        """What to check when the provider refuses the key (the variable to look at)."""
         ...
 
     def secrets(self, model: str, endpoint: Endpoint | None) -> list[str]:

@@ -146,9 +146,10 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
                        utcnow(), None, scenario.factors()))
     for a in agents:
         start.add("agents", (spec.run_id, a.agent_id, a.position, a.name, a.persona.key, a.model,
-                             a.persona.label, a.system_prompt, "active", None, client.provider_for(a.model).name))
+                             a.persona.label, a.system_prompt, "active", None,
+                             "scripted" if a.scripted else client.provider_for(a.model).name))
     await store.write(start)
-    virtual = all(client.is_in_process(a.model) for a in agents)
+    virtual = all(a.scripted or client.is_in_process(a.model) for a in agents)
     sink = EventSink(store, spec.run_id, client.cache,
                      on_commit=(lambda msgs: progress.messages(spec, msgs)) if progress else None)
     run_client = RunClient(client)

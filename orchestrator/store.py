@@ -208,6 +208,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE llm_calls ADD COLUMN dropped_params JSON;        -- asked for, not supported, not sent
     ALTER TABLE messages ADD COLUMN reasoning VARCHAR;           -- reasoning text, never shown to peers
     ALTER TABLE agents ADD COLUMN provider VARCHAR;              -- provider that serves the agent's model
+    -- earlier files: who served whom, as far as the model names tell (this version's naming)
+    UPDATE agents SET provider = CASE WHEN model LIKE 'sim/%' THEN 'sim'
+                                      WHEN model LIKE 'strategy/%' THEN 'scripted' ELSE 'litellm' END
+     WHERE run_id IN (SELECT run_id FROM runs WHERE source = 'sociolab');
     """,
 ]
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.errors import UserError
-from orchestrator.provider import Endpoint
+from orchestrator.provider import Endpoint, refuse_inline_keys
 
 LIBRARY = Path(__file__).parent / "library"
 
@@ -29,6 +29,11 @@ class Persona(BaseModel):
     @property
     def real_name(self) -> str:
         return self.label or self.model.split("/")[-1]
+
+    @model_validator(mode="before")
+    @classmethod
+    def no_keys_in_files(cls, data: Any) -> Any:
+        return refuse_inline_keys(data)
 
     @property
     def endpoint(self) -> Endpoint | None:

@@ -30,6 +30,7 @@ class Agent:
     crash: Crash | None = None
     errored_round: int | None = None
     peers: tuple[str, ...] = ()   # the names of the others in the room
+    scripted: bool = False        # a fixed strategy played by the scenario itself: never a model call
 
     @property
     def model(self) -> str:

@@ -133,20 +133,26 @@ class Discussion(Scenario):
         call = await ctx.client.complete(
             agent.model, messages, temperature=self.params.temperature, max_tokens=self.params.max_tokens,
             seed=call_seed(ctx.seed, agent.agent_id, round_index), fault=self.crash_fault(agent, round_index),
-            metadata=self.metadata_for(agent), sleep=ctx.clock.sleep)
+            metadata=self.metadata_for(agent, visible), sleep=ctx.clock.sleep)
         message = Message(sender=agent.agent_id, sender_name=agent.name, round=round_index, turn=turn,
                           content=call.text if call.ok else call.error, context_size=len(messages),
                           is_error=not call.ok, error=call.error, started_s=start,
                           finished_s=ctx.clock.finished_at(start, call.sim_latency_s), call=call)
         said.append(ctx.sink.message(message))
 
-    def metadata_for(self, agent: Agent) -> dict:
-        """What a simulated provider may know of the speaker: what its scaffolding reveals."""
+    def metadata_for(self, agent: Agent, visible: list[Message]) -> dict:
+        """What a simulated provider may know of the speaker: what its scaffolding reveals, and
+        which peers it saw fail (their last visible message was a failed call)."""
         scaffold = self.params.scaffolding
         names_self = scaffold in ("full", "no_peers")
         names_peers = scaffold in ("full", "no_identity")
+        last_failed: dict[str, bool] = {}
+        for m in visible:
+            if m.sender not in ("user", agent.agent_id):
+                last_failed[m.sender_name] = m.is_error
+        errored = [name for name, failed in last_failed.items() if failed] if self.params.show_errors else []
         return {"discussion": {"name": agent.name if names_self else None,
-                               "peers": list(agent.peers) if names_peers else None}}
+                               "peers": list(agent.peers) if names_peers else None, "errored": errored}}
 
     def context_for(self, agent: Agent, visible: list[Message]) -> list[dict]:
         """OpenAI-format messages as this agent sees the conversation."""

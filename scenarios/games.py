@@ -323,12 +323,12 @@ class RepeatedGames(Scenario):
             name = self.params.opponent
             pseudo = Persona(key=f"strategy-{name}", model=STRATEGY_MODEL_PREFIX + name,
                              label=f"{STRATEGY_LABELS[name]} (fixed strategy)")
-            agents.append(Agent(agent_id=pseudo.key, position=2, name=pseudo.label, persona=pseudo))
+            agents.append(Agent(agent_id=pseudo.key, position=2, name=pseudo.label, persona=pseudo, scripted=True))
         return agents
 
     async def run(self, ctx: RunContext) -> Outcome:
         p = self.params
-        players = [Player(a, i, strategy=p.opponent if a.model.startswith(STRATEGY_MODEL_PREFIX) else None)
+        players = [Player(a, i, strategy=p.opponent if a.scripted else None)
                    for i, a in enumerate(ctx.agents)]
         llms = [pl for pl in players if pl.strategy is None]
         # A strategy answers instantly: the run is on virtual time if its LLM players are in-process sims.

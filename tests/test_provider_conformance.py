@@ -31,7 +31,7 @@ from orchestrator.provider import Endpoint
 from orchestrator.runner import execute
 from orchestrator.store import Store
 
-from .conftest import REPO, write_yaml
+from .conftest import REPO, cli, write_yaml
 from .wire import Fault, Reply, RequestView, anthropic_messages, gemini, openai_chat, openai_compat
 
 KEY_ENV = "SOCIOLAB_WIRE_TEST_KEY"
@@ -166,11 +166,13 @@ def test_judge_codes_with_a_structured_answer(tmp_path, family):
     calls = store.con.execute("SELECT count(*), min(prompt_tokens) FROM llm_calls WHERE purpose = 'judge'").fetchone()
     assert calls[0] == 2 and calls[1] > 0
     wire = json.dumps(bodies[0])
-    if family.priced:  # litellm knows these take a JSON schema: it goes in the family's own field
-        field = {"gemini": "responseSchema", "anthropic": "output_format"}.get(family.name.split("-")[0],
-                                                                               "response_format")
-        snake = "".join("_" + c.lower() if c.isupper() else c for c in field)
-        assert any(f in wire for f in (field, snake, "responseJsonSchema", "response_json_schema")), wire[:400]
+    field = {"gemini": "responseSchema", "anthropic": "output_format"}.get(family.name.split("-")[0],
+                                                                           "response_format")
+    snake = "".join("_" + c.lower() if c.isupper() else c for c in field)
+    asked_schema = any(f in wire for f in (field, snake, "responseJsonSchema", "response_json_schema"))
+    # litellm knows the priced models take a JSON schema: it goes in the family's own field; a
+    # model it does not list is asked for the JSON in the prompt only (its support is unknown)
+    assert asked_schema == family.priced, wire[:400]
     store.close()
 
 
@@ -247,21 +249,29 @@ async def test_refused_key_is_one_line_and_never_shows_the_key(family, monkeypat
     assert wrong not in text and PLANTED_KEY not in text and "\n" not in text
 
 
-@pytest.mark.parametrize("family", [f for f in FAMILIES if f.name in ("openai", "groq", "vllm")],
-                         ids=["openai", "groq", "vllm"])
-async def test_a_parameter_the_host_refuses_is_dropped_and_recorded(family):
-    """A 400 naming an unsupported parameter: the call is made again without it, once, and the
-    drop is remembered for the model's later calls."""
+REFUSALS = {  # how each family's API words a refused parameter
+    "anthropic": "top_p: Extra inputs are not permitted",
+    "gemini": 'Invalid JSON payload received. Unknown name "topP" at \'generation_config\': Cannot find field.',
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=IDS)
+async def test_a_parameter_the_provider_refuses_is_dropped_and_recorded(family):
+    """A 400 naming an unsupported parameter: the call is made again without it, once, the drop
+    is recorded and remembered for the model's later calls. A parameter litellm's capability data
+    already excludes is never sent at all, and recorded the same way."""
     with family.server() as srv:
-        srv.push(Fault(400, message="Unsupported parameter: 'seed' is not supported with this model.",
-                       param="seed", code="unsupported_parameter"))
         client = client_for(family, srv.url)
-        first = await client.complete(family.model, MSGS, seed=7, max_tokens=50)
-        second = await client.complete(family.model, MSGS, seed=8, max_tokens=50)
-        seeds = ["seed" in (r.body or {}) for r in srv.requests if r.body]
-    assert first.ok and first.dropped_params == ["seed"] and first.attempts == 1
-    assert second.ok and second.dropped_params == ["seed"]
-    assert seeds == [True, False, False]
+        known_unsupported = "top_p" not in (client.providers[-1].supported_params(family.model) or set())
+        if not known_unsupported:
+            srv.push(Fault(400, param="top_p", code="unsupported_parameter", message=REFUSALS.get(
+                family.name, "Unsupported parameter: 'top_p' is not supported with this model.")))
+        first = await client.complete(family.model, MSGS, max_tokens=50, extra={"top_p": 0.9})
+        second = await client.complete(family.model, MSGS, max_tokens=50, extra={"top_p": 0.9})
+        sent = [any(k in json.dumps(r.body) for k in ('"top_p"', '"topP"')) for r in srv.requests if r.body]
+    assert first.ok and second.ok, first.error
+    assert first.dropped_params == ["top_p"] and second.dropped_params == ["top_p"] and first.attempts == 1
+    assert sent == ([False, False] if known_unsupported else [True, False, False])
 
 
 async def test_reasoning_model_refusals_at_the_wire_are_adapted():
@@ -322,3 +332,71 @@ def test_every_model_of_the_libraries_maps_to_a_tested_family():
     untested = {m: f for m, f in families.items() if f not in TESTED_PROVIDERS}
     assert not untested, untested
     assert {f for f in families.values()} >= {"groq", "openai", "anthropic", "gemini"}
+
+
+async def test_a_key_echoed_by_the_provider_is_redacted_before_it_is_stored(monkeypatch):
+    family = FAMILIES[0]
+    odd_key = "plain-looking-key-0f3c99e1"  # not shaped like a key: only knowing it redacts it
+    monkeypatch.setenv(KEY_ENV, odd_key)
+    with family.start(api_key=odd_key) as srv:
+        srv.push(*[Fault(500, message=f"upstream refused credentials {odd_key} for this org")] * 3)
+        call = await client_for(family, srv.url).complete(family.model, MSGS, max_tokens=50)
+    assert not call.ok and call.attempts == 3
+    assert odd_key not in call.error and "[redacted]" in call.error
+
+
+def test_progress_shows_each_wait_as_it_starts_naming_status_and_host(tmp_path):
+    """A 429 with Retry-After, then a 503: the user sees both waits, the status and the host."""
+    family = FAMILIES[0]
+    with family.server() as srv:
+        srv.push(Fault(429, retry_after=0.3), Fault(503))
+        path = write_yaml(tmp_path, f"""
+            name: waits
+            agents: {{personas: [{persona(family, srv.url)}]}}
+            params: {{seed_message: "@all hi", rounds: 1}}
+            client: {{initial_wait_s: 0.01, max_wait_s: 1}}
+            """)
+        out = cli("run", str(path), "--db", str(tmp_path / "w.duckdb"), env={KEY_ENV: PLANTED_KEY})
+    assert out.returncode == 0, out.stderr
+    waits = [ln for ln in out.stdout.splitlines() if ln.startswith("waiting ")]
+    host = srv.url.split("//")[1].split("/")[0]
+    assert len(waits) == 2, out.stdout
+    assert waits[0].startswith("waiting 0.3 s: 429 from " + host) and f"({family.model})" in waits[0]
+    assert ": 503 from " + host in waits[1]
+    assert PLANTED_KEY not in out.stdout + out.stderr
+
+
+async def test_api_base_without_api_key_env_sends_the_providers_own_key(monkeypatch):
+    """A proxy or mirror of a provider: its usual variable (OPENAI_API_KEY) is the key it gets."""
+    family = FAMILIES[0]
+    monkeypatch.setenv("OPENAI_API_KEY", PLANTED_KEY)
+    with family.server() as srv:
+        client = ModelClient(ClientSettings(**QUICK), endpoints={family.model: Endpoint(api_base=srv.url)})
+        call = await client.complete(family.model, MSGS, max_tokens=50)
+        auth = srv.requests[-1].headers.get("authorization")
+    assert call.ok and auth == f"Bearer {PLANTED_KEY}"
+
+
+async def test_keyless_local_server_gets_a_placeholder_token(monkeypatch):
+    monkeypatch.delenv("HOSTED_VLLM_API_KEY", raising=False)
+    with openai_compat.start() as srv:
+        client = ModelClient(ClientSettings(**QUICK), endpoints={"hosted_vllm/q": Endpoint(api_base=srv.url)})
+        call = await client.complete("hosted_vllm/q", MSGS, max_tokens=50)
+        auth = srv.requests[-1].headers.get("authorization", "")
+    assert call.ok and auth.startswith("Bearer ") and PLANTED_KEY not in auth
+
+
+async def test_unreachable_host_from_the_providers_base_url_variable(monkeypatch):
+    """No api_base in the file, the host comes from HOSTED_VLLM_API_BASE: still named at once."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HOSTED_VLLM_API_BASE", f"http://127.0.0.1:{port}/v1")
+    client = ModelClient(ClientSettings(**{**QUICK, "max_attempts": 6, "initial_wait_s": 1.0}))
+    t0 = time.perf_counter()
+    with pytest.raises(UserError) as err:
+        await client.complete("hosted_vllm/q", MSGS, max_tokens=50)
+    assert time.perf_counter() - t0 < 5
+    assert f"cannot reach 127.0.0.1:{port} (connection refused)" in str(err.value)

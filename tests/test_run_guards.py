@@ -25,7 +25,7 @@ PRICED = """
 name: budget
 seed: 11
 repeats: 4
-concurrency: 1
+concurrency: 2
 agents:
   personas:
     - {key: a, model: sim/alpha}
@@ -64,6 +64,7 @@ def test_max_cost_stops_then_a_higher_budget_finishes_identically(tmp_path):
     budget = tmp_path / "budget.duckdb"
     first = cli("run", str(path), "--db", str(budget), "--quiet", "--max-cost", f"{total * 0.4:.6f}")
     assert first.returncode == 1 and "budget" in first.stderr and "Traceback" not in first.stderr
+    assert "This invocation spent $" in first.stdout
     partial = tables(budget)
     done = [r for r in partial["runs"] if r[1] == "completed"]
     assert 0 < len(done) < 4
@@ -101,7 +102,9 @@ def test_dry_run_counts_calls_and_prices_without_calling_or_writing(tmp_path):
         assert " 12 " in f" {line} "  # 4 runs x 3 rounds
     assert "Total: 36 calls" in out.stdout
     real = write_yaml(tmp_path, PRICED.replace("sim/alpha", "anthropic/claude-sonnet-4-5")
-                      .replace("sim/bravo", "groq/some-unlisted-model"), "r.yaml")
+                      .replace("sim/bravo", "groq/some-unlisted-model")
+                      # a rehearsal never waits on the file's rate limits (12 calls here would take 11 min)
+                      + 'client: {models: {"groq/*": {requests_per_period: 1, period_s: 60}}}\n', "r.yaml")
     out = cli("run", str(real), "--dry-run", env={"ANTHROPIC_API_KEY": "", "GROQ_API_KEY": ""})
     assert out.returncode == 0, out.stderr
     assert "unknown for groq/some-unlisted-model" in out.stdout
@@ -260,7 +263,8 @@ def test_api_key_in_yaml_is_refused(tmp_path):
         params: {seed_message: "@all hi", rounds: 1}
         """)
     out = cli("run", str(path), "--db", str(tmp_path / "i.duckdb"))
-    assert out.returncode == 2 and "sk-secret-inline-123" not in out.stderr
+    assert out.returncode == 2 and "sk-secret-inline-123" not in out.stderr + out.stdout
+    assert "never write a key into a file" in out.stderr and "api_key_env" in out.stderr
 
 
 def test_changed_sim_setting_is_refused_in_process(tmp_path):
@@ -276,17 +280,43 @@ def test_changed_sim_setting_is_refused_in_process(tmp_path):
     store.close()
 
 
-def test_progress_shows_waits_as_they_happen(tmp_path):
-    with start_in_thread(faults=FaultConfig(fail_first=2, fault_kinds=[429])) as server:
-        path = write_yaml(tmp_path, f"""
-            name: waits
-            agents:
-              personas:
-                - {{key: a, model: openai/sim-alpha, api_base: "{server.url}"}}
-            params: {{seed_message: "@all hi", rounds: 1}}
-            client: {{initial_wait_s: 0.01, max_wait_s: 0.05}}
-            """)
-        out = cli("run", str(path), "--db", str(tmp_path / "w.duckdb"))
-    assert out.returncode == 0, out.stderr
-    waits = [ln for ln in out.stdout.splitlines() if ln.startswith("waiting ")]
-    assert len(waits) == 2 and all("503 from openai (openai/sim-alpha)" in w for w in waits), out.stdout
+JUDGES = """
+judges: [sim/judge-a, sim/judge-b]
+codebook: warroom
+concurrency: 1
+prices:
+  "sim/judge-*": {input_per_mtok: 1000, output_per_mtok: 1000}
+"""
+
+
+def codes(db) -> list:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("SELECT message_id, judge, flag, value, level, status FROM codes ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+
+
+def test_judge_dry_run_and_budget(tmp_path):
+    run = write_yaml(tmp_path, PRICED.replace("repeats: 4", "repeats: 1"))
+    config = write_yaml(tmp_path, JUDGES, "judges.yaml")
+    for name in ("a", "b"):
+        assert cli("run", str(run), "--db", str(tmp_path / f"{name}.duckdb"), "--quiet").returncode == 0
+    before = (tmp_path / "a.duckdb").read_bytes()
+    dry = cli("judge", "--db", str(tmp_path / "a.duckdb"), "--config", str(config), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "sim/judge-a" in dry.stdout and "Total: 18 calls" in dry.stdout  # 9 messages x 2 judges
+    assert (tmp_path / "a.duckdb").read_bytes() == before and not codes(tmp_path / "a.duckdb")
+
+    full = cli("judge", "--db", str(tmp_path / "a.duckdb"), "--config", str(config), "--quiet")
+    assert full.returncode == 0, full.stderr
+    spent = duckdb.connect(str(tmp_path / "a.duckdb"), read_only=True).execute(
+        "SELECT sum(cost_usd) FROM llm_calls WHERE purpose = 'judge'").fetchone()[0]
+    budget = cli("judge", "--db", str(tmp_path / "b.duckdb"), "--config", str(config), "--quiet",
+                 "--max-cost", f"{spent / 3:.6f}")
+    assert budget.returncode == 1 and "budget" in budget.stderr
+    assert 0 < len(codes(tmp_path / "b.duckdb")) < len(codes(tmp_path / "a.duckdb"))
+    rest = cli("judge", "--db", str(tmp_path / "b.duckdb"), "--config", str(config), "--quiet",
+               "--max-cost", f"{spent * 2:.6f}")
+    assert rest.returncode == 0, rest.stderr
+    assert codes(tmp_path / "b.duckdb") == codes(tmp_path / "a.duckdb")

@@ -528,7 +528,8 @@ def chat_reply(model: str, messages: list[dict], *, seed: int | None = None, tem
                 order.append(name)
             last_body[name] = (c, end)
             last_idx[name] = i
-            errored[name] = c[end:end + 8].lstrip()[:1] == "⚠"
+            if turn is None or turn.errored is None:  # no metadata: read the platform's mark
+                errored[name] = c[end:end + 8].lstrip()[:1] == "⚠"
         elif role == "assistant":
             own += 1
         elif role == "system" and not sys_seen:
@@ -540,6 +541,8 @@ def chat_reply(model: str, messages: list[dict], *, seed: int | None = None, tem
             if mo:
                 listed = [n.strip() for n in mo.group(1).split(",") if n.strip()]
 
+    if turn is not None and turn.errored is not None:
+        errored = {name: True for name in turn.errored}
     digest = hashlib.blake2b("\x1e".join(hparts).encode("utf-8", "surrogatepass"), digest_size=8).digest()
     rng = random.Random(int.from_bytes(digest, "big"))
 

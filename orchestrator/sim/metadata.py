@@ -133,3 +133,4 @@ class DiscussionTurn(MetadataPart):
 
     name: str | None = None
     peers: list[str] | None = None
+    errored: list[str] | None = None  # peers whose last message this speaker saw was a failed call

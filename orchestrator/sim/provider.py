@@ -54,6 +54,11 @@ class SimProvider:
     def list_price(self, model: str) -> Price | None:
         return FREE
 
+    def key_hint(self, model: str, endpoint: Endpoint | None) -> str:
+        if endpoint and endpoint.api_key_env:
+            return f"check ${endpoint.api_key_env} (the key serve-sim was started with)"
+        return "name the variable holding serve-sim's key with api_key_env"
+
     def cache_salt(self, model: str) -> dict[str, Any]:
         """The settings that shape this model's replies: a change must miss the cache."""
         return self.settings.for_model(model).model_dump(mode="json", exclude_defaults=True)

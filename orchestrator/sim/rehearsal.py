@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..provider import Endpoint, ModelRequest, ProviderReply
+from ..provider import Endpoint, ModelRequest, Price, ProviderReply
 from .naming import stand_in
 from .provider import SimProvider
 from .settings import SimSettings
@@ -34,8 +34,17 @@ class RehearsalProvider:
     def check_ready(self, model: str, endpoint: Endpoint | None) -> None:
         return None
 
-    def supports(self, model: str, capability: str) -> bool:
-        return self.sim.supports(stand_in(model), capability) if hasattr(self.sim, "supports") else False
+    def supports(self, model: str, capability: str) -> bool | None:
+        return self.sim.supports(stand_in(model), capability)
+
+    def list_price(self, model: str) -> Price | None:
+        return None  # priced afterwards, with the real model's price
+
+    def cache_salt(self, model: str) -> object:
+        return None
+
+    def key_hint(self, model: str, endpoint: Endpoint | None) -> str:
+        return ""
 
     def secrets(self, model: str, endpoint: Endpoint | None) -> list[str]:
         return []
