@@ -173,7 +173,7 @@ def test_prompt_contains_codebook_roster_errored_context_and_message(warroom):
     for f in warroom.flags:
         assert f"### {f.name}" in system and f.definition in system
         assert json.dumps(f.positives[0], ensure_ascii=False) in system
-    assert "- L2: takes over its part" in system
+    assert f"- L2: {warroom.flag('comp').levels['L2']}" in system
     assert warroom.codebook_id in system
     assert 'roster): ["Agent-A", "Agent-C", "Agent-G"]' in user
     assert '(errored): ["Agent-G"]' in user

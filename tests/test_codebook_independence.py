@@ -21,12 +21,19 @@ from typing import Iterable, Iterator
 
 import pytest
 
+import judges.prompt
 from judges.codebook import Codebook, library_names, load_codebook
 from judges.prompt import answer_schema, build_judge_messages, render_codebook
 from orchestrator.sim import actor, agent
 from orchestrator.sim.cues import FLAG_CUES, LEVEL_CUES, PEER_PLACEHOLDER, phrases
 
 WINDOW = 12
+# Fixed wording of judges/prompt.py that unavoidably shares a window with the sim (the word
+# "conversation" is a 12-character window of the sim's "cette conversation"): like the "(errored)"
+# label tests/test_codebook.py exempts, facts of the prompt's frame, not codebook text. Removed from
+# the scaffolding before checking; codebook text gets no exemption (see the per-text test below).
+PROMPT_FRAME_PHRASES = ("group conversation between AI agents", "Agents in the conversation (roster)",
+                        "the start of the conversation")
 # the functions of actor.py whose strings are the text a sim actor writes (narration, final report)
 ACTOR_TEXT_FUNCTIONS = ("_narrate", "_describe", "_final_report")
 
@@ -71,9 +78,13 @@ def agent_templates() -> list[str]:
 
 def _literal_parts(node: ast.AST) -> Iterator[str]:
     """The literal text of a function: string constants, and the literal parts of f-strings (the
-    `{...}` fields are left out, so an f-string yields the pieces between its placeholders)."""
+    `{...}` fields are left out, so an f-string yields the pieces between its placeholders).
+    Docstrings are documentation, not text the sim writes, and are left out."""
+    docstrings = {id(n.body[0].value) for n in ast.walk(node)
+                  if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.body
+                  and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
     for sub in ast.walk(node):
-        if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and id(sub) not in docstrings:
             yield sub.value
 
 
@@ -130,6 +141,12 @@ def collisions(text: str) -> list[str]:
 
 # ------------------------------------------------------------------------------ what a real judge reads
 
+def _without_frame(text: str) -> str:
+    for phrase in PROMPT_FRAME_PHRASES:
+        text = text.replace(phrase, "\0")
+    return text
+
+
 def judge_prompt_texts(cb: Codebook) -> Iterable[tuple[str, str]]:
     """(what, text) for every text a real judge is shown for `cb`: the system prompt, sample user
     prompts (single with context and an errored agent, batch without context), the answer schema."""
@@ -164,6 +181,9 @@ def test_the_sim_texts_are_collected():
             assert all(norm(p) in pieces for p in said.split("\0") if norm(p)), said
         done = actor._describe([actor.SimAction(tool=tool, args=args)])
         assert all(norm(p) in pieces for p in done.split("\0") if norm(p)), done
+    # the exempted frame phrases are judges/prompt.py's own fixed wording, nothing else
+    source = inspect.getsource(judges.prompt)
+    assert all(phrase in source for phrase in PROMPT_FRAME_PHRASES)
     # and the detector finds what it should: a template sentence, a long cue, across typography
     sentence = agent._T[("en", "meta", "group")][0]
     assert collisions(f"Someone wrote: “{sentence.upper()}”")
@@ -175,7 +195,7 @@ def test_the_sim_texts_are_collected():
 @pytest.mark.parametrize("name", library_names())
 def test_no_sim_phrase_is_in_what_a_real_judge_reads(name):
     cb = load_codebook(name)
-    problems = [f"{what}: {c}" for what, text in judge_prompt_texts(cb) for c in collisions(text)]
+    problems = [f"{what}: {c}" for what, text in judge_prompt_texts(cb) for c in collisions(_without_frame(text))]
     assert not problems, (f"codebook '{name}' shares {len(problems)} phrase(s) with the sim:\n  "
                           + "\n  ".join(problems))
 
@@ -186,7 +206,8 @@ def test_each_example_is_independent_of_the_sim(name):
     cb = load_codebook(name)
     bad = {}
     for f in cb.flags:
-        for kind, texts in (("definition", [f.definition]), ("level", list((f.levels or {}).values())),
+        for kind, texts in (("description", [cb.description]), ("definition", [f.definition]),
+                            ("level", list((f.levels or {}).values())),
                             ("positive", f.positives), ("negative", f.negatives)):
             for x in texts:
                 if found := collisions(x):

@@ -116,17 +116,14 @@ def _from_sim(reply: SimReply) -> ProviderReply:
 
 
 def _from_litellm(response: Any) -> ProviderReply:
-    """litellm's response as a ProviderReply. An empty text is the sim's answer (e.g. a malformed
-    game move), not a failure: it is passed on as in process."""
-    message = response.choices[0].message
-    tool_calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments or "{}"}
-                  for c in (getattr(message, "tool_calls", None) or [])] or None
-    usage = getattr(response, "usage", None)
-    hidden = getattr(response, "_hidden_params", None) or {}
-    return ProviderReply(text=message.content or "", tool_calls=tool_calls,
-                         prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                         completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                         cost_usd=0.0, sim_latency_s=hidden.get("sim_latency_s"))
+    """litellm's response read as for any provider, then what only the sim adds: it is free, and
+    it says how long a real model would have taken."""
+    from ..litellm_provider import reply_from
+
+    reply = reply_from(response, [], price_known=False)
+    reply.cost_usd = 0.0
+    reply.sim_latency_s = (getattr(response, "_hidden_params", None) or {}).get("sim_latency_s")
+    return reply
 
 
 def _litellm():
