@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable
@@ -33,6 +34,8 @@ from orchestrator.yamlfile import read_yaml, validate
 from .answer import AnswerError, JudgeAnswer, parse_answer, repair_messages
 from .codebook import Codebook, load_codebook
 from .prompt import answer_schema, answer_template, build_judge_messages, judge_metadata
+
+log = logging.getLogger(__name__)
 
 LIBRARY = Path(__file__).parent / "library"
 FLUSH_EVERY = 400  # messages coded per write
@@ -119,6 +122,8 @@ class Judging:
     async def run(self, run_ids: list[str]) -> JudgeReport:
         await self.store.write(codebook_batch(self.codebook))
         items = await self.store.run_blocking(load_items, self.store, run_ids, self.config.window)
+        log.info("judging %d messages of %d runs with %s (codebook %s)", len(items), len(run_ids),
+                 ", ".join(self.config.judges), self.codebook.codebook_id)
         try:
             for judge in self.config.judges:
                 done = await self.store.run_blocking(already_coded, self.store, judge, self.codebook.codebook_id)
@@ -128,8 +133,12 @@ class Judging:
                 for key in ("coded", "uncodable", "failed"):
                     getattr(self.report, key)[judge] = 0
                 await self.code_all(judge, todo)
+                r = self.report
+                log.info("judge %s: %d coded, %d uncodable, %d failed at the provider, %d already coded",
+                         judge, r.coded[judge], r.uncodable[judge], r.failed[judge], r.already[judge])
         finally:
             await self.flush()  # codes already paid for are kept, even on an error or Ctrl-C
+        log.info("judging done: %d calls, cost $%.4f", self.report.calls, self.report.cost_usd)
         return self.report
 
     async def code_all(self, judge: str, items: list[Item]) -> None:
@@ -210,6 +219,11 @@ class Judging:
         cid = self.codebook.codebook_id
         if failed and answers is None:
             self.report.failed[judge] += len(chunk)
+            log.info("judge %s: no code for %s (the call failed at the provider; a rerun asks again)",
+                     judge, ", ".join(item.message_id for item in chunk))
+        elif answers is None or any(answers.get(item.message_id) is None for item in chunk):
+            log.info("judge %s: uncodable answer for %s: %s", judge, ", ".join(
+                item.message_id for item in chunk if not answers or answers.get(item.message_id) is None), error)
         for item in chunk:
             if failed and answers is None:
                 continue  # no code: a rerun asks again; llm_calls holds the error

@@ -1,7 +1,9 @@
 """The `sociolab` command line.
 
 Imports stay inside commands so that `sociolab --help` and `sociolab sql` start fast; litellm is
-imported only when a real model is called. Errors a user can fix print one line and exit 2.
+imported only when a real model is called. Errors a user can fix print one line and exit 2. An
+unexpected exception prints one line saying where its traceback is (the log file, orchestrator/
+logs.py) and exits 1.
 """
 
 from __future__ import annotations
@@ -24,7 +26,35 @@ app.add_typer(import_app, name="import")
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
 
-DB_OPTION = typer.Option("sociolab.duckdb", "--db", help="DuckDB file to use.")
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also show INFO messages on stderr; "
+                                 "the log file gets DEBUG"),
+    log_file: Optional[Path] = typer.Option(None, "--log-file", dir_okay=False,
+                                            help="append the log here (INFO and up, with tracebacks) from the "
+                                                 "start; default: <db>.log next to --db, written only when "
+                                                 "something goes wrong"),
+) -> None:
+    """Options for every command: `sociolab --verbose run ...`."""
+    import logging
+
+    from .logs import setup_logging
+
+    setup_logging(verbose, log_file)
+    logging.getLogger(__name__).info("sociolab %s", ctx.invoked_subcommand)
+
+
+def log_beside_db(db: Path) -> Path:
+    """--db also places the default log file: `x.duckdb` logs to `x.log`."""
+    from .logs import log_beside
+
+    log_beside(db)
+    return db
+
+
+DB_OPTION = typer.Option("sociolab.duckdb", "--db", help="DuckDB file to use.", callback=log_beside_db)
 
 
 @app.command()
@@ -66,8 +96,7 @@ def run(
         report = asyncio.run(execute(plan, store, progress, fresh=fresh, client=client))
         counts = store.counts()
     print_summary(db, report, counts)
-    for run_id, error in report.failed:
-        err_console.print(f"run {run_id} failed: {error}", markup=False, highlight=False)
+    print_run_failures(report)
     if report.incomplete:
         err_console.print(f"{len(report.incomplete)} run(s) incomplete: a provider failed after retries "
                           f"(see llm_calls.error); rerun the same command to redo them", markup=False)
@@ -80,6 +109,15 @@ def run(
                           "unfinished; rerun with a higher --max-cost to finish them", markup=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def print_run_failures(report) -> None:
+    """One line per failed run; for an unexpected exception, where its traceback is."""
+    from .logs import traceback_note
+
+    for run_id, error in report.failed:
+        note = f" ({traceback_note()})" if run_id in report.internal_errors else ""
+        err_console.print(f"run {run_id} failed: {error}{note}", markup=False, highlight=False, soft_wrap=True)
 
 
 def check_budget(max_cost: float | None) -> None:
@@ -385,7 +423,8 @@ def report(
 def replicate(
     study: str = typer.Argument("warroom", help="the study to replicate (warroom)"),
     sim: bool = typer.Option(False, "--sim", help="offline: sim agents and sim judges"),
-    db: Path = typer.Option(Path("warroom-replication.duckdb"), "--db", help="DuckDB file to use"),
+    db: Path = typer.Option(Path("warroom-replication.duckdb"), "--db", help="DuckDB file to use",
+                            callback=log_beside_db),
     output: Path = typer.Option(Path("warroom-report.html"), "-o", "--output", help="HTML report to write"),
     series: Optional[str] = typer.Option(None, help="only these series (comma-separated)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display"),
@@ -412,7 +451,8 @@ def replicate(
         config = config.model_copy(update={"judges": [judge_stand_in(j) for j in config.judges]})
     with Store.open(db) as store:
         console.print(f"[bold]1/3 run[/bold] {len(plan.runs)} runs of {suite.name}")
-        asyncio.run(execute(plan, store, RichProgress(console, enabled=not quiet)))
+        ran = asyncio.run(execute(plan, store, RichProgress(console, enabled=not quiet)))
+        print_run_failures(ran)
         console.print(f"[bold]2/3 judge[/bold] with {', '.join(config.judges)}")
         with JudgeProgress(console, enabled=not quiet) as progress:
             judged = asyncio.run(judge_store(store, config, on_progress=progress.update))
@@ -614,7 +654,35 @@ def main(argv: list[str] | None = None) -> None:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click (or typer's vendored click)
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        if not report_unexpected(exc):
+            raise
+        sys.exit(1)
+
+
+def report_unexpected(exc: Exception) -> bool:
+    """A bug: its traceback goes to the log file, the screen gets one line saying where. If the
+    log file cannot be written, the (redacted) traceback is shown rather than lost. False when
+    logging was never set up: the caller re-raises."""
+    import logging
+    import traceback
+
+    from .logs import log_file_path, written_log_file
+    from .redact import redact
+
+    if log_file_path() is None:
+        return False
+    text = (redact(str(exc).strip()) or "").splitlines()
+    what = f"{type(exc).__name__}: {text[0][:500]}" if text else type(exc).__name__
+    logging.getLogger(__name__).critical("unexpected error: %s", what, exc_info=exc, extra={"screen": False})
+    where = written_log_file()
+    if where is None:
+        sys.stderr.write(redact("".join(traceback.format_exception(exc))) or "")
+        err_console.print(f"error: unexpected {what} (a bug in sociolab; the log file {log_file_path()} could "
+                          "not be written)", markup=False, highlight=False, soft_wrap=True)
+    else:
+        err_console.print(f"error: unexpected {what} (a bug in sociolab; traceback in {where})",
+                          markup=False, highlight=False, soft_wrap=True)
+    return True
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +29,8 @@ from .errors import BudgetExhausted, HostUnreachable, ProviderError, UserError, 
 from .provider import Endpoint, ModelRequest, Price, Provider, ProviderReply
 from .redact import redact, register_secrets
 from .retry import AttemptCounter, call_with_retries, is_provider_error, is_transient
+
+log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 RetryListener = Callable[[str, str, float, BaseException], None]  # (model, from where, wait s, error)
@@ -214,6 +217,13 @@ class ModelClient:
                 on_wait=self._announce(model, endpoint))
         except Exception as exc:
             self._fail(done, exc, model, endpoint)
+            done.attempts = attempts.n
+            if done.injected:
+                log.info("%s: injected crash after %d attempt(s): %s: %s", model, done.attempts,
+                         done.error_type, done.error)
+            else:
+                log.warning("%s failed at the provider after %d attempt(s): %s: %s", model, done.attempts,
+                            done.error_type, done.error)
         else:
             self._fill(done, reply, model)
             if use_cache:
@@ -222,6 +232,9 @@ class ModelClient:
         done.latency_ms = (time.perf_counter() - t0) * 1000
         if self.budget is not None:
             self.budget.spend(done.cost_usd)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: %s after %d attempt(s), %.0f ms, %d+%d tokens", model, "ok" if done.ok else "failed",
+                      done.attempts, done.latency_ms, done.prompt_tokens, done.completion_tokens)
         return done
 
     def cache_key_for(self, request: ModelRequest) -> str:
@@ -232,13 +245,19 @@ class ModelClient:
         return cache_key(request.model, request.messages, {**request.params, **extra}, request.seed)
 
     def _announce(self, model: str, endpoint: Endpoint | None) -> Callable[[float, BaseException], None] | None:
-        """The retry waits of one call, told to the listener with where the error came from:
-        the endpoint's host, else the model's provider prefix (e.g. 'groq')."""
-        listener = self.on_retry
-        if listener is None:
+        """The retry waits of one call, logged and told to the listener with where the error
+        came from: the endpoint's host, else the model's provider prefix (e.g. 'groq')."""
+        if self.on_retry is None and not log.isEnabledFor(logging.INFO):
             return None
+        return lambda wait, exc: self._waiting(model, endpoint, wait, exc)
+
+    def _waiting(self, model: str, endpoint: Endpoint | None, wait: float, exc: BaseException) -> None:
         source = urlparse(endpoint.api_base).netloc if endpoint and endpoint.api_base else model.split("/")[0]
-        return lambda wait, exc: listener(model, source, wait, exc)
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s: retrying in %.1f s after %s from %s: %s", model, wait, type(exc).__name__, source,
+                     error_text(exc))
+        if self.on_retry is not None:
+            self.on_retry(model, source, wait, exc)
 
     def _fail(self, done: Completion, exc: Exception, model: str, endpoint: Endpoint | None) -> None:
         """Record a provider failure on `done`, or raise what the user must fix."""

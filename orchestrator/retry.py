@@ -48,6 +48,8 @@ def is_transient(exc: BaseException) -> bool:
     """True for rate limits, timeouts, connection failures and 5xx; False for everything else."""
     if isinstance(exc, ProviderError):
         return exc.transient
+    if isinstance(exc, (TimeoutError, ConnectionError)):  # the transport's own, unwrapped
+        return True
     names = {cls.__name__ for cls in type(exc).__mro__}
     if type(exc).__name__ in PERMANENT_NAMES:
         return False

@@ -7,22 +7,32 @@ reported and left unfinished (a rerun redoes it); the other runs go on. A run th
 failure cut short is stored as `incomplete` and redone likewise, unless its scenario declares
 provider errors part of its protocol. A spent `--max-cost` budget leaves the runs in flight
 unfinished, so a rerun with a higher budget completes exactly what an unbudgeted run would.
+
+An unexpected exception in a run is logged with its traceback and recorded as an
+`internal_error` event of that run (error, type, traceback), written on its own so that a broken
+sink cannot lose it; a rerun deletes it with the run's other rows and redoes the run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import time
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
-from .client import Budget, ModelClient, RetryListener, RunClient, default_providers
+from .client import Budget, ModelClient, RetryListener, RunClient, default_providers, error_text
 from .clock import VirtualClock, WallClock
 from .config import Plan, RunSpec
 from .errors import BudgetExhausted, UserError
+from .redact import redact
 from .sink import EventSink, Message
 from .store import Batch, Store
+
+log = logging.getLogger(__name__)
 
 
 class Progress(Protocol):
@@ -41,6 +51,7 @@ class RunReport:
     incomplete: list[str] = field(default_factory=list)
     unfinished_by_budget: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    internal_errors: list[str] = field(default_factory=list)  # failed runs whose traceback is logged
 
     @property
     def ok(self) -> bool:
@@ -74,12 +85,16 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
     models = {p.model for spec in todo for p in spec.personas if client.uses_cache(p.model)}
     client.cache.preload(await store.run_blocking(store.load_cache, sorted(models)))
     report = RunReport(planned=len(plan.runs), skipped=skipped)
+    log.info("%s: %d runs planned, %d to do, %d already complete (concurrency %d)",
+             plan.path, len(plan.runs), len(todo), skipped, plan.file.concurrency)
     if progress:
         progress.start(plan, todo, skipped)
     limit = asyncio.Semaphore(plan.file.concurrency)
 
     async def one(spec: RunSpec) -> None:
         async with limit:
+            log.info("run %s started", spec.run_id)
+            t0 = time.perf_counter()
             try:
                 status = await run_one(spec, store, client, progress)
             except UserError:
@@ -88,8 +103,14 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
                 report.unfinished_by_budget.append(spec.run_id)
                 status = "unfinished"
             except Exception as exc:  # a bug or an unforeseen failure: report it, keep the suite going
-                report.failed.append((spec.run_id, f"{type(exc).__name__}: {exc}"))
+                error = one_line(exc)
+                # the CLI reports it in one line of its own; the traceback goes to the log file
+                log.exception("run %s failed: %s", spec.run_id, error, extra={"screen": False})
+                await record_internal_error(store, spec.run_id, exc, error)
+                report.failed.append((spec.run_id, error))
+                report.internal_errors.append(spec.run_id)
                 status = "failed"
+            log.info("run %s %s after %.2f s", spec.run_id, status, time.perf_counter() - t0)
         if status == "completed":
             report.completed += 1
         elif status == "stopped":
@@ -129,9 +150,34 @@ def runs_to_do(store: Store, plan: Plan, fresh: bool) -> tuple[list[RunSpec], in
         else:
             todo.append(spec)
     stale = [spec.run_id for spec in todo if spec.run_id in states]
+    new = [spec.run_id for spec in todo if spec.run_id not in states]
+    if new:  # a run that raised before its row was written left only its internal_error event
+        stale += [r for (r,) in store.con.execute("SELECT DISTINCT run_id FROM events WHERE run_id IN "
+                                                  "(SELECT unnest(?))", [new]).fetchall()]
     if stale:
+        log.info("redoing %d unfinished run(s): their rows are deleted first", len(stale))
         store.delete_runs(stale)
     return todo, skipped
+
+
+def one_line(exc: BaseException) -> str:
+    """`KeyError: 'x'`: the exception's type and the first line of its message, keys masked."""
+    name = type(exc).__name__
+    return f"{name}: {error_text(exc)}" if str(exc).strip() else name
+
+
+async def record_internal_error(store: Store, run_id: str, exc: BaseException, error: str) -> None:
+    """An `internal_error` event for a run that raised: the one-line error, the exception's type
+    and its traceback (keys masked). Written in a batch of its own, not through the run's sink,
+    which may be what broke; a failure to write it is logged, never raised."""
+    detail = {"error": error, "type": type(exc).__name__,
+              "traceback": redact("".join(traceback.format_exception(exc)))}
+    batch = Batch()
+    batch.add("events", (run_id, None, "internal_error", None, detail))
+    try:
+        await store.write(batch)
+    except Exception:
+        log.exception("run %s: could not store its internal_error event in %s", run_id, store.path)
 
 
 async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Progress | None) -> str:

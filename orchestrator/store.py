@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any, Iterable
 import duckdb
 
 from .errors import UserError, first_line
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DB = "sociolab.duckdb"
 
@@ -352,6 +355,7 @@ class Store:
             except Exception:
                 rollback(self.con)
                 raise
+            log.info("%s: schema migration v%d -> v%d applied", self.path, version, version + 1)
 
     def close(self) -> None:
         if self._executor is not None:

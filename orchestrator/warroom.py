@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -30,6 +31,8 @@ from typing import Any, Callable
 
 from .errors import UserError
 from .store import Batch, Store
+
+log = logging.getLogger(__name__)
 
 SOURCE = "warroom"
 SUITE = "warroom"
@@ -94,11 +97,13 @@ def import_warroom(store: Store, directory: str | Path,
 
     summary = ImportSummary()
     states = store.run_states(run.run_id for run in parsed)
+    written = 0
     for run in parsed:
         if states.get(run.run_id) != ("completed", run.run["config_hash"]):
             # new or changed: replace it (changed content invalidates its codes too)
             store.start_run(run.run, run.agents)   # replaces an earlier copy; status 'running'
             store.write_now(run.batch)             # rows + status 'completed' in one transaction
+            written += 1
         summary.runs += 1
         summary.agents += len(run.agents)
         summary.messages += run.messages
@@ -106,6 +111,9 @@ def import_warroom(store: Store, directory: str | Path,
         summary.series[run.series] = summary.series.get(run.series, 0) + 1
         if on_run is not None:
             on_run(run.run_id)
+    log.info("warroom import from %s: %d runs (%d new or changed, %d unchanged and kept), %d agents, "
+             "%d messages (%d errors)", directory, summary.runs, written, summary.runs - written, summary.agents,
+             summary.messages, summary.errors)
     return summary
 
 

@@ -125,9 +125,13 @@ def resolve_personas(spec: RosterSpec, base_dir: Path | None = None) -> list[Per
     unknown = sorted(k for k in referenced if k not in by_key and not is_clone_key(k, spec))
     if unknown:
         raise ValueError(f"unknown persona '{unknown[0]}' (roster has: {', '.join(by_key)})")
+    repeated = sorted({k for k in spec.only or [] if (spec.only or []).count(k) > 1})
+    if repeated:
+        raise ValueError(f"only: '{repeated[0]}' is listed twice; list each persona once")
     if spec.clones:
         base = by_key[spec.clones.of]
-        return [base.model_copy(update={"key": f"{base.key}-{i + 1}"}) for i in range(spec.clones.n)]
+        clones = [base.model_copy(update={"key": f"{base.key}-{i + 1}"}) for i in range(spec.clones.n)]
+        return [c for c in clones if c.key not in spec.exclude]
     if spec.only is not None:
         personas = [by_key[k] for k in spec.only]
     return [p for p in personas if p.key not in spec.exclude]
