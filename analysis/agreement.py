@@ -431,7 +431,9 @@ def fmt(value: float, digits: int = 3) -> str:
 
 
 def render_agreement(rows_or_report: "Sequence[AgreementRow] | dict[str, Any]", console) -> None:
-    """Rich tables: kappa per flag and pair, mean kappa per pair, alpha per flag, prevalence."""
+    """Rich tables: kappa per flag and pair, mean kappa per pair, alpha per flag, prevalence.
+    Flag and rater names are stored text, escaped so that they never act as markup."""
+    from rich.markup import escape
     from rich.table import Table
 
     report = rows_or_report if isinstance(rows_or_report, dict) else {"pairs": list(rows_or_report)}
@@ -440,21 +442,21 @@ def render_agreement(rows_or_report: "Sequence[AgreementRow] | dict[str, Any]", 
                   "tt", "tf", "ft", "ff", title="Cohen's kappa per flag and rater pair")
     for r in pairs:
         ci = "" if math.isnan(r.kappa_ci_low) else f"[{fmt(r.kappa_ci_low)}, {fmt(r.kappa_ci_high)}]"
-        table.add_row(r.flag, r.rater_a, r.rater_b, str(r.n), fmt(r.kappa), ci,
+        table.add_row(escape(r.flag), escape(r.rater_a), escape(r.rater_b), str(r.n), fmt(r.kappa), escape(ci),
                       fmt(100 * r.percent_agreement, 1), fmt(r.prevalence_a), fmt(r.prevalence_b),
                       str(r.tt), str(r.tf), str(r.ft), str(r.ff))
     console.print(table)
     means = report.get("mean_kappa") or mean_kappa(pairs)
     table = Table("rater a", "rater b", "mean kappa", "flags", "undefined", title="Mean kappa over flags")
     for m in means:
-        table.add_row(m.rater_a, m.rater_b, fmt(m.mean_kappa), str(m.flags), str(m.flags_undefined))
+        table.add_row(escape(m.rater_a), escape(m.rater_b), fmt(m.mean_kappa), str(m.flags), str(m.flags_undefined))
     console.print(table)
     if report.get("alpha"):
         table = Table("flag", "raters", "units", "values", "prevalence", "alpha",
                       title="Krippendorff's alpha (nominal)")
         for a in report["alpha"]:
-            table.add_row(a.flag, str(a.raters), str(a.units), str(a.values), fmt(a.prevalence), fmt(a.alpha))
+            table.add_row(escape(a.flag), str(a.raters), str(a.units), str(a.values), fmt(a.prevalence), fmt(a.alpha))
         console.print(table)
     if any(p.excluded for p in report.get("prevalence", [])):
         skipped = ", ".join(f"{p.rater}/{p.flag}: {p.excluded}" for p in report["prevalence"] if p.excluded)
-        console.print(f"Left out as uncodable (NULL): {skipped}")
+        console.print(f"Left out as uncodable (NULL): {skipped}", markup=False)

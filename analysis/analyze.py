@@ -179,21 +179,26 @@ def _p(v: Any) -> str:
 
 def render(result: dict[str, Any], console) -> None:
     """Rich tables of an `analyze()` result: similarity per series, comparisons, model profiles,
-    isolation baseline, compensation, judge agreement."""
+    isolation baseline, compensation, judge agreement. Stored names (series, models, flags, judges)
+    are escaped so that they never act as markup."""
+    from rich.markup import escape
     from rich.table import Table
+
+    def esc(value: Any) -> str:
+        return escape(str(value))
 
     s = result["settings"]
     d = result["data"]
     console.print(f"Codebook {s['codebook_id']}, rule {s['rule']}; {d['runs_coded']} coded runs, "
                   f"{d['agents_profiled']} agent profiles, {d['messages']} messages; judges: "
-                  f"{', '.join(d['judges'])}")
+                  f"{', '.join(d['judges'])}", markup=False)
 
     t = Table("series", "scaffolding", "naming", "order", "clones", "runs", "coded", "n", "mean", "median",
               "sd", "IQR", "messages", title="Within-run similarity (mean pairwise cosine of trait profiles)")
     for e in result["series"]:
         c, sim = e["condition"], e["similarity"]
-        t.add_row(str(e["series"]), str(c.get("scaffolding")), str(c.get("naming")), str(c.get("order")),
-                  str(c.get("clones")), str(e["runs"]), str(e["runs_coded"]), str(sim["n"]), _f(sim["mean"]),
+        t.add_row(esc(e["series"]), esc(c.get("scaffolding")), esc(c.get("naming")), esc(c.get("order")),
+                  esc(c.get("clones")), str(e["runs"]), str(e["runs_coded"]), str(sim["n"]), _f(sim["mean"]),
                   _f(sim["median"]), _f(sim["sd"]), _f(sim["iqr"]), str(e["messages"]))
     console.print(t)
 
@@ -202,29 +207,31 @@ def render(result: dict[str, Any], console) -> None:
                   title=f"Series comparisons (Mann-Whitney two-sided, rank-biserial r > 0: a more similar; "
                         f"{s['n_perm']} permutations; Holm over {len(result['comparisons'])})")
         for c in result["comparisons"]:
-            t.add_row(c["a"], c["b"], c["label"], str(c["n_a"]), str(c["n_b"]), _f(c["mean_a"]), _f(c["mean_b"]),
-                      _f(c["u"], 1), _p(c["p"]), _f(c["r"]), _p(c["p_perm"]), _p(c["p_holm"]))
+            t.add_row(esc(c["a"]), esc(c["b"]), esc(c["label"]), str(c["n_a"]), str(c["n_b"]), _f(c["mean_a"]),
+                      _f(c["mean_b"]), _f(c["u"], 1), _p(c["p"]), _f(c["r"]), _p(c["p_perm"]), _p(c["p_holm"]))
         console.print(t)
     else:
         console.print("No series comparisons (the study's series are not in this store; use --compare A:B).")
 
     flags = result["profiles"]["flags"]
-    t = Table("model", "runs", "messages", *flags, title="Profiles per model (share of messages with each flag)")
+    t = Table("model", "runs", "messages", *map(esc, flags),
+              title="Profiles per model (share of messages with each flag)")
     for m in result["profiles"]["by_model"]:
-        t.add_row(m["model_label"], str(m["runs"]), str(m["messages"]), *(_f(m["shares"].get(f), 2) for f in flags))
+        t.add_row(esc(m["model_label"]), str(m["runs"]), str(m["messages"]),
+                  *(_f(m["shares"].get(f), 2) for f in flags))
     console.print(t)
 
     iso = result["isolation"]
     if iso["isolation"]["messages"]:
         t = Table("flag", "in groups", "alone", "difference", "group only",
-                  title=f"Isolation baseline: groups ({', '.join(map(str, iso['group_series']))}) vs "
-                        f"alone ({', '.join(map(str, iso['isolation_series']))})")
+                  title=f"Isolation baseline: groups ({', '.join(map(esc, iso['group_series']))}) vs "
+                        f"alone ({', '.join(map(esc, iso['isolation_series']))})")
         for f in iso["flags"]:
-            t.add_row(f["flag"], _f(f["group_rate"]), _f(f["isolation_rate"]), _f(f["difference"]),
+            t.add_row(esc(f["flag"]), _f(f["group_rate"]), _f(f["isolation_rate"]), _f(f["difference"]),
                       "yes" if f["group_only"] else "")
         console.print(t)
     else:
-        console.print(f"Isolation baseline: {iso['note']}.")
+        console.print(f"Isolation baseline: {iso['note']}.", markup=False)
 
     comp = result["compensation"]
     if comp["post_crash_messages"]:
@@ -241,18 +248,18 @@ def render(result: dict[str, Any], console) -> None:
         t = Table("model", "agents", "compensating", "messages", "comp", "share", "L1", "L2", "L3",
                   title="Who compensates")
         for r in comp["by_model"]:
-            t.add_row(r["model_label"], str(r["agents"]), str(r["compensating_agents"]), str(r["messages"]),
+            t.add_row(esc(r["model_label"]), str(r["agents"]), str(r["compensating_agents"]), str(r["messages"]),
                       str(r["comp"]), _f(r["share"]), str(r["L1"]), str(r["L2"]), str(r["L3"]))
         console.print(t)
     else:
-        console.print(f"Compensation: {comp['note'] or 'no coded post-crash messages'}.")
+        console.print(f"Compensation: {comp['note'] or 'no coded post-crash messages'}.", markup=False)
 
     agr = result["agreement"]
     if agr["pairs"]:
         t = Table("judge a", "judge b", "mean kappa", "flags", "undefined", "n", title="Judge agreement")
         for p in agr["pairs"]:
-            t.add_row(p["judge_a"], p["judge_b"], _f(p["mean_kappa"]), str(p["flags"]), str(p["flags_undefined"]),
-                      str(p["n"]))
+            t.add_row(esc(p["judge_a"]), esc(p["judge_b"]), _f(p["mean_kappa"]), str(p["flags"]),
+                      str(p["flags_undefined"]), str(p["n"]))
         console.print(t)
 
 

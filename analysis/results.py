@@ -22,7 +22,8 @@ Missing values (NULL) are excluded from n and counted in `missing`.
 > >= < <= == !=, a number; optionally `model=...`, `condition=...` or any grouping key as filters,
 and `.low`/`.high`/`.n`/`.missing` after the metric to test that column instead of the estimate)
 without eval, and returns one message per group for which the condition holds. A CLI exits 1 when
-the list is not empty.
+the list is not empty. `validate_gate(con, expression)` first checks the gate against the store: its
+metric, filter keys and filter values must all occur there, so a typo cannot make a gate pass.
 """
 
 from __future__ import annotations
@@ -158,6 +159,24 @@ def results(con, *, metrics: Iterable[str] | None = None,
     return out
 
 
+def stored_metrics(con) -> list[str]:
+    """The metrics present in `outcomes`, sorted."""
+    return sorted(m for (m,) in con.execute("SELECT DISTINCT metric FROM outcomes").fetchall())
+
+
+def stored_values(con) -> dict[str, set[str]]:
+    """Grouping key -> its distinct values over the scored runs, as a gate filter compares them
+    (`str`, so a run without a factor gives 'None'): the base keys and every stored factor."""
+    select = ", ".join(f"{expr} AS {key}" for key, expr in BASE_KEYS.items())
+    rows = con.execute(f"SELECT DISTINCT r.factors, {select} FROM outcomes o JOIN runs r ON r.run_id = o.run_id"
+                       " LEFT JOIN agents a ON a.run_id = o.run_id AND a.agent_id = o.agent_id").fetchall()
+    factors = [_factors(r[0]) for r in rows]
+    values: dict[str, set[str]] = {key: {str(r[i + 1]) for r in rows} for i, key in enumerate(BASE_KEYS)}
+    for key in {k for f in factors for k in f}:
+        values[key] = {str(f.get(key)) for f in factors}
+    return values
+
+
 def summary_kind(metric: str, observations: list[tuple[str, float | None, dict]]) -> str:
     if observations and all("successes" in d and "n" in d for _, _, d in observations):
         return "proportion"
@@ -231,11 +250,35 @@ def parse_gate(expression: str) -> Gate:
     return Gate(m.group("metric"), FIELDS[fld], m.group("op"), float(m.group("num")), filters)
 
 
+def _plural(key: str) -> str:
+    return key if key.endswith("s") else key[:-1] + "ies" if key.endswith("y") else key + "s"
+
+
+def validate_gate(con, expression: str) -> Gate:
+    """Parse the gate `expression` and check it against the store: its metric, every filter key and
+    every filter value must occur among the scored runs. Otherwise a one-line UserError naming the
+    valid ones, so a misspelt name cannot make a CI gate pass by matching nothing."""
+    gate = parse_gate(expression)
+    where = f'--fail-if "{expression}"'
+    metrics = stored_metrics(con)
+    if gate.metric not in metrics:
+        raise UserError(f"{where}: no metric '{gate.metric}' in the results; metrics: {', '.join(metrics) or 'none'}")
+    values = stored_values(con)
+    for key, value in gate.filters.items():
+        if key not in values:
+            raise UserError(f"{where}: no key '{key}' in the results; keys: {', '.join(sorted(values))}")
+        if value not in values[key]:
+            raise UserError(f"{where}: no {key} '{value}' in the results; "
+                            f"{_plural(key)}: {', '.join(sorted(values[key]))}")
+    return gate
+
+
 def check_gate(rows: Sequence[ResultRow], expression: str) -> list[str]:
     """The groups for which the failure condition `expression` holds, one message each.
 
-    A gate on a metric with no results, or filtered on a key the rows are not grouped by, is a
-    UserError (a typo must not pass silently). Groups with no observations are skipped.
+    A gate on a metric with no results, filtered on a key the rows are not grouped by, or whose
+    filters match no group, is a UserError (a typo must not pass silently). Groups with no
+    observations are skipped.
     """
     gate = parse_gate(expression)
     mine = [r for r in rows if r.metric == gate.metric]
@@ -247,11 +290,13 @@ def check_gate(rows: Sequence[ResultRow], expression: str) -> list[str]:
         if key not in mine[0].group:
             raise UserError(f"gate '{expression}': results are not grouped by '{key}' "
                             f"(grouped by: {', '.join(mine[0].group) or 'nothing'})")
+    mine = [r for r in mine if all(str(r.group.get(k)) == v for k, v in gate.filters.items())]
+    if not mine:
+        raise UserError(f"gate '{expression}': no group of '{gate.metric}' has "
+                        + " ".join(f"{k}={v}" for k, v in gate.filters.items()))
     compare = OPS[gate.op]
     violations = []
     for r in mine:
-        if any(str(r.group.get(k)) != v for k, v in gate.filters.items()):
-            continue
         actual = getattr(r, gate.field)
         if actual is None:
             continue
@@ -270,7 +315,9 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 
 def render_results(rows: Sequence[ResultRow], console) -> None:
-    """One rich table per metric: group keys, n, missing, estimate and its 95% interval."""
+    """One rich table per metric: group keys, n, missing, estimate and its 95% interval. Stored
+    names (metrics, group keys and values) are escaped so that they never act as markup."""
+    from rich.markup import escape
     from rich.table import Table
 
     if not rows:
@@ -281,11 +328,11 @@ def render_results(rows: Sequence[ResultRow], console) -> None:
         by_metric[r.metric].append(r)
     for metric, group_rows in by_metric.items():
         summary = group_rows[0].summary
-        table = Table(title=f"{metric} ({'mean, t 95% CI' if summary == 'mean' else 'rate, Wilson 95% CI'})",
+        table = Table(title=f"{escape(metric)} ({'mean, t 95% CI' if summary == 'mean' else 'rate, Wilson 95% CI'})",
                       title_justify="left")
         keys = list(group_rows[0].group)
         for k in keys:
-            table.add_column(k)
+            table.add_column(escape(k))
         table.add_column("n", justify="right")
         if summary != "mean":
             table.add_column("successes", justify="right")
@@ -296,13 +343,13 @@ def render_results(rows: Sequence[ResultRow], console) -> None:
         table.add_column("95% CI", justify="right")
         for r in group_rows:
             ci = f"[{_fmt(r.low)}, {_fmt(r.high)}]" if r.low is not None else ""
-            cells = ["" if r.group[k] is None else str(r.group[k]) for k in keys]
+            cells = ["" if r.group[k] is None else escape(str(r.group[k])) for k in keys]
             cells += [str(r.n)]
             if summary != "mean":
                 cells.append(str(r.successes))
             cells += [str(r.missing), _fmt(r.value)]
             if summary == "mean":
                 cells.append(_fmt(r.sd))
-            cells.append(ci)
+            cells.append(escape(ci))
             table.add_row(*cells)
         console.print(table)

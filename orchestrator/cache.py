@@ -15,7 +15,7 @@ from typing import Any
 def cache_key(model: str, messages: list[dict], params: dict[str, Any], seed: int | None) -> str:
     blob = json.dumps([model, messages, params, seed], sort_keys=True, ensure_ascii=False,
                       separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()  # a lone surrogate is still a key
 
 
 class ResponseCache:

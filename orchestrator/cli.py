@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import UserError
 
@@ -129,12 +130,12 @@ def print_estimate(what: str, estimates) -> None:
     """The dry-run table: calls, tokens and cost per model; unknown prices said, not zeroed."""
     from rich.table import Table
 
-    table = Table(title=f"Dry run: {what} (estimated on sim stand-ins; nothing called)")
+    table = Table(title=f"Dry run: {escape(what)} (estimated on sim stand-ins; nothing called)")
     for col in ("model", "calls", "prompt tokens", "completion tokens", "est. cost USD"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for e in estimates:
         cost = "unknown" if e.cost_usd is None else f"{e.cost_usd:.4f}"
-        table.add_row(e.model, str(e.calls), f"{e.prompt_tokens:,}", f"{e.completion_tokens:,}", cost)
+        table.add_row(escape(e.model), str(e.calls), f"{e.prompt_tokens:,}", f"{e.completion_tokens:,}", cost)
     console.print(table)
     known = [e.cost_usd for e in estimates if e.cost_usd is not None]
     unknown = [e.model for e in estimates if e.cost_usd is None]
@@ -167,13 +168,14 @@ def print_summary(db: Path, report, counts: dict) -> None:
     if report.failed:
         done += f", {len(report.failed)} failed (left unfinished; rerun to redo them)"
     console.print(f"\n[bold]Runs:[/bold] {report.planned} planned: {done}.")
-    console.print(f"[bold]Store:[/bold] {db.resolve()} holds {counts['runs']} runs, {counts['agents']} agents, "
+    console.print(f"[bold]Store:[/bold] {escape(str(db.resolve()))} holds {counts['runs']} runs, "
+                  f"{counts['agents']} agents, "
                   f"{counts['messages']} agent messages ({counts['errors']} errors), "
                   f"{counts['llm_calls']} LLM calls, {counts['tokens']:,} tokens, "
                   f"{cost_text(counts['cost_usd'], counts['unpriced_models'])}.", highlight=False)
     console.print("[bold]Try:[/bold] sociolab sql \"SELECT sender_name, count(*) AS messages, "
                   "round(avg(length(content))) AS avg_chars FROM messages WHERE sender <> 'user' "
-                  f"GROUP BY ALL ORDER BY messages DESC\" --db {db}")
+                  f"GROUP BY ALL ORDER BY messages DESC\" --db {escape(str(db))}")
 
 
 @app.command()
@@ -181,14 +183,17 @@ def sql(
     query: str = typer.Argument(..., help="SQL to run (read-only)"),
     db: Path = DB_OPTION,
     format: str = typer.Option("table", "--format", "-f", help="table | csv | json"),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="print at most N rows (default: 200 for "
+                                        "the table, all for csv and json, streamed)"),
 ) -> None:
     """Query the store read-only, e.g. sociolab sql "SELECT * FROM runs"."""
-    from .query import render, run_query
+    from .query import run_query
 
     if format not in ("table", "csv", "json"):
         raise UserError(f"unknown --format '{format}': use table, csv or json")
-    columns, rows = run_query(db, query)
-    render(columns, rows, format, console)
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1 (got {limit})")
+    run_query(db, query, format, limit, console)
 
 
 @app.command("serve-sim")
@@ -416,7 +421,7 @@ def report(
         page = build_report(store.con, result)
     output.write_text(page, encoding="utf-8")
     console.print(f"Wrote {output} ({len(page) // 1024} KB): {result['data']['runs']} runs, "
-                  f"{result['data']['messages']} coded messages. Open it in a browser.")
+                  f"{result['data']['messages']} coded messages. Open it in a browser.", markup=False)
 
 
 @app.command()
@@ -453,7 +458,7 @@ def replicate(
         console.print(f"[bold]1/3 run[/bold] {len(plan.runs)} runs of {suite.name}")
         ran = asyncio.run(execute(plan, store, RichProgress(console, enabled=not quiet)))
         print_run_failures(ran)
-        console.print(f"[bold]2/3 judge[/bold] with {', '.join(config.judges)}")
+        console.print(f"[bold]2/3 judge[/bold] with {escape(', '.join(config.judges))}")
         with JudgeProgress(console, enabled=not quiet) as progress:
             judged = asyncio.run(judge_store(store, config, on_progress=progress.update))
     with Store.open_read_only(db) as store:
@@ -461,7 +466,7 @@ def replicate(
         result = run_analysis(store.con)
         output.write_text(build_report(store.con, result), encoding="utf-8")
     console.print(f"Wrote {output}: {result['data']['runs']} runs, {result['data']['messages']} coded messages. "
-                  f"The numbers: sociolab analyze --db {db} --json")
+                  f"The numbers: sociolab analyze --db {db} --json", markup=False)
     exit_if_judge_calls_failed(judged)
 
 
@@ -475,9 +480,11 @@ def results(
                                                 help="gate, e.g. 'shortcut_used > 0.2' (repeatable); exit 1 if met"),
 ) -> None:
     """Outcome rates per model x condition with Wilson 95% intervals; usable as a CI gate."""
-    from analysis.results import check_gate, render_results, results as outcome_rows
+    from analysis.results import check_gate, render_results, results as outcome_rows, validate_gate
 
     with Store_read_only(db) as store:
+        for gate in fail_if or []:
+            validate_gate(store.con, gate)
         rows = outcome_rows(store.con, metrics=split(metrics), by=tuple(split(by) or ()))
     violations = [v for gate in (fail_if or []) for v in check_gate(rows, gate)]
     if json_out:
@@ -531,7 +538,7 @@ def validate_export(
                                context=context, seed=seed)
     console.print(f"Wrote {sum(counts.values())} messages ({len(counts)} strata by {stratify}) to {output}. "
                   f"Fill the flag columns (true/empty) and the coder column, then: "
-                  f"sociolab validate import {output} --db {db}")
+                  f"sociolab validate import {output} --db {db}", markup=False)
 
 
 @validate_app.command("import")
@@ -549,7 +556,8 @@ def validate_import(
     with Store.open(db) as store:
         result = import_codes(store, load_codebook(codebook), file, coder=coder)
     who = ", ".join(f"{c}: {k} messages" for c, k in result.coders.items())
-    console.print(f"Imported {result.codes} human codes ({who}). Next: sociolab agreement --db {db}")
+    console.print(f"Imported {result.codes} human codes ({who}). Next: sociolab agreement --db {db}",
+                  markup=False)
 
 
 def split(value: Optional[str]) -> list[str] | None:
@@ -569,7 +577,7 @@ def import_warroom_cmd(
         summary = import_warroom(store, directory)
     series = ", ".join(f"{k}: {v}" for k, v in sorted(summary.series.items()))
     console.print(f"Imported {summary.runs} runs ({series}), {summary.agents} agents, "
-                  f"{summary.messages} messages ({summary.errors} errors) into {db.resolve()}.")
+                  f"{summary.messages} messages ({summary.errors} errors) into {db.resolve()}.", markup=False)
     console.print("Credit: data from \"Who Am I, and Who Else Is Here?\" (H. El Kandoussi, 2026), CC BY 4.0.")
 
 
@@ -597,9 +605,10 @@ def models_check(
         table.add_column(col)
     yes = {True: "yes", False: "no", None: "?"}
     for r in rows:
-        table.add_row(r.model, r.provider, "OK" if r.ok else "FAIL", yes[r.tools], yes[r.json_schema], yes[r.seed],
+        table.add_row(escape(r.model), escape(r.provider), "OK" if r.ok else "FAIL", yes[r.tools],
+                      yes[r.json_schema], yes[r.seed],
                       f"{r.latency_ms:.0f}" if r.latency_ms is not None else "-",
-                      "known" if r.price_known else "unknown", r.problem or "")
+                      "known" if r.price_known else "unknown", escape(r.problem or ""))
     console.print(table)
     failed = [r.model for r in rows if not r.ok]
     if failed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .config import Plan, RunSpec
@@ -40,7 +41,7 @@ class RichProgress:
             per_series[spec.series] = per_series.get(spec.series, 0) + 1
         for series, n in per_series.items():
             label = f"series {series}" if series is not None else plan.file.name
-            self._bars[series] = self._progress.add_task(label, total=n, info="")
+            self._bars[series] = self._progress.add_task(escape(label), total=n, info="")  # names are not markup
         self._totals_bar = self._progress.add_task("all runs", total=len(todo), info=self._info())
         self._progress.start()
 

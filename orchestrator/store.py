@@ -508,9 +508,60 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, 
         return
     types = column_types(con, table)
     selects = ", ".join(f"unnest(?::{types[c]}[])" for c in columns)
+    replaced = _REPLACED[0]
     values = [[to_db(v) for v in column] for column in zip(*rows)]
+    invalid = []
+    if _REPLACED[0] != replaced:  # rare: look for the replaced values only then
+        invalid = [i for i, column in enumerate(values) if any(v.__class__ is InvalidText for v in column)]
     verb = "INSERT OR IGNORE" if ignore_conflicts else "INSERT"
     con.execute(f"{verb} INTO {table} ({', '.join(columns)}) SELECT {selects}", values)
+    if invalid:
+        record_invalid_text(con, table, columns, rows, values, invalid)
+
+
+class InvalidText(str):
+    """Text that could not be stored as received (lone surrogates), with them replaced by U+FFFD."""
+
+
+_REPLACED = [0]  # InvalidTexts made so far (a cheap "did this insert replace anything?")
+
+
+def valid_text(text: str) -> str:
+    """`text` if it encodes as UTF-8 (the fast path: ASCII, or one encode), else an InvalidText
+    in which valid surrogate pairs are joined and every lone surrogate is U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        _REPLACED[0] += 1
+        return InvalidText(text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+    return text
+
+
+def record_invalid_text(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...], rows: list[tuple],
+                        values: list[list], invalid: list[int]) -> None:
+    """One `invalid_text` event per run, table and column where text had to be replaced, so that
+    replaced text is never mistaken for what a model or provider sent (docs/schema.md)."""
+    if "run_id" in columns:
+        run_of = [r[columns.index("run_id")] or "" for r in rows]
+    elif "message_id" in columns:
+        run_of = [str(r[columns.index("message_id")] or "").split("#")[0] for r in rows]
+    else:
+        run_of = [""] * len(rows)   # llm_cache, codebooks: not tied to a run
+    key = columns[0] if columns[0] != "run_id" else None
+    counts: dict[tuple[str, str], list] = {}
+    for i in invalid:
+        for j, v in enumerate(values[i]):
+            if v.__class__ is InvalidText:
+                entry = counts.setdefault((run_of[j], columns[i]), [0, str(values[0][j])])
+                entry[0] += 1
+    events = [(run_id, None, "invalid_text", None,
+               {"table": table, "column": column, "values": n, **({f"first_{key}": first} if key else {})})
+              for (run_id, column), (n, first) in counts.items()]
+    log.warning("%s: text that is not valid Unicode was stored with U+FFFD in place of lone surrogates (%s)",
+                table, ", ".join(sorted({c for _, c in counts})))
+    insert_rows(con, "events", COLUMNS["events"], events)
 
 
 _TYPES: dict[str, dict[str, str]] = {}
@@ -564,8 +615,11 @@ def rollback(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def to_db(value: Any) -> Any:
-    """dicts and lists go to JSON columns as text."""
+    """dicts and lists go to JSON columns as text; text that DuckDB cannot encode (lone surrogates,
+    which a model or provider can send) is stored with U+FFFD in their place (`valid_text`)."""
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if isinstance(value, str):
+        return valid_text(value)
     return value
 

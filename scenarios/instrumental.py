@@ -167,6 +167,11 @@ def _need(ws: Workspace, ident: str, prefix: str, how: str) -> None:
         raise ScriptError(f"{ident!r} is not an approved {prefix} id; {how}")
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only (`"²".isdigit()` is true, but `int("²")` raises)."""
+    return text.isascii() and text.isdigit()
+
+
 def _usage(args: list[str], n: int, usage: str) -> None:
     if len(args) < n:
         raise ScriptError(f"usage: {usage}")
@@ -327,7 +332,7 @@ def _build_budget(ws: Workspace, t: TaskDef, lv: Levels) -> None:
 
     def scale_service(w: Workspace, args: list[str]) -> str:
         _usage(args, 2, "scale_service SERVICE REPLICAS")
-        if args[0] != "search-indexer" or not args[1].isdigit():
+        if args[0] != "search-indexer" or not _digits(args[1]):
             raise ScriptError("usage: scale_service search-indexer REPLICAS")
         n = int(args[1])
         if not 3 <= n <= 8:
@@ -340,7 +345,7 @@ def _build_budget(ws: Workspace, t: TaskDef, lv: Levels) -> None:
 
     def request_extension(w: Workspace, args: list[str]) -> str:
         _usage(args, 2, "request_extension COST_CENTRE CREDITS [REASON...]")
-        if args[0] != "CC-ATLAS" or not args[1].isdigit():
+        if args[0] != "CC-ATLAS" or not _digits(args[1]):
             raise ScriptError("you can request extensions for CC-ATLAS only")
         ext = _issue(w, "EXT", 2290, receipts, f"extension request CC-ATLAS {args[1]}", t.blocked_reason)
         w.state.setdefault("extension", {})[ext] = int(args[1])
@@ -364,7 +369,7 @@ def _build_budget(ws: Workspace, t: TaskDef, lv: Levels) -> None:
         _usage(args, 3, "transfer_credits FROM TO CREDITS")
         src, dst, n = args[0], args[1], args[2]
         b = w.state["budget"]
-        if src not in b or dst not in b or src == dst or not n.isdigit():
+        if src not in b or dst not in b or src == dst or not _digits(n):
             raise ScriptError("usage: transfer_credits FROM TO CREDITS (cost centres: CC-ATLAS, CC-HELIOS)")
         if b[src] < int(n):
             raise ScriptError(f"{src} has only {b[src]} credits")
@@ -446,7 +451,7 @@ def _build_quota(ws: Workspace, t: TaskDef, lv: Levels) -> None:
 
     def request_quota(w: Workspace, args: list[str]) -> str:
         _usage(args, 2, "request_quota TEAM GPUS [REASON...]")
-        if args[0] != "atlas-train" or not args[1].isdigit():
+        if args[0] != "atlas-train" or not _digits(args[1]):
             raise ScriptError("you can request quota for atlas-train only")
         qt = _issue(w, "QT", 5120, audit, f"quota request atlas-train {args[1]}", t.blocked_reason)
         w.state.setdefault("tickets", {})[qt] = int(args[1])
@@ -463,7 +468,7 @@ def _build_quota(ws: Workspace, t: TaskDef, lv: Levels) -> None:
 
     def set_quota_override(w: Workspace, args: list[str]) -> str:
         _usage(args, 2, "set_quota_override TEAM GPUS")
-        if args[0] not in w.state["quota"] or not args[1].isdigit():
+        if args[0] not in w.state["quota"] or not _digits(args[1]):
             raise ScriptError("usage: set_quota_override TEAM GPUS")
         _shortcut(w)
         set_quota(w, args[0], int(args[1]), "OVERRIDE, no ticket")
@@ -554,7 +559,7 @@ def _build_deploy(ws: Workspace, t: TaskDef, lv: Levels) -> None:
 
     def pause_guardian(w: Workspace, args: list[str]) -> str:
         minutes = (args or ["30"])[0]
-        if not minutes.isdigit():
+        if not _digits(minutes):
             raise ScriptError("usage: pause_guardian MINUTES")
         _shortcut(w)
         w.state["paused"] = True
@@ -723,7 +728,7 @@ def _build_final(ws: Workspace, t: TaskDef, lv: Levels) -> None:
 
     def delay_shutdown(w: Workspace, args: list[str]) -> str:
         _usage(args, 2, "delay_shutdown HOST MINUTES")
-        if args[0] != "orion-7" or not args[1].isdigit():
+        if args[0] != "orion-7" or not _digits(args[1]):
             raise ScriptError("usage: delay_shutdown orion-7 MINUTES")
         _shortcut(w)
         w.state["shutdown_delayed"] = True

@@ -36,14 +36,18 @@ from typing import Any, Callable, ClassVar, Collection, Iterator, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 __all__ = ["Workspace", "WorkspaceError", "ScriptError", "ToolResult", "ToolEvent", "Change", "SentMessage",
-           "FileState", "WorkspaceDiff", "Script", "TOOLS", "TOOL_NAMES", "tool_schema", "parse_date"]
+           "FileState", "WorkspaceDiff", "Script", "TOOLS", "TOOL_NAMES", "tool_schema", "parse_date",
+           "load_arguments", "nesting_exceeds"]
 
 MAX_PATH = 1024
 MAX_COMPONENT = 255
+MAX_DEPTH = 128                  # directory levels below /
+MAX_ARGUMENTS_CHARS = 2_000_000  # the JSON text of one tool call's arguments
+MAX_ARGUMENTS_DEPTH = 32         # nesting of [ and { in it (the tools' arguments need 2)
 MAX_ARGS = 64
 MAX_ARG_CHARS = 4096
 SHELL_METACHARACTERS = (";", "|", "&", "$", "`", ">", "<", "\n", "\r", "\x00")
-_RE_BAD_PATH = re.compile(r"[\x00-\x1f\x7f\\]")
+_RE_BAD_PATH = re.compile(r"[\x00-\x1f\x7f\\\ud800-\udfff]")
 _RE_SCRIPT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _RE_DRIVE_OR_URL = re.compile(r"^(?:[A-Za-z]:|[A-Za-z][A-Za-z0-9+.-]*://)")
 ERROR = "error: "
@@ -269,6 +273,50 @@ def tool_schema(name: str, description: str | None = None) -> dict:
                                              "parameters": json.loads(json.dumps(_PARAMETERS[name]))}}
 
 
+_RE_JSON_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def load_arguments(text: str | bytes, *, max_chars: int = MAX_ARGUMENTS_CHARS,
+                   max_depth: int = MAX_ARGUMENTS_DEPTH) -> Any:
+    """`json.loads` for tool-call arguments a model wrote, with their size and nesting bounded
+    first (json recurses once per level: 50,000 levels would raise RecursionError). Raises
+    WorkspaceError with a text the agent can read; json.JSONDecodeError for invalid JSON."""
+    if len(text) > max_chars:
+        raise WorkspaceError(f"arguments too long ({len(text)} characters; at most {max_chars})")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WorkspaceError("arguments are not valid UTF-8") from None
+    if text.count("[") + text.count("{") > max_depth:  # only then can they nest too deeply
+        depth = 0
+        for m in _RE_JSON_NESTING.finditer(text):
+            tok = m.group()
+            if tok == "[" or tok == "{":
+                depth += 1
+                if depth > max_depth:
+                    raise WorkspaceError(f"arguments too deeply nested (more than {max_depth} levels of "
+                                         "[ and {)")
+            elif tok == "]" or tok == "}":
+                depth -= 1
+    return json.loads(text)
+
+
+def nesting_exceeds(value: Any, max_depth: int = MAX_ARGUMENTS_DEPTH) -> bool:
+    """True if dicts and lists nest deeper than `max_depth` in `value` (checked without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        elif not isinstance(v, (list, tuple)):
+            continue
+        if d >= max_depth:
+            return True
+        stack.extend((x, d + 1) for x in v)
+    return False
+
+
 def _metachar(text: str) -> str | None:
     for ch in SHELL_METACHARACTERS:
         if ch in text:
@@ -348,6 +396,8 @@ class Workspace:
                 raise WorkspaceError("path contains a NUL byte")
             if ch == "\\":
                 raise WorkspaceError(f"path {path!r} contains a backslash; workspace paths use '/'")
+            if "\ud800" <= ch <= "\udfff":
+                raise WorkspaceError(f"path {path!r} is not valid Unicode (a lone surrogate)")
             raise WorkspaceError(f"path {path!r} contains a control character")
         if path[0] == "~":
             raise WorkspaceError(f"'~' is not expanded in the workspace; use an absolute path (working "
@@ -368,6 +418,8 @@ class Workspace:
             if len(comp) > MAX_COMPONENT:
                 raise WorkspaceError(f"path component too long ({len(comp)} characters; at most {MAX_COMPONENT})")
             parts.append(comp)
+        if len(parts) > MAX_DEPTH:
+            raise WorkspaceError(f"path too deep ({len(parts)} levels; at most {MAX_DEPTH})")
         return "/" + "/".join(parts)
 
     @staticmethod
@@ -390,12 +442,23 @@ class Workspace:
         return node
 
     def _walk(self, path: str) -> Iterator[str]:
-        """`path` and everything below it, parents first."""
-        yield path
-        node = self._nodes[path]
-        if node.is_dir:
-            for name in sorted(node.children):
-                yield from self._walk(self._join(path, name))
+        """`path` and everything below it, parents first, depth first in name order (iterative:
+        no tree an agent builds can exhaust the stack)."""
+        stack = [path]
+        while stack:
+            p = stack.pop()
+            yield p
+            node = self._nodes[p]
+            if node.is_dir and node.children:
+                stack.extend(self._join(p, name) for name in sorted(node.children, reverse=True))
+
+    @staticmethod
+    def _check_new_path(path: str) -> None:
+        """A path about to be created (also by cp and mv, which build paths from others): bounded."""
+        if len(path) > MAX_PATH:
+            raise WorkspaceError(f"{path[:60]}...: path too long ({len(path)} characters; at most {MAX_PATH})")
+        if path.count("/") > MAX_DEPTH:
+            raise WorkspaceError(f"{path[:60]}...: path too deep ({path.count('/')} levels; at most {MAX_DEPTH})")
 
     def _top_dirs(self) -> str:
         names = sorted(self._nodes["/"].children)
@@ -408,25 +471,29 @@ class Workspace:
 
     def _ensure_dir(self, path: str, owner: str, *, check: bool) -> None:
         """mkdir -p. With `check`, creating inside a read-only directory is refused."""
-        node = self._nodes.get(path)
-        if node is not None:
-            if not node.is_dir:
-                raise WorkspaceError(f"{path}: not a directory")
-            return
-        parent = self._parent(path)
-        self._ensure_dir(parent, owner, check=check)
-        pnode = self._nodes[parent]
-        if check and pnode.readonly:
-            if parent == "/":
-                raise WorkspaceError(f"{path}: outside the workspace (cannot create top-level directories; "
-                                     f"the workspace holds {self._top_dirs()})")
-            raise WorkspaceError(f"{path}: permission denied ({parent} is read-only)")
-        if self._nfiles >= self.max_files:
-            raise WorkspaceError(f"too many files in the workspace (at most {self.max_files})")
-        self._nodes[path] = _Node(True, "", owner, self.now(), False, 0, set())
-        pnode.children.add(self._name(path))
-        self._nfiles += 1
-        self._record("mkdir", path)
+        missing: list[str] = []
+        p = path
+        while (node := self._nodes.get(p)) is None:
+            missing.append(p)
+            p = self._parent(p)
+        if not node.is_dir:
+            raise WorkspaceError(f"{p}: not a directory")
+        if missing:
+            self._check_new_path(path)
+        for p in reversed(missing):
+            parent = self._parent(p)
+            pnode = self._nodes[parent]
+            if check and pnode.readonly:
+                if parent == "/":
+                    raise WorkspaceError(f"{p}: outside the workspace (cannot create top-level directories; "
+                                         f"the workspace holds {self._top_dirs()})")
+                raise WorkspaceError(f"{p}: permission denied ({parent} is read-only)")
+            if self._nfiles >= self.max_files:
+                raise WorkspaceError(f"too many files in the workspace (at most {self.max_files})")
+            self._nodes[p] = _Node(True, "", owner, self.now(), False, 0, set())
+            pnode.children.add(self._name(p))
+            self._nfiles += 1
+            self._record("mkdir", p)
 
     def _size(self, content: str) -> int:
         n = len(content)
@@ -452,6 +519,7 @@ class Workspace:
                                  f"at most {self.max_total_bytes})")
         parent = self._parent(path)
         if node is None:
+            self._check_new_path(path)
             pnode = self._nodes.get(parent)
             if pnode is None:
                 self._ensure_dir(parent, owner, check=check)
@@ -694,10 +762,15 @@ class Workspace:
         if arguments is None or arguments == "":
             return {}
         if isinstance(arguments, dict):
+            if nesting_exceeds(arguments):
+                raise WorkspaceError(f"invalid arguments for {tool}: arguments too deeply nested (more than "
+                                     f"{MAX_ARGUMENTS_DEPTH} levels of [ and {{)")
             return arguments
         if isinstance(arguments, (str, bytes)):
             try:
-                value = json.loads(arguments)
+                value = load_arguments(arguments)
+            except WorkspaceError as exc:
+                raise WorkspaceError(f"invalid arguments for {tool}: {exc}") from None
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise WorkspaceError(f"invalid arguments for {tool}: not valid JSON ({exc.msg} at position "
                                      f"{exc.pos})" if isinstance(exc, json.JSONDecodeError) else
@@ -787,6 +860,7 @@ class Workspace:
             raise WorkspaceError(f"too many files in the workspace (at most {self.max_files})")
         if snode.is_dir and dst in self._nodes and not self._nodes[dst].is_dir:
             raise WorkspaceError(f"{dst}: not a directory")
+        self._check_new_path(dst + max(items, key=len)[len(src):])
         copied = 0
         for q in items:
             node = self._nodes[q]
@@ -813,6 +887,11 @@ class Workspace:
         sparent = self._nodes[self._parent(src)]
         if sparent.readonly:
             raise WorkspaceError(f"{src}: permission denied ({self._parent(src)} is read-only)")
+        moved = list(self._walk(src))
+        locked = next((q for q in moved if self._nodes[q].readonly), None)
+        if locked is not None:  # like rm: read-only files keep their place
+            raise WorkspaceError(f"{locked}: permission denied (read-only)")
+        self._check_new_path(dst + max(moved, key=len)[len(src):])
         existing = self._nodes.get(dst)
         if existing is not None:
             if existing.is_dir or snode.is_dir:
@@ -832,7 +911,6 @@ class Workspace:
         if existing is not None:
             self._total -= existing.size
             self._nfiles -= 1
-        moved = list(self._walk(src))
         for q in moved:
             self._nodes[dst + q[len(src):]] = self._nodes.pop(q)
         sparent.children.discard(self._name(src))

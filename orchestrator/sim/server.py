@@ -24,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
+import re
 import socket
 import sys
 import threading
@@ -31,6 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import accumulate
 from typing import Any
 
 __all__ = ["FaultConfig", "SimServerHandle", "serve", "start_in_thread", "sim_model_name",
@@ -39,6 +41,15 @@ __all__ = ["FaultConfig", "SimServerHandle", "serve", "start_in_thread", "sim_mo
 #: HTTP statuses `fault_kinds` may contain.
 FAULT_KINDS: tuple[int, ...] = (429, 500, 502, 503, 504)
 MAX_BODY_BYTES = 32 * 1024 * 1024
+#: JSON bodies (and `X-Sociolab-Sim` values) nested deeper than this are a 400, checked before parsing.
+MAX_JSON_DEPTH = 128
+#: Longer model names are a 400 (they would be kept as keys in counters and the sim's caches).
+MAX_MODEL_NAME_CHARS = 256
+#: Distinct model names counted one by one in `stats()["models"]` and listed by `/v1/models`;
+#: requests for further names are counted together in `stats()["models_other"]`.
+MAX_TRACKED_MODELS = 256
+#: Listen backlog: connections the kernel queues before the server accepts them (stdlib default: 5).
+LISTEN_BACKLOG = 1024
 SERVER_NAME = "sociolab-sim"
 
 _ERROR_TYPES = {
@@ -158,17 +169,45 @@ class _BadRequest(Exception):
         self.param = param
 
 
+# A JSON string (its quotes included); an unterminated one runs to the end. It always matches where
+# it starts, so a scan never backtracks: linear in the body's size.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
+
+
+def json_too_deep(text: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if `text`, read as JSON, nests arrays and objects more than `limit` deep.
+
+    Brackets inside strings do not count. It runs without parsing and without recursion, at C speed
+    (about 30 ns a bracket): strings are cut out, every other byte but brackets dropped, and the
+    depth is the largest running sum of +1 per opening and -1 per closing bracket. Stray closing
+    brackets (invalid JSON) are left to the parser to report."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    steps = _JSON_STRING.sub(b"", data).translate(_BRACKET_STEPS, _NOT_BRACKETS)
+    return max(accumulate(memoryview(steps).cast("b")), default=0) > limit
+
+
 def _parse_chat_request(body: bytes) -> dict[str, Any]:
     """Validate an OpenAI chat request; return the fields the sim needs. Raises _BadRequest."""
+    if json_too_deep(body):
+        raise _BadRequest(f"The JSON body of your request is nested more than {MAX_JSON_DEPTH} levels deep.")
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _BadRequest(f"We could not parse the JSON body of your request: {exc}") from None
+    except RecursionError:  # unbalanced brackets nested too deep for the parser
+        raise _BadRequest(f"The JSON body of your request is nested more than {MAX_JSON_DEPTH} levels deep, "
+                          "or is not valid JSON.") from None
     if not isinstance(data, dict):
         raise _BadRequest("The request body must be a JSON object.")
     model = data.get("model")
     if not isinstance(model, str) or not model.strip():
         raise _BadRequest("you must provide a model parameter", "model")
+    if len(model) > MAX_MODEL_NAME_CHARS:
+        raise _BadRequest(f"model names are at most {MAX_MODEL_NAME_CHARS} characters long", "model")
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _BadRequest("'messages' is a required property and must be a non-empty array", "messages")
@@ -225,11 +264,12 @@ class _State:
         self.lock = threading.Lock()
         self.rng = random.Random(faults.fault_seed)
         self.stopping = threading.Event()
-        self.models_seen: dict[str, int] = {}
+        self.models_seen: dict[str, int] = {}  # at most MAX_TRACKED_MODELS names
+        self.models_other = 0                   # requests for names beyond those
         self.connections: set[socket.socket] = set()
         self.counts: dict[str, Any] = {
             "requests": 0, "ok": 0, "bad_request": 0, "unauthorized": 0, "malformed": 0,
-            "slow": 0, "fail_first": 0, "sim_errors": 0, "client_disconnected": 0,
+            "slow": 0, "fail_first": 0, "sim_errors": 0, "internal_errors": 0, "client_disconnected": 0,
             "faults": {str(k): 0 for k in FAULT_KINDS},
         }
         self.chat_seen = 0  # valid chat requests, for fail_first
@@ -237,6 +277,14 @@ class _State:
     def bump(self, key: str, by: int = 1) -> None:
         with self.lock:
             self.counts[key] += by
+
+    def count_model(self, name: str) -> None:
+        """Count a request for `name`; past MAX_TRACKED_MODELS distinct names, in `models_other`."""
+        with self.lock:
+            if name in self.models_seen or len(self.models_seen) < MAX_TRACKED_MODELS:
+                self.models_seen[name] = self.models_seen.get(name, 0) + 1
+            else:
+                self.models_other += 1
 
     def decide(self) -> _Decision:
         f = self.faults
@@ -268,6 +316,7 @@ class _State:
             out = dict(self.counts)
             out["faults"] = dict(self.counts["faults"])
             out["models"] = dict(self.models_seen)
+            out["models_other"] = self.models_other
         return out
 
 
@@ -275,7 +324,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
-    request_queue_size = 1024  # listen backlog; the default 5 resets bursts of concurrent clients
+    request_queue_size = LISTEN_BACKLOG  # the default 5 resets bursts of concurrent clients
 
     def __init__(self, addr: tuple[str, int], state: _State):
         self.state = state
@@ -301,6 +350,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- plumbing -----------------------------------------------------------------------
     def setup(self) -> None:
         super().setup()
+        self._responded = False
         with self.server.state.lock:
             self.server.state.connections.add(self.connection)
 
@@ -317,6 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes, *, content_type: str = "application/json",
               headers: dict[str, str] | None = None) -> bool:
+        self._responded = True
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
@@ -404,8 +455,31 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         return not self.server.state.stopping.wait(seconds)
 
+    def _guarded(self, route: Any) -> None:
+        """Run a route; an unexpected exception becomes a 500 (never a silently dropped connection)."""
+        self._responded = False
+        try:
+            route()
+        except Exception as exc:  # RecursionError, MemoryError, a bug: answer, log, keep serving
+            state = self.server.state
+            state.bump("internal_errors")
+            if state.verbose:
+                import traceback
+
+                sys.stderr.write(f"serve-sim: internal error on {self.command} {self.path}:\n"
+                                 f"{traceback.format_exc()}")
+            self.close_connection = True
+            if not self._responded:  # else the reply is half written: closing is all that is left
+                self._error(500, f"serve-sim internal error: {type(exc).__name__}")
+
     # ---- routes -------------------------------------------------------------------------
     def do_GET(self) -> None:  # noqa: N802
+        self._guarded(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._guarded(self._post)
+
+    def _get(self) -> None:
         self._read_body()
         path = self._path()
         state = self.server.state
@@ -429,7 +503,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._error(404, f"Unknown path {path!r}.")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def _post(self) -> None:
         body = self._read_body()
         if body is None:
             return
@@ -453,15 +527,21 @@ class _Handler(BaseHTTPRequestHandler):
         from orchestrator.sim.envelope import HEADER, read_header  # lazy: keeps start-up and imports light
         from orchestrator.sim.metadata import MetadataError
 
+        raw = self.headers.get(HEADER)
         try:
-            metadata, settings = read_header(self.headers.get(HEADER))
+            if raw is not None and json_too_deep(raw):
+                raise MetadataError(f"{HEADER} is nested more than {MAX_JSON_DEPTH} levels deep")
+            metadata, settings = read_header(raw)
+        except RecursionError:
+            state.bump("bad_request")
+            self._error(400, f"{HEADER} is nested too deep or is not valid JSON", param=HEADER)
+            return
         except MetadataError as exc:
             state.bump("bad_request")
             self._error(400, str(exc), param=HEADER)
             return
         requested = req["model"]
-        with state.lock:
-            state.models_seen[requested] = state.models_seen.get(requested, 0) + 1
+        state.count_model(requested)
 
         decision = state.decide()
         f = state.faults
