@@ -113,20 +113,10 @@ async def main(args) -> list[dict]:
         results.append(await compare("sim/x (custom provider)", bare, via_client, args.calls, args.block, conc))
 
     # the client's own layers (cache check, tenacity, semaphore, recording) with the provider stubbed out
-    from orchestrator.provider import ProviderReply
+    from orchestrator.provider import ProviderDefaults, ProviderReply
 
-    class StubProvider:  # answers at once: what remains is the client's own cost
+    class StubProvider(ProviderDefaults):  # answers at once: what remains is the client's own cost
         name = "stub"
-
-        def serves(self, model, endpoint): return True
-        def in_process(self, model, endpoint): return False
-        def caches_by_default(self, model, endpoint): return False
-        def check_ready(self, model, endpoint): return None
-        def supports(self, model, capability): return True
-        def list_price(self, model): return None
-        def secrets(self, model, endpoint): return []
-        def cache_salt(self, model): return None
-        def key_hint(self, model, endpoint): return ""
 
         async def complete(self, request):
             return ProviderReply(text="ok", prompt_tokens=1, completion_tokens=1, cost_usd=0.0)

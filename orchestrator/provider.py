@@ -127,3 +127,41 @@ class Provider(Protocol):
     async def complete(self, request: ModelRequest) -> ProviderReply:
         """One attempt. Raises the provider's exception on failure (the client classifies it)."""
         ...
+
+
+class ProviderDefaults:
+    """The answers of a provider that only answers: serves every model, remotely, uncached, with
+    nothing to check, no known capabilities or price, and no secrets. A provider (or a test's
+    scripted one) subclasses it and overrides what differs, instead of restating the protocol."""
+
+    name = "provider"
+
+    def serves(self, model: str, endpoint: Endpoint | None) -> bool:
+        return True
+
+    def in_process(self, model: str, endpoint: Endpoint | None) -> bool:
+        return False
+
+    def caches_by_default(self, model: str, endpoint: Endpoint | None) -> bool:
+        return False
+
+    def check_ready(self, model: str, endpoint: Endpoint | None) -> None:
+        return None
+
+    def supports(self, model: str, capability: str) -> bool | None:
+        return None
+
+    def cache_salt(self, model: str) -> object:
+        return None
+
+    def list_price(self, model: str) -> Price | None:
+        return None
+
+    def key_hint(self, model: str, endpoint: Endpoint | None) -> str:
+        return "check the provider's key"
+
+    def secrets(self, model: str, endpoint: Endpoint | None) -> list[str]:
+        return []
+
+    async def complete(self, request: ModelRequest) -> ProviderReply:
+        raise NotImplementedError

@@ -19,7 +19,7 @@ from orchestrator import logs
 from orchestrator.cli import main
 from orchestrator.client import ClientSettings, ModelClient
 from orchestrator.errors import ProviderError
-from orchestrator.provider import ProviderReply
+from orchestrator.provider import ProviderDefaults, ProviderReply
 from orchestrator.redact import register_secrets
 
 from .conftest import REPO, cli, write_yaml
@@ -189,31 +189,10 @@ def test_a_planted_key_never_reaches_the_screen_the_log_or_the_store(tmp_path, c
         assert "sk-proj-PLANTED" not in where  # not even a cut-off piece of it
 
 
-class FailingProvider:
+class FailingProvider(ProviderDefaults):
     """A provider whose every attempt fails with its key echoed back, as some providers do."""
 
     name = "failing"
-
-    def serves(self, model, endpoint):
-        return True
-
-    def in_process(self, model, endpoint):
-        return False
-
-    def caches_by_default(self, model, endpoint):
-        return False
-
-    def check_ready(self, model, endpoint):
-        pass
-
-    def supports(self, model, capability):
-        return None
-
-    def cache_salt(self, model):
-        return None
-
-    def list_price(self, model):
-        return None
 
     def key_hint(self, model, endpoint):
         return "check FAILING_API_KEY"

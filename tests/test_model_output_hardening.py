@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import scenarios.registry as registry
 from orchestrator.client import ClientSettings, ModelClient
 from orchestrator.config import load_plan
-from orchestrator.provider import ProviderReply
+from orchestrator.provider import ProviderDefaults, ProviderReply
 from orchestrator.runner import execute
 from orchestrator.store import Batch, Store, valid_text
 from scenarios.agentic import SandboxTask, SandboxTaskParams, summarise_call
@@ -68,7 +68,7 @@ SCRIPTS: dict[str, list[ProviderReply]] = {
 }
 
 
-class ScriptedProvider:
+class ScriptedProvider(ProviderDefaults):
     """Serves `evil/<script>` models with the replies above; keeps every request it was sent."""
 
     name = "scripted"
@@ -81,27 +81,6 @@ class ScriptedProvider:
 
     def in_process(self, model, endpoint):
         return True
-
-    def caches_by_default(self, model, endpoint):
-        return False
-
-    def check_ready(self, model, endpoint):
-        pass
-
-    def supports(self, model, capability):
-        return None
-
-    def cache_salt(self, model):
-        return None
-
-    def list_price(self, model):
-        return None
-
-    def key_hint(self, model, endpoint):
-        return ""
-
-    def secrets(self, model, endpoint):
-        return []
 
     async def complete(self, request) -> ProviderReply:
         self.requests.append(request)

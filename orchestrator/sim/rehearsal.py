@@ -10,44 +10,26 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..provider import Endpoint, ModelRequest, Price, ProviderReply
+from ..provider import Endpoint, ModelRequest, ProviderDefaults, ProviderReply
 from .naming import stand_in
 from .provider import SimProvider
 from .settings import SimSettings
 
 
-class RehearsalProvider:
+class RehearsalProvider(ProviderDefaults):
+    """Every model, in process, answered by its sim stand-in; priced afterwards with the real
+    model's price (so `list_price` stays unknown here)."""
+
     name = "rehearsal"
 
     def __init__(self, settings: SimSettings | None = None):
         self.sim = SimProvider(settings)
 
-    def serves(self, model: str, endpoint: Endpoint | None) -> bool:
-        return True
-
     def in_process(self, model: str, endpoint: Endpoint | None) -> bool:
         return True
 
-    def caches_by_default(self, model: str, endpoint: Endpoint | None) -> bool:
-        return False
-
-    def check_ready(self, model: str, endpoint: Endpoint | None) -> None:
-        return None
-
     def supports(self, model: str, capability: str) -> bool | None:
         return self.sim.supports(stand_in(model), capability)
-
-    def list_price(self, model: str) -> Price | None:
-        return None  # priced afterwards, with the real model's price
-
-    def cache_salt(self, model: str) -> object:
-        return None
-
-    def key_hint(self, model: str, endpoint: Endpoint | None) -> str:
-        return ""
-
-    def secrets(self, model: str, endpoint: Endpoint | None) -> list[str]:
-        return []
 
     async def complete(self, request: ModelRequest) -> ProviderReply:
         reply = await self.sim.complete(replace(request, model=stand_in(request.model), endpoint=None))
