@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import duckdb
 import pytest
 import yaml
 
