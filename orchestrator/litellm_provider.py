@@ -74,6 +74,7 @@ class LitellmProvider:
         self._learned: dict[tuple[str, str | None], dict[str, str | None]] = {}
         self._supported: dict[str, set[str] | None] = {}   # litellm's lookups cost more than a local call
         self._prices: dict[str, Price | None] = {}
+        self._keyed: dict[str, bool] = {}
 
     # ---- what the client asks before calling ---------------------------------------------
     def serves(self, model: str, endpoint: Endpoint | None) -> bool:
@@ -117,11 +118,14 @@ class LitellmProvider:
         return [v for v in (os.environ.get(n) for n in names) if v and len(v) >= 6]
 
     def key_in_environment(self, model: str) -> bool:
-        """Whether the provider's usual key variable (e.g. OPENAI_API_KEY) is set for this model."""
-        try:
-            return bool(_litellm().validate_environment(model).get("keys_in_environment"))
-        except Exception:  # litellm knows no key variable for this provider
-            return False
+        """Whether the provider's usual key variable (e.g. OPENAI_API_KEY) is set for this model
+        (looked up once per model: the environment does not change during a run)."""
+        if model not in self._keyed:
+            try:
+                self._keyed[model] = bool(_litellm().validate_environment(model).get("keys_in_environment"))
+            except Exception:  # litellm knows no key variable for this provider
+                self._keyed[model] = False
+        return self._keyed[model]
 
     def key_hint(self, model: str, endpoint: Endpoint | None) -> str:
         """Which variable to check when the provider refuses the key."""
