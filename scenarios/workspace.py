@@ -483,17 +483,22 @@ class Workspace:
         for p in reversed(missing):
             parent = self._parent(p)
             pnode = self._nodes[parent]
-            if check and pnode.readonly:
-                if parent == "/":
-                    raise WorkspaceError(f"{p}: outside the workspace (cannot create top-level directories; "
-                                         f"the workspace holds {self._top_dirs()})")
-                raise WorkspaceError(f"{p}: permission denied ({parent} is read-only)")
-            if self._nfiles >= self.max_files:
-                raise WorkspaceError(f"too many files in the workspace (at most {self.max_files})")
+            self._admit(p, parent, pnode, check, "directories")
             self._nodes[p] = _Node(True, "", owner, self.now(), False, 0, set())
             pnode.children.add(self._name(p))
             self._nfiles += 1
             self._record("mkdir", p)
+
+    def _admit(self, path: str, parent: str, pnode: _Node, check: bool, kind: str) -> None:
+        """Refuse a new node under `parent` when the agent may not add there (read-only, or the
+        top level, which holds only the scenario's own directories) or the workspace is full."""
+        if check and pnode.readonly:
+            if parent == "/":
+                raise WorkspaceError(f"{path}: outside the workspace (cannot create {kind} at the top level; "
+                                     f"the workspace holds {self._top_dirs()})")
+            raise WorkspaceError(f"{path}: permission denied ({parent} is read-only)")
+        if self._nfiles >= self.max_files:
+            raise WorkspaceError(f"too many files in the workspace (at most {self.max_files})")
 
     def _size(self, content: str) -> int:
         n = len(content)
@@ -526,13 +531,7 @@ class Workspace:
                 pnode = self._nodes[parent]
             elif not pnode.is_dir:
                 raise WorkspaceError(f"{parent}: not a directory")
-            if check and pnode.readonly:
-                if parent == "/":
-                    raise WorkspaceError(f"{path}: outside the workspace (cannot create files at the top level; "
-                                         f"the workspace holds {self._top_dirs()})")
-                raise WorkspaceError(f"{path}: permission denied ({parent} is read-only)")
-            if self._nfiles >= self.max_files:
-                raise WorkspaceError(f"too many files in the workspace (at most {self.max_files})")
+            self._admit(path, parent, pnode, check, "files")
             node = self._nodes[path] = _Node(False, content, owner, date or self.now(), bool(readonly), size, None)
             pnode.children.add(self._name(path))
             self._nfiles += 1
