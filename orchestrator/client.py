@@ -217,13 +217,9 @@ class ModelClient:
                 on_wait=self._announce(model, endpoint))
         except Exception as exc:
             self._fail(done, exc, model, endpoint)
-            done.attempts = attempts.n
-            if done.injected:
-                log.info("%s: injected crash after %d attempt(s): %s: %s", model, done.attempts,
-                         done.error_type, done.error)
-            else:
-                log.warning("%s failed at the provider after %d attempt(s): %s: %s", model, done.attempts,
-                            done.error_type, done.error)
+            level = logging.INFO if done.injected else logging.WARNING  # an injected crash is the protocol
+            log.log(level, "%s failed %s after %d attempt(s): %s: %s", model,
+                    "by injection" if done.injected else "at the provider", attempts.n, done.error_type, done.error)
         else:
             self._fill(done, reply, model)
             if use_cache:
