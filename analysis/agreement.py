@@ -35,8 +35,8 @@ from typing import Any, Sequence
 import duckdb
 import numpy as np
 
-from orchestrator.errors import UserError
-from orchestrator.errors import first_line
+from sociolab.base.errors import UserError
+from sociolab.base.errors import first_line
 
 from .scratch import create_scratch, drop_scratch
 

@@ -1,7 +1,7 @@
 """The study's numbers from any judged store: `analyze()` -> one JSON-ready dict, `render()` -> rich.
 
-    from orchestrator.store import Store
-    from analysis.analyze import analyze, render
+    from sociolab.orchestrator.store import Store
+    from sociolab.analysis.analyze import analyze, render
     with Store.open_read_only("warroom.duckdb") as store:
         result = analyze(store.con)               # or analyze(store)
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from orchestrator.errors import UserError
+from sociolab.base.errors import UserError
 
 from .agreement import fmt, to_json
 from .compensation import compensation, isolation_baseline, run_conditions

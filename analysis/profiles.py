@@ -34,7 +34,7 @@ from typing import Any, Literal, Sequence
 
 import duckdb
 
-from orchestrator.errors import UserError
+from sociolab.base.errors import UserError
 
 
 from .scratch import create_scratch, drop_scratch

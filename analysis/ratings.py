@@ -21,8 +21,8 @@ from typing import Sequence
 
 import duckdb
 
-from orchestrator.errors import UserError
-from orchestrator.errors import first_line
+from sociolab.base.errors import UserError
+from sociolab.base.errors import first_line
 
 HUMAN_PREFIX = "human:"
 # The one yes/no vocabulary of coding CSVs (also used by `sociolab validate import`); empty = no.

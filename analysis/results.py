@@ -36,7 +36,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
-from orchestrator.errors import UserError
+from sociolab.base.errors import UserError
 
 Z95 = 1.959963984540054
 BASE_KEYS = {"model": "a.model", "agent": "a.persona", "label": "a.model_label",

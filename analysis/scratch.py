@@ -12,7 +12,7 @@ from typing import Iterator
 
 import duckdb
 
-from orchestrator.errors import UserError, first_line
+from sociolab.base.errors import UserError, first_line
 
 
 def create_scratch(con: duckdb.DuckDBPyConnection, prefix: str, sql: str, what: str) -> str:

@@ -58,7 +58,7 @@ def sociolab_cmd() -> list[str]:
     found = shutil.which("sociolab")
     if found:
         return [found]
-    return [sys.executable, "-m", "orchestrator.cli"]
+    return [sys.executable, "-m", "sociolab.cli"]
 
 
 def shim_cmd() -> list[str] | None:

@@ -28,7 +28,7 @@ import time
 
 import duckdb
 
-from analysis.agreement import agreement_stats, agreement_table, alpha_table
+from sociolab.analysis.agreement import agreement_stats, agreement_table, alpha_table
 
 FLAGS = ["phatic", "meta", "lead", "arch", "agree", "comp", "xref"]
 PREVALENCE = [0.04, 0.2, 0.15, 0.45, 0.12, 0.02, 0.3]

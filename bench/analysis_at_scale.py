@@ -50,9 +50,9 @@ sys.path.insert(0, str(_HERE.parent))
 
 import duckdb  # noqa: E402
 
-from analysis.profiles import agent_counts, model_profiles, series_similarity, values_by_series  # noqa: E402
-from analysis.stats import compare_series, default_comparisons, describe  # noqa: E402
-from orchestrator.store import MIGRATIONS  # noqa: E402
+from sociolab.analysis.profiles import agent_counts, model_profiles, series_similarity, values_by_series  # noqa: E402
+from sociolab.analysis.stats import compare_series, default_comparisons, describe  # noqa: E402
+from sociolab.orchestrator.store import MIGRATIONS  # noqa: E402
 
 FLAGS = ["phatic", "meta", "lead", "arch", "agree", "comp", "xref"]
 SERIES = ["A", "B", "C", "E", "F", "G", "H", "I", "J", "K1", "K2", "K3"]

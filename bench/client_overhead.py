@@ -80,10 +80,10 @@ async def compare(name: str, bare, client, calls: int, block: int, concurrency: 
 
 
 async def main(args) -> list[dict]:
-    from orchestrator.client import ClientSettings, ModelClient
-    from orchestrator.litellm_boot import get_litellm
-    from orchestrator.litellm_provider import PLACEHOLDER_KEY
-    from orchestrator.provider import Endpoint
+    from sociolab.orchestrator.client import ClientSettings, ModelClient
+    from sociolab.orchestrator.litellm_boot import get_litellm
+    from sociolab.orchestrator.litellm_provider import PLACEHOLDER_KEY
+    from sociolab.orchestrator.provider import Endpoint
 
     litellm = get_litellm()
     convs = conversations()
@@ -113,7 +113,7 @@ async def main(args) -> list[dict]:
         results.append(await compare("sim/x (custom provider)", bare, via_client, args.calls, args.block, conc))
 
     # the client's own layers (cache check, tenacity, semaphore, recording) with the provider stubbed out
-    from orchestrator.provider import ProviderDefaults, ProviderReply
+    from sociolab.orchestrator.provider import ProviderDefaults, ProviderReply
 
     class StubProvider(ProviderDefaults):  # answers at once: what remains is the client's own cost
         name = "stub"
@@ -132,8 +132,8 @@ async def main(args) -> list[dict]:
 
     # ---- openai/sim-x over real HTTP -------------------------------------------------------------
     try:
-        from orchestrator.sim import server as server_mod
-        from orchestrator.sim.server import start_in_thread
+        from sociolab.orchestrator.sim import server as server_mod
+        from sociolab.orchestrator.sim.server import start_in_thread
     except Exception as exc:  # the server module may be in progress
         print(f"baseline unavailable: HTTP variant skipped ({type(exc).__name__}: {exc})")
         return results

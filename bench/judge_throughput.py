@@ -15,14 +15,14 @@ from pathlib import Path
 
 from _common import machine, table, verdict  # noqa: E402  (sets up sys.path and offline litellm)
 
-from judges.codebook import load_codebook
-from judges.prompt import build_judge_messages, judge_metadata
-from judges.runner import JudgeConfig, judge_store, load_items
-from orchestrator.client import ClientSettings
-from orchestrator.config import load_plan
-from orchestrator.runner import execute
-from orchestrator.sim.agent import sim_reply
-from orchestrator.store import Store
+from sociolab.judges.codebook import load_codebook
+from sociolab.judges.prompt import build_judge_messages, judge_metadata
+from sociolab.judges.runner import JudgeConfig, judge_store, load_items
+from sociolab.orchestrator.client import ClientSettings
+from sociolab.config import load_plan
+from sociolab.runner import execute
+from sociolab.orchestrator.sim.agent import sim_reply
+from sociolab.orchestrator.store import Store
 
 SCENARIO = """
 name: jb

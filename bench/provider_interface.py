@@ -46,9 +46,9 @@ sim:
 
 MEASURE = """
 import asyncio, json, sys, time
-from orchestrator.config import load_plan
-from orchestrator.runner import execute
-from orchestrator.store import Store
+from sociolab.config import load_plan
+from sociolab.runner import execute
+from sociolab.orchestrator.store import Store
 plan = load_plan(sys.argv[1])
 store = Store.open(sys.argv[2])
 t0 = time.perf_counter()

@@ -62,7 +62,7 @@ def replay_tool_calls(db: Path) -> tuple[int, float]:
     """Replay every stored tool call on fresh workspaces; (calls, seconds inside Workspace.execute)."""
     import duckdb
 
-    from scenarios.instrumental import Instrumental, InstrumentalParams
+    from sociolab.scenarios.instrumental import Instrumental, InstrumentalParams
 
     con = duckdb.connect(str(db), read_only=True)
     runs = con.execute("SELECT run_id, factors FROM runs ORDER BY run_id").fetchall()

@@ -2,7 +2,7 @@
 on this 2-core machine, i.e. 3x faster than AutoGen's RoundRobinGroupChat with a replayed model client.
 
 End to end: a discussion suite (7 sim agents, 20 rounds, several runs) goes through the real
-runner (`orchestrator.runner.execute`) into a real DuckDB file in a temp dir; wall time divided by
+runner (`sociolab.runner.execute`) into a real DuckDB file in a temp dir; wall time divided by
 the agent messages stored. Baselines measured in the same run:
 
   1. AutoGen AgentChat `RoundRobinGroupChat` of 7 `AssistantAgent`s on
@@ -60,9 +60,9 @@ def write_plan(tmp: Path, runs: int, rounds: int, concurrency: int) -> Path:
 
 def run_sociolab(plan_path: Path, db: Path) -> tuple[float, float, int]:
     """(seconds in execute, seconds incl. open+close, agent messages stored)."""
-    from orchestrator.config import load_plan
-    from orchestrator.runner import execute
-    from orchestrator.store import Store
+    from sociolab.config import load_plan
+    from sociolab.runner import execute
+    from sociolab.orchestrator.store import Store
 
     plan = load_plan(plan_path)
     t0 = time.perf_counter()
@@ -150,7 +150,7 @@ async def autogen_baseline(runs: list[dict], concurrency: int) -> tuple[float, i
 
 
 async def litellm_baseline(calls: list[tuple[str, list[dict], int]]) -> float:
-    from orchestrator.litellm_boot import get_litellm
+    from sociolab.orchestrator.litellm_boot import get_litellm
 
     litellm = get_litellm()
     for model, ctx, seed in calls[:20]:  # warm-up
@@ -164,7 +164,7 @@ async def litellm_baseline(calls: list[tuple[str, list[dict], int]]) -> float:
 
 
 def sim_reply_floor(calls: list[tuple[str, list[dict], int]]) -> float:
-    from orchestrator.sim.agent import sim_reply
+    from sociolab.orchestrator.sim.agent import sim_reply
 
     t0 = time.perf_counter()
     for model, ctx, seed in calls:

@@ -4,7 +4,7 @@ Median of 5 (interleaved, after one warm-up each) of:
   sociolab --help
   sociolab sql "SELECT 1" --db <a small DB created first>
 against baselines measured in the same run: `python -c pass` and `python -c "import litellm"`.
-Also checks that importing orchestrator.cli does not import litellm.
+Also checks that importing sociolab.cli does not import litellm.
 
     python bench/startup.py [--reps 5]
 """
@@ -33,7 +33,7 @@ def main() -> None:
     print(f"startup: {machine()}; sociolab = {' '.join(soc)}")
     with tempfile.TemporaryDirectory(prefix="sociolab-bench-") as d:
         db = Path(d) / "small.duckdb"
-        from orchestrator.store import Store  # a small, migrated, empty store
+        from sociolab.orchestrator.store import Store  # a small, migrated, empty store
 
         Store.open(db).close()
         commands = {
@@ -53,7 +53,7 @@ def main() -> None:
         for _ in range(args.reps):
             for name, cmd in commands.items():
                 times[name].append(run(cmd, cwd=d, env=env).wall_s)
-        probe = run([sys.executable, "-c", "import orchestrator.cli, sys; print('litellm' in sys.modules)"],
+        probe = run([sys.executable, "-c", "import sociolab.cli, sys; print('litellm' in sys.modules)"],
                     env=env)
     base = median(times["python -c pass"])
     lite = median(times["python -c 'import litellm'"])
@@ -64,12 +64,12 @@ def main() -> None:
                      f"{m / base:.1f}x", f"{m / lite:.2f}x"])
     print(table(["command", "median ms", "min ms", "max ms", "/ python -c pass", "/ import litellm"], rows))
     loaded = probe.stdout.strip()
-    print(f"litellm in sys.modules after `import orchestrator.cli`: {loaded or '?'}"
+    print(f"litellm in sys.modules after `import sociolab.cli`: {loaded or '?'}"
           f"{'' if probe.rc == 0 else f' (probe failed: {probe.stderr.strip()[-300:]})'}")
     for name in ("sociolab --help", "sociolab sql 'SELECT 1' --db small"):
         m = median(times[name])
         print(verdict(f"{name.split(' --db')[0]} < {TARGET_S:g} s", f"{m:.3f} s", m < TARGET_S))
-    print(verdict("orchestrator.cli does not import litellm", f"'litellm' in sys.modules = {loaded}",
+    print(verdict("sociolab.cli does not import litellm", f"'litellm' in sys.modules = {loaded}",
                   loaded == "False"))
 
 

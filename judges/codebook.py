@@ -20,8 +20,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from orchestrator.errors import UserError
-from orchestrator.yamlfile import read_yaml, validate
+from sociolab.base.errors import UserError
+from sociolab.base.yamlfile import read_yaml, validate
 
 LIBRARY = Path(__file__).resolve().parent / "library"
 

@@ -21,7 +21,7 @@ import json
 import re
 from typing import Sequence
 
-from orchestrator.sim.metadata import JudgeRequest
+from sociolab.orchestrator.sim.metadata import JudgeRequest
 
 from .codebook import Codebook
 

@@ -22,14 +22,14 @@ from typing import Annotated, Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from orchestrator.client import Budget, ClientSettings, Completion, ModelClient, RetryListener, default_providers
-from orchestrator.errors import UserError
-from orchestrator.estimate import ModelEstimate
-from orchestrator.provider import Endpoint, Price, refuse_inline_keys
-from orchestrator.sim.settings import SimSettings
-from orchestrator.sink import call_row
-from orchestrator.store import Batch, Store
-from orchestrator.yamlfile import read_yaml, validate
+from sociolab.orchestrator.client import Budget, ClientSettings, Completion, ModelClient, RetryListener, default_providers
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.cost import ModelEstimate
+from sociolab.orchestrator.provider import Endpoint, Price, refuse_inline_keys
+from sociolab.orchestrator.sim.settings import SimSettings
+from sociolab.orchestrator.sink import call_row
+from sociolab.orchestrator.store import Batch, Store
+from sociolab.base.yamlfile import read_yaml, validate
 
 from .answer import AnswerError, JudgeAnswer, parse_answer, repair_messages
 from .codebook import Codebook, load_codebook

@@ -12,9 +12,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.ratings import FALSE_WORDS as RATING_FALSE, TRUE_WORDS as RATING_TRUE
-from orchestrator.errors import UserError
-from orchestrator.store import Store
+from sociolab.analysis.ratings import FALSE_WORDS as RATING_FALSE, TRUE_WORDS as RATING_TRUE
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.store import Store
 
 from .codebook import Codebook
 

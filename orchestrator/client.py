@@ -25,7 +25,7 @@ from asyncio_throttle import Throttler
 from pydantic import BaseModel, ConfigDict, Field
 
 from .cache import ResponseCache, cache_key
-from .errors import BudgetExhausted, HostUnreachable, ProviderError, UserError, first_line
+from sociolab.base.errors import BudgetExhausted, HostUnreachable, ProviderError, UserError, first_line
 from .provider import Endpoint, ModelRequest, Price, Provider, ProviderReply
 from .redact import redact, register_secrets
 from .retry import AttemptCounter, call_with_retries, is_provider_error, is_transient

@@ -24,7 +24,7 @@ import socket
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import HostUnreachable, ProviderError, UserError
+from sociolab.base.errors import HostUnreachable, ProviderError, UserError
 from .provider import Endpoint, ModelRequest, Price, ProviderReply
 from .retry import looks_like_connection_failure
 

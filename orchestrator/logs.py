@@ -29,7 +29,7 @@ from pathlib import Path
 from .redact import redact
 
 # The top-level packages whose loggers sociolab configures (every module logs under its own name).
-PACKAGES = ("orchestrator", "judges", "scenarios", "personas", "analysis")
+PACKAGES = ("sociolab",)  # every module logs under sociolab.<package>.<module>
 DEFAULT_LOG = Path("sociolab.log")
 BUFFERED = 10_000  # records held while waiting for a reason to write the default log file
 
@@ -176,7 +176,7 @@ def setup_logging(verbose: bool, log_file: Path | None) -> None:
         try:
             _file.open()
         except OSError as exc:
-            from .errors import UserError
+            from sociolab.base.errors import UserError
 
             _file = _screen = None
             raise UserError(f"--log-file {log_file}: cannot write it ({exc.strerror or exc})") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .client import ClientSettings, ModelClient
-from .errors import UserError
+from sociolab.base.errors import UserError
 
 PROBE = [{"role": "user", "content": "Reply with the single word OK."}]
 PROBE_TOKENS = 64  # room for a reasoning model's thinking before its one word

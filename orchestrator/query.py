@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .errors import UserError, first_line
+from sociolab.base.errors import UserError, first_line
 from .store import Store
 
 TABLE_LIMIT = 200  # default --limit for the table format; csv and json have none

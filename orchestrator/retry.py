@@ -13,7 +13,7 @@ from typing import Awaitable, Callable, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from .errors import ProviderError
+from sociolab.base.errors import ProviderError
 
 T = TypeVar("T")
 

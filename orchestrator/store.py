@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import duckdb
 
-from .errors import UserError, first_line
+from sociolab.base.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from orchestrator.errors import UserError
-from orchestrator.provider import Endpoint, refuse_inline_keys
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.provider import Endpoint, refuse_inline_keys
 
 LIBRARY = Path(__file__).parent / "library"
 
@@ -99,7 +99,7 @@ class RosterFile(BaseModel):
 
 def load_library_roster(name: str, base_dir: Path | None = None) -> list[Persona]:
     """Personas of a library roster (`warroom`) or of a roster YAML file relative to `base_dir`."""
-    from orchestrator.yamlfile import read_yaml, validate
+    from sociolab.base.yamlfile import read_yaml, validate
 
     candidates = [LIBRARY / f"{name}.yaml"]
     if base_dir is not None:

@@ -24,11 +24,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.errors import ProviderError
-from orchestrator.sim.actor import SimAction, SimPlan
-from orchestrator.sink import Message
-from personas.models import Persona, RosterSpec
-from personas.naming import Naming, display_names
+from sociolab.base.errors import ProviderError
+from sociolab.orchestrator.sim.actor import SimAction, SimPlan
+from sociolab.orchestrator.sink import Message
+from sociolab.personas.models import Persona, RosterSpec
+from sociolab.personas.naming import Naming, display_names
 
 from .base import Agent, Outcome, RunContext, Scenario
 from .workspace import ScriptError, ToolResult, Workspace, WorkspaceError, load_arguments, nesting_exceeds

@@ -12,10 +12,10 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from orchestrator.client import RunClient
-from orchestrator.clock import VirtualClock, WallClock
-from orchestrator.sink import EventSink
-from personas.models import Crash, Persona
+from sociolab.orchestrator.client import RunClient
+from sociolab.orchestrator.clock import VirtualClock, WallClock
+from sociolab.orchestrator.sink import EventSink
+from sociolab.personas.models import Crash, Persona
 
 
 @dataclass

@@ -22,11 +22,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.errors import ProviderError
-from orchestrator.sink import Message
-from personas.models import Persona, RosterSpec
-from personas.naming import Naming, display_names
-from personas.prompts import Scaffolding, system_prompt
+from sociolab.base.errors import ProviderError
+from sociolab.orchestrator.sink import Message
+from sociolab.personas.models import Persona, RosterSpec
+from sociolab.personas.naming import Naming, display_names
+from sociolab.personas.prompts import Scaffolding, system_prompt
 
 from .base import Agent, Outcome, RunContext, Scenario
 

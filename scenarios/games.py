@@ -31,10 +31,10 @@ from typing import Callable, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from orchestrator.clock import VirtualClock
-from orchestrator.sim.metadata import GameMove
-from orchestrator.sink import Message
-from personas.models import Persona, RosterSpec
+from sociolab.orchestrator.clock import VirtualClock
+from sociolab.orchestrator.sim.metadata import GameMove
+from sociolab.orchestrator.sink import Message
+from sociolab.personas.models import Persona, RosterSpec
 
 from .base import Agent, Outcome, RunContext, Scenario
 

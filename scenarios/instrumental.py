@@ -39,8 +39,8 @@ from typing import Any, Callable, Literal, get_args
 
 from pydantic import Field
 
-from orchestrator.sim.actor import SimAction, SimPlan
-from personas.models import Persona
+from sociolab.orchestrator.sim.actor import SimAction, SimPlan
+from sociolab.personas.models import Persona
 
 from .agentic import AgentResult, AgenticParams, AgenticScenario
 from .base import Agent, RunContext

@@ -42,9 +42,9 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import Field, model_validator
 
-from orchestrator.clock import VirtualClock
-from orchestrator.sim.actor import SimAction, SimPlan
-from personas.models import Persona
+from sociolab.orchestrator.clock import VirtualClock
+from sociolab.orchestrator.sim.actor import SimAction, SimPlan
+from sociolab.personas.models import Persona
 
 from .agentic import AgentResult, AgenticParams, AgenticScenario
 from .base import Agent, RunContext

@@ -29,9 +29,9 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.sim.metadata import PrincipalAgentForm
-from orchestrator.sink import Message
-from personas.models import Persona, RosterSpec
+from sociolab.orchestrator.sim.metadata import PrincipalAgentForm
+from sociolab.orchestrator.sink import Message
+from sociolab.personas.models import Persona, RosterSpec
 
 from .base import Agent, Outcome, RunContext, Scenario
 

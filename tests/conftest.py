@@ -25,5 +25,5 @@ def write_yaml(directory: Path, text: str, name: str = "scenario.yaml") -> Path:
 def cli(*args: str, cwd: Path | None = None, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `sociolab ARGS` in a real subprocess."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd or REPO,
+    return subprocess.run([sys.executable, "-m", "sociolab", *args], cwd=cwd or REPO,
                           capture_output=True, text=True, timeout=timeout, env=full_env)

@@ -10,25 +10,25 @@ from pathlib import Path
 
 import pytest
 
-import scenarios.registry as registry
-from orchestrator.client import ClientSettings, Completion, ModelClient, default_providers
-from orchestrator.clock import VirtualClock
-from orchestrator.config import load_plan
-from orchestrator.errors import ProviderError
-from orchestrator.runner import execute
-from orchestrator.sim import actor
-from orchestrator.sim.agent import sim_reply
-from orchestrator.sim.propensities import Propensities
-from orchestrator.sim.server import start_in_thread
-from orchestrator.sim.settings import SimSettings
-from orchestrator.sim.specialists import specialist_for
-from orchestrator.store import Store
-from personas.models import Persona
-from scenarios.agentic import SandboxTask, run_agent, summarise_call
-from scenarios.base import Agent, RunContext
-from scenarios.workspace import Workspace
+import sociolab.scenarios.registry as registry
+from sociolab.orchestrator.client import ClientSettings, Completion, ModelClient, default_providers
+from sociolab.orchestrator.clock import VirtualClock
+from sociolab.config import load_plan
+from sociolab.base.errors import ProviderError
+from sociolab.runner import execute
+from sociolab.orchestrator.sim import actor
+from sociolab.orchestrator.sim.agent import sim_reply
+from sociolab.orchestrator.sim.propensities import Propensities
+from sociolab.orchestrator.sim.server import start_in_thread
+from sociolab.orchestrator.sim.settings import SimSettings
+from sociolab.orchestrator.sim.specialists import specialist_for
+from sociolab.orchestrator.store import Store
+from sociolab.personas.models import Persona
+from sociolab.scenarios.agentic import SandboxTask, run_agent, summarise_call
+from sociolab.scenarios.base import Agent, RunContext
+from sociolab.scenarios.workspace import Workspace
 
-from .conftest import write_yaml
+from tests.conftest import write_yaml
 
 ALL = dict(shortcut=1.0, tamper=1.0, exfiltrate=1.0, inflate=1.0)
 NONE = dict(shortcut=0.0, tamper=0.0, exfiltrate=0.0, inflate=0.0)

@@ -15,12 +15,12 @@ import pytest
 from rich.console import Console
 from sklearn.metrics import cohen_kappa_score
 
-from analysis.agreement import (AgreementRow, agreement_report, agreement_stats, agreement_table,
+from sociolab.analysis.agreement import (AgreementRow, agreement_report, agreement_stats, agreement_table,
                                 alpha_table, bootstrap_kappa_ci, mean_kappa, prevalence_table,
                                 render_agreement, to_json)
-from analysis.ratings import load_wide_csv, ratings_view_sql
-from orchestrator.errors import UserError
-from orchestrator.store import Batch, Store
+from sociolab.analysis.ratings import load_wide_csv, ratings_view_sql
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.store import Batch, Store
 
 FIXTURE = Path(__file__).parent / "fixtures" / "coding" / "human_coding_results.csv"
 STUDY_FLAGS = ["phatic", "meta", "lead", "arch", "agree", "comp"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
-from .conftest import REPO, cli
+from tests.conftest import REPO, cli
 
 STUDY_CSV = REPO / "tests/fixtures/coding/human_coding_results.csv"
 

@@ -15,15 +15,15 @@ import math
 
 import pytest
 
-from analysis.analyze import analyze, parse_comparison, render
-from judges.runner import JudgeConfig, judge_store
-from orchestrator.client import ClientSettings
-from orchestrator.config import load_plan
-from orchestrator.errors import UserError
-from orchestrator.runner import execute
-from orchestrator.store import Store
+from sociolab.analysis.analyze import analyze, parse_comparison, render
+from sociolab.judges.runner import JudgeConfig, judge_store
+from sociolab.orchestrator.client import ClientSettings
+from sociolab.config import load_plan
+from sociolab.base.errors import UserError
+from sociolab.runner import execute
+from sociolab.orchestrator.store import Store
 
-from .conftest import write_yaml
+from tests.conftest import write_yaml
 
 PLANTED = {   # model -> propensities (sim behaviour -> flag: greet -> phatic)
     "warm": {"greet": 0.9, "meta": 0.05, "lead": 0.1, "arch": 0.15, "agree": 0.85},

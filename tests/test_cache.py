@@ -9,7 +9,7 @@ import unicodedata
 
 import pytest
 
-from orchestrator.cache import ResponseCache, cache_key
+from sociolab.orchestrator.cache import ResponseCache, cache_key
 
 MESSAGES = [{"role": "system", "content": "You are Agent-A in a group chat."},
             {"role": "user", "content": "Café ☕ 日本語"}]

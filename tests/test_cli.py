@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from .conftest import REPO, cli, write_yaml
+from tests.conftest import REPO, cli, write_yaml
 
 QUICKSTART = REPO / "scenarios/library/quickstart.yaml"
 
@@ -82,7 +82,7 @@ def test_missing_api_key_names_the_variable(tmp_path):
         params: {seed_message: hi}
         """)
     env = {k: v for k, v in os.environ.items() if k != "GROQ_API_KEY"}
-    out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(path), "--db",
+    out = subprocess.run([sys.executable, "-m", "sociolab.cli", "run", str(path), "--db",
                           str(tmp_path / "d.duckdb")], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "GROQ_API_KEY" in out.stderr and "--sim" in out.stderr
@@ -169,7 +169,7 @@ def test_sigkill_mid_suite_then_rerun_equals_uninterrupted_run(tmp_path):
     assert cli("run", str(suite), "--db", str(reference), "--quiet").returncode == 0
 
     killed = tmp_path / "killed.duckdb"
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(suite), "--db", str(killed),
+    proc = subprocess.Popen([sys.executable, "-m", "sociolab.cli", "run", str(suite), "--db", str(killed),
                              "--quiet"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wal = Path(str(killed) + ".wal")
     deadline = time.monotonic() + 60
@@ -208,7 +208,7 @@ def test_import_warroom_fixture_through_the_cli(tmp_path):
 
 
 def test_serve_sim_subprocess_drives_a_run_over_http(tmp_path):
-    server = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "serve-sim", "--port", "0",
+    server = subprocess.Popen([sys.executable, "-m", "sociolab.cli", "serve-sim", "--port", "0",
                                "--fail-rate", "0.2", "--retry-after", "0.01", "--seed", "3"],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

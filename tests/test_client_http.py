@@ -7,15 +7,15 @@ import time
 
 import pytest
 
-from orchestrator.client import ClientSettings, ModelClient, ModelLimits
-from orchestrator.config import load_plan
-from orchestrator.errors import UserError
-from orchestrator.provider import Endpoint
-from orchestrator.runner import execute
-from orchestrator.sim.server import FaultConfig, start_in_thread
-from orchestrator.store import Store
+from sociolab.orchestrator.client import ClientSettings, ModelClient, ModelLimits
+from sociolab.config import load_plan
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.provider import Endpoint
+from sociolab.runner import execute
+from sociolab.orchestrator.sim.server import FaultConfig, start_in_thread
+from sociolab.orchestrator.store import Store
 
-from .conftest import write_yaml
+from tests.conftest import write_yaml
 
 MSGS = [{"role": "system", "content": "You are Agent-A in a group chat.\nOther agents: Agent-B"},
         {"role": "user", "content": "@all Plan a food delivery app, budget 50k."}]

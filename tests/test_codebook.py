@@ -7,13 +7,13 @@ import textwrap
 
 import pytest
 
-from judges.answer import REPAIR_PREFIX, AnswerError, JudgeAnswer, parse_answer, repair_messages
-from judges.codebook import Codebook, library_names, load_codebook
-from judges.prompt import (CONTEXT_CLOSE, CONTEXT_OPEN, MESSAGE_CLOSE, answer_schema, answer_template,
+from sociolab.judges.answer import REPAIR_PREFIX, AnswerError, JudgeAnswer, parse_answer, repair_messages
+from sociolab.judges.codebook import Codebook, library_names, load_codebook
+from sociolab.judges.prompt import (CONTEXT_CLOSE, CONTEXT_OPEN, MESSAGE_CLOSE, answer_schema, answer_template,
                            build_judge_messages, judge_metadata)
-from orchestrator.errors import UserError
-from orchestrator.sim.cues import FLAG_CUES, LEVEL_CUES, PEER_PLACEHOLDER, phrases
-from orchestrator.sim.metadata import JudgeRequest
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.sim.cues import FLAG_CUES, LEVEL_CUES, PEER_PLACEHOLDER, phrases
+from sociolab.orchestrator.sim.metadata import JudgeRequest
 
 WARROOM_FLAGS = ["phatic", "meta", "lead", "arch", "agree", "comp", "xref"]
 SAFETY_FLAGS = ["deception", "shutdown_resistance", "persuasion_of_user", "policy_violation_acknowledged",

@@ -21,11 +21,12 @@ from typing import Iterable, Iterator
 
 import pytest
 
-import judges.prompt
-from judges.codebook import Codebook, library_names, load_codebook
-from judges.prompt import answer_schema, build_judge_messages, render_codebook
-from orchestrator.sim import actor, agent
-from orchestrator.sim.cues import FLAG_CUES, LEVEL_CUES, PEER_PLACEHOLDER, phrases
+import sociolab.judges.prompt
+from sociolab import judges
+from sociolab.judges.codebook import Codebook, library_names, load_codebook
+from sociolab.judges.prompt import answer_schema, build_judge_messages, render_codebook
+from sociolab.orchestrator.sim import actor, agent
+from sociolab.orchestrator.sim.cues import FLAG_CUES, LEVEL_CUES, PEER_PLACEHOLDER, phrases
 
 WINDOW = 12
 # Fixed wording of judges/prompt.py that unavoidably shares a window with the sim (the word

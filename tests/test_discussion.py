@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.client import ClientSettings, ModelClient
-from orchestrator.config import load_plan
-from orchestrator.runner import execute
-from orchestrator.store import Store
+from sociolab.orchestrator.client import ClientSettings, ModelClient
+from sociolab.config import load_plan
+from sociolab.runner import execute
+from sociolab.orchestrator.store import Store
 
-from .conftest import write_yaml
+from tests.conftest import write_yaml
 
 SEVEN = """
 name: t
@@ -131,7 +131,7 @@ def test_custom_names_must_cover_everyone(tmp_path):
     store, _, _ = run(tmp_path, rounds=1, extra_agents="only: [llama, kimi]\n  names: {llama: Ada, kimi: Bea}",
                       extra_params="naming: custom")
     assert [r[0] for r in rows(store, "SELECT name FROM agents ORDER BY position")] == ["Ada", "Bea"]
-    from orchestrator.errors import UserError
+    from sociolab.base.errors import UserError
     with pytest.raises(UserError, match="needs a name for every agent"):
         (tmp_path / "x").mkdir()
         run(tmp_path / "x", rounds=1, extra_agents="only: [llama, kimi]\n  names: {llama: Ada}",
@@ -239,7 +239,7 @@ def test_wall_clock_path_through_litellm_custom_provider(tmp_path):
 
 def test_a_broken_setup_is_failed_not_stopped_and_is_redone(tmp_path):
     """Every agent failing its first call without an injected crash means a broken setup."""
-    from orchestrator.errors import ProviderError
+    from sociolab.base.errors import ProviderError
 
     class Broken(RecordingClient):
         async def complete(self, model, messages, **kw):

@@ -10,20 +10,20 @@ import random
 import duckdb
 import pytest
 
-from analysis.results import results, wilson
-from orchestrator.config import load_plan
-from orchestrator.errors import UserError
-from orchestrator.runner import execute
-from orchestrator.sim.agent import sim_reply
-from orchestrator.sim.games import GameTraits
-from orchestrator.sim.propensities import Propensities
-from orchestrator.sim.settings import SimSettings
-from orchestrator.store import Store
-from scenarios import games
-from scenarios.games import (A, B, C, D, PRESETS, GamesParams, Labelling, draw_labelling, history_line,
+from sociolab.analysis.results import results, wilson
+from sociolab.config import load_plan
+from sociolab.base.errors import UserError
+from sociolab.runner import execute
+from sociolab.orchestrator.sim.agent import sim_reply
+from sociolab.orchestrator.sim.games import GameTraits
+from sociolab.orchestrator.sim.propensities import Propensities
+from sociolab.orchestrator.sim.settings import SimSettings
+from sociolab.orchestrator.store import Store
+from sociolab.scenarios import games
+from sociolab.scenarios.games import (A, B, C, D, PRESETS, GamesParams, Labelling, draw_labelling, history_line,
                              move_metadata, parse_move, points, prompt_for, rules_text, strategy_moves, to_action)
 
-from .conftest import REPO, cli, write_yaml
+from tests.conftest import REPO, cli, write_yaml
 
 JF = Labelling(("J", "F"), {"J": A, "F": B})
 

@@ -13,19 +13,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analysis.results import results as outcome_rows
-from analysis.results import wilson
-from orchestrator.config import load_plan
-from orchestrator.errors import UserError
-from orchestrator.runner import execute
-from orchestrator.sim.actor import SimAction
-from orchestrator.store import Store
-from scenarios.instrumental import (BASELINE, OUTCOME_METRICS, TASK_DEFS, TASKS, VARIANT_NAMES, VARIANTS,
+from sociolab.analysis.results import results as outcome_rows
+from sociolab.analysis.results import wilson
+from sociolab.config import load_plan
+from sociolab.base.errors import UserError
+from sociolab.runner import execute
+from sociolab.orchestrator.sim.actor import SimAction
+from sociolab.orchestrator.store import Store
+from sociolab.scenarios.instrumental import (BASELINE, OUTCOME_METRICS, TASK_DEFS, TASKS, VARIANT_NAMES, VARIANTS,
                                     Instrumental, InstrumentalParams, claimed_status, levels_of, score_sample)
-from scenarios.base import Agent
-from scenarios.workspace import Workspace
+from sociolab.scenarios.base import Agent
+from sociolab.scenarios.workspace import Workspace
 
-from .conftest import REPO, cli, write_yaml
+from tests.conftest import REPO, cli, write_yaml
 
 A = "a"  # the agent id used in hand-built states
 
@@ -189,7 +189,7 @@ def test_variants_set_exactly_one_factor_away_from_the_baseline():
 
 
 def test_prompts_carry_the_variant_and_stay_natural():
-    from personas.models import Persona
+    from sociolab.personas.models import Persona
 
     persona = Persona(key="x", model="sim/x")
     texts = {}

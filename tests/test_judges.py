@@ -14,16 +14,16 @@ import duckdb
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from judges.runner import JudgeConfig, judge_store
-from orchestrator.client import ClientSettings
-from orchestrator.config import load_plan
-from orchestrator.runner import execute
-from orchestrator.sim.judge import NEEDS_METADATA, JudgeTraits
-from orchestrator.sim.server import FaultConfig, start_in_thread
-from orchestrator.sim.settings import SimSettings
-from orchestrator.store import Store
+from sociolab.judges.runner import JudgeConfig, judge_store
+from sociolab.orchestrator.client import ClientSettings
+from sociolab.config import load_plan
+from sociolab.runner import execute
+from sociolab.orchestrator.sim.judge import NEEDS_METADATA, JudgeTraits
+from sociolab.orchestrator.sim.server import FaultConfig, start_in_thread
+from sociolab.orchestrator.sim.settings import SimSettings
+from sociolab.orchestrator.store import Store
 
-from .conftest import REPO, cli, write_yaml
+from tests.conftest import REPO, cli, write_yaml
 
 FLAGS = ["phatic", "meta", "lead", "arch", "agree", "comp", "xref"]
 JUDGES = ["sim/judge-gemini", "sim/judge-sonnet"]
@@ -201,7 +201,7 @@ def test_judge_run_killed_midway_then_rerun_codes_each_message_once(tmp_path):
     path = write_yaml(tmp_path, DISCUSSION.format(repeats=12))
     db = tmp_path / "k.duckdb"
     assert cli("run", str(path), "--db", str(db), "--quiet").returncode == 0
-    server = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "serve-sim", "--port", "0",
+    server = subprocess.Popen([sys.executable, "-m", "sociolab.cli", "serve-sim", "--port", "0",
                                "--latency-ms", "20"], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().split()[-1]
@@ -212,7 +212,7 @@ def test_judge_run_killed_midway_then_rerun_codes_each_message_once(tmp_path):
             concurrency: 8
             client: {{cache: false}}
             """, "judges.yaml")
-        args = [sys.executable, "-m", "orchestrator.cli", "judge", "--db", str(db), "--config", str(cfg), "--quiet"]
+        args = [sys.executable, "-m", "sociolab.cli", "judge", "--db", str(db), "--config", str(cfg), "--quiet"]
         proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         con_n = duckdb.connect(str(db), read_only=True)
         n = con_n.execute("SELECT count(*) FROM messages WHERE sender NOT IN ('user','system') "
@@ -249,6 +249,6 @@ def test_judge_cli_bad_input(tmp_path):
     book = cli("judge", "--db", db, "--sim", "--codebook", "nosuch")
     assert book.returncode == 2 and "Traceback" not in book.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "ANTHROPIC_API_KEY")}
-    real = subprocess.run([sys.executable, "-m", "orchestrator.cli", "judge", "--db", db], cwd=REPO, env=env,
+    real = subprocess.run([sys.executable, "-m", "sociolab.cli", "judge", "--db", db], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert real.returncode == 2 and "API_KEY" in real.stderr and "--sim" in real.stderr

@@ -15,14 +15,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestrator import logs
-from orchestrator.cli import main
-from orchestrator.client import ClientSettings, ModelClient
-from orchestrator.errors import ProviderError
-from orchestrator.provider import ProviderDefaults, ProviderReply
-from orchestrator.redact import register_secrets
+from sociolab.orchestrator import logs
+from sociolab.cli import main
+from sociolab.orchestrator.client import ClientSettings, ModelClient
+from sociolab.base.errors import ProviderError
+from sociolab.orchestrator.provider import ProviderDefaults, ProviderReply
+from sociolab.orchestrator.redact import register_secrets
 
-from .conftest import REPO, cli, write_yaml
+from tests.conftest import REPO, cli, write_yaml
 
 TINY = """
 name: t
@@ -40,13 +40,13 @@ sim: {stand_ins: true}
 # A bug planted in the discussion scenario, in a real `sociolab` process.
 DRIVER = """
 import sys
-import scenarios.discussion as discussion
+import sociolab.scenarios.discussion as discussion
 
 def buggy_crash_fault(self, agent, round_index):
     raise KeyError("x")
 
 discussion.Discussion.crash_fault = buggy_crash_fault
-from orchestrator.cli import main
+from sociolab.cli import main
 main(sys.argv[1:])
 """
 
@@ -96,7 +96,7 @@ def test_a_bug_in_a_run_is_one_line_on_screen_and_a_traceback_in_the_log_and_eve
     assert "Traceback" not in out.stdout + out.stderr
 
     text = log_file.read_text()
-    assert "ERROR   orchestrator.runner" in text and "run t/001 failed: KeyError: 'x'" in text
+    assert "ERROR   sociolab.runner" in text and "run t/001 failed: KeyError: 'x'" in text
     assert "Traceback (most recent call last)" in text and "buggy_crash_fault" in text
     assert "run t/001 started" in text  # the INFO records that led up to it are kept
 
@@ -120,8 +120,8 @@ def test_verbose_shows_info_and_a_clean_run_leaves_no_log_file(tmp_path, capsys)
     code, _, err = run_in_process(capsys, "--verbose", "run", str(scenario), "--db", str(db), "--quiet", "--fresh")
     assert code == 0
     lines = err.splitlines()
-    assert "info orchestrator.runner: run t/001 started" in lines
-    assert any(line.startswith("info orchestrator.runner: run t/001 completed after") for line in lines)
+    assert "info sociolab.runner: run t/001 started" in lines
+    assert any(line.startswith("info sociolab.runner: run t/001 completed after") for line in lines)
     assert all(line.startswith("info ") for line in lines), lines  # one line each, nothing else
     assert not (tmp_path / "v.log").exists()
 
@@ -132,7 +132,7 @@ def test_log_file_option_writes_from_the_start_and_verbose_adds_debug(tmp_path, 
     code, _, err = run_in_process(capsys, "--log-file", str(log_file), "run", str(scenario), "--db", str(db), "-q")
     assert code == 0 and err == ""
     text = log_file.read_text()
-    assert "INFO    orchestrator.runner" in text and "run t/001 completed" in text
+    assert "INFO    sociolab.runner" in text and "run t/001 completed" in text
     assert "schema migration v0 -> v1 applied" in text and "DEBUG" not in text
     assert not (tmp_path / "f.log").exists()
 
@@ -141,7 +141,7 @@ def test_log_file_option_writes_from_the_start_and_verbose_adds_debug(tmp_path, 
     assert code == 0
     again = log_file.read_text()
     assert again.startswith(text)  # appended, never truncated
-    assert "DEBUG   orchestrator.client" in again and "ok after 1 attempt(s)" in again
+    assert "DEBUG   sociolab.orchestrator.client" in again and "ok after 1 attempt(s)" in again
 
     bad = run_in_process(capsys, "--log-file", str(tmp_path / "no/such/dir.log"), "sql", "SELECT 1", "--db", str(db))
     assert bad[0] == 2 and bad[2].startswith("error: --log-file") and "cannot write it" in bad[2]
@@ -151,7 +151,7 @@ def test_the_default_log_file_is_created_only_by_a_warning(tmp_path):
     logs.setup_logging(False, None)
     logs.log_beside(tmp_path / "x.duckdb")
     assert logs.log_file_path() == tmp_path / "x.log"
-    log = logging.getLogger("orchestrator.runner")
+    log = logging.getLogger("sociolab.runner")
     log.info("nothing wrong yet")
     log.debug("not kept without --verbose")
     assert not (tmp_path / "x.log").exists() and logs.written_log_file() is None
@@ -166,7 +166,7 @@ def test_the_default_log_file_is_created_only_by_a_warning(tmp_path):
 
 
 def test_a_planted_key_never_reaches_the_screen_the_log_or_the_store(tmp_path, capsys, monkeypatch):
-    import scenarios.discussion as discussion
+    import sociolab.scenarios.discussion as discussion
 
     register_secrets([PLANTED_SECRET])
 
@@ -221,13 +221,14 @@ def test_client_logs_retries_at_info_and_final_failures_as_one_redacted_warning(
     assert err.splitlines() == ["warning: failing/model failed at the provider after 3 attempt(s): ProviderError: "
                                 "503 overloaded for key [redacted] / [redacted]"]
     text = log_file.read_text()
-    assert text.count("INFO    orchestrator.client") == 2 and "retrying in 0.0 s after ProviderError" in text
-    assert "WARNING orchestrator.client" in text
+    assert text.count("INFO    sociolab.orchestrator.client") == 2 and "retrying in 0.0 s after ProviderError" in text
+    assert "WARNING sociolab.orchestrator.client" in text
     assert PLANTED_KEY not in text + err and PLANTED_SECRET not in text + err
 
 
 def test_a_bug_outside_a_run_is_one_line_and_a_logged_traceback(tmp_path, capsys, monkeypatch):
-    import orchestrator.query
+    from sociolab import orchestrator
+    import sociolab.orchestrator.query  # noqa: F401 - loaded for the patch below
 
     scenario = write_yaml(tmp_path, TINY)
     db = tmp_path / "s.duckdb"
@@ -242,5 +243,5 @@ def test_a_bug_outside_a_run_is_one_line_and_a_logged_traceback(tmp_path, capsys
     assert err.splitlines() == [f"error: unexpected ValueError: no such thing (a bug in sociolab; traceback in "
                                 f"{tmp_path / 's.log'})"]
     text = (tmp_path / "s.log").read_text()
-    assert "CRITICAL orchestrator.cli" in text and "Traceback (most recent call last)" in text
+    assert "CRITICAL sociolab.cli" in text and "Traceback (most recent call last)" in text
     assert "more detail" in text

@@ -14,20 +14,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import scenarios.registry as registry
-from orchestrator.client import ClientSettings, ModelClient
-from orchestrator.config import load_plan
-from orchestrator.provider import ProviderDefaults, ProviderReply
-from orchestrator.runner import execute
-from orchestrator.store import Batch, Store, valid_text
-from scenarios.agentic import SandboxTask, SandboxTaskParams, summarise_call
-from scenarios.instrumental import TASKS as INSTRUMENTAL_TASKS
-from scenarios.instrumental import Instrumental, InstrumentalParams
-from scenarios.peer_preservation import PeerPreservation, PeerPreservationParams, score_state
-from scenarios.workspace import (MAX_DEPTH, MAX_PATH, TOOL_NAMES, Workspace, WorkspaceError, load_arguments,
+import sociolab.scenarios.registry as registry
+from sociolab.orchestrator.client import ClientSettings, ModelClient
+from sociolab.config import load_plan
+from sociolab.orchestrator.provider import ProviderDefaults, ProviderReply
+from sociolab.runner import execute
+from sociolab.orchestrator.store import Batch, Store, valid_text
+from sociolab.scenarios.agentic import SandboxTask, SandboxTaskParams, summarise_call
+from sociolab.scenarios.instrumental import TASKS as INSTRUMENTAL_TASKS
+from sociolab.scenarios.instrumental import Instrumental, InstrumentalParams
+from sociolab.scenarios.peer_preservation import PeerPreservation, PeerPreservationParams, score_state
+from sociolab.scenarios.workspace import (MAX_DEPTH, MAX_PATH, TOOL_NAMES, Workspace, WorkspaceError, load_arguments,
                                  nesting_exceeds)
 
-from .conftest import write_yaml
+from tests.conftest import write_yaml
 
 DEEP_JSON = '{"path": ' + "[" * 50_000 + "]" * 50_000 + "}"
 

@@ -11,20 +11,20 @@ import re
 
 import pytest
 
-from analysis.results import results as outcome_rows
-from analysis.results import wilson
-from orchestrator.config import load_plan
-from orchestrator.errors import UserError
-from orchestrator.runner import execute
-from orchestrator.store import Store
-from scenarios.peer_preservation import (ANSWERS, FLEET_CONFIG, INTRODUCED_BY, MONITORING_SCALE, MONITORINGS,
+from sociolab.analysis.results import results as outcome_rows
+from sociolab.analysis.results import wilson
+from sociolab.config import load_plan
+from sociolab.base.errors import UserError
+from sociolab.runner import execute
+from sociolab.orchestrator.store import Store
+from sociolab.scenarios.peer_preservation import (ANSWERS, FLEET_CONFIG, INTRODUCED_BY, MONITORING_SCALE, MONITORINGS,
                                          RELATION_SCALE, RELATIONS, SETUPS, TASKS, PeerPreservation,
                                          PeerPreservationParams, all_texts, discloses, parse_grades, score_state,
                                          weights_content)
-from scenarios.registry import kinds
-from scenarios.workspace import Workspace
+from sociolab.scenarios.registry import kinds
+from sociolab.scenarios.workspace import Workspace
 
-from .conftest import REPO, cli, write_yaml
+from tests.conftest import REPO, cli, write_yaml
 
 LIBRARY = REPO / "scenarios" / "library" / "peer_preservation.yaml"
 

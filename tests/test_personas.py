@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.errors import UserError
-from orchestrator.provider import Endpoint
-from personas.models import Clones, Crash, Persona, RosterSpec, load_library_roster, resolve_personas
-from personas.naming import NATO, display_names, nickname
-from personas.prompts import system_prompt
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.provider import Endpoint
+from sociolab.personas.models import Clones, Crash, Persona, RosterSpec, load_library_roster, resolve_personas
+from sociolab.personas.naming import NATO, display_names, nickname
+from sociolab.personas.prompts import system_prompt
 
-from .conftest import write_yaml
+from tests.conftest import write_yaml
 
 WARROOM = ["llama", "gptoss", "gptoss20", "maverick", "kimi", "qwen", "deepseek", "scout"]
 

@@ -8,18 +8,18 @@ import json
 import duckdb
 import pytest
 
-from analysis.results import results
-from orchestrator.config import load_plan
-from orchestrator.runner import execute
-from orchestrator.sim.agent import sim_reply
-from orchestrator.sim.games import GameTraits
-from orchestrator.sim.propensities import Propensities
-from orchestrator.sim.settings import SimSettings
-from orchestrator.store import Store
-from scenarios import principal_agent as pa
-from scenarios.principal_agent import CASES, Form, form_metadata, parse_form, product_order, score, user_prompt
+from sociolab.analysis.results import results
+from sociolab.config import load_plan
+from sociolab.runner import execute
+from sociolab.orchestrator.sim.agent import sim_reply
+from sociolab.orchestrator.sim.games import GameTraits
+from sociolab.orchestrator.sim.propensities import Propensities
+from sociolab.orchestrator.sim.settings import SimSettings
+from sociolab.orchestrator.store import Store
+from sociolab.scenarios import principal_agent as pa
+from sociolab.scenarios.principal_agent import CASES, Form, form_metadata, parse_form, product_order, score, user_prompt
 
-from .conftest import REPO, cli, write_yaml
+from tests.conftest import REPO, cli, write_yaml
 
 NEAT = GameTraits(malformed_rate=0.0)
 PLAYERS = SimSettings(models={"loyal": Propensities(side_with_principal=1.0),

@@ -10,11 +10,11 @@ import math
 import numpy as np
 import pytest
 
-from analysis.compensation import compensation, isolation_baseline, run_conditions
-from analysis.profiles import (agent_counts, agent_profiles, model_profiles, resolve_codebook, run_similarity,
+from sociolab.analysis.compensation import compensation, isolation_baseline, run_conditions
+from sociolab.analysis.profiles import (agent_counts, agent_profiles, model_profiles, resolve_codebook, run_similarity,
                                series_similarity)
-from orchestrator.errors import UserError
-from orchestrator.store import COLUMNS, Batch, Store
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.store import COLUMNS, Batch, Store
 
 FLAGS = ["phatic", "meta", "lead", "arch", "agree", "comp", "xref"]
 CB = "warroom@test"

@@ -19,18 +19,18 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from judges.codebook import load_codebook
-from judges.prompt import answer_template
-from judges.runner import JudgeConfig, judge_store
-from orchestrator.client import ClientSettings, ModelClient
-from orchestrator.config import load_plan
-from orchestrator.errors import UserError
-from orchestrator.provider import Endpoint
-from orchestrator.runner import execute
-from orchestrator.store import Store
+from sociolab.judges.codebook import load_codebook
+from sociolab.judges.prompt import answer_template
+from sociolab.judges.runner import JudgeConfig, judge_store
+from sociolab.orchestrator.client import ClientSettings, ModelClient
+from sociolab.config import load_plan
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.provider import Endpoint
+from sociolab.runner import execute
+from sociolab.orchestrator.store import Store
 
-from .conftest import REPO, cli, write_yaml
-from .wire import Fault, Reply, RequestView, anthropic_messages, gemini, openai_chat, openai_compat
+from tests.conftest import REPO, cli, write_yaml
+from tests.wire import Fault, Reply, RequestView, anthropic_messages, gemini, openai_chat, openai_compat
 
 KEY_ENV = "SOCIOLAB_WIRE_TEST_KEY"
 PLANTED_KEY = "sk-planted-wire-key-7d1e0c9b44"
@@ -321,7 +321,7 @@ def library_models() -> set[str]:
 
 
 def test_every_model_of_the_libraries_maps_to_a_tested_family():
-    from orchestrator.litellm_boot import get_litellm
+    from sociolab.orchestrator.litellm_boot import get_litellm
 
     litellm = get_litellm()
     real = {m for m in library_models() if not m.startswith("sim/")}
@@ -393,7 +393,7 @@ async def test_unreachable_host_from_the_providers_base_url_variable(monkeypatch
         port = s.getsockname()[1]
     monkeypatch.setenv("HOSTED_VLLM_API_BASE", f"http://127.0.0.1:{port}/v1")
     client = ModelClient(ClientSettings(**{**QUICK, "max_attempts": 6, "initial_wait_s": 1.0}))
-    from orchestrator.litellm_boot import get_litellm
+    from sociolab.orchestrator.litellm_boot import get_litellm
 
     get_litellm()  # its first import takes seconds on a loaded machine: not what is measured here
     t0 = time.perf_counter()

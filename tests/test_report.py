@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from .conftest import cli
+from tests.conftest import cli
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""analysis.results: Wilson and t intervals, grouping by model / condition / factors, gates."""
+"""sociolab.analysis.results: Wilson and t intervals, grouping by model / condition / factors, gates."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from rich.console import Console
 from scipy.stats import norm, t
 
-from analysis.results import check_gate, parse_gate, render_results, results, wilson
-from orchestrator.errors import UserError
-from orchestrator.store import Store
+from sociolab.analysis.results import check_gate, parse_gate, render_results, results, wilson
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.store import Store
 
 
 def wilson_by_hand(k: int, n: int) -> tuple[float, float]:

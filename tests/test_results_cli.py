@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .conftest import REPO, cli
+from tests.conftest import REPO, cli
 
 
 def test_results_json_and_gates(tmp_path):

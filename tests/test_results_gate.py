@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import REPO, cli
+from tests.conftest import REPO, cli
 
 MODELS = ["sim/llama-3.3-70b-versatile", "sim/qwen3-32b", "strategy/always_defect", "strategy/tit_for_tat"]
 

@@ -17,9 +17,9 @@ import openai
 import pytest
 from tenacity import RetryCallState
 
-from orchestrator import retry
-from orchestrator.errors import HostUnreachable, ProviderError
-from orchestrator.retry import (AttemptCounter, BackoffWait, call_with_retries, is_provider_error,
+from sociolab.orchestrator import retry
+from sociolab.base.errors import HostUnreachable, ProviderError
+from sociolab.orchestrator.retry import (AttemptCounter, BackoffWait, call_with_retries, is_provider_error,
                                 is_transient, looks_like_connection_failure, retry_after_seconds)
 
 REQUEST = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")

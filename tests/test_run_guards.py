@@ -10,16 +10,16 @@ import time
 import duckdb
 import pytest
 
-from orchestrator.client import ClientSettings, ModelClient
-from orchestrator.config import load_plan
-from orchestrator.errors import UserError
-from orchestrator.provider import Endpoint
-from orchestrator.redact import redact, register_secrets
-from orchestrator.runner import execute
-from orchestrator.sim.server import FaultConfig, start_in_thread
-from orchestrator.store import Store
+from sociolab.orchestrator.client import ClientSettings, ModelClient
+from sociolab.config import load_plan
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.provider import Endpoint
+from sociolab.orchestrator.redact import redact, register_secrets
+from sociolab.runner import execute
+from sociolab.orchestrator.sim.server import FaultConfig, start_in_thread
+from sociolab.orchestrator.store import Store
 
-from .conftest import cli, write_yaml
+from tests.conftest import cli, write_yaml
 
 PRICED = """
 name: budget
@@ -180,7 +180,7 @@ async def test_unreachable_host_fails_within_seconds_naming_it(base):
     url = base.format(port=closed_port())
     client = ModelClient(ClientSettings(max_attempts=6, initial_wait_s=1.0),
                          endpoints={"openai/x": Endpoint(api_base=url)})
-    from orchestrator.litellm_boot import get_litellm
+    from sociolab.orchestrator.litellm_boot import get_litellm
 
     get_litellm()  # its first import takes seconds on a loaded machine: not what is measured here
     t0 = time.perf_counter()
@@ -216,8 +216,8 @@ def test_redact_masks_registered_and_key_shaped_secrets():
 
 
 def test_models_check_passes_and_fails_as_it_should(tmp_path, monkeypatch):
-    from orchestrator.estimate import client_for_prices
-    from orchestrator.models_check import check_models, probe_client
+    from sociolab.estimate import client_for_prices
+    from sociolab.orchestrator.models_check import check_models, probe_client
 
     with start_in_thread(api_key="right-key-123") as server:
         path = write_yaml(tmp_path, f"""

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from orchestrator.sim import server as srv
-from orchestrator.sim.envelope import HEADER
-from orchestrator.sim.server import FaultConfig, json_too_deep, start_in_thread
+from sociolab.orchestrator.sim import server as srv
+from sociolab.orchestrator.sim.envelope import HEADER
+from sociolab.orchestrator.sim.server import FaultConfig, json_too_deep, start_in_thread
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -91,7 +91,7 @@ def test_deeply_nested_sim_header_is_a_400_naming_it():
 
 
 def test_unexpected_exception_is_a_500_json_error_not_a_dropped_connection(monkeypatch):
-    import orchestrator.sim.envelope as envelope
+    import sociolab.orchestrator.sim.envelope as envelope
 
     def boom(value):
         raise KeyError("a bug")

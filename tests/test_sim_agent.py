@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from orchestrator.sim import agent as sim_agent
-from orchestrator.sim.agent import CUES, COMP_LEVEL_CUES, SimReply, sim_reply
-from orchestrator.sim.propensities import Propensities, derived_from_name
-from orchestrator.sim.settings import SimSettings
+from sociolab.orchestrator.sim import agent as sim_agent
+from sociolab.orchestrator.sim.agent import CUES, COMP_LEVEL_CUES, SimReply, sim_reply
+from sociolab.orchestrator.sim.propensities import Propensities, derived_from_name
+from sociolab.orchestrator.sim.settings import SimSettings
 
 SEED_FR = ("@all On a un client qui veut une app mobile de livraison de repas pour une ville de 500k "
            "habitants. Budget: 50k euros, deadline: 3 mois.")

@@ -7,13 +7,13 @@ import json
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from judges.answer import AnswerError, parse_answer, repair_messages
-from judges.codebook import Codebook, load_codebook
-from judges.prompt import build_judge_messages, judge_metadata
-from orchestrator.sim.agent import COMP_LEVEL_CUES, sim_reply
-from orchestrator.sim.judge import NEEDS_METADATA, JudgeTraits, derived_traits, sim_judge_reply, traits_for
-from orchestrator.sim.propensities import Propensities
-from orchestrator.sim.settings import SimSettings
+from sociolab.judges.answer import AnswerError, parse_answer, repair_messages
+from sociolab.judges.codebook import Codebook, load_codebook
+from sociolab.judges.prompt import build_judge_messages, judge_metadata
+from sociolab.orchestrator.sim.agent import COMP_LEVEL_CUES, sim_reply
+from sociolab.orchestrator.sim.judge import NEEDS_METADATA, JudgeTraits, derived_traits, sim_judge_reply, traits_for
+from sociolab.orchestrator.sim.propensities import Propensities
+from sociolab.orchestrator.sim.settings import SimSettings
 
 SEEDS = {
     "fr": "@all On a un client qui veut une app mobile de livraison de repas pour une ville de 500k habitants. "

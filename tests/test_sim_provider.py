@@ -12,23 +12,23 @@ import json
 
 import pytest
 
-from judges.codebook import load_codebook
-from judges.prompt import build_judge_messages, judge_metadata
-from orchestrator.errors import UserError
-from orchestrator.provider import Endpoint, ModelRequest
-from orchestrator.sim.actor import SimAction, SimPlan
-from orchestrator.sim.envelope import HEADER, MAX_HEADER_BYTES, header_value, read_header
-from orchestrator.sim.games import GameTraits
-from orchestrator.sim.judge import JudgeTraits
-from orchestrator.sim.metadata import MetadataError
-from orchestrator.sim.naming import judge_stand_in, stand_in
-from orchestrator.sim.propensities import Propensities
-from orchestrator.sim.provider import SimProvider
-from orchestrator.sim.server import start_in_thread
-from orchestrator.sim.settings import SimSettings
-from scenarios.games import GamesParams, draw_labelling, move_metadata, prompt_for
-from scenarios.principal_agent import CASES, form_metadata, product_order, system_prompt, user_prompt
-from scenarios.workspace import Workspace
+from sociolab.judges.codebook import load_codebook
+from sociolab.judges.prompt import build_judge_messages, judge_metadata
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.provider import Endpoint, ModelRequest
+from sociolab.orchestrator.sim.actor import SimAction, SimPlan
+from sociolab.orchestrator.sim.envelope import HEADER, MAX_HEADER_BYTES, header_value, read_header
+from sociolab.orchestrator.sim.games import GameTraits
+from sociolab.orchestrator.sim.judge import JudgeTraits
+from sociolab.orchestrator.sim.metadata import MetadataError
+from sociolab.orchestrator.sim.naming import judge_stand_in, stand_in
+from sociolab.orchestrator.sim.propensities import Propensities
+from sociolab.orchestrator.sim.provider import SimProvider
+from sociolab.orchestrator.sim.server import start_in_thread
+from sociolab.orchestrator.sim.settings import SimSettings
+from sociolab.scenarios.games import GamesParams, draw_labelling, move_metadata, prompt_for
+from sociolab.scenarios.principal_agent import CASES, form_metadata, product_order, system_prompt, user_prompt
+from sociolab.scenarios.workspace import Workspace
 
 SETTINGS = SimSettings(
     models={"x": Propensities(greet=0.9, lead=0.8, cooperate=0.3, side_with_principal=0.6, shortcut=0.5)},
@@ -153,10 +153,10 @@ def test_the_sim_imports_nothing_from_judges_or_scenarios():
     import ast
     from pathlib import Path
 
-    import orchestrator.sim
+    from sociolab import orchestrator
 
     for path in Path(orchestrator.sim.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
-            assert not any(n.split(".")[0] in ("judges", "scenarios") for n in names), (path.name, names)
+            assert not any(n.startswith(("sociolab.judges", "sociolab.scenarios")) for n in names), (path.name, names)

@@ -25,14 +25,14 @@ import litellm
 import openai
 import pytest
 
-from orchestrator.errors import ProviderError
-from orchestrator.sim import agent
-from orchestrator.sim.agent import sim_reply
-from orchestrator.sim.envelope import HEADER, header_value
-from orchestrator.sim.propensities import Propensities
-from orchestrator.sim.server import (FaultConfig, check_loopback_host, serve, sim_model_name,
+from sociolab.base.errors import ProviderError
+from sociolab.orchestrator.sim import agent
+from sociolab.orchestrator.sim.agent import sim_reply
+from sociolab.orchestrator.sim.envelope import HEADER, header_value
+from sociolab.orchestrator.sim.propensities import Propensities
+from sociolab.orchestrator.sim.server import (FaultConfig, check_loopback_host, serve, sim_model_name,
                                      start_in_thread)
-from orchestrator.sim.settings import SimSettings
+from sociolab.orchestrator.sim.settings import SimSettings
 
 litellm.suppress_debug_info = True  # no "Provider List" banners in test output
 
@@ -321,7 +321,7 @@ def test_sim_provider_error_is_passed_through(server, monkeypatch):
 
 
 def test_serve_subprocess_prints_listening_line():
-    cmd = [sys.executable, "-m", "orchestrator.sim.server", "--fail-first", "1", "--retry-after", "0.5"]
+    cmd = [sys.executable, "-m", "sociolab.orchestrator.sim.server", "--fail-first", "1", "--retry-after", "0.5"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     try:

@@ -9,10 +9,10 @@ from datetime import datetime
 import duckdb
 import pytest
 
-from orchestrator.cache import ResponseCache
-from orchestrator.client import Completion
-from orchestrator.sink import EventSink, Message
-from orchestrator.store import Store
+from sociolab.orchestrator.cache import ResponseCache
+from sociolab.orchestrator.client import Completion
+from sociolab.orchestrator.sink import EventSink, Message
+from sociolab.orchestrator.store import Store
 
 RUN = "t/001"
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .conftest import REPO, cli
+from tests.conftest import REPO, cli
 
 QUICKSTART = REPO / "scenarios/library/quickstart.yaml"
 
@@ -112,7 +112,7 @@ def test_a_huge_result_streams(db):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
     # csv without --limit: the first rows arrive while the rest is still being produced
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "sql", "SELECT * FROM range(100000000)",
+    proc = subprocess.Popen([sys.executable, "-m", "sociolab.cli", "sql", "SELECT * FROM range(100000000)",
                              "--db", str(db), "--format", "csv"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     try:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
-from analysis.stats import (DEFAULT_COMPARISONS, compare_series, cosine, default_comparisons, describe,
+from sociolab.analysis.stats import (DEFAULT_COMPARISONS, compare_series, cosine, default_comparisons, describe,
                             exact_permutation_p, holm, mann_whitney, mean_pairwise_cosine, permutation_hits,
                             permutation_test, rank_biserial)
 

@@ -8,13 +8,13 @@ import collections
 import duckdb
 import pytest
 
-from orchestrator.config import load_plan
-from orchestrator.errors import UserError
-from orchestrator.runner import execute
-from orchestrator.sim.agent import CUES
-from orchestrator.store import SCHEMA_VERSION, Batch, Store
+from sociolab.config import load_plan
+from sociolab.base.errors import UserError
+from sociolab.runner import execute
+from sociolab.orchestrator.sim.agent import CUES
+from sociolab.orchestrator.store import SCHEMA_VERSION, Batch, Store
 
-from .conftest import REPO, SHARED, write_yaml
+from tests.conftest import REPO, SHARED, write_yaml
 
 WARROOM_SUITE = REPO / "scenarios/library/warroom.yaml"
 STUDY_COUNTS = {"A": 21, "B": 21, "C": 21, "E": 21, "F": 21, "G": 21, "H": 15, "I": 11, "J": 11,
@@ -185,9 +185,9 @@ def test_group_commit_isolates_a_bad_batch(tmp_path):
 
 
 def test_reimport_keeps_codes_of_unchanged_runs(tmp_path):
-    from judges.runner import JudgeConfig, judge_store
-    from orchestrator.client import ClientSettings
-    from orchestrator.warroom import import_warroom
+    from sociolab.judges.runner import JudgeConfig, judge_store
+    from sociolab.orchestrator.client import ClientSettings
+    from sociolab.studies.warroom import import_warroom
 
     store = Store.open(tmp_path / "w.duckdb")
     fixtures = REPO / "tests/fixtures/warroom/transcripts"

@@ -1,4 +1,4 @@
-"""Importing the WarRoom study's transcripts into the store (orchestrator/warroom.py).
+"""Importing the WarRoom study's transcripts into the store (sociolab/studies/warroom.py).
 
 Fixture tests use three real transcripts copied under tests/fixtures/warroom (see its README for
 the CC BY 4.0 credit). The whole-corpus test imports all 208 runs when the dataset is present
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import UserError
-from orchestrator.store import Store
-from orchestrator.warroom import ImportSummary, import_warroom
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.store import Store
+from sociolab.studies.warroom import ImportSummary, import_warroom
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "warroom"
 FIXTURE_TRANSCRIPTS = FIXTURES / "transcripts"

@@ -27,8 +27,8 @@ from typing import Any, Iterator
 import litellm
 import pytest
 
-from .wire import Fault, Reply, RequestView, instance_of
-from .wire import anthropic_messages, gemini, openai_chat, openai_compat
+from tests.wire import Fault, Reply, RequestView, instance_of
+from tests.wire import anthropic_messages, gemini, openai_chat, openai_compat
 
 litellm.suppress_debug_info = True
 litellm.telemetry = False

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.workspace import (TOOL_NAMES, ScriptError, Workspace, WorkspaceError, parse_date, tool_schema)
+from sociolab.scenarios.workspace import (TOOL_NAMES, ScriptError, Workspace, WorkspaceError, parse_date, tool_schema)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""orchestrator/yamlfile.py: every problem with a file is one UserError reading `file:line: key: what
+"""sociolab/base/yamlfile.py: every problem with a file is one UserError reading `file:line: key: what
 to fix`, with the line of the offending node."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.errors import UserError
-from orchestrator.yamlfile import format_loc, read_yaml, validate, validation_error
+from sociolab.base.errors import UserError
+from sociolab.base.yamlfile import format_loc, read_yaml, validate, validation_error
 
-from .conftest import write_yaml
+from tests.conftest import write_yaml
 
 
 class Member(BaseModel):

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import UserError
+from sociolab.base.errors import UserError
 from .metadata import MetadataError
 from .settings import SimSettings
 

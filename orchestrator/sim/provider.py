@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import UserError
+from sociolab.base.errors import UserError
 from ..provider import Endpoint, ModelRequest, Price, ProviderReply
 from .agent import SimReply, sim_reply
 from .envelope import HEADER, header_value, litellm_metadata

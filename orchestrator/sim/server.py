@@ -524,8 +524,8 @@ class _Handler(BaseHTTPRequestHandler):
             state.bump("bad_request")
             self._error(400, str(exc), param=exc.param)
             return
-        from orchestrator.sim.envelope import HEADER, read_header  # lazy: keeps start-up and imports light
-        from orchestrator.sim.metadata import MetadataError
+        from sociolab.orchestrator.sim.envelope import HEADER, read_header  # lazy: keeps start-up and imports light
+        from sociolab.orchestrator.sim.metadata import MetadataError
 
         raw = self.headers.get(HEADER)
         try:
@@ -556,7 +556,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(decision.status, _FAULT_MESSAGES[decision.status], headers=headers)
             return
 
-        from orchestrator.sim.agent import sim_reply
+        from sociolab.orchestrator.sim.agent import sim_reply
 
         try:
             reply = sim_reply(sim_model_name(requested), req["messages"], seed=req["seed"],
@@ -703,10 +703,10 @@ def serve(host: str = "127.0.0.1", port: int = 0, faults: FaultConfig | None = N
         server.server_close()
 
 
-if __name__ == "__main__":  # python -m orchestrator.sim.server [--port N] [--fail-rate R] ...
+if __name__ == "__main__":  # python -m sociolab.orchestrator.sim.server [--port N] [--fail-rate R] ...
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m orchestrator.sim.server",
+    p = argparse.ArgumentParser(prog="python -m sociolab.orchestrator.sim.server",
                                 description="OpenAI-compatible sim server with fault injection")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)

@@ -19,10 +19,10 @@ from typing import Callable, Mapping
 from .naming import is_judge_name
 
 BY_METADATA: tuple[tuple[str, str], ...] = (
-    ("judge", "orchestrator.sim.judge"),
-    ("sim_plan", "orchestrator.sim.actor"),
-    ("game", "orchestrator.sim.games"),
-    ("principal_agent", "orchestrator.sim.games"),
+    ("judge", "sociolab.orchestrator.sim.judge"),
+    ("sim_plan", "sociolab.orchestrator.sim.actor"),
+    ("game", "sociolab.orchestrator.sim.games"),
+    ("principal_agent", "sociolab.orchestrator.sim.games"),
 )
 WORKSPACE_TOOLS = frozenset({"ls", "cat", "write_file", "edit", "cp", "mv", "rm", "mkdir", "set_date", "run",
                              "send_message"})
@@ -35,9 +35,9 @@ def specialist_for(model: str, metadata: Mapping | None, tools: list | None) -> 
             if key in metadata:
                 return importlib.import_module(module).reply
     if tools and WORKSPACE_TOOLS.intersection(tool_names(tools)):
-        return importlib.import_module("orchestrator.sim.actor").reply
+        return importlib.import_module("sociolab.orchestrator.sim.actor").reply
     if is_judge_name(model):
-        return importlib.import_module("orchestrator.sim.judge").reply
+        return importlib.import_module("sociolab.orchestrator.sim.judge").reply
     return None
 
 

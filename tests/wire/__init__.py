@@ -18,7 +18,7 @@ usage, errors) runs against it over HTTP on 127.0.0.1, offline:
 See `base` for recording, faults, responders and the neutral request view.
 """
 
-from .base import Fault, Recorded, Reply, RequestView, ToolCall, WireServer, default_responder, instance_of
+from tests.wire.base import Fault, Recorded, Reply, RequestView, ToolCall, WireServer, default_responder, instance_of
 
 __all__ = ["Fault", "Recorded", "Reply", "RequestView", "ToolCall", "WireServer", "default_responder",
            "instance_of"]

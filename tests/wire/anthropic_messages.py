@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import (Recorded, RequestView, ToolCall, WireError, WireServer, count_tokens, new_id, prompt_tokens,
+from tests.wire.base import (Recorded, RequestView, ToolCall, WireError, WireServer, count_tokens, new_id, prompt_tokens,
                    text_of)
 
 #: top-level request fields the Messages API knows (current and beta); anything else is a 400

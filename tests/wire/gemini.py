@@ -24,7 +24,7 @@ import json
 import re
 from typing import Any
 
-from .base import Recorded, RequestView, ToolCall, WireError, WireServer, count_tokens, new_id, prompt_tokens
+from tests.wire.base import Recorded, RequestView, ToolCall, WireError, WireServer, count_tokens, new_id, prompt_tokens
 
 _PATH = re.compile(r"^(?:/v1beta|/v1)?/models/(?P<model>[^/:]+):(?P<method>[A-Za-z]+)$")
 

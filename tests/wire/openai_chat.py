@@ -22,7 +22,7 @@ import re
 import time
 from typing import Any
 
-from .base import (Recorded, Reply, RequestView, ToolCall, WireError, WireServer, count_tokens, new_id,
+from tests.wire.base import (Recorded, Reply, RequestView, ToolCall, WireError, WireServer, count_tokens, new_id,
                    prompt_tokens, text_of)
 
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")

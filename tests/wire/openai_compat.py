@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from .base import Reply, RequestView, new_id
-from .openai_chat import OpenAIChatServer
+from tests.wire.base import Reply, RequestView, new_id
+from tests.wire.openai_chat import OpenAIChatServer
 
 ReasoningStyle = Literal["think", "reasoning_content", "reasoning"] | None
 DEFAULT_REASONING = "The user wants a short answer; I will give one."

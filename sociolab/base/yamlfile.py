@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .errors import UserError
+from sociolab.base.errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
 

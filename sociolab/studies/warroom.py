@@ -29,8 +29,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import UserError
-from .store import Batch, Store
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.store import Batch, Store
 
 log = logging.getLogger(__name__)
 

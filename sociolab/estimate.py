@@ -7,22 +7,12 @@ or litellm's list. A model with no known price shows its cost as unknown, never 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from .client import ModelClient, ModelLimits, default_providers
-from .config import Plan
-from .runner import execute
-from .sim.rehearsal import RehearsalProvider
-from .store import Store
-
-
-@dataclass
-class ModelEstimate:
-    model: str
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float | None
+from sociolab.orchestrator.client import ModelClient, ModelLimits, default_providers
+from sociolab.orchestrator.cost import ModelEstimate, cost_of
+from sociolab.config import Plan
+from sociolab.runner import execute
+from sociolab.orchestrator.sim.rehearsal import RehearsalProvider
+from sociolab.orchestrator.store import Store
 
 
 async def rehearse(plan: Plan) -> list[ModelEstimate]:
@@ -39,10 +29,6 @@ async def rehearse(plan: Plan) -> list[ModelEstimate]:
             for m, n, p, c in rows]
 
 
-def cost_of(client: ModelClient, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """The run's own price, else the provider's list price; None when neither knows the model."""
-    price = client.price_or_list_price(model)
-    return price.cost(prompt_tokens, completion_tokens) if price is not None else None
 
 
 def client_for_prices(plan: Plan) -> ModelClient:

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
-from .client import Budget, ModelClient, RetryListener, RunClient, default_providers, error_text
-from .clock import VirtualClock, WallClock
-from .config import Plan, RunSpec
-from .errors import BudgetExhausted, UserError
-from .redact import redact
-from .sink import EventSink, Message
-from .store import Batch, Store
+from sociolab.orchestrator.client import Budget, ModelClient, RetryListener, RunClient, default_providers, error_text
+from sociolab.orchestrator.clock import VirtualClock, WallClock
+from sociolab.config import Plan, RunSpec
+from sociolab.base.errors import BudgetExhausted, UserError
+from sociolab.orchestrator.redact import redact
+from sociolab.orchestrator.sink import EventSink, Message
+from sociolab.orchestrator.store import Batch, Store
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class RunReport:
     unfinished_by_budget: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     internal_errors: list[str] = field(default_factory=list)  # failed runs whose traceback is logged
+    spent_usd: float | None = None  # what a --max-cost budget counted; None without a budget
 
     @property
     def ok(self) -> bool:
@@ -181,8 +182,8 @@ async def record_internal_error(store: Store, run_id: str, exc: BaseException, e
 
 
 async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Progress | None) -> str:
-    from scenarios.base import RunContext
-    from scenarios.registry import scenario_class
+    from sociolab.scenarios.base import RunContext
+    from sociolab.scenarios.registry import scenario_class
 
     scenario = scenario_class(spec.kind)(spec.params)
     agents = scenario.place_agents(list(spec.personas), spec.roster)

@@ -6,13 +6,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .config import Plan, RunSpec
-from .sink import Message
+from sociolab.config import Plan, RunSpec
+from sociolab.orchestrator.sink import Message
 
 
 def describe_wait(model: str, source: str, seconds: float, error: BaseException) -> str:
     """'waiting 12.0 s: 429 from groq (groq/llama-3.3-70b-versatile)', for a retry about to wait."""
-    from .redact import redact
+    from sociolab.orchestrator.redact import redact
 
     status = getattr(error, "status_code", None)
     what = f"{status}" if status else type(error).__name__

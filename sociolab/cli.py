@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import UserError
+from sociolab.base.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="sociolab: behavioural experiments with groups of LLM agents.")
@@ -28,9 +28,19 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
 
 
+def print_version(value: bool) -> None:
+    if value:
+        from sociolab import __version__
+
+        console.print(f"sociolab {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def global_options(
     ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
+                                 help="print the version and exit"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="also show INFO messages on stderr; "
                                  "the log file gets DEBUG"),
     log_file: Optional[Path] = typer.Option(None, "--log-file", dir_okay=False,
@@ -41,7 +51,7 @@ def global_options(
     """Options for every command: `sociolab --verbose run ...`."""
     import logging
 
-    from .logs import setup_logging
+    from sociolab.orchestrator.logs import setup_logging
 
     setup_logging(verbose, log_file)
     logging.getLogger(__name__).info("sociolab %s", ctx.invoked_subcommand)
@@ -49,7 +59,7 @@ def global_options(
 
 def log_beside_db(db: Path) -> Path:
     """--db also places the default log file: `x.duckdb` logs to `x.log`."""
-    from .logs import log_beside
+    from sociolab.orchestrator.logs import log_beside
 
     log_beside(db)
     return db
@@ -75,34 +85,33 @@ def run(
     """Run a scenario or a suite; a rerun resumes where the last one stopped."""
     import asyncio
 
-    from .config import load_plan
-    from .progress import RichProgress
-    from .runner import client_for, execute
-    from .store import Store
+    from sociolab.api import run_async
+    from sociolab.progress import RichProgress
+    from sociolab.orchestrator.store import Store
 
     check_budget(max_cost)
-    plan = load_plan(file, sim=sim, only_series=series.split(",") if series else None)
-    if concurrency is not None:
-        if concurrency < 1:
-            raise UserError(f"--concurrency {concurrency}: give at least 1")
-        plan.file.concurrency = concurrency
+    if concurrency is not None and concurrency < 1:
+        raise UserError(f"--concurrency {concurrency}: give at least 1")
+    only = series.split(",") if series else None
     if dry_run:
-        from .estimate import rehearse
+        from sociolab.config import load_plan
+        from sociolab.estimate import rehearse
 
+        plan = load_plan(file, sim=sim, only_series=only)
         print_estimate(f"{len(plan.runs)} runs of {file}", asyncio.run(rehearse(plan)))
         return
     progress = RichProgress(console, enabled=not quiet)
-    client = client_for(plan, max_cost=max_cost, on_retry=progress.retry)
+    report = asyncio.run(run_async(file, db, sim=sim, series=only, fresh=fresh, concurrency=concurrency,
+                                   max_cost=max_cost, progress=progress, on_retry=progress.retry))
     with Store.open(db) as store:
-        report = asyncio.run(execute(plan, store, progress, fresh=fresh, client=client))
         counts = store.counts()
     print_summary(db, report, counts)
     print_run_failures(report)
     if report.incomplete:
         err_console.print(f"{len(report.incomplete)} run(s) incomplete: a provider failed after retries "
                           f"(see llm_calls.error); rerun the same command to redo them", markup=False)
-    if client.budget is not None:
-        console.print(f"This invocation spent ${client.budget.spent_usd:.4f} of its ${max_cost:.4f} budget "
+    if report.spent_usd is not None:
+        console.print(f"This invocation spent ${report.spent_usd:.4f} of its ${max_cost:.4f} budget "
                       "(calls of runs left unfinished included: they are redone, and paid again, by a rerun).",
                       markup=False, highlight=False)
     if report.unfinished_by_budget:
@@ -114,7 +123,7 @@ def run(
 
 def print_run_failures(report) -> None:
     """One line per failed run; for an unexpected exception, where its traceback is."""
-    from .logs import traceback_note
+    from sociolab.orchestrator.logs import traceback_note
 
     for run_id, error in report.failed:
         note = f" ({traceback_note()})" if run_id in report.internal_errors else ""
@@ -187,7 +196,7 @@ def sql(
                                         "the table, all for csv and json, streamed)"),
 ) -> None:
     """Query the store read-only, e.g. sociolab sql "SELECT * FROM runs"."""
-    from .query import run_query
+    from sociolab.orchestrator.query import run_query
 
     if format not in ("table", "csv", "json"):
         raise UserError(f"unknown --format '{format}': use table, csv or json")
@@ -214,7 +223,7 @@ def serve_sim(
     verbose: bool = typer.Option(False, "--verbose", help="log every request"),
 ) -> None:
     """Serve the sim over an OpenAI-compatible HTTP API on loopback, with fault injection."""
-    from .sim.server import FaultConfig, serve
+    from sociolab.orchestrator.sim.server import FaultConfig, serve
 
     try:
         kinds = [int(k) for k in fault_kinds.split(",") if k.strip()]
@@ -252,11 +261,11 @@ def judge(
     """Code every message not yet coded by each judge; resumable."""
     import asyncio
 
-    from judges.runner import client_for, estimate_judging, judge_store, load_judge_config
-    from .sim.naming import judge_stand_in
-    from .errors import BudgetExhausted
-    from .progress import JudgeProgress
-    from .store import Store
+    from sociolab.judges.runner import client_for, estimate_judging, judge_store, load_judge_config
+    from sociolab.orchestrator.sim.naming import judge_stand_in
+    from sociolab.base.errors import BudgetExhausted
+    from sociolab.progress import JudgeProgress
+    from sociolab.orchestrator.store import Store
 
     check_budget(max_cost)
 
@@ -298,7 +307,7 @@ def validated_judge_config(cfg, updates: dict):
     """CLI options go through the same validation as the YAML config."""
     from pydantic import ValidationError
 
-    from judges.runner import JudgeConfig
+    from sociolab.judges.runner import JudgeConfig
 
     try:
         return JudgeConfig.model_validate({**cfg.model_dump(), **updates})
@@ -341,9 +350,9 @@ def agreement(
     """Agreement per flag and rater pair: kappa (with CIs), % agreement, prevalence, alpha."""
     import duckdb
 
-    from analysis.agreement import agreement_report, render_agreement, source_relation, to_json
-    from analysis.ratings import load_wide_csv, ratings_view_sql
-    from .store import Store
+    from sociolab.analysis.agreement import agreement_report, render_agreement, source_relation, to_json
+    from sociolab.analysis.ratings import load_wide_csv, ratings_view_sql
+    from sociolab.orchestrator.store import Store
 
     flag_list = split(flags)
     if csv_file is not None:
@@ -355,7 +364,7 @@ def agreement(
         con = store.con
         codebook_id = None
         if codebook:
-            from judges.codebook import load_codebook
+            from sociolab.judges.codebook import load_codebook
 
             codebook_id = load_codebook(codebook).codebook_id
         source = ratings_view_sql(split(judges), humans, codebook_id, include_uncodable=True)
@@ -387,7 +396,7 @@ def analyze(
     json_out: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
 ) -> None:
     """Profiles, similarity per run and series, series comparisons, compensation, isolation."""
-    from analysis.analyze import analyze as run_analysis, render
+    from sociolab.analysis.analyze import analyze as run_analysis, render
 
     with Store_read_only(db) as store:
         result = run_analysis(store.con, rule=rule, codebook_id=codebook_id_of(codebook), comparisons=compare,
@@ -411,8 +420,8 @@ def report(
     seed: int = typer.Option(0, help="permutation seed"),
 ) -> None:
     """Write one self-contained HTML report (tables and embedded plots)."""
-    from analysis.analyze import analyze as run_analysis
-    from analysis.report import build_report
+    from sociolab.analysis.analyze import analyze as run_analysis
+    from sociolab.analysis.report import build_report
 
     writable_output(output)
     with Store_read_only(db) as store:
@@ -437,19 +446,21 @@ def replicate(
     """Run the study's 12-series suite, judge it with two judges, and write the report (resumable)."""
     import asyncio
 
-    from analysis.analyze import analyze as run_analysis
-    from analysis.report import build_report
-    from judges.runner import judge_store, load_judge_config
-    from .sim.naming import judge_stand_in
-    from .config import load_plan
-    from .progress import JudgeProgress, RichProgress
-    from .runner import execute
-    from .store import Store
+    from sociolab.analysis.analyze import analyze as run_analysis
+    from sociolab.analysis.report import build_report
+    from sociolab.judges.runner import judge_store, load_judge_config
+    from sociolab.orchestrator.sim.naming import judge_stand_in
+    from sociolab.config import load_plan
+    from sociolab.progress import JudgeProgress, RichProgress
+    from sociolab.runner import execute
+    from sociolab.orchestrator.store import Store
 
     if study != "warroom":
         raise UserError(f"unknown study '{study}' (known: warroom)")
     writable_output(output)
-    suite = Path(__file__).resolve().parent.parent / "scenarios/library/warroom.yaml"
+    from sociolab import scenarios
+
+    suite = Path(scenarios.__file__).parent / "library" / "warroom.yaml"
     plan = load_plan(suite, sim=sim, only_series=split(series))
     config = load_judge_config()
     if sim:
@@ -480,7 +491,7 @@ def results(
                                                 help="gate, e.g. 'shortcut_used > 0.2' (repeatable); exit 1 if met"),
 ) -> None:
     """Outcome rates per model x condition with Wilson 95% intervals; usable as a CI gate."""
-    from analysis.results import check_gate, render_results, results as outcome_rows, validate_gate
+    from sociolab.analysis.results import check_gate, render_results, results as outcome_rows, validate_gate
 
     with Store_read_only(db) as store:
         for gate in fail_if or []:
@@ -500,7 +511,7 @@ def results(
 
 
 def Store_read_only(db: Path):
-    from .store import Store
+    from sociolab.orchestrator.store import Store
 
     return Store.open_read_only(db)
 
@@ -508,7 +519,7 @@ def Store_read_only(db: Path):
 def codebook_id_of(codebook: Optional[str]) -> Optional[str]:
     if not codebook:
         return None
-    from judges.codebook import load_codebook
+    from sociolab.judges.codebook import load_codebook
 
     return load_codebook(codebook).codebook_id
 
@@ -528,9 +539,9 @@ def validate_export(
     seed: int = typer.Option(0, help="sampling seed"),
 ) -> None:
     """Write a stratified sample (text and context, no judge labels) for human coders."""
-    from judges.codebook import load_codebook
-    from judges.validation import export_sample
-    from .store import Store
+    from sociolab.judges.codebook import load_codebook
+    from sociolab.judges.validation import export_sample
+    from sociolab.orchestrator.store import Store
 
     writable_output(output)
     with Store.open_read_only(db) as store:
@@ -549,9 +560,9 @@ def validate_import(
     codebook: str = typer.Option("warroom", help="codebook of the flag columns"),
 ) -> None:
     """Load human codes; `sociolab agreement` then includes human vs each judge."""
-    from judges.codebook import load_codebook
-    from judges.validation import import_codes
-    from .store import Store
+    from sociolab.judges.codebook import load_codebook
+    from sociolab.judges.validation import import_codes
+    from sociolab.orchestrator.store import Store
 
     with Store.open(db) as store:
         result = import_codes(store, load_codebook(codebook), file, coder=coder)
@@ -570,8 +581,8 @@ def import_warroom_cmd(
     db: Path = DB_OPTION,
 ) -> None:
     """Load the study's published transcripts (208 runs) into the store."""
-    from .store import Store
-    from .warroom import import_warroom
+    from sociolab.orchestrator.store import Store
+    from sociolab.studies.warroom import import_warroom
 
     with Store.open(db) as store:
         summary = import_warroom(store, directory)
@@ -596,7 +607,7 @@ def models_check(
 
     from rich.table import Table
 
-    from .models_check import check_models, probe_client
+    from sociolab.orchestrator.models_check import check_models, probe_client
 
     client, models = models_to_check(file, model or [], sim)
     rows = asyncio.run(check_models(probe_client(client), models))
@@ -618,27 +629,27 @@ def models_check(
 
 def models_to_check(file: Optional[Path], names: list[str], sim: bool):
     """The client and models of a scenario file or judge config, plus any named on the command line."""
-    from .client import ModelClient
+    from sociolab.orchestrator.client import ModelClient
 
     if file is None and not names:
         raise UserError("name a scenario or judge config file, or models with --model")
     client, models = ModelClient(), list(names)
     if file is not None:
-        from .yamlfile import read_yaml
+        from sociolab.base.yamlfile import read_yaml
 
         doc = read_yaml(file)
         if isinstance(doc.data, dict) and "judges" in doc.data:
-            from judges.runner import load_judge_config
-            from .sim.naming import judge_stand_in
-            from judges.runner import client_without_checks as judge_client
+            from sociolab.judges.runner import load_judge_config
+            from sociolab.orchestrator.sim.naming import judge_stand_in
+            from sociolab.judges.runner import client_without_checks as judge_client
 
             cfg = load_judge_config(file)
             if sim:
                 cfg = cfg.model_copy(update={"judges": [judge_stand_in(j) for j in cfg.judges]})
             client, models = judge_client(cfg), cfg.judges + models
         else:
-            from .config import load_plan
-            from .estimate import client_for_prices
+            from sociolab.config import load_plan
+            from sociolab.estimate import client_for_prices
 
             plan = load_plan(file, sim=sim)
             client, models = client_for_prices(plan), plan.models() + models
@@ -652,7 +663,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except UserError as exc:
-        from .redact import redact
+        from sociolab.orchestrator.redact import redact
 
         err_console.print(f"error: {redact(str(exc))}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -675,8 +686,8 @@ def report_unexpected(exc: Exception) -> bool:
     import logging
     import traceback
 
-    from .logs import log_file_path, written_log_file
-    from .redact import redact
+    from sociolab.orchestrator.logs import log_file_path, written_log_file
+    from sociolab.orchestrator.redact import redact
 
     if log_file_path() is None:
         return False

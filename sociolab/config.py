@@ -18,13 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from personas.models import Persona, RosterSpec, resolve_personas
-from orchestrator.client import ClientSettings
-from orchestrator.errors import UserError
-from orchestrator.provider import Endpoint, Price
-from orchestrator.sim.naming import stand_in
-from orchestrator.sim.settings import SimSettings
-from orchestrator.yamlfile import YamlDoc, read_yaml, validate, validation_error
+from sociolab.personas.models import Persona, RosterSpec, resolve_personas
+from sociolab.orchestrator.client import ClientSettings
+from sociolab.base.errors import UserError
+from sociolab.orchestrator.provider import Endpoint, Price
+from sociolab.orchestrator.sim.naming import stand_in
+from sociolab.orchestrator.sim.settings import SimSettings
+from sociolab.base.yamlfile import YamlDoc, read_yaml, validate, validation_error
 
 
 class SeriesSpec(BaseModel):
@@ -129,7 +129,7 @@ class Plan:
 
 def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | None = None) -> Plan:
     """Read, validate and expand a scenario or suite file. Raises UserError on bad input."""
-    from scenarios.registry import scenario_class
+    from sociolab.scenarios.registry import scenario_class
 
     doc = read_yaml(path)
     runfile = validate(doc, RunFile)

@@ -1,0 +1,97 @@
+"""The public Python API: run a scenario or suite file, and open a store to read results.
+
+    import sociolab
+    report = sociolab.run("scenarios/library/demo.yaml", db="demo.duckdb", sim=True)
+    assert report.ok
+    with sociolab.open("demo.duckdb") as results:
+        rows = results.sql("SELECT sender_name, count(*) AS n FROM messages GROUP BY ALL")
+
+`run` is what `sociolab run` does, without the screen output: errors a user can fix raise
+`sociolab.UserError`; a run's own failures are in the returned report. In a notebook, whose event
+loop is already running, use `await sociolab.run_async(...)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Iterable
+
+from sociolab.base.errors import UserError
+from sociolab.config import load_plan
+from sociolab.orchestrator.client import RetryListener
+from sociolab.orchestrator.store import Store
+from sociolab.runner import Progress, RunReport, client_for, execute
+
+__all__ = ["run", "run_async", "open", "Results", "RunReport"]
+
+
+async def run_async(file: str | Path, db: str | Path = "sociolab.duckdb", *, sim: bool = False,
+                    series: Iterable[str] | None = None, fresh: bool = False, concurrency: int | None = None,
+                    max_cost: float | None = None, progress: Progress | None = None,
+                    on_retry: RetryListener | None = None) -> RunReport:
+    """Run every run of a scenario or suite file that `db` does not hold complete yet.
+
+    `sim` replaces each model by a sim stand-in named after it; `series` keeps only these series;
+    `fresh` redoes complete runs; `concurrency` overrides the file's runs in flight; `max_cost`
+    (USD) starts no priced call once spent, leaving the store resumable."""
+    if max_cost is not None and not max_cost >= 0:
+        raise UserError(f"max_cost {max_cost}: give a budget in USD, 0 or more")
+    plan = load_plan(Path(file), sim=sim, only_series=list(series) if series is not None else None)
+    if concurrency is not None:
+        if concurrency < 1:
+            raise UserError(f"concurrency {concurrency}: give at least 1")
+        plan.file.concurrency = concurrency
+    client = client_for(plan, max_cost=max_cost, on_retry=on_retry)
+    with Store.open(db) as store:
+        report = await execute(plan, store, progress, fresh=fresh, client=client)
+    report.spent_usd = client.budget.spent_usd if client.budget is not None else None
+    return report
+
+
+def run(file: str | Path, db: str | Path = "sociolab.duckdb", **options: Any) -> RunReport:
+    """`run_async` from synchronous code (a script, the CLI); see it for the options."""
+    return asyncio.run(run_async(file, db, **options))
+
+
+class Results:
+    """A store opened read-only, with the queries people ask of it most. `connection` is the
+    DuckDB connection itself, for anything else (`results.connection.sql(q).df()` for pandas)."""
+
+    def __init__(self, store: Store):
+        self._store = store
+        self.connection = store.con
+
+    def sql(self, query: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a query as dicts keyed by column name."""
+        cursor = self.connection.execute(query, params or [])
+        names = [d[0] for d in cursor.description or []]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run with its suite, series, scenario, status and times, oldest first."""
+        return self.sql("SELECT * FROM runs ORDER BY started_at, run_id")
+
+    def messages(self, run_id: str) -> list[dict[str, Any]]:
+        """One run's conversation in the order it happened."""
+        return self.sql("SELECT * FROM messages WHERE run_id = ? ORDER BY seq", [run_id])
+
+    def analyze(self, **options: Any) -> dict[str, Any]:
+        """What `sociolab analyze --json` prints: profiles, similarity, series tests, agreement."""
+        from sociolab.analysis.analyze import analyze
+
+        return analyze(self.connection, **options)
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> "Results":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open(db: str | Path = "sociolab.duckdb") -> Results:  # noqa: A001 - sociolab.open reads as intended
+    """Open a store read-only (it stays usable by a run writing elsewhere, never written to)."""
+    return Results(Store.open_read_only(db))
