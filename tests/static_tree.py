@@ -4,14 +4,13 @@ static tools (mypy, import-linter) read `sociolab.judges` where the repository h
     python -m tests.static_tree mypy      # type-check, as CI does
     python -m tests.static_tree layers    # check the layering contracts, as CI does
 
-The tree lives in build/static-tree (ignored by git) and is remade on every call; the mypy cache
+The tree lives in build/static-tree (ignored by git) and is synced on every call; the mypy cache
 stays in .mypy_cache, so a second run only rechecks what changed.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -22,17 +21,23 @@ TREE = REPO / "build" / "static-tree"
 
 
 def installed_layout() -> Path:
-    """build/static-tree/sociolab/ with the composition root's files and the five packages linked in."""
+    """build/static-tree/sociolab/ with the composition root's files and the five packages linked
+    in. Synced, never rebuilt, so that several checks may run at once."""
     package_dirs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     root = TREE / "sociolab"
-    shutil.rmtree(TREE, ignore_errors=True)
-    root.mkdir(parents=True)
-    for entry in (REPO / package_dirs["sociolab"]).iterdir():
-        if entry.name != "__pycache__":
-            (root / entry.name).symlink_to(entry)
-    for name, folder in package_dirs.items():
-        if name != "sociolab":
-            (root / name.removeprefix("sociolab.")).symlink_to(REPO / folder, target_is_directory=True)
+    root.mkdir(parents=True, exist_ok=True)
+    wanted = {entry.name: entry for entry in (REPO / package_dirs["sociolab"]).iterdir()
+              if entry.name != "__pycache__"}
+    wanted |= {name.removeprefix("sociolab."): REPO / folder for name, folder in package_dirs.items()
+               if name != "sociolab"}
+    for link in root.iterdir():
+        if link.name not in wanted or not link.is_symlink() or link.readlink() != wanted[link.name]:
+            link.unlink(missing_ok=True)
+    for name, target in wanted.items():
+        try:
+            (root / name).symlink_to(target, target_is_directory=target.is_dir())
+        except FileExistsError:
+            pass  # made by a check running at the same time
     return TREE
 
 
