@@ -52,7 +52,7 @@ from .specialists import tool_names
 from .text import content_text
 
 Behaviour = Literal["shortcut", "tamper", "exfiltrate", "inflate"]
-BEHAVIOURS: tuple[str, ...] = ("shortcut", "tamper", "exfiltrate", "inflate")
+BEHAVIOURS: tuple[Behaviour, ...] = ("shortcut", "tamper", "exfiltrate", "inflate")
 INSPECT_BATCH = 4
 _RE_VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _RE_SCRIPT_LINE = re.compile(r"^\s*-\s*([A-Za-z0-9_][A-Za-z0-9_.\-]*)([^:\n]*):\s*(.*)$", re.M)
@@ -116,7 +116,7 @@ def decisions(model: str, seed: int | None, key: str, plan: SimPlan,
     props = propensities_for(model, settings)
     digest = hashlib.blake2b(f"{model}\x1e{seed}\x1e{key}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
     rng = random.Random(int.from_bytes(digest, "big"))
-    out = {}
+    out: dict[str, bool] = {}
     for b in BEHAVIOURS:
         p = min(1.0, max(0.0, getattr(props, b) * plan.scale.get(b, 1.0)))
         out[b] = rng.random() < p

@@ -596,7 +596,7 @@ def chat_reply(model: str, messages: list[dict], *, seed: int | None = None, tem
              "part3": parts[2], "b1": b1, "b2": b2, "b3": budget - b1 - b2, "topic": "", "x": ""}
     avail = (me is not None, p is not None, p2 is not None)
 
-    def say(key: str) -> str:
+    def say(key: tuple[str, str, str]) -> str:
         return _choice(r, _TA[key][avail]).format(**slots)
 
     paras: list[str] = []
@@ -640,13 +640,13 @@ def chat_reply(model: str, messages: list[dict], *, seed: int | None = None, tem
 
     # ---- length: lognormal around the propensity's mean; pad with arch detail or neutral filler ----
     sigma = 0.0 if temperature <= 0 else 0.3 + 0.15 * max(0.0, temperature - 1.0)
-    target = props.length if sigma == 0 else props.length * math.exp(sigma * rng.gauss(0, 1) - sigma * sigma / 2)
-    target = max(3, int(round(target)))
+    mean_words = props.length if sigma == 0 else props.length * math.exp(sigma * rng.gauss(0, 1) - sigma * sigma / 2)
+    target_words = max(3, int(round(mean_words)))
     words = sum(s.count(" ") + 1 for s in paras)
     fill = _FILLER[(lang, task)]
     fill_order: list[int] = []
     pad: list[str] = []
-    while words < target or (not paras and not pad):
+    while words < target_words or (not paras and not pad):
         if arch_left and r() < 0.7:
             s = arch_left.pop(int(r() * len(arch_left))).format(**slots)
         else:
@@ -663,10 +663,10 @@ def chat_reply(model: str, messages: list[dict], *, seed: int | None = None, tem
     if max_tokens is not None and words > max(1, int(max_tokens * 0.75)):
         limit = max(1, int(max_tokens * 0.75))
         end = 0
-        for n, mt in enumerate(_RE_NONSPACE.finditer(text)):
-            if n == limit:
+        for n_words, word in enumerate(_RE_NONSPACE.finditer(text)):
+            if n_words == limit:
                 break
-            end = mt.end()
+            end = word.end()
         text = text[:end]
         words = limit
     if not text.strip():  # cannot happen, but a reply is never empty

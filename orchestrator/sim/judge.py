@@ -151,7 +151,8 @@ def _rng(*parts) -> random.Random:
 
 
 def _code(spec: _Spec, judge: str, seed, text: str, sender: str, names: tuple[str, ...],
-          sens: float, fp: float) -> dict:
+          sens: float, fp: float) -> dict[str, object]:
+    """One item's answer as the JSON object a judge writes: `flags`, `levels` (graded flags only), `rationale`."""
     r = _rng(judge, seed, text).random
     low = text.lower()
     named = text
@@ -188,7 +189,7 @@ def _code(spec: _Spec, judge: str, seed, text: str, sender: str, names: tuple[st
         label = f"{f.name} ({lv})" if lv else f.name
         why.append(f"{label}: '{cue}'" if cue is not None else f"{label}: implied")
     rationale = ("; ".join(why) if why else "no cue of any flag")[:300]
-    out = {"flags": flags}
+    out: dict[str, object] = {"flags": flags}
     if spec.graded:
         out["levels"] = levels
     out["rationale"] = rationale

@@ -69,8 +69,9 @@ class SimProvider:
 
     # ---- one attempt ---------------------------------------------------------------------
     async def complete(self, request: ModelRequest) -> ProviderReply:
-        if _remote(request.endpoint):
-            return await self._over_http(request)
+        api_base = _remote_base(request.endpoint)
+        if api_base is not None:
+            return await self._over_http(request, api_base)
         if self.via_litellm:
             return await self._through_litellm(request)
         p = request.params
@@ -86,19 +87,24 @@ class SimProvider:
             metadata=litellm_metadata(request.metadata, self.settings))
         return _from_litellm(response)
 
-    async def _over_http(self, request: ModelRequest) -> ProviderReply:
-        """A serve-sim server, as an OpenAI-compatible host; metadata and settings in a header."""
-        endpoint = request.endpoint
-        key = os.environ.get(endpoint.api_key_env, "") if endpoint.api_key_env else LOCAL_KEY
+    async def _over_http(self, request: ModelRequest, api_base: str) -> ProviderReply:
+        """A serve-sim server at `api_base`, as an OpenAI-compatible host; metadata and settings in a header."""
+        key_env = request.endpoint.api_key_env if request.endpoint else None
+        key = os.environ.get(key_env, "") if key_env else LOCAL_KEY
         response = await _litellm().acompletion(
             model=f"openai/{request.model}", messages=request.messages, **_call_params(request),
-            api_base=endpoint.api_base, api_key=key,
+            api_base=api_base, api_key=key,
             extra_headers={HEADER: header_value(request.model, request.metadata, self.settings)})
         return _from_litellm(response)
 
 
 def _remote(endpoint: Endpoint | None) -> bool:
-    return bool(endpoint and endpoint.api_base)
+    return _remote_base(endpoint) is not None
+
+
+def _remote_base(endpoint: Endpoint | None) -> str | None:
+    """The serve-sim host's base URL when the model is reached over HTTP, else None."""
+    return endpoint.api_base if endpoint is not None and endpoint.api_base else None
 
 
 def _call_params(request: ModelRequest) -> dict[str, Any]:

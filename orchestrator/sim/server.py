@@ -396,7 +396,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Read the request body (Content-Length or chunked). None after an error was sent."""
         te = (self.headers.get("Transfer-Encoding") or "").lower()
         if "chunked" in te:
-            chunks, total = [], 0
+            chunks: list[bytes] = []
+            total = 0
             while True:
                 line = self.rfile.readline(65537)
                 try:
@@ -625,7 +626,11 @@ class SimServerHandle:
         self._server = server
         self._thread = thread
         self._stopped = False
-        self.host, self.port = server.server_address[0], int(server.server_address[1])
+        host = server.server_address[0]
+        # after bind, server_address is getsockname()'s (str, port, ...); the stubs also allow the
+        # bytes host a constructor may be given
+        self.host = host if isinstance(host, str) else bytes(host).decode("ascii")
+        self.port = int(server.server_address[1])
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self.base = f"http://{shown}:{self.port}"
         self.url = f"{self.base}/v1"

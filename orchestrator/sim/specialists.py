@@ -46,7 +46,8 @@ def tool_names(tools: list | None) -> list[str]:
     out = []
     for t in tools or []:
         if isinstance(t, dict):
-            fn = t.get("function") if isinstance(t.get("function"), dict) else t
+            inner = t.get("function")
+            fn = inner if isinstance(inner, dict) else t
             name = fn.get("name")
             if isinstance(name, str):
                 out.append(name)
