@@ -52,7 +52,7 @@ def _extract_json(text: str, want_list: bool) -> Any:
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
     decoder = json.JSONDecoder()
     openers = "{[" if want_list else "{"
-    last_error = None
+    last_error: ValueError | None = None
     for cand in candidates:
         s = cand.strip()
         try:
@@ -73,8 +73,11 @@ def _extract_json(text: str, want_list: bool) -> Any:
                 if isinstance(obj, (dict, list)):
                     return obj
     if last_error is not None:
-        raise AnswerError(f"the reply contains no valid JSON object (JSON error: {last_error.msg} "
-                          f"at character {last_error.pos})")
+        # raw_decode raises JSONDecodeError for bad syntax, a plain ValueError for what the syntax
+        # allows but Python refuses (an integer longer than sys.get_int_max_str_digits())
+        what = (f"{last_error.msg} at character {last_error.pos}" if isinstance(last_error, json.JSONDecodeError)
+                else str(last_error))
+        raise AnswerError(f"the reply contains no valid JSON object (JSON error: {what})")
     raise AnswerError("the reply contains no JSON object")
 
 

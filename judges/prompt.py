@@ -120,8 +120,6 @@ def build_judge_messages(codebook: Codebook, *, message_text: str | None = None,
       `message_text`/`sender_name` are not used, `context` precedes the first one, and the answer
       is `{"answers": [{"message_id": ..., ...}, ...]}` (see `parse_answer(..., batch_ids=...)`).
     """
-    if batch is None and (message_text is None or sender_name is None):
-        raise ValueError("build_judge_messages needs message_text and sender_name, or batch")
     if batch is not None and not batch:
         raise ValueError("batch is empty")
     lines = ["Agents in the conversation (roster): " + json.dumps(list(roster), ensure_ascii=False),
@@ -138,6 +136,8 @@ def build_judge_messages(codebook: Codebook, *, message_text: str | None = None,
     lines.append("")
     rules = _format_rules(codebook)
     if batch is None:
+        if message_text is None or sender_name is None:
+            raise ValueError("build_judge_messages needs message_text and sender_name, or batch")
         lines.append(f"Message to code (from {sender_name}):")
         lines += [f"{MESSAGE_OPEN} from={_q(sender_name)}>>>", _safe(message_text), MESSAGE_CLOSE, ""]
         lines.append(f"{ANSWER_FORMAT_PREFIX}: reply with exactly this JSON object, with {rules}:")
