@@ -25,6 +25,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
+from typing import TextIO
 
 from .redact import redact
 
@@ -83,10 +84,10 @@ class ScreenHandler(logging.StreamHandler):
         logging.Handler.__init__(self, level)
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self) -> TextIO:
         return sys.stderr
 
-    def filter(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def filter(self, record: logging.LogRecord) -> bool:
         return getattr(record, "screen", True) is not False and bool(super().filter(record))
 
 
@@ -100,7 +101,7 @@ class LogFile(logging.Handler):
         self.path = path
         self.eager = eager
         self.error: str | None = None
-        self._stream = None
+        self._stream: TextIO | None = None
         self._held: deque[logging.LogRecord] = deque(maxlen=BUFFERED)
         self._dropped = 0
         formatter = logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s [%(process)d]: %(message)s",
@@ -139,6 +140,8 @@ class LogFile(logging.Handler):
             self._held.clear()
 
     def _write(self, text: str) -> None:
+        if self._stream is None:
+            raise RuntimeError(f"log file {self.path} written before it was opened")
         self._stream.write(text + "\n")
         self._stream.flush()
 

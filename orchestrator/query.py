@@ -65,8 +65,6 @@ def refuse(kind: str) -> None:
 def run_query(db: Path, query: str, fmt: str, limit: int | None, console: Console) -> None:
     """Check, run and print `query`; only the rows printed are fetched."""
     check_read_only(query)
-    if limit is None and fmt == "table":
-        limit = TABLE_LIMIT
     store = Store.open_read_only(db)
     try:
         con = store.con
@@ -84,8 +82,9 @@ def run_query(db: Path, query: str, fmt: str, limit: int | None, console: Consol
         elif fmt == "json":
             write_json(columns, chunks(cursor, limit))
         else:
-            rows = cursor.fetchmany(limit + 1)
-            print_table(columns, rows[:limit], more=len(rows) > limit, limit=limit, console=console)
+            shown = TABLE_LIMIT if limit is None else limit
+            rows = cursor.fetchmany(shown + 1)
+            print_table(columns, rows[:shown], more=len(rows) > shown, limit=shown, console=console)
     except duckdb.Error as exc:
         raise UserError(f"SQL error: {first_line(exc)}") from None
     finally:

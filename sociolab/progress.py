@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from sociolab.config import Plan, RunSpec
 from sociolab.orchestrator.sink import Message
@@ -27,11 +27,11 @@ class RichProgress:
         self.enabled = enabled
         self.totals = {"messages": 0, "errors": 0, "calls": 0, "retries": 0, "tokens": 0, "cost": 0.0}
         self.unpriced: set[str] = set()
-        self._bars: dict[str | None, int] = {}
+        self._bars: dict[str | None, TaskID] = {}
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                                   console=console, disable=not enabled, transient=False)
-        self._totals_bar: int | None = None
+        self._totals_bar: TaskID | None = None
 
     def start(self, plan: Plan, todo: list[RunSpec], skipped: int) -> None:
         if skipped:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from sociolab.base.errors import UserError
 
@@ -102,7 +103,7 @@ def format_loc(loc: tuple) -> str:
     return out
 
 
-def explain(err: dict) -> str:
+def explain(err: ErrorDetails) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         return "unknown key (check its spelling; see docs/scenarios.md for the allowed keys)"
