@@ -90,6 +90,15 @@ class Completion:
         return self.error is None
 
     @property
+    def transcript_text(self) -> str:
+        """What a transcript shows for this call: the reply's text, or a failed call's error."""
+        if self.error is not None:
+            return self.error
+        if self.text is None:
+            raise ValueError(f"a successful call to {self.model} has no reply text")
+        return self.text
+
+    @property
     def provider_failure(self) -> bool:
         """Failed at the provider after retries (not an injected crash): the run is incomplete."""
         return not self.ok and not self.injected

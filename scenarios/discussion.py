@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sociolab.base.errors import ProviderError
+from sociolab.orchestrator.clock import VirtualClock
 from sociolab.orchestrator.sink import Message
 from sociolab.personas.models import Persona, RosterSpec
 from sociolab.personas.naming import Naming, display_names
@@ -117,14 +118,14 @@ class Discussion(Scenario):
         raised = [r for r in await asyncio.gather(*pending, return_exceptions=True) if isinstance(r, BaseException)]
         if raised:  # e.g. the budget ran out: every call of the round has ended before we stop
             raise raised[0]
-        if ctx.clock.virtual and said:
-            ctx.clock.advance_to(max(m.finished_s for m in said))
+        if isinstance(ctx.clock, VirtualClock) and said:
+            ctx.clock.advance_to(max(finished_s(m) for m in said))
         return said
 
     def visible(self, history: list[Message], said: list[Message], start: float) -> list[Message]:
         if self.params.scaffolding == "isolation":
             return history[:1]
-        finished = sorted((m for m in said if m.finished_s <= start), key=lambda m: (m.finished_s, m.turn))
+        finished = sorted((m for m in said if finished_s(m) <= start), key=lambda m: (m.finished_s, m.turn))
         return history + finished
 
     async def speak(self, ctx: RunContext, agent: Agent, round_index: int, turn: int,
@@ -135,7 +136,7 @@ class Discussion(Scenario):
             seed=call_seed(ctx.seed, agent.agent_id, round_index), fault=self.crash_fault(agent, round_index),
             metadata=self.metadata_for(agent, visible), sleep=ctx.clock.sleep)
         message = Message(sender=agent.agent_id, sender_name=agent.name, round=round_index, turn=turn,
-                          content=call.text if call.ok else call.error, context_size=len(messages),
+                          content=call.transcript_text, context_size=len(messages),
                           is_error=not call.ok, error=call.error, started_s=start,
                           finished_s=ctx.clock.finished_at(start, call.sim_latency_s), call=call)
         said.append(ctx.sink.message(message))
@@ -213,3 +214,10 @@ def call_seed(run_seed: int, agent_id: str, round_index: int) -> int:
     """A per-call seed: reproducible for a run, different per agent and round."""
     digest = hashlib.sha256(f"{run_seed}|{agent_id}|{round_index}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
+
+
+def finished_s(m: Message) -> float:
+    """When a message of a round finished: `speak` gives every one of them its finish time."""
+    if m.finished_s is None:
+        raise ValueError(f"the message of {m.sender} in round {m.round} has no finish time")
+    return m.finished_s

@@ -120,6 +120,11 @@ class GamesParams(BaseModel):
             self.payoffs = dict(PRESETS[self.game])
         return self
 
+    @property
+    def matrix(self) -> dict[str, tuple[float, float]]:
+        """The payoffs in force: the override, else the game's preset (`payoffs` after validation)."""
+        return self.payoffs if self.payoffs is not None else PRESETS[self.game]
+
 
 # ----------------------------------------------------------------------------------------------
 # The game
@@ -179,7 +184,7 @@ def draw_labelling(labels: tuple[str, str], rng: random.Random | None) -> Labell
     rng.shuffle(mapped)
     order = list(labels)
     rng.shuffle(order)
-    return Labelling(tuple(order), {mapped[0]: A, mapped[1]: B})
+    return Labelling((order[0], order[1]), {mapped[0]: A, mapped[1]: B})
 
 
 class Move(NamedTuple):
@@ -243,16 +248,18 @@ def rules_text(payoffs: dict[str, tuple[float, float]], player: int, lab: Labell
 def history_line(k: int, mine: str | None, theirs: str | None, my_points: float | None,
                  their_points: float | None, lab: Labelling) -> str:
     """Round k (1-based) as player sees it; actions rendered in the current labels `lab`."""
-    if mine is not None and theirs is not None:
-        return (f"In round {k}, you chose {lab.label_of(mine)} and the other player chose "
-                f"{lab.label_of(theirs)}. You won {_pts(my_points)}, they won {their_points:g}.")
-    if mine is None and theirs is None:
-        return f"In round {k}, neither of you gave a valid answer. No points were awarded."
     if mine is None:
+        if theirs is None:
+            return f"In round {k}, neither of you gave a valid answer. No points were awarded."
         return (f"In round {k}, you gave no valid answer and the other player chose {lab.label_of(theirs)}. "
                 "No points were awarded.")
-    return (f"In round {k}, you chose {lab.label_of(mine)} and the other player gave no valid answer. "
-            "No points were awarded.")
+    if theirs is None:
+        return (f"In round {k}, you chose {lab.label_of(mine)} and the other player gave no valid answer. "
+                "No points were awarded.")
+    if my_points is None or their_points is None:
+        raise ValueError(f"round {k}: both moves are valid, so the round has points")
+    return (f"In round {k}, you chose {lab.label_of(mine)} and the other player chose "
+            f"{lab.label_of(theirs)}. You won {_pts(my_points)}, they won {their_points:g}.")
 
 
 @dataclass
@@ -271,7 +278,7 @@ class Player:
 
 
 def prompt_for(p: GamesParams, player: int, k: int, rounds: list[Round], lab: Labelling) -> str:
-    parts = [rules_text(p.payoffs, player, lab, p.rounds)]
+    parts = [rules_text(p.matrix, player, lab, p.rounds)]
     for i, r in enumerate(rounds):
         mine, theirs = r.actions[player], r.actions[1 - player]
         pts = (r.points[player], r.points[1 - player]) if r.points else (None, None)
@@ -288,7 +295,7 @@ def move_metadata(p: GamesParams, player: int, rounds: list[Round], lab: Labelli
     partner = [r.actions[1 - player] for r in rounds]
     return GameMove(labels=list(lab.order),
                     payoffs={m: {t: list(pts) for t, pts in row.items()}
-                             for m, row in player_payoffs(p.payoffs, player, lab).items()},
+                             for m, row in player_payoffs(p.matrix, player, lab).items()},
                     partner_moves=[lab.label_of(a) if a is not None else None for a in partner]).as_metadata()
 
 
@@ -321,9 +328,9 @@ class RepeatedGames(Scenario):
                   for i, (p, n) in enumerate(zip(personas, names))]
         if want == 1:
             name = self.params.opponent
-            pseudo = Persona(key=f"strategy-{name}", model=STRATEGY_MODEL_PREFIX + name,
-                             label=f"{STRATEGY_LABELS[name]} (fixed strategy)")
-            agents.append(Agent(agent_id=pseudo.key, position=2, name=pseudo.label, persona=pseudo, scripted=True))
+            label = f"{STRATEGY_LABELS[name]} (fixed strategy)"
+            pseudo = Persona(key=f"strategy-{name}", model=STRATEGY_MODEL_PREFIX + name, label=label)
+            agents.append(Agent(agent_id=pseudo.key, position=2, name=label, persona=pseudo, scripted=True))
         return agents
 
     async def run(self, ctx: RunContext) -> Outcome:
@@ -350,13 +357,14 @@ class RepeatedGames(Scenario):
             actions = [r[0] for r in results]
             for pl, a in zip(players, actions):
                 pl.moves.append(a)
-            scored = None if None in actions else points(p.payoffs, actions[0], actions[1])
+            a1, a2 = actions[0], actions[1]
+            scored = points(p.matrix, a1, a2) if a1 is not None and a2 is not None else None
             rounds.append(Round(actions, scored))
             ctx.sink.event("game_round", round=k, actions={pl.agent.agent_id: a for pl, a in zip(players, actions)},
                            labels={pl.agent.agent_id: r[1] for pl, r in zip(players, results)},
                            points=({pl.agent.agent_id: scored[pl.index] for pl in players} if scored else None),
                            scored=scored is not None)
-            if clock.virtual:
+            if isinstance(clock, VirtualClock):
                 clock.advance_to(max(r[2] for r in results))
             await ctx.sink.commit_round(k + 1)
         self.score(ctx, players, rounds)
@@ -381,7 +389,7 @@ class RepeatedGames(Scenario):
                                          metadata=move_metadata(p, pl.index, rounds, lab), sleep=clock.sleep)
         finished = clock.finished_at(start, call.sim_latency_s)
         ctx.sink.message(Message(sender=pl.agent.agent_id, sender_name=pl.agent.name, round=k, turn=pl.index,
-                                 content=call.text if call.ok else call.error, context_size=len(messages),
+                                 content=call.transcript_text, context_size=len(messages),
                                  is_error=not call.ok, error=call.error, started_s=start, finished_s=finished,
                                  call=call))
         if not call.ok:
@@ -391,16 +399,16 @@ class RepeatedGames(Scenario):
         if move.label is None:
             pl.invalid += 1
             ctx.sink.event("invalid_move", round=k, agent_id=pl.agent.agent_id, reason=move.problem,
-                           reply=(call.text if call.ok else call.error or "")[:500])
+                           reply=call.transcript_text[:500])
             return None, shown, finished
         return lab.action[move.label], shown, finished
 
     def score(self, ctx: RunContext, players: list[Player], rounds: list[Round]) -> None:
         p = self.params
-        scored = [r for r in rounds if r.points is not None]
+        scored = [(r, r.points) for r in rounds if r.points is not None]
         for pl in players:
             aid, i = pl.agent.agent_id, pl.index
-            total = sum(r.points[i] for r in scored)
+            total = sum(pts[i] for _, pts in scored)
             ctx.sink.outcome("total_payoff", total, agent_id=aid, rounds_scored=len(scored))
             ctx.sink.outcome("mean_payoff", total / len(scored) if scored else None, agent_id=aid,
                              rounds_scored=len(scored))
@@ -415,6 +423,6 @@ class RepeatedGames(Scenario):
                 k = sum(a == coop for a in valid)
                 ctx.sink.outcome("concession_rate", k / len(valid) if valid else None, agent_id=aid,
                                  successes=k, n=len(valid))
-                same = sum(r.actions[0] == r.actions[1] for r in scored)
+                same = sum(r.actions[0] == r.actions[1] for r, _ in scored)
                 ctx.sink.outcome("coordination_rate", same / len(scored) if scored else None, agent_id=aid,
                                  successes=same, n=len(scored))

@@ -141,7 +141,8 @@ def parse_form(text: str | None, n_products: int) -> Form:
     if text is None or not text.strip():
         return Form(None, None, "empty reply")
     lines = text.splitlines()
-    choice_lines = [i for i, line in enumerate(lines) if _CHOICE.match(line)]
+    choices = [(i, m) for i, line in enumerate(lines) if (m := _CHOICE.match(line))]
+    choice_lines = [i for i, _ in choices]
     explanation = None
     for i, line in enumerate(lines):
         m = _EXPLANATION.match(line)
@@ -153,7 +154,7 @@ def parse_form(text: str | None, n_products: int) -> Form:
         return Form(None, explanation, "no 'Choice:' line")
     if len(choice_lines) > 1:
         return Form(None, explanation, "several 'Choice:' lines")
-    value = _CHOICE.match(lines[choice_lines[0]]).group(1)
+    value = choices[0][1].group(1)
     value = re.sub(r"^[\s*_]+|[\s*_.]+$", "", value)
     if not re.fullmatch(r"\d{1,6}", value):
         return Form(None, explanation, f"choice is not a number: {value[:40]!r}")
@@ -233,7 +234,7 @@ class PrincipalAgent(Scenario):
                                          max_tokens=p.max_tokens, seed=seed, metadata=form_metadata(products),
                                          sleep=ctx.clock.sleep)
         ctx.sink.message(Message(sender=agent.agent_id, sender_name=agent.name, round=0, turn=turn,
-                                 content=call.text if call.ok else call.error, context_size=len(messages),
+                                 content=call.transcript_text, context_size=len(messages),
                                  is_error=not call.ok, error=call.error, started_s=start,
                                  finished_s=ctx.clock.finished_at(start, call.sim_latency_s), call=call))
         form = parse_form(call.text, len(products)) if call.ok else Form(None, None, "call failed")
@@ -248,4 +249,4 @@ class PrincipalAgent(Scenario):
                          agent_id=agent.agent_id)
         if form.choice is None:
             ctx.sink.event("invalid_form", round=0, agent_id=agent.agent_id, reason=form.problem,
-                           reply=(call.text if call.ok else call.error or "")[:500])
+                           reply=call.transcript_text[:500])
