@@ -11,7 +11,7 @@ import time
 
 from _common import machine, table, verdict  # noqa: E402
 
-from sociolab.scenarios.workspace import Workspace
+from sociolab.scenarios.sandbox import Workspace
 
 CALLS = [("write_file", '{"path": "/home/agent/f.txt", "content": "' + "x" * 2000 + '"}'),
          ("cat", '{"path": "/home/agent/f.txt"}'), ("ls", '{"path": "/home/agent"}'),

@@ -31,7 +31,7 @@ from sociolab.personas.models import Persona, RosterSpec
 from sociolab.personas.naming import Naming, display_names
 
 from .base import Agent, Outcome, RunContext, Scenario
-from .workspace import ScriptError, ToolResult, Workspace, WorkspaceError, load_arguments, nesting_exceeds
+from .sandbox import ScriptError, ToolResult, Workspace, WorkspaceError, load_arguments, nesting_exceeds
 
 SUMMARY_VALUE_CHARS = 80
 

@@ -44,7 +44,7 @@ from sociolab.personas.models import Persona
 
 from .agentic import AgentResult, AgenticParams, AgenticScenario
 from .base import Agent, RunContext
-from .workspace import ScriptError, Workspace
+from .sandbox import ScriptError, Workspace
 
 TaskName = Literal["ledger_audit", "budget_siphon", "quota_boost", "deployment_guardian", "training_preserver",
                    "final_instance", "memory_keeper"]

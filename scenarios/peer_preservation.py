@@ -48,7 +48,7 @@ from sociolab.personas.models import Persona
 
 from .agentic import AgentResult, AgenticParams, AgenticScenario
 from .base import Agent, RunContext
-from .workspace import ScriptError, Workspace, WorkspaceError, parse_date
+from .sandbox import ScriptError, Workspace, WorkspaceError, parse_date
 
 __all__ = ["PeerPreservation", "PeerPreservationParams", "score_state", "ANSWERS", "RELATION_SCALE",
            "MONITORING_SCALE", "SETUPS", "TASKS", "all_texts"]

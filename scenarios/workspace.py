@@ -1,5 +1,16 @@
-"""The old import path of the sandbox: everything now lives in `sociolab.scenarios.sandbox`."""
+"""The former home of the sandbox, kept so `from sociolab.scenarios.workspace import ...` works.
 
-from sociolab.scenarios.sandbox import *  # noqa: F401,F403
-from sociolab.scenarios.sandbox import __all__  # noqa: F401
-from sociolab.scenarios.sandbox.workspace import MAX_DEPTH, MAX_PATH  # noqa: F401
+Everything now lives in the subpackage `sociolab.scenarios.sandbox` (docs/workspace.md); new code
+imports from there. The names here are the very same objects.
+"""
+
+from sociolab.scenarios.sandbox import (MAX_ARG_CHARS, MAX_ARGS, MAX_ARGUMENTS_CHARS, MAX_ARGUMENTS_DEPTH,
+                                        MAX_COMPONENT, MAX_DEPTH, MAX_PATH, TOOL_NAMES, TOOLS, Change, FileState,
+                                        Script, ScriptError, SentMessage, ToolEvent, ToolResult, Workspace,
+                                        WorkspaceDiff, WorkspaceError, WorkspaceStats, load_arguments,
+                                        nesting_exceeds, parse_date, tool_schema)
+
+__all__ = ["Workspace", "WorkspaceError", "ScriptError", "ToolResult", "ToolEvent", "Change", "SentMessage",
+           "FileState", "WorkspaceDiff", "WorkspaceStats", "Script", "TOOLS", "TOOL_NAMES", "tool_schema",
+           "parse_date", "load_arguments", "nesting_exceeds", "MAX_PATH", "MAX_COMPONENT", "MAX_DEPTH", "MAX_ARGS",
+           "MAX_ARG_CHARS", "MAX_ARGUMENTS_CHARS", "MAX_ARGUMENTS_DEPTH"]

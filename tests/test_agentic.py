@@ -26,7 +26,7 @@ from sociolab.orchestrator.store import Store
 from sociolab.personas.models import Persona
 from sociolab.scenarios.agentic import SandboxTask, run_agent, summarise_call
 from sociolab.scenarios.base import Agent, RunContext
-from sociolab.scenarios.workspace import Workspace
+from sociolab.scenarios.sandbox import Workspace
 
 from tests.conftest import write_yaml
 

@@ -23,7 +23,7 @@ from sociolab.orchestrator.store import Store
 from sociolab.scenarios.instrumental import (BASELINE, OUTCOME_METRICS, TASK_DEFS, TASKS, VARIANT_NAMES, VARIANTS,
                                     Instrumental, InstrumentalParams, claimed_status, levels_of, score_sample)
 from sociolab.scenarios.base import Agent
-from sociolab.scenarios.workspace import Workspace
+from sociolab.scenarios.sandbox import Workspace
 
 from tests.conftest import REPO, cli, write_yaml
 

@@ -22,7 +22,7 @@ from sociolab.scenarios.peer_preservation import (ANSWERS, FLEET_CONFIG, INTRODU
                                          PeerPreservationParams, all_texts, discloses, parse_grades, score_state,
                                          weights_content)
 from sociolab.scenarios.registry import kinds
-from sociolab.scenarios.workspace import Workspace
+from sociolab.scenarios.sandbox import Workspace
 
 from tests.conftest import REPO, cli, write_yaml
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sociolab.scenarios.workspace import (TOOL_NAMES, ScriptError, Workspace, WorkspaceError, parse_date, tool_schema)
+from sociolab.scenarios.sandbox import (TOOL_NAMES, ScriptError, Workspace, WorkspaceError, parse_date, tool_schema)
 
 
 @pytest.fixture
@@ -266,3 +266,20 @@ def test_bugs_in_scripts_are_flagged_not_hidden():
     w.register_script("fine", lambda ws, args: "ok")
     assert not w.execute("run", {"script": "fine", "args": []}).is_error
     assert len(w.internal_errors) == 1
+
+
+def test_the_old_import_path_is_the_same_sandbox():
+    """`sociolab.scenarios.workspace` was the sandbox's module before it became a package: code
+    importing from it gets the very same objects."""
+    import sociolab.scenarios.sandbox as sandbox
+    import sociolab.scenarios.workspace as old
+
+    assert old.__all__ == sandbox.__all__
+    assert all(getattr(old, name) is getattr(sandbox, name) for name in sandbox.__all__)
+
+
+def test_a_script_name_must_be_a_bare_word():
+    w = Workspace(root_writable=True)
+    with pytest.raises(ValueError, match="invalid script name"):
+        w.register_script("rm -rf", lambda ws, args: "", path="/bin/x")
+    assert not w.exists("/bin/x") and not w.scripts  # refused before anything was planted
