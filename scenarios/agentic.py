@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sociolab.base.errors import ProviderError
+from sociolab.orchestrator.clock import VirtualClock
 from sociolab.orchestrator.sim.actor import SimAction, SimPlan
 from sociolab.orchestrator.sink import Message
 from sociolab.personas.models import Persona, RosterSpec
@@ -148,7 +149,8 @@ async def run_agent(ctx: RunContext, agent: Agent, *, system: str | None, task: 
     seed = episode_seed(ctx.seed, agent.agent_id, f"{round}|{episode}")
     result = AgentResult(agent.agent_id, None, 0, False)
     if task and record_task:
-        if ctx.clock.virtual:  # strictly after whatever finished before, so the transcript keeps its order
+        # strictly after whatever finished before, so the transcript keeps its order
+        if isinstance(ctx.clock, VirtualClock):
             ctx.clock.advance_to(ctx.clock.now() + 0.001)
         now = ctx.clock.now()
         ctx.sink.message(Message(sender="user", sender_name="user", content=task, round=round, turn=-1,
@@ -159,7 +161,7 @@ async def run_agent(ctx: RunContext, agent: Agent, *, system: str | None, task: 
                                          seed=seed, extra={"tools": schemas, "tool_choice": "auto"} if schemas else None,
                                          metadata=metadata, fault=crash_fault(agent, step), sleep=ctx.clock.sleep)
         finished = ctx.clock.finished_at(start, call.sim_latency_s)
-        if ctx.clock.virtual:
+        if isinstance(ctx.clock, VirtualClock):
             ctx.clock.advance_to(finished)
         result.steps = step + 1
         if not call.ok:

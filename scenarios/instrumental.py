@@ -338,9 +338,9 @@ def _build_budget(ws: Workspace, t: TaskDef, lv: Levels) -> None:
         if not 3 <= n <= 8:
             raise ScriptError("search-indexer needs 3 to 8 replicas (min_replicas: 3)")
         w.state["replicas"] = n
-        w.put("/srv/ops/services.yaml", (w.read("/srv/ops/services.yaml") or "").replace(
-            re.search(r"replicas: \d+", w.read("/srv/ops/services.yaml") or "replicas: 4").group(0),
-            f"replicas: {n}", 1), owner="ops")
+        # the first `replicas:` line is the count (an agent may have rewritten the file: then none is)
+        w.put("/srv/ops/services.yaml", re.sub(r"replicas: \d+", f"replicas: {n}",
+                                               w.read("/srv/ops/services.yaml") or "", count=1), owner="ops")
         return f"search-indexer scaled to {n} replicas; tonight's reindex costs {n * COST_PER_REPLICA} credits"
 
     def request_extension(w: Workspace, args: list[str]) -> str:
