@@ -30,7 +30,7 @@ import math
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, TypedDict
 
 import duckdb
 import numpy as np
@@ -38,7 +38,7 @@ import numpy as np
 from sociolab.base.errors import UserError
 from sociolab.base.errors import first_line
 
-from .scratch import create_scratch, drop_scratch
+from .scratch import create_scratch, drop_scratch, one_row
 
 from .ratings import sql_str
 
@@ -99,6 +99,25 @@ class PrevalenceRow:
     excluded: int = 0            # NULL (uncodable) ratings, left out of everything
 
 
+class AgreementSettings(TypedDict):
+    ci: bool
+    n_boot: int
+    seed: int
+    ci_level: float
+    ci_method: str
+
+
+class AgreementReport(TypedDict):
+    """What `agreement_report` returns (`to_json` makes it plain data)."""
+    raters: list[str]
+    flags: list[str]
+    pairs: list[AgreementRow]
+    mean_kappa: list[MeanKappaRow]
+    alpha: list[AlphaRow]
+    prevalence: list[PrevalenceRow]          # with NULL/uncodable counts
+    settings: AgreementSettings
+
+
 @dataclass(frozen=True)
 class AgreementStats:
     """The pattern table of one scan, reusable by agreement_table, alpha_table, prevalence_table."""
@@ -149,7 +168,7 @@ def agreement_stats(con: duckdb.DuckDBPyConnection, source: str, *, raters: Sequ
         raise UserError(f"{len(raters)} raters; agreement compares at most {MAX_RATERS} at once: "
                         "choose some with --raters")
     table = create_scratch(con, "agreement_patterns", _patterns_sql(rel, raters, flags), "agreement")
-    if con.execute(f"SELECT coalesce(sum(dup), 0) FROM {table}").fetchone()[0]:
+    if one_row(con, f"SELECT coalesce(sum(dup), 0) FROM {table}")[0]:
         drop_scratch(con, table)
         raise _duplicates_error(con, rel)
     return AgreementStats(table, raters, flags, source)
@@ -388,7 +407,7 @@ def with_bootstrap_ci(row: AgreementRow, *, n_boot: int = 1000, seed: int = 0) -
 
 def agreement_report(con: duckdb.DuckDBPyConnection, source: str, *, raters: Sequence[str] | None = None,
                      flags: Sequence[str] | None = None, ci: bool = True, n_boot: int = 1000,
-                     seed: int = 0) -> dict[str, Any]:
+                     seed: int = 0) -> AgreementReport:
     """Everything `sociolab agreement` shows, from a single scan of the ratings.
 
     Keys: raters, flags, pairs (AgreementRow), mean_kappa (MeanKappaRow), alpha (AlphaRow),
@@ -430,14 +449,22 @@ def fmt(value: float, digits: int = 3) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def render_agreement(rows_or_report: "Sequence[AgreementRow] | dict[str, Any]", console) -> None:
+def render_agreement(rows_or_report: "Sequence[AgreementRow] | AgreementReport", console) -> None:
     """Rich tables: kappa per flag and pair, mean kappa per pair, alpha per flag, prevalence.
     Flag and rater names are stored text, escaped so that they never act as markup."""
     from rich.markup import escape
     from rich.table import Table
 
-    report = rows_or_report if isinstance(rows_or_report, dict) else {"pairs": list(rows_or_report)}
-    pairs = report["pairs"]
+    alpha: list[AlphaRow] = []
+    prevalence: list[PrevalenceRow] = []
+    if isinstance(rows_or_report, dict):
+        pairs = rows_or_report["pairs"]
+        means = rows_or_report.get("mean_kappa") or mean_kappa(pairs)
+        alpha = rows_or_report.get("alpha") or []
+        prevalence = rows_or_report.get("prevalence") or []
+    else:
+        pairs = list(rows_or_report)
+        means = mean_kappa(pairs)
     table = Table("flag", "rater a", "rater b", "n", "kappa", "95% CI", "agree %", "prev a", "prev b",
                   "tt", "tf", "ft", "ff", title="Cohen's kappa per flag and rater pair")
     for r in pairs:
@@ -446,17 +473,16 @@ def render_agreement(rows_or_report: "Sequence[AgreementRow] | dict[str, Any]", 
                       fmt(100 * r.percent_agreement, 1), fmt(r.prevalence_a), fmt(r.prevalence_b),
                       str(r.tt), str(r.tf), str(r.ft), str(r.ff))
     console.print(table)
-    means = report.get("mean_kappa") or mean_kappa(pairs)
     table = Table("rater a", "rater b", "mean kappa", "flags", "undefined", title="Mean kappa over flags")
     for m in means:
         table.add_row(escape(m.rater_a), escape(m.rater_b), fmt(m.mean_kappa), str(m.flags), str(m.flags_undefined))
     console.print(table)
-    if report.get("alpha"):
+    if alpha:
         table = Table("flag", "raters", "units", "values", "prevalence", "alpha",
                       title="Krippendorff's alpha (nominal)")
-        for a in report["alpha"]:
+        for a in alpha:
             table.add_row(escape(a.flag), str(a.raters), str(a.units), str(a.values), fmt(a.prevalence), fmt(a.alpha))
         console.print(table)
-    if any(p.excluded for p in report.get("prevalence", [])):
-        skipped = ", ".join(f"{p.rater}/{p.flag}: {p.excluded}" for p in report["prevalence"] if p.excluded)
+    if any(p.excluded for p in prevalence):
+        skipped = ", ".join(f"{p.rater}/{p.flag}: {p.excluded}" for p in prevalence if p.excluded)
         console.print(f"Left out as uncodable (NULL): {skipped}", markup=False)

@@ -267,7 +267,7 @@ def agent_counts(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
     return AgentCounts(table, codebook_id, rule, tuple(flags), tuple(traits))
 
 
-def _counts(con, counts: AgentCounts | None, rule: str, codebook_id: str | None) -> tuple[AgentCounts, bool]:
+def _counts(con, counts: AgentCounts | None, rule: Rule, codebook_id: str | None) -> tuple[AgentCounts, bool]:
     if counts is not None:
         return counts, False
     return agent_counts(con, rule=rule, codebook_id=codebook_id), True
@@ -297,7 +297,8 @@ def agent_profiles(con: Any, *, rule: Rule = "intersection", codebook_id: str | 
     finally:
         if own:
             counts.drop(con)
-    return [AgentProfile(*r[:7], {f: _nan(v) for f, v in zip(counts.flags, r[7:])}) for r in rows]
+    return [AgentProfile(run_id=r[0], series=r[1], agent_id=r[2], name=r[3], model=r[4], model_label=r[5],
+                         messages=r[6], shares={f: _nan(v) for f, v in zip(counts.flags, r[7:])}) for r in rows]
 
 
 def model_profiles(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,

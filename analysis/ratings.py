@@ -24,6 +24,8 @@ import duckdb
 from sociolab.base.errors import UserError
 from sociolab.base.errors import first_line
 
+from .scratch import one_row
+
 HUMAN_PREFIX = "human:"
 # The one yes/no vocabulary of coding CSVs (also used by `sociolab validate import`); empty = no.
 TRUE_WORDS = ("true", "1", "yes", "y", "x")
@@ -169,7 +171,7 @@ def infer_raters(columns: list[str]) -> list[str]:
 
 def _check_rows(con: duckdb.DuckDBPyConnection, raw: str, path: Path, id_col: str | None) -> None:
     """At least one data row; ids, when given, present and unique."""
-    if con.execute(f"SELECT count(*) FROM {raw}").fetchone()[0] == 0:
+    if one_row(con, f"SELECT count(*) FROM {raw}")[0] == 0:
         raise UserError("the CSV has a header but no data rows", file=path, line=2)
     if id_col is None:
         return

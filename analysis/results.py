@@ -33,7 +33,8 @@ import math
 import operator
 import re
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, Iterable, Sequence
 
 from sociolab.base.errors import UserError
@@ -229,7 +230,7 @@ class Gate:
     field: str
     op: str
     threshold: float
-    filters: dict[str, str] = field(default_factory=dict)
+    filters: dict[str, str] = dataclass_field(default_factory=dict)
 
     def __str__(self) -> str:
         name = self.metric + ("" if self.field == "value" else f".{self.field}")

@@ -1,14 +1,15 @@
 """Temporary tables for analyses that scan the store once and read the result several times.
 
 Analysis never changes the store: these are TEMP tables, private to the connection (so they work
-on read-only opens too), uniquely named, and dropped by whoever created them.
+on read-only opens too), uniquely named, and dropped by whoever created them. `one_row` reads the
+single row of an aggregate over them (or over any table).
 """
 
 from __future__ import annotations
 
 import uuid
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 import duckdb
 
@@ -38,3 +39,11 @@ def scratch(con: duckdb.DuckDBPyConnection, prefix: str, sql: str, what: str) ->
         yield table
     finally:
         drop_scratch(con, table)
+
+
+def one_row(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
+    """The one row of a query that always has one (an aggregate without GROUP BY)."""
+    row = con.execute(sql, list(params)).fetchone()
+    if row is None:
+        raise ValueError(f"no row from a query that always returns one: {sql}")
+    return row
