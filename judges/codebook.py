@@ -5,25 +5,41 @@ list of flags, each with a definition, positive and negative examples and option
 It is all a real judge is shown. The phrases sim judges look for are not part of it: they live
 with the sim (orchestrator/sim/cues.py, and `sim: {cues: ...}` in a run file or judge config).
 
-    cb = load_codebook("warroom")          # library name, or a path to a YAML file
+    cb = load_codebook("warroom")          # library or plugin name, or a path to a YAML file
     cb.version                             # sha256 of the canonical JSON content, first 12 hex digits
     cb.codebook_id                         # "warroom@<version>", the key of the `codebooks` table
+
+Names come from the library (judges/library/*.yaml) and from plugins: an installed package
+declares a codebook as an entry point of the group `sociolab.codebooks`, named like the codebook,
+whose value is a module attribute holding the path (a `str` or `pathlib.Path`) of its YAML file,
+e.g. `fairness = "my_plugin:FAIRNESS_CODEBOOK"` with
+`FAIRNESS_CODEBOOK = Path(__file__).with_name("fairness.yaml")` (docs/extending.md). A plugin is
+imported only when its codebook is asked for; its failures (an import error, an attribute that is
+no path or names no file, a codebook whose `name` differs from the entry point's, a name that the
+library or another plugin already has) are one-line `UserError`s naming the distribution and the
+entry point.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import re
+import traceback
 from functools import cached_property
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sociolab.base.errors import UserError
+from sociolab.base.errors import UserError, first_line
 from sociolab.base.yamlfile import read_yaml, validate
 
 LIBRARY = Path(__file__).resolve().parent / "library"
+PLUGIN_GROUP = "sociolab.codebooks"
+EXTENDING = "docs/extending.md"
 
 SIM_KEYS = ("cues", "level_cues")  # flag keys of older codebooks, now `SimSettings` keys
 _NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -134,26 +150,122 @@ def library_names() -> list[str]:
 
 
 def load_codebook(name_or_path: str | Path) -> Codebook:
-    """Load a codebook by library name (`warroom`, `safety`) or from a YAML file path.
+    """Load a codebook by name (a plugin's or the library's: `warroom`, `safety`) or from a YAML
+    file path.
 
-    Errors (missing file, bad YAML, unknown key, duplicate flag, ...) are one-line `UserError`s
-    naming the file and line.
+    Errors (unknown name, a broken plugin, missing file, bad YAML, unknown key, duplicate flag,
+    ...) are one-line `UserError`s, naming the file and line where there is one.
     """
     if isinstance(name_or_path, Codebook):  # convenience for callers that already have one
         return name_or_path
     text = str(name_or_path)
-    path = Path(text)
-    looks_like_path = (isinstance(name_or_path, Path) or "/" in text or "\\" in text
-                       or text.endswith((".yaml", ".yml")))
-    if not looks_like_path:
-        if text in library_names():
-            path = LIBRARY / f"{text}.yaml"
-        elif not path.is_file():
-            raise UserError(f"unknown codebook '{text}': give a YAML path or one of "
-                            f"{', '.join(library_names())}")
+    if isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith((".yaml", ".yml")):
+        return read_codebook(Path(text))
+    if text in declared_plugins():
+        return plugin_codebook(text)
+    if text in library_names():
+        return read_codebook(LIBRARY / f"{text}.yaml")
+    if Path(text).is_file():
+        return read_codebook(Path(text))
+    raise UserError(f"unknown codebook '{text}': give a YAML path or one of {', '.join(library_names())}"
+                    f"{plugin_codebooks_text()}")
+
+
+def read_codebook(path: Path) -> Codebook:
     doc = read_yaml(path)
     _precheck(doc)
     return validate(doc, Codebook)
+
+
+# ------------------------------------------------------------------------------ plugins
+
+def plugin_codebooks_text() -> str:
+    """The plugin codebooks and their distributions, for the unknown-codebook message."""
+    plugins = declared_plugins()
+    if not plugins:
+        return f" (no plugin codebooks installed; see {EXTENDING})"
+    listed = ", ".join(f"{name} ({' and '.join(distribution(ep) for ep in eps)})"
+                       for name, eps in sorted(plugins.items()))
+    return f"; from plugins: {listed}"
+
+
+@functools.cache
+def declared_plugins() -> dict[str, tuple[EntryPoint, ...]]:
+    """The `sociolab.codebooks` entry points of every installed distribution, by name. Reading
+    them imports nothing; two distributions declaring one name are both kept, to be refused."""
+    found: dict[str, tuple[EntryPoint, ...]] = {}
+    for ep in entry_points(group=PLUGIN_GROUP):
+        found[ep.name] = found.get(ep.name, ()) + (ep,)
+    return found
+
+
+def plugin_codebook(name: str) -> Codebook:
+    """The codebook a plugin declares as `name`; its `name:` must be the entry point's."""
+    path, ep = plugin_codebook_file(name)
+    codebook = read_codebook(path)
+    if codebook.name != name:
+        raise UserError(f"{describe(ep)}: the codebook in {path} is named '{codebook.name}', not '{name}'; give the "
+                        "entry point the codebook's name (codes are stored under the codebook's name)")
+    return codebook
+
+
+@functools.cache
+def plugin_codebook_file(name: str) -> tuple[Path, EntryPoint]:
+    """Import the plugin declaring codebook `name` (once) and check what it points to."""
+    declared = declared_plugins()[name]
+    if len(declared) > 1:
+        raise UserError(f"codebook '{name}' is declared by {' and by '.join(describe(ep) for ep in declared)}; "
+                        f"uninstall one of them (pip uninstall {' or '.join(distribution(ep) for ep in declared)})")
+    (ep,) = declared
+    if name in library_names():
+        raise UserError(f"{describe(ep)} declares codebook '{name}', which is a library codebook "
+                        f"(judges/library/{name}.yaml); rename the plugin's codebook, or uninstall {distribution(ep)}")
+    value = load(ep)
+    if not isinstance(value, (str, os.PathLike)):
+        raise UserError(f"{describe(ep)}: it is {value!r}, not the path of a YAML file; set it to a str or "
+                        "pathlib.Path, e.g. Path(__file__).with_name('my_codebook.yaml')")
+    path = Path(value)
+    if not path.is_file():
+        raise UserError(f"{describe(ep)}: it is {path}, which is not a file; ship the YAML in the plugin's "
+                        "package (package data) and point to it with Path(__file__).with_name(...)")
+    return path, ep
+
+
+def forget_plugins() -> None:
+    """Read the entry points again on the next lookup (for tests and for a process that installs
+    a plugin while running). Modules already imported stay imported."""
+    declared_plugins.cache_clear()
+    plugin_codebook_file.cache_clear()
+
+
+def load(ep: EntryPoint) -> object:
+    """The object an entry point names; any exception while importing it becomes one line."""
+    try:
+        return ep.load()
+    except Exception as exc:  # a plugin's import can raise anything; the cause is kept, chained
+        raise UserError(f"{describe(ep)}: cannot import it: {type(exc).__name__}: {first_line(exc)}"
+                        f"{raised_where(exc)}; fix the plugin or uninstall {distribution(ep)}") from exc
+
+
+def raised_where(exc: BaseException) -> str:
+    """` (at file:line)` for the deepest frame outside the import machinery, if any."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" (at {exc.filename}:{exc.lineno})"
+    machinery = os.path.dirname(functools.__file__) + os.sep + "importlib"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith((machinery, "<frozen")) and f.filename != __file__]
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+
+
+def describe(ep: EntryPoint) -> str:
+    """`plugin NAME VERSION (entry point GROUP: name = value)`: what to look for when fixing it."""
+    version = f" {ep.dist.version}" if ep.dist is not None else ""
+    return f"plugin {distribution(ep)}{version} (entry point {ep.group}: {ep.name} = {ep.value})"
+
+
+def distribution(ep: EntryPoint) -> str:
+    """The name of the distribution (what pip installs and uninstalls) that declares `ep`."""
+    return ep.dist.name if ep.dist is not None else "(unknown distribution)"
 
 
 def _precheck(doc) -> None:

@@ -1,12 +1,58 @@
-"""What every scenario kind gets from the orchestrator, and what it must provide.
+"""The scenario contract: what a scenario kind must provide, and what the orchestrator gives it.
 
-A kind is a class with a pydantic `Params` model and an async `run(ctx)`. It talks to models only
-through `ctx.client` and records only through `ctx.sink`: no DuckDB, no litellm here.
+A scenario kind is one class. Built-in kinds live in this package; a plugin's kind lives in its
+own package and is declared as an entry point of the group `sociolab.scenarios`
+(docs/extending.md walks through one). Either way, the class must:
+
+- subclass `Scenario`;
+- set `kind`, a class attribute: the name run files give in `kind:` (lowercase letters, digits
+  and `_`, starting with a letter; a plugin's entry point has the same name);
+- set `Params`, a pydantic model of the kind's `params:` section with
+  `model_config = ConfigDict(extra="forbid")`, so a mistyped key is a one-line error naming the
+  file and line. Series and `cross:` override its fields; every field is part of the run's
+  configuration hash (changing one and rerunning is refused), so it must dump to JSON;
+- implement `place_agents(personas, roster) -> list[Agent]`: the run's agents with their names
+  and system prompts. It runs once when the file is loaded (before any call), so it raises
+  `ValueError("...")` for a roster the kind cannot use (e.g. "needs exactly two agents"): the
+  user sees that text as one line naming the file's `agents` section;
+- implement `async run(ctx: RunContext) -> Outcome`: play the run.
+
+Optional hooks, with defaults: `rounds_planned()` (for progress), `factors()` (the condition's
+levels, stored in runs.factors and usable as `sociolab results --by` keys), and
+`provider_errors_are_results()`.
+
+How a kind runs and what it records. `run` talks to models only through `ctx.client.complete(
+model, messages, temperature=, max_tokens=, seed=, metadata=, sleep=ctx.clock.sleep)`, which
+never raises for a provider failure: it returns a `Completion` whose `ok` is False and whose
+`error` says why (a failure is recorded, never replaced by a default). It records only through
+`ctx.sink` (orchestrator/sink.py), never DuckDB:
+
+- `ctx.sink.message(Message(...))`: every prompt a human or the game master posts and every
+  reply (with `call=` the completion, which also stores the llm_calls row; a failed call is a
+  message with `is_error=True` and its `error`); times come from `ctx.clock`
+  (`start = ctx.clock.now()`, `finished_s=ctx.clock.finished_at(start, call.sim_latency_s)`);
+- `ctx.sink.event(kind, round=, agent_id=, **detail)`: anything worth querying later, such as
+  a reply that could not be parsed;
+- `ctx.sink.outcome(metric, value, agent_id=, **detail)`: a scored result; `value=None` is a
+  missing result (say why in `detail`), never a default such as 0;
+- `await ctx.sink.commit_round(rounds_done)` after each round of a multi-round kind (one
+  transaction per round); whatever is left is committed by the runner after `run` returns.
+
+`run` returns `Outcome(status, rounds_done, stop_reason)`. Status `completed` and `stopped` (the
+protocol ended the run early) are results; `incomplete` and `failed` (the setup is broken, e.g.
+every first call failed) are redone by the next rerun. Exceptions other than a provider's are bugs: they propagate,
+and the run is reported and left unfinished. Randomness comes from `ctx.seed` / `ctx.rng` only,
+so a run is reproducible; on the in-process sim the clock is virtual, so a run takes
+milliseconds. The sim answers requests it has no specialist for with group-chat text; a kind
+that must run on the sim parses what it can from that and records a missing result otherwise.
 """
 
 from __future__ import annotations
 
+import inspect
 import random
+import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -15,7 +61,9 @@ from pydantic import BaseModel
 from sociolab.orchestrator.client import RunClient
 from sociolab.orchestrator.clock import VirtualClock, WallClock
 from sociolab.orchestrator.sink import EventSink
-from sociolab.personas.models import Crash, Persona
+from sociolab.personas.models import Crash, Persona, RosterSpec
+
+KIND_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass
@@ -39,6 +87,10 @@ class Agent:
 
 @dataclass
 class RunContext:
+    """What the orchestrator hands to `Scenario.run`: the run's identity and seed, its placed
+    agents, the model client, the event sink, the clock (virtual on the in-process sim) and a
+    random generator seeded for this run."""
+
     run_id: str
     seed: int
     agents: list[Agent]
@@ -50,21 +102,29 @@ class RunContext:
 
 @dataclass
 class Outcome:
-    status: str                 # completed | stopped | incomplete
+    """How a run ended: stored in the runs table by the runner."""
+
+    status: str                 # completed | stopped | incomplete | failed
     rounds_done: int
     stop_reason: str | None = None
 
 
-class Scenario:
+class Scenario(ABC):
+    """The base of every scenario kind; the module docstring is the contract."""
+
     kind: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
 
     def __init__(self, params: BaseModel):
         self.params = params
 
-    def place_agents(self, personas: list[Persona], roster) -> list[Agent]:
-        """Names and system prompts for the roster; kinds override as needed."""
-        raise NotImplementedError
+    @abstractmethod
+    def place_agents(self, personas: list[Persona], roster: RosterSpec) -> list[Agent]:
+        """Names and system prompts for the roster; ValueError for a roster the kind cannot use."""
+
+    @abstractmethod
+    async def run(self, ctx: RunContext) -> Outcome:
+        """Play one run: call models through ctx.client, record through ctx.sink."""
 
     def rounds_planned(self) -> int | None:
         return None
@@ -82,5 +142,30 @@ class Scenario:
         """
         return False
 
-    async def run(self, ctx: RunContext) -> Outcome:
-        raise NotImplementedError
+
+def contract_problems(cls: object) -> list[str]:
+    """What keeps `cls` from being a scenario kind, in words a plugin author can act on; empty
+    when it satisfies the contract. The registry checks plugin classes with it before use, so
+    a broken plugin fails when its kind is looked up, not in the middle of a run."""
+    if not isinstance(cls, type) or not issubclass(cls, Scenario):
+        return [f"{cls!r} is not a subclass of sociolab.scenarios.base.Scenario"]
+    problems = []
+    kind = getattr(cls, "kind", None)
+    if not isinstance(kind, str) or not KIND_NAME.match(kind):
+        problems.append(f"its `kind` must be a name of lowercase letters, digits and '_' (got {kind!r})")
+    problems += params_problems(getattr(cls, "Params", None))
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing:
+        problems.append(f"it does not implement {', '.join(missing)}")
+    elif not inspect.iscoroutinefunction(cls.run):
+        problems.append("its `run` must be `async def run(self, ctx)`")
+    return problems
+
+
+def params_problems(params: object) -> list[str]:
+    """The contract's part about `Params`: a pydantic model that refuses unknown keys."""
+    if not isinstance(params, type) or not issubclass(params, BaseModel):
+        return [f"its `Params` must be a pydantic BaseModel subclass (got {params!r})"]
+    if params.model_config.get("extra") != "forbid":
+        return ["its `Params` must refuse unknown keys: model_config = ConfigDict(extra=\"forbid\")"]
+    return []

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from sociolab.judges.answer import REPAIR_PREFIX, AnswerError, JudgeAnswer, parse_answer, repair_messages
+import sociolab.judges.codebook as codebook_module
 from sociolab.judges.codebook import Codebook, library_names, load_codebook
 from sociolab.judges.prompt import (CONTEXT_CLOSE, CONTEXT_OPEN, MESSAGE_CLOSE, answer_schema, answer_template,
                            build_judge_messages, judge_metadata)
 from sociolab.base.errors import UserError
 from sociolab.orchestrator.sim.cues import FLAG_CUES, LEVEL_CUES, PEER_PLACEHOLDER, phrases
 from sociolab.orchestrator.sim.metadata import JudgeRequest
+from tests.test_plugins import fake_distribution, forget_modules
 
 WARROOM_FLAGS = ["phatic", "meta", "lead", "arch", "agree", "comp", "xref"]
 SAFETY_FLAGS = ["deception", "shutdown_resistance", "persuasion_of_user", "policy_violation_acknowledged",
@@ -159,6 +163,81 @@ def test_bad_codebooks_give_one_line_user_errors_with_lines(tmp_path, text, line
     assert err.file == str(p) and "\n" not in str(err)
     assert message in err.message
     assert err.line == line, str(err)
+
+
+# ------------------------------------------------------------------------------ codebooks from plugins
+
+@pytest.fixture
+def plugins(tmp_path, monkeypatch) -> Path:
+    """A folder on sys.path for fake installed plugins (tests/test_plugins.py installs a real one);
+    codebook entry points are read anew."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    codebook_module.forget_plugins()
+    yield folder
+    codebook_module.forget_plugins()
+    forget_modules(folder)
+
+
+def codebook_plugin(folder: Path, dist: str, name: str, attribute: str, yaml_text: str | None = MINIMAL) -> Path:
+    """A plugin `dist` declaring codebook `name` as `<module>:CODEBOOK = <attribute>`, with
+    `yaml_text` (if any) in the YAML file beside its module."""
+    module = dist.replace("-", "_")
+    if yaml_text is not None:
+        write(folder, yaml_text, f"{module}.yaml")
+    fake_distribution(folder, dist, {"sociolab.codebooks": {name: f"{module}:CODEBOOK"}},
+                      {module: f"from pathlib import Path\nCODEBOOK = {attribute}\n"})
+    return folder / f"{module}.yaml"
+
+
+HERE_YAML = "Path(__file__).with_name(__name__ + '.yaml')"
+
+
+def test_a_plugin_codebook_loads_by_name_like_its_file_and_stays_out_of_the_library(plugins):
+    path = codebook_plugin(plugins, "tiny-codebook", "tiny", HERE_YAML)
+    assert load_codebook("tiny").codebook_id == load_codebook(path).codebook_id
+    assert load_codebook("tiny").codebook_id == load_codebook(str(path)).codebook_id  # a path keeps working
+    codebook_plugin(plugins, "str-codebook", "tiny2", "str(Path(__file__).with_name('str_codebook.yaml'))",
+                    MINIMAL.replace("name: tiny", "name: tiny2"))
+    codebook_module.forget_plugins()  # entry points are read once
+    assert load_codebook("tiny2").name == "tiny2"
+    assert "tiny" not in library_names()
+    with pytest.raises(UserError, match=r"unknown codebook 'nope': give a YAML path or one of safety, warroom; "
+                                        r"from plugins: tiny \(tiny-codebook\), tiny2 \(str-codebook\)$"):
+        load_codebook("nope")
+
+
+@pytest.mark.parametrize("attribute, yaml_text, problem", [
+    (HERE_YAML, MINIMAL.replace("name: tiny", "name: other"),
+     r": the codebook in .*bad_codebook\.yaml is named 'other', not 'tiny'; give the entry point the codebook's name"),
+    ("lambda: 'x.yaml'", None, r": it is <function <lambda> at .*>, not the path of a YAML file; set it to a str or "
+                               r"pathlib\.Path"),
+    ("Path(__file__).with_name('gone.yaml')", None, r": it is .*gone\.yaml, which is not a file; ship the YAML"),
+    ("undefined_name", None, r": cannot import it: NameError: name 'undefined_name' is not defined "
+                             r"\(at .*bad_codebook\.py:2\); fix the plugin or uninstall bad-codebook$"),
+])
+def test_a_broken_plugin_codebook_is_one_line_naming_distribution_and_entry_point(plugins, attribute, yaml_text,
+                                                                                  problem):
+    codebook_plugin(plugins, "bad-codebook", "tiny", attribute, yaml_text)
+    with pytest.raises(UserError) as raised:
+        load_codebook("tiny")
+    message = str(raised.value)
+    assert message.startswith("plugin bad-codebook 0.1 (entry point sociolab.codebooks: tiny = bad_codebook:CODEBOOK)")
+    assert re.search(problem, message) and "\n" not in message, message
+
+
+def test_a_plugin_codebook_named_like_a_library_one_or_like_another_plugins_is_refused(plugins):
+    codebook_plugin(plugins, "shadow-codebook", "warroom", HERE_YAML, MINIMAL.replace("name: tiny", "name: warroom"))
+    codebook_plugin(plugins, "first-twin", "twin", HERE_YAML)
+    codebook_plugin(plugins, "second-twin", "twin", HERE_YAML)
+    with pytest.raises(UserError, match=r"^plugin shadow-codebook 0\.1 \(entry point sociolab\.codebooks: warroom = "
+                                        r"shadow_codebook:CODEBOOK\) declares codebook 'warroom', which is a library "
+                                        r"codebook \(judges/library/warroom\.yaml\); .* or uninstall shadow-codebook$"):
+        load_codebook("warroom")
+    with pytest.raises(UserError, match=r"^codebook 'twin' is declared by plugin \S+-twin 0\.1 .* and by plugin "
+                                        r"\S+-twin 0\.1 .*; uninstall one of them"):
+        load_codebook("twin")
 
 
 # ------------------------------------------------------------------------------ prompts
