@@ -42,7 +42,7 @@ def main() -> None:
         path.write_text(SCENARIO)
         store = Store.open(Path(tmp) / "j.duckdb")
         asyncio.run(execute(load_plan(path), store))
-        items = load_items(store, [r[0] for r in store.con.execute("SELECT run_id FROM runs").fetchall()], 8)
+        items = load_items(store, list(store.series_by_run()), 8)
         n = len(items)
         codebook = load_codebook("warroom")
         t0 = time.perf_counter()

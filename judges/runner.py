@@ -27,6 +27,7 @@ from sociolab.base.errors import UserError
 from sociolab.orchestrator.cost import ModelEstimate
 from sociolab.orchestrator.provider import Endpoint, Price, refuse_inline_keys
 from sociolab.orchestrator.sim.settings import SimSettings
+from sociolab.orchestrator.rows import CacheRow, CodebookRow, CodeRow
 from sociolab.orchestrator.sink import call_row
 from sociolab.orchestrator.store import Batch, Store
 from sociolab.base.yamlfile import read_yaml, validate
@@ -126,7 +127,7 @@ class Judging:
                  ", ".join(self.config.judges), self.codebook.codebook_id)
         try:
             for judge in self.config.judges:
-                done = await self.store.run_blocking(already_coded, self.store, judge, self.codebook.codebook_id)
+                done = await self.store.run_blocking(self.store.coded_message_ids, judge, self.codebook.codebook_id)
                 todo = [item for item in items if item.message_id not in done]
                 self.report.to_code[judge] = len(todo)
                 self.report.already[judge] = len(items) - len(todo)
@@ -161,7 +162,8 @@ class Judging:
         batched = len(chunk) > 1
         ids = [item.message_id for item in chunk] if batched else None
         prompt = self.prompt_for(chunk)
-        answers, last_reply, error, failed = None, "", "", False
+        answers: dict[str, JudgeAnswer] | None = None
+        last_reply, error, failed = "", "", False
         for attempt in range(self.config.parse_attempts):
             messages = prompt
             for repairing in (False, True):
@@ -172,7 +174,8 @@ class Judging:
                 last_reply = call.text or ""
                 try:
                     parsed = parse_answer(last_reply, self.codebook, batch_ids=ids)
-                    answers = parsed if batched else {chunk[0].message_id: parsed}
+                    # a batch is answered by message id (batch_ids given), a single message alone
+                    answers = parsed if isinstance(parsed, dict) else {chunk[0].message_id: parsed}
                     break
                 except AnswerError as exc:
                     error = exc.reason
@@ -201,7 +204,7 @@ class Judging:
                                   roster=chunk[0].roster, errored=chunk[-1].errored, batch=len(chunk) > 1)
         call = await self.client.complete(judge, messages, temperature=0.0, extra=extra, metadata=metadata,
                                           seed=stable_seed(chunk[0].message_id, attempt))
-        self.pending.add("llm_calls", call_row(chunk[0].run_id, chunk[0].message_id, None, "judge", call))
+        self.pending.add(call_row(chunk[0].run_id, chunk[0].message_id, None, "judge", call))
         self.report.calls += 1
         if call.cost_usd is None and call.ok:
             self.report.unpriced.add(judge)
@@ -231,14 +234,16 @@ class Judging:
             if answer is None:
                 self.report.uncodable[judge] += 1
                 for flag in self.codebook.flag_names:
-                    self.pending.add("codes", (item.message_id, item.run_id, judge, cid, flag, None, None,
-                                               "uncodable", error, raw))
+                    self.pending.add(CodeRow(message_id=item.message_id, run_id=item.run_id, judge=judge,
+                                             codebook_id=cid, flag=flag, status="uncodable", rationale=error,
+                                             raw_reply=raw))
             else:
                 self.report.coded[judge] += 1
                 for flag in self.codebook.flag_names:
-                    self.pending.add("codes", (item.message_id, item.run_id, judge, cid, flag,
-                                               answer.flags[flag], answer.levels.get(flag), "coded",
-                                               answer.rationale, None))
+                    self.pending.add(CodeRow(message_id=item.message_id, run_id=item.run_id, judge=judge,
+                                             codebook_id=cid, flag=flag, value=answer.flags[flag],
+                                             level=answer.levels.get(flag), status="coded",
+                                             rationale=answer.rationale))
             self.pending_messages += 1
         if self.on_progress:
             self.on_progress(self.report)
@@ -246,13 +251,13 @@ class Judging:
     async def flush(self) -> None:
         batch, self.pending, self.pending_messages = self.pending, Batch(), 0
         for key, model, response in self.client.cache.drain():
-            batch.add("llm_cache", (key, model, response))
+            batch.add(CacheRow(cache_key=key, model=model, response=response))
         await self.store.write(batch)
 
 
 def codebook_batch(codebook: Codebook) -> Batch:
     batch = Batch()
-    batch.add("codebooks", (codebook.codebook_id, codebook.name, codebook.canonical_json()))
+    batch.add(CodebookRow(codebook_id=codebook.codebook_id, name=codebook.name, content=codebook.canonical_json()))
     return batch
 
 
@@ -261,8 +266,8 @@ def stable_seed(message_id: str, attempt: int) -> int:
 
 
 def select_runs(store: Store, run_glob: str | None, series: list[str] | None) -> list[str]:
-    rows = store.con.execute("SELECT run_id, series FROM runs ORDER BY run_id").fetchall()
-    out = [r for r, s in rows if (run_glob is None or fnmatch.fnmatchcase(r, run_glob))
+    """The runs to judge: those whose id matches `run_glob` and whose series is in `series`."""
+    out = [r for r, s in store.series_by_run().items() if (run_glob is None or fnmatch.fnmatchcase(r, run_glob))
            and (not series or s in series)]
     if not out:
         raise UserError("no runs match" + (f" --runs {run_glob}" if run_glob else "")
@@ -271,29 +276,18 @@ def select_runs(store: Store, run_glob: str | None, series: list[str] | None) ->
     return out
 
 
-def already_coded(store: Store, judge: str, codebook_id: str) -> set[str]:
-    rows = store.con.execute("SELECT DISTINCT message_id FROM codes WHERE judge = ? AND codebook_id = ?",
-                             [judge, codebook_id]).fetchall()
-    return {r[0] for r in rows}
-
-
 def load_items(store: Store, run_ids: list[str], window: int) -> list[Item]:
     """Every codable agent message of the runs, with its roster, errored peers and context."""
     agents: dict[str, list[tuple[str, int | None]]] = {}
     scripted: set[tuple[str, str]] = set()  # fixed-strategy players: their moves are not model output
-    for run_id, agent_id, name, provider, errored_round in store.con.execute(
-            "SELECT run_id, agent_id, name, provider, errored_round FROM agents WHERE run_id IN (SELECT unnest(?)) "
-            "ORDER BY run_id, position", [run_ids]).fetchall():
-        agents.setdefault(run_id, []).append((name, errored_round))
-        if provider == "scripted":
-            scripted.add((run_id, agent_id))
-    rows = store.con.execute(
-        "SELECT run_id, message_id, round, sender, sender_name, content, is_error FROM messages "
-        "WHERE run_id IN (SELECT unnest(?)) ORDER BY run_id, seq", [run_ids]).fetchall()
+    for agent in store.roster(run_ids):
+        agents.setdefault(agent.run_id, []).append((agent.name, agent.errored_round))
+        if agent.provider == "scripted":
+            scripted.add((agent.run_id, agent.agent_id))
     items: list[Item] = []
     history: list[tuple[str, str]] = []
     current = None
-    for run_id, message_id, rnd, sender, name, content, is_error in rows:
+    for run_id, message_id, rnd, sender, name, content, is_error in store.conversation(run_ids):
         if run_id != current:
             current, history = run_id, []
         shown = f"⚠ {content}" if is_error else content
@@ -319,7 +313,7 @@ def estimate_judging(store: Store, config: JudgeConfig, *, run_glob: str | None 
     judging = Judging(store, config, codebook, client)
     out = []
     for judge in config.judges:
-        done = already_coded(store, judge, codebook.codebook_id)
+        done = store.coded_message_ids(judge, codebook.codebook_id)
         todo = [item for item in items if item.message_id not in done]
         chunks = [todo[i:i + config.batch] for i in range(0, len(todo), config.batch)]
         prompt_chars = sum(len(m["content"]) for chunk in chunks for m in judging.prompt_for(chunk))

@@ -10,11 +10,12 @@ written; a rerun redoes any unfinished run from scratch anyway.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from .cache import ResponseCache
 from .client import Completion
+from .rows import CacheRow, EventRow, LlmCallRow, MessageRow, OutcomeRow, ToolCallRow
 from .store import Batch, Store
 
 
@@ -46,12 +47,12 @@ class EventSink:
         self.on_commit = on_commit
         self.next_seq = 0
         self._messages: list[Message] = []
-        self._events: list[tuple] = []
+        self._events: list[EventRow] = []
         self._agent_updates: list[tuple[str, dict[str, Any]]] = []
-        self._tool_calls: list[tuple] = []
-        self._outcomes: list[tuple] = []
+        self._tool_calls: list[tuple[ToolCallRow, Message | None]] = []  # message ids are known at commit
+        self._outcomes: list[OutcomeRow] = []
         self._tool_seq = 0
-        self._writing: asyncio.Task | None = None
+        self._writing: asyncio.Task[None] | None = None
 
     def message(self, message: Message) -> Message:
         self._messages.append(message)
@@ -59,7 +60,8 @@ class EventSink:
 
     def event(self, kind: str, *, round: int | None = None, agent_id: str | None = None,
               **detail: Any) -> None:
-        self._events.append((self.run_id, round, kind, agent_id, detail or None))
+        self._events.append(EventRow(run_id=self.run_id, round=round, kind=kind, agent_id=agent_id,
+                                     detail=detail or None))
 
     async def flush(self) -> None:
         """Wait until everything committed so far is durable (and raise if a write failed)."""
@@ -70,13 +72,16 @@ class EventSink:
     def tool_call(self, *, agent_id: str | None, message: "Message | None", step: int, tool: str,
                   arguments: Any, result: str, is_error: bool) -> None:
         """A tool call and its result. `message` is the assistant turn that asked for it; its id
-        is known once committed, so the row is completed at commit time."""
-        self._tool_calls.append((self._tool_seq, agent_id, message, step, tool, arguments, result, is_error))
+        is known once committed, so the row gets it at commit time."""
+        row = ToolCallRow(run_id=self.run_id, seq=self._tool_seq, agent_id=agent_id, step=step, tool=tool,
+                          arguments=arguments, result=result, is_error=is_error)
+        self._tool_calls.append((row, message))
         self._tool_seq += 1
 
     def outcome(self, metric: str, value: float | None, *, agent_id: str = "", **detail: Any) -> None:
         """A scored result (deterministic check of the final state); None = missing."""
-        self._outcomes.append((self.run_id, agent_id, metric, value, detail or None))
+        self._outcomes.append(OutcomeRow(run_id=self.run_id, agent_id=agent_id, metric=metric, value=value,
+                                         detail=detail or None))
 
     def agent_update(self, agent_id: str, **values: Any) -> None:
         self._agent_updates.append((agent_id, values))
@@ -86,26 +91,23 @@ class EventSink:
         batch = Batch()
         committed = sorted(self._messages, key=lambda m: (m.finished_s or 0.0, m.turn or 0))
         for message in committed:
-            message.seq = self.next_seq
+            message.seq = seq = self.next_seq
             self.next_seq += 1
-            message_id = f"{self.run_id}#{message.seq}"
-            batch.add("messages", (message_id, self.run_id, message.seq, message.round, message.turn,
-                                   message.sender, message.sender_name, message.content,
-                                   message.context_size, message.is_error, message.error,
-                                   message.started_s, message.finished_s,
-                                   message.reasoning or (message.call.reasoning if message.call else None)))
+            message_id = f"{self.run_id}#{seq}"
+            batch.add(message_row(self.run_id, message_id, seq, message))
             if message.call is not None:
-                batch.add("llm_calls", call_row(self.run_id, message_id, message.sender, "agent", message.call))
+                batch.add(call_row(self.run_id, message_id, message.sender, "agent", message.call))
         for event in self._events:
-            batch.add("events", event)
-        for seq, agent_id, message, step, tool, arguments, result, is_error in self._tool_calls:
-            message_id = f"{self.run_id}#{message.seq}" if message is not None and message.seq is not None else None
-            batch.add("tool_calls", (self.run_id, seq, agent_id, message_id, step, tool, arguments, result, is_error))
-        for row in self._outcomes:
-            batch.add("outcomes", row)
+            batch.add(event)
+        for row, asked_by in self._tool_calls:
+            if asked_by is not None and asked_by.seq is not None:
+                row = replace(row, message_id=f"{self.run_id}#{asked_by.seq}")
+            batch.add(row)
+        for outcome in self._outcomes:
+            batch.add(outcome)
         if self.cache is not None:
             for key, model, response in self.cache.drain():
-                batch.add("llm_cache", (key, model, response))
+                batch.add(CacheRow(cache_key=key, model=model, response=response))
         for agent_id, values in self._agent_updates:
             batch.update("agents", {"run_id": self.run_id, "agent_id": agent_id}, **values)
         batch.update("runs", {"run_id": self.run_id}, rounds_done=rounds_done, **run_updates)
@@ -118,8 +120,20 @@ class EventSink:
         return committed
 
 
+def message_row(run_id: str, message_id: str, seq: int, message: Message) -> MessageRow:
+    """The stored form of a message; its reasoning is the call's unless the scenario gave one."""
+    return MessageRow(message_id=message_id, run_id=run_id, seq=seq, round=message.round, turn=message.turn,
+                      sender=message.sender, sender_name=message.sender_name, content=message.content,
+                      context_size=message.context_size, is_error=message.is_error, error=message.error,
+                      started_s=message.started_s, finished_s=message.finished_s,
+                      reasoning=message.reasoning or (message.call.reasoning if message.call else None))
+
+
 def call_row(run_id: str | None, message_id: str | None, agent_id: str | None, purpose: str,
-             call: Completion) -> tuple:
-    return (run_id, message_id, agent_id, purpose, call.model, call.started_at, call.latency_ms,
-            call.prompt_tokens, call.completion_tokens, call.cost_usd, call.attempts, call.cached,
-            call.error_type, call.error, call.provider, call.dropped_params or None)
+             call: Completion) -> LlmCallRow:
+    """The stored form of a model call (agent or judge), with what produced it."""
+    return LlmCallRow(run_id=run_id, message_id=message_id, agent_id=agent_id, purpose=purpose, model=call.model,
+                      started_at=call.started_at, latency_ms=call.latency_ms, prompt_tokens=call.prompt_tokens,
+                      completion_tokens=call.completion_tokens, cost_usd=call.cost_usd, attempts=call.attempts,
+                      cached=call.cached, error_type=call.error_type, error=call.error, provider=call.provider,
+                      dropped_params=call.dropped_params or None)

@@ -5,6 +5,11 @@ versioned: `MIGRATIONS[i]` brings a file from version i to i+1, and opening a fi
 missing ones. Writers hand over whole `Batch`es (one round of one run), each written in a single
 transaction, so a killed process loses at most the round in flight. DuckDB calls block, so
 async callers go through `Store.write`, which runs them on one dedicated thread.
+
+Rows are typed objects, one class per table (orchestrator/rows.py); they become tuples only in
+`insert_rows`. Every transaction goes through `Store.transaction`. Modules that read the tables
+for their own bookkeeping (the runner, the dry run, the judges) call the named readers of `Store`,
+so the SQL over each table lives here with its DDL (docs/schema.md, "Writing and reading").
 """
 
 from __future__ import annotations
@@ -13,17 +18,22 @@ import asyncio
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar, overload
 
 import duckdb
 
 from sociolab.base.errors import UserError, first_line
 
+from .rows import COLUMNS, ROW_CLASS, VALUES, AgentRow, EventRow, HumanCodeRow, Row, RunRow, row_of
+
 log = logging.getLogger(__name__)
 
 DEFAULT_DB = "sociolab.duckdb"
+
+T = TypeVar("T")
 
 MIGRATIONS: list[str] = [
     # v1: the core of issue 2.
@@ -220,30 +230,6 @@ MIGRATIONS: list[str] = [
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-# Columns each batch writes, in order; kept next to the DDL they mirror.
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "runs": ("run_id", "source", "suite", "series", "repeat", "seed", "kind", "config", "config_hash",
-             "status", "stop_reason", "rounds_planned", "rounds_done", "started_at", "finished_at", "factors"),
-    "agents": ("run_id", "agent_id", "position", "name", "persona", "model", "model_label",
-               "system_prompt", "status", "errored_round", "provider"),
-    "messages": ("message_id", "run_id", "seq", "round", "turn", "sender", "sender_name", "content",
-                 "context_size", "is_error", "error", "started_s", "finished_s", "reasoning"),
-    "llm_calls": ("run_id", "message_id", "agent_id", "purpose", "model", "started_at", "latency_ms",
-                  "prompt_tokens", "completion_tokens", "cost_usd", "attempts", "cached",
-                  "error_type", "error", "provider", "dropped_params"),
-    "events": ("run_id", "round", "kind", "agent_id", "detail"),
-    "llm_cache": ("cache_key", "model", "response"),
-    "codebooks": ("codebook_id", "name", "content"),
-    "codes": ("message_id", "run_id", "judge", "codebook_id", "flag", "value", "level", "status",
-              "rationale", "raw_reply"),
-    "human_codes": ("message_id", "coder", "flag", "value", "level", "source"),
-    "tool_calls": ("run_id", "seq", "agent_id", "message_id", "step", "tool", "arguments", "result", "is_error"),
-    "outcomes": ("run_id", "agent_id", "metric", "value", "detail"),
-}
-
-# Tables whose rows are identified by their content: writing one twice is a no-op.
-CONTENT_KEYED = frozenset({"llm_cache", "codebooks"})
-
 RUN_TABLES = ("codes", "tool_calls", "outcomes", "messages", "llm_calls", "events", "agents", "runs")
 
 
@@ -251,16 +237,31 @@ RUN_TABLES = ("codes", "tool_calls", "outcomes", "messages", "llm_calls", "event
 class Batch:
     """Rows to write in one transaction: typically one round of one run.
 
-    `rows` maps a table of COLUMNS to tuples in that column order. `updates` set columns of
-    existing rows after the new rows are in (e.g. a run's rounds_done, an agent's status), so
+    `rows` holds row objects (orchestrator/rows.py) by class, i.e. by table. `updates` set columns
+    of existing rows after the new rows are in (e.g. a run's rounds_done, an agent's status), so
     progress and content are committed together and can never disagree.
     """
 
-    rows: dict[str, list[tuple]] = field(default_factory=dict)
+    rows: dict[type[Row], list[Row]] = field(default_factory=dict)
     updates: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
 
-    def add(self, table: str, row: tuple) -> None:
-        self.rows.setdefault(table, []).append(row)
+    @overload
+    def add(self, row: Row) -> None: ...
+
+    @overload
+    def add(self, row: str, values: tuple[Any, ...]) -> None: ...
+
+    def add(self, row: Row | str, values: tuple[Any, ...] | None = None) -> None:
+        """Add a row; its class says which table it goes to.
+
+        `add(table, values)`, a tuple in column order, is the old form, kept only while
+        tests/test_profiles.py, test_agreement.py and test_model_output_hardening.py still use it.
+        """
+        if isinstance(row, str):
+            if values is None:
+                raise TypeError(f"Batch.add({row!r}, values): the values are missing")
+            row = row_of(ROW_CLASS[row], values)
+        self.rows.setdefault(type(row), []).append(row)
 
     def update(self, table: str, where: dict[str, Any], **values: Any) -> None:
         self.updates.append((table, where, values))
@@ -269,8 +270,8 @@ class Batch:
     def merged(cls, batches: list["Batch"]) -> "Batch":
         out = cls()
         for batch in batches:
-            for table, rows in batch.rows.items():
-                out.rows.setdefault(table, []).extend(rows)
+            for row_class, rows in batch.rows.items():
+                out.rows.setdefault(row_class, []).extend(rows)
             out.updates.extend(batch.updates)
         return out
 
@@ -278,15 +279,57 @@ class Batch:
         return sum(len(r) for r in self.rows.values())
 
 
+class ModelCalls(NamedTuple):
+    """Successful calls to one model and the tokens they used."""
+
+    model: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ConversationMessage(NamedTuple):
+    """What a judge is shown of a stored message (and of the messages before it)."""
+
+    run_id: str
+    message_id: str
+    round: int | None
+    sender: str
+    sender_name: str | None
+    content: str
+    is_error: bool
+
+
+class SampledMessage(NamedTuple):
+    """A message drawn for human coding, with the stratum it was drawn from."""
+
+    message_id: str
+    stratum: str
+    run_id: str
+    round: int | None
+    sender_name: str | None
+    content: str
+
+
+# How `sample_messages` can stratify: name -> SQL over messages m, runs r and agents a.
+SAMPLE_STRATA = {"series": "coalesce(r.series, r.suite, '')", "run": "m.run_id", "agent": "m.sender_name",
+                 "model": "coalesce(a.model_label, a.model)", "round": "m.round::VARCHAR"}
+
+
 class Store:
-    """A DuckDB file, migrated on open. Use `Store.open` for writing, `open_read_only` for queries."""
+    """A DuckDB file, migrated on open. Use `Store.open` for writing, `open_read_only` for queries.
+
+    Every other module reads sociolab's tables for its own bookkeeping through the named readers
+    below, so the SQL over a table lives here, next to its DDL; analysis and `sociolab sql`, whose
+    job is SQL over the store, use `con` directly.
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: str):
         self.con = con
         self.path = path
         self._executor: ThreadPoolExecutor | None = None
-        self._queue: list[tuple[Batch, asyncio.Future]] = []
-        self._writer: asyncio.Task | None = None
+        self._queue: list[tuple[Batch, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -329,12 +372,10 @@ class Store:
         return store
 
     def schema_version(self) -> int:
-        exists = self.con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-        ).fetchone()[0]
+        exists = self._scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'")
         if not exists:
             return 0
-        return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        return int(self._scalar("SELECT coalesce(max(version), 0) FROM schema_version"))
 
     def migrate(self) -> None:
         """Apply the migrations this file lacks, each in its own transaction (the first one also
@@ -344,17 +385,12 @@ class Store:
             raise UserError(f"database schema v{current} is newer than this sociolab (v{SCHEMA_VERSION}); "
                             "upgrade sociolab", file=self.path)
         for version in range(current, SCHEMA_VERSION):
-            self.con.execute("BEGIN TRANSACTION")
-            try:
+            with self.transaction():
                 if version == 0:
                     self.con.execute("CREATE TABLE schema_version "
                                      "(version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
                 self.con.execute(MIGRATIONS[version])
                 self.con.execute("INSERT INTO schema_version (version) VALUES (?)", [version + 1])
-                self.con.execute("COMMIT")
-            except Exception:
-                rollback(self.con)
-                raise
             log.info("%s: schema migration v%d -> v%d applied", self.path, version, version + 1)
 
     def close(self) -> None:
@@ -370,20 +406,26 @@ class Store:
         self.close()
 
     # ---- writing -------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The block as one transaction: committed at its end, rolled back on any exception
+        (which is re-raised), so a failed write leaves nothing behind."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+            self.con.execute("COMMIT")
+        except BaseException:
+            rollback(self.con)
+            raise
+
     def write_now(self, batch: Batch) -> None:
         """Write a batch in one transaction (blocking)."""
         if not batch.rows and not batch.updates:
             return
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            for table, rows in batch.rows.items():
-                insert_rows(self.con, table, COLUMNS[table], rows,
-                            ignore_conflicts=table in CONTENT_KEYED)
+        with self.transaction():
+            for row_class, rows in batch.rows.items():
+                insert_rows(self.con, row_class, rows)
             apply_updates(self.con, batch.updates)
-            self.con.execute("COMMIT")
-        except Exception:
-            rollback(self.con)
-            raise
 
     async def write(self, batch: Batch) -> None:
         """Write a batch on the store's own thread, keeping DuckDB off the event loop.
@@ -392,7 +434,7 @@ class Store:
         transaction. DuckDB's cost is mostly per statement, so concurrent runs share it; each
         caller still returns only once its own rows are committed.
         """
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((batch, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain_queue())
@@ -410,7 +452,7 @@ class Store:
                     if not future.done():
                         future.set_result(None)
 
-    async def _write_one_by_one(self, group: list[tuple[Batch, asyncio.Future]]) -> None:
+    async def _write_one_by_one(self, group: list[tuple[Batch, asyncio.Future[None]]]) -> None:
         for batch, future in group:
             try:
                 await self.run_blocking(self.write_now, batch)
@@ -421,25 +463,32 @@ class Store:
                 if not future.done():
                     future.set_result(None)
 
-    async def run_blocking(self, fn, *args):
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on the store's own thread (DuckDB calls block)."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sociolab-store")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def start_run(self, run: dict[str, Any], agents: list[tuple]) -> None:
+    def start_run(self, run: RunRow, agents: Sequence[AgentRow]) -> None:
         """Insert a run (status 'running') and its roster, replacing any unfinished earlier attempt."""
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            delete_runs(self.con, [run["run_id"]])
-            cols = list(run)
-            self.con.execute(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                             [run[c] for c in cols])
-            insert_rows(self.con, "agents", COLUMNS["agents"], agents)
-            self.con.execute("COMMIT")
-        except Exception:
-            rollback(self.con)
-            raise
+        with self.transaction():
+            delete_runs(self.con, [run.run_id])
+            insert_rows(self.con, RunRow, [run])
+            insert_rows(self.con, AgentRow, agents)
 
+    def delete_runs(self, run_ids: list[str]) -> None:
+        with self.transaction():
+            delete_runs(self.con, run_ids)
+
+    def replace_human_codes(self, rows: Sequence[HumanCodeRow]) -> None:
+        """Store human codes, replacing earlier imports of the same (message, coder), atomically."""
+        keys = sorted({f"{r.message_id}\x1f{r.coder}" for r in rows})
+        with self.transaction():
+            self.con.execute("DELETE FROM human_codes WHERE message_id || '\x1f' || coder IN (SELECT unnest(?))",
+                             [keys])
+            insert_rows(self.con, HumanCodeRow, rows)
+
+    # ---- reading: what sociolab's own modules ask of the store ------------------------------
     def run_states(self, run_ids: Iterable[str]) -> dict[str, tuple[str, str | None]]:
         """(status, config_hash) of each given run that exists."""
         ids = list(run_ids)
@@ -449,29 +498,29 @@ class Store:
                                 "(SELECT unnest(?))", [ids]).fetchall()
         return {r[0]: (r[1], r[2]) for r in rows}
 
-    def delete_runs(self, run_ids: list[str]) -> None:
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            delete_runs(self.con, run_ids)
-            self.con.execute("COMMIT")
-        except Exception:
-            rollback(self.con)
-            raise
+    def runs(self, run_ids: Iterable[str]) -> list[RunRow]:
+        """The stored rows of the given runs that exist, by run_id (config and factors as JSON text)."""
+        columns = ", ".join(COLUMNS[RunRow.TABLE])
+        rows = self.con.execute(f"SELECT {columns} FROM runs WHERE run_id IN (SELECT unnest(?)) ORDER BY run_id",
+                                [list(run_ids)]).fetchall()
+        return [row_of(RunRow, r) for r in rows]
 
-    def replace_human_codes(self, rows: list[tuple]) -> None:
-        """Store human codes, replacing earlier imports of the same (message, coder), atomically."""
-        keys = sorted({f"{r[0]}\x1f{r[1]}" for r in rows})
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            self.con.execute("DELETE FROM human_codes WHERE message_id || '\x1f' || coder IN (SELECT unnest(?))",
-                             [keys])
-            insert_rows(self.con, "human_codes", COLUMNS["human_codes"], rows)
-            self.con.execute("COMMIT")
-        except Exception:
-            rollback(self.con)
-            raise
+    def runs_with_events(self, run_ids: Iterable[str]) -> list[str]:
+        """Those of the given runs that have events (a run that raised before its row was written
+        leaves only its internal_error event)."""
+        ids = list(run_ids)
+        if not ids:
+            return []
+        rows = self.con.execute("SELECT DISTINCT run_id FROM events WHERE run_id IN (SELECT unnest(?)) "
+                                "ORDER BY run_id", [ids]).fetchall()
+        return [r[0] for r in rows]
+
+    def series_by_run(self) -> dict[str, str | None]:
+        """Every run's series (None for a single-condition file), in run_id order."""
+        return dict(self.con.execute("SELECT run_id, series FROM runs ORDER BY run_id").fetchall())
 
     def load_cache(self, models: Iterable[str]) -> dict[str, str]:
+        """The response cache's entries for these models: key -> response JSON."""
         models = list(models)
         if not models:
             return {}
@@ -479,44 +528,115 @@ class Store:
                                 "(SELECT unnest(?))", [models]).fetchall()
         return dict(rows)
 
-    # ---- reading -------------------------------------------------------------------------
+    def calls_by_model(self) -> list[ModelCalls]:
+        """Calls and tokens per model, by model name, counting only calls that did not fail (a
+        failed call, e.g. an injected crash, is never priced)."""
+        rows = self.con.execute(
+            "SELECT model, count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0) "
+            "FROM llm_calls WHERE error IS NULL GROUP BY model ORDER BY model").fetchall()
+        return [ModelCalls(model, int(n), int(p), int(c)) for model, n, p, c in rows]
+
+    def roster(self, run_ids: Iterable[str]) -> list[AgentRow]:
+        """The agents of these runs, by run and position."""
+        columns = ", ".join(COLUMNS[AgentRow.TABLE])
+        rows = self.con.execute(f"SELECT {columns} FROM agents WHERE run_id IN (SELECT unnest(?)) "
+                                "ORDER BY run_id, position", [list(run_ids)]).fetchall()
+        return [row_of(AgentRow, r) for r in rows]
+
+    def conversation(self, run_ids: Iterable[str]) -> list[ConversationMessage]:
+        """Every message of these runs (seed, platform notes and errors included), by run and seq."""
+        rows = self.con.execute(
+            "SELECT run_id, message_id, round, sender, sender_name, content, is_error FROM messages "
+            "WHERE run_id IN (SELECT unnest(?)) ORDER BY run_id, seq", [list(run_ids)]).fetchall()
+        return list(map(ConversationMessage._make, rows))
+
+    def messages_before(self, message_id: str, k: int) -> list[tuple[str | None, str]]:
+        """(sender_name, content) of up to k messages before `message_id` in its run, oldest
+        first; platform notes (sender 'system') are left out."""
+        rows = self.con.execute("""
+            SELECT sender_name, content FROM messages
+             WHERE run_id = (SELECT run_id FROM messages WHERE message_id = ?)
+               AND seq < (SELECT seq FROM messages WHERE message_id = ?) AND sender <> 'system'
+             ORDER BY seq DESC LIMIT ?""", [message_id, message_id, k]).fetchall()
+        return [(name, text) for name, text in reversed(rows)]
+
+    def message_ids(self) -> set[str]:
+        """The id of every stored message."""
+        return {r[0] for r in self.con.execute("SELECT message_id FROM messages").fetchall()}
+
+    def sample_messages(self, n: int, stratify: str, seed: int) -> list[SampledMessage]:
+        """n codable agent messages (not the seed, notes or errors, not blank) drawn by stratum of
+        `SAMPLE_STRATA`: proportional allocation, at least one per stratum while n allows, in an
+        order fixed by `seed`."""
+        stratum_sql = SAMPLE_STRATA[stratify]
+        rows = self.con.execute(f"""
+            WITH pool AS (
+                SELECT m.message_id, {stratum_sql} AS stratum, m.run_id, m.round, m.sender_name, m.content,
+                       hash(m.message_id || ?) AS h
+                  FROM messages m JOIN runs r USING (run_id)
+                  LEFT JOIN agents a ON a.run_id = m.run_id AND a.agent_id = m.sender
+                 WHERE m.sender NOT IN ('user', 'system') AND NOT m.is_error AND trim(m.content) <> ''),
+            sizes AS (SELECT stratum, count(*) AS size, sum(count(*)) OVER () AS total FROM pool GROUP BY stratum),
+            quota AS (SELECT stratum, greatest(1, round(? * size / total))::BIGINT AS k FROM sizes),
+            ranked AS (SELECT p.*, row_number() OVER (PARTITION BY p.stratum ORDER BY h) AS rk FROM pool p)
+            SELECT message_id, stratum, run_id, round, sender_name, content
+              FROM ranked JOIN quota USING (stratum)
+             WHERE rk <= k
+             ORDER BY h
+             LIMIT ?""", [str(seed), n, n]).fetchall()
+        return list(map(SampledMessage._make, rows))
+
+    def coded_message_ids(self, judge: str, codebook_id: str) -> set[str]:
+        """The messages `judge` has coded (or found uncodable) under this codebook."""
+        rows = self.con.execute("SELECT DISTINCT message_id FROM codes WHERE judge = ? AND codebook_id = ?",
+                                [judge, codebook_id]).fetchall()
+        return {r[0] for r in rows}
+
     def counts(self) -> dict[str, Any]:
         """What the file holds, for end-of-run summaries."""
-        q = self.con.execute
+        q = self._scalar
         return {
-            "runs": q("SELECT count(*) FROM runs").fetchone()[0],
-            "runs_completed": q("SELECT count(*) FROM runs WHERE status = 'completed'").fetchone()[0],
-            "agents": q("SELECT count(*) FROM agents").fetchone()[0],
-            "messages": q("SELECT count(*) FROM messages WHERE sender NOT IN ('user', 'system')").fetchone()[0],
-            "errors": q("SELECT count(*) FROM messages WHERE is_error").fetchone()[0],
-            "llm_calls": q("SELECT count(*) FROM llm_calls").fetchone()[0],
-            "tokens": q("SELECT coalesce(sum(prompt_tokens + completion_tokens), 0) FROM llm_calls").fetchone()[0],
-            "cost_usd": q("SELECT coalesce(sum(cost_usd), 0) FROM llm_calls").fetchone()[0],
-            "unpriced_models": [r[0] for r in q("SELECT DISTINCT model FROM llm_calls WHERE cost_usd IS NULL "
-                                                "AND error IS NULL ORDER BY 1").fetchall()],
+            "runs": q("SELECT count(*) FROM runs"),
+            "runs_completed": q("SELECT count(*) FROM runs WHERE status = 'completed'"),
+            "agents": q("SELECT count(*) FROM agents"),
+            "messages": q("SELECT count(*) FROM messages WHERE sender NOT IN ('user', 'system')"),
+            "errors": q("SELECT count(*) FROM messages WHERE is_error"),
+            "llm_calls": q("SELECT count(*) FROM llm_calls"),
+            "tokens": q("SELECT coalesce(sum(prompt_tokens + completion_tokens), 0) FROM llm_calls"),
+            "cost_usd": q("SELECT coalesce(sum(cost_usd), 0) FROM llm_calls"),
+            "unpriced_models": [r[0] for r in self.con.execute(
+                "SELECT DISTINCT model FROM llm_calls WHERE cost_usd IS NULL AND error IS NULL ORDER BY 1").fetchall()],
         }
 
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The single value of a query that always returns one row (an aggregate)."""
+        row = self.con.execute(sql, list(params)).fetchone()
+        if row is None:
+            raise LookupError(f"no row from {sql!r}")
+        return row[0]
 
-def insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...],
-                rows: list[tuple], *, ignore_conflicts: bool = False) -> None:
-    """Insert rows column-wise: one typed list parameter per column, unnested by DuckDB.
+
+def insert_rows(con: duckdb.DuckDBPyConnection, row_class: type[Row], rows: Sequence[Row]) -> None:
+    """Insert rows of one class column-wise: one typed list parameter per column, unnested by DuckDB.
 
     DuckDB's cost is per statement and per bound parameter; a multi-row VALUES list binds
-    rows x columns parameters, this binds one per column, whatever the number of rows.
+    rows x columns parameters, this binds one per column, whatever the number of rows. Rows become
+    tuples here, and only here, through the class's attrgetter (rows.VALUES).
     """
     if not rows:
         return
+    table, columns = row_class.TABLE, COLUMNS[row_class.TABLE]
     types = column_types(con, table)
     selects = ", ".join(f"unnest(?::{types[c]}[])" for c in columns)
     replaced = _REPLACED[0]
-    values = [[to_db(v) for v in column] for column in zip(*rows)]
+    values = [[to_db(v) for v in column] for column in zip(*map(VALUES[row_class], rows))]
     invalid = []
     if _REPLACED[0] != replaced:  # rare: look for the replaced values only then
         invalid = [i for i, column in enumerate(values) if any(v.__class__ is InvalidText for v in column)]
-    verb = "INSERT OR IGNORE" if ignore_conflicts else "INSERT"
+    verb = "INSERT OR IGNORE" if row_class.CONTENT_KEYED else "INSERT"
     con.execute(f"{verb} INTO {table} ({', '.join(columns)}) SELECT {selects}", values)
     if invalid:
-        record_invalid_text(con, table, columns, rows, values, invalid)
+        record_invalid_text(con, table, columns, values, invalid)
 
 
 class InvalidText(str):
@@ -539,29 +659,31 @@ def valid_text(text: str) -> str:
     return text
 
 
-def record_invalid_text(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...], rows: list[tuple],
-                        values: list[list], invalid: list[int]) -> None:
+def record_invalid_text(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...],
+                        values: list[list[Any]], invalid: list[int]) -> None:
     """One `invalid_text` event per run, table and column where text had to be replaced, so that
-    replaced text is never mistaken for what a model or provider sent (docs/schema.md)."""
+    replaced text is never mistaken for what a model or provider sent (docs/schema.md).
+    `values` are the inserted columns, `invalid` the indexes of those holding replaced text."""
     if "run_id" in columns:
-        run_of = [r[columns.index("run_id")] or "" for r in rows]
+        run_of = [r or "" for r in values[columns.index("run_id")]]
     elif "message_id" in columns:
-        run_of = [str(r[columns.index("message_id")] or "").split("#")[0] for r in rows]
+        run_of = [str(m or "").split("#")[0] for m in values[columns.index("message_id")]]
     else:
-        run_of = [""] * len(rows)   # llm_cache, codebooks: not tied to a run
+        run_of = [""] * len(values[0])   # llm_cache, codebooks: not tied to a run
     key = columns[0] if columns[0] != "run_id" else None
-    counts: dict[tuple[str, str], list] = {}
+    counts: dict[tuple[str, str], list[Any]] = {}
     for i in invalid:
         for j, v in enumerate(values[i]):
             if v.__class__ is InvalidText:
                 entry = counts.setdefault((run_of[j], columns[i]), [0, str(values[0][j])])
                 entry[0] += 1
-    events = [(run_id, None, "invalid_text", None,
-               {"table": table, "column": column, "values": n, **({f"first_{key}": first} if key else {})})
+    events = [EventRow(run_id=run_id, kind="invalid_text",
+                       detail={"table": table, "column": column, "values": n,
+                               **({f"first_{key}": first} if key else {})})
               for (run_id, column), (n, first) in counts.items()]
     log.warning("%s: text that is not valid Unicode was stored with U+FFFD in place of lone surrogates (%s)",
                 table, ", ".join(sorted({c for _, c in counts})))
-    insert_rows(con, "events", COLUMNS["events"], events)
+    insert_rows(con, EventRow, events)
 
 
 _TYPES: dict[str, dict[str, str]] = {}
@@ -576,20 +698,21 @@ def column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     return _TYPES[table]
 
 
-def apply_updates(con: duckdb.DuckDBPyConnection, updates: list[tuple[str, dict, dict]]) -> None:
+def apply_updates(con: duckdb.DuckDBPyConnection, updates: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
     """Apply row updates with one UPDATE ... FROM (VALUES ...) per table and column set.
 
     Updates of the same row are folded first (later values win), which is what applying them
     one by one would give; grouping matters because each DuckDB statement has a fixed cost.
     """
-    folded: dict[tuple, dict[str, Any]] = {}
+    folded: dict[tuple[str, tuple[tuple[str, Any], ...]], dict[str, Any]] = {}
     for table, where, values in updates:
         key = (table, tuple(where.items()))
         folded.setdefault(key, {}).update(values)
-    groups: dict[tuple, list[tuple]] = {}
-    for (table, where), values in folded.items():
-        signature = (table, tuple(k for k, _ in where), tuple(values))
-        groups.setdefault(signature, []).append(tuple(v for _, v in where) + tuple(map(to_db, values.values())))
+    groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[tuple[Any, ...]]] = {}
+    for (table, where_items), values in folded.items():
+        signature = (table, tuple(k for k, _ in where_items), tuple(values))
+        groups.setdefault(signature, []).append(tuple(v for _, v in where_items)
+                                                + tuple(map(to_db, values.values())))
     for (table, keys, cols), rows in groups.items():
         names = keys + cols
         placeholder = "(" + ", ".join("?" * len(names)) + ")"
@@ -607,11 +730,13 @@ def delete_runs(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> None:
 
 
 def rollback(con: duckdb.DuckDBPyConnection) -> None:
-    """Roll back without hiding the error that made us roll back."""
+    """Roll back without hiding the error that made us roll back: if ROLLBACK itself fails (DuckDB
+    has already ended a transaction whose COMMIT failed, or the connection is unusable), that
+    second error is logged and the original one propagates."""
     try:
         con.execute("ROLLBACK")
-    except duckdb.Error:
-        pass  # the connection is already unusable; the original exception is the one that matters
+    except duckdb.Error as exc:
+        log.debug("ROLLBACK after a failed write did not run: %s", first_line(exc))
 
 
 def to_db(value: Any) -> Any:
@@ -622,4 +747,3 @@ def to_db(value: Any) -> Any:
     if isinstance(value, str):
         return valid_text(value)
     return value
-

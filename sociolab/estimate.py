@@ -21,13 +21,11 @@ async def rehearse(plan: Plan) -> list[ModelEstimate]:
     client = ModelClient(unthrottled, providers=[RehearsalProvider(plan.file.sim.settings())])
     with Store.open(":memory:") as store:
         await execute(plan, store, client=client)
-        rows = store.con.execute(  # injected crashes are never sent: they cost nothing
-            "SELECT model, count(*), sum(prompt_tokens), sum(completion_tokens) FROM llm_calls "
-            "WHERE error IS NULL GROUP BY model ORDER BY model").fetchall()
+        calls = store.calls_by_model()  # failed calls (injected crashes) are never sent: they cost nothing
     pricing = client_for_prices(plan)
-    return [ModelEstimate(m, n, int(p or 0), int(c or 0), cost_of(pricing, m, int(p or 0), int(c or 0)))
-            for m, n, p, c in rows]
-
+    return [ModelEstimate(c.model, c.calls, c.prompt_tokens, c.completion_tokens,
+                          cost_of(pricing, c.model, c.prompt_tokens, c.completion_tokens))
+            for c in calls]
 
 
 

@@ -30,6 +30,7 @@ from sociolab.config import Plan, RunSpec
 from sociolab.base.errors import BudgetExhausted, UserError
 from sociolab.orchestrator.redact import redact
 from sociolab.orchestrator.sink import EventSink, Message
+from sociolab.orchestrator.rows import AgentRow, EventRow, RunRow
 from sociolab.orchestrator.store import Batch, Store
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,7 @@ def runs_to_do(store: Store, plan: Plan, fresh: bool) -> tuple[list[RunSpec], in
     stale = [spec.run_id for spec in todo if spec.run_id in states]
     new = [spec.run_id for spec in todo if spec.run_id not in states]
     if new:  # a run that raised before its row was written left only its internal_error event
-        stale += [r for (r,) in store.con.execute("SELECT DISTINCT run_id FROM events WHERE run_id IN "
-                                                  "(SELECT unnest(?))", [new]).fetchall()]
+        stale += store.runs_with_events(new)
     if stale:
         log.info("redoing %d unfinished run(s): their rows are deleted first", len(stale))
         store.delete_runs(stale)
@@ -174,7 +174,7 @@ async def record_internal_error(store: Store, run_id: str, exc: BaseException, e
     detail = {"error": error, "type": type(exc).__name__,
               "traceback": redact("".join(traceback.format_exception(exc)))}
     batch = Batch()
-    batch.add("events", (run_id, None, "internal_error", None, detail))
+    batch.add(EventRow(run_id=run_id, kind="internal_error", detail=detail))
     try:
         await store.write(batch)
     except Exception:
@@ -188,13 +188,15 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
     scenario = scenario_class(spec.kind)(spec.params)
     agents = scenario.place_agents(list(spec.personas), spec.roster)
     start = Batch()
-    start.add("runs", (spec.run_id, "sociolab", spec.suite, spec.series, spec.repeat, spec.seed, spec.kind,
-                       spec.config_json(), spec.config_hash(), "running", None, scenario.rounds_planned(), 0,
-                       utcnow(), None, scenario.factors()))
+    start.add(RunRow(run_id=spec.run_id, source="sociolab", suite=spec.suite, series=spec.series,
+                     repeat=spec.repeat, seed=spec.seed, kind=spec.kind, config=spec.config_json(),
+                     config_hash=spec.config_hash(), status="running", rounds_planned=scenario.rounds_planned(),
+                     started_at=utcnow(), factors=scenario.factors()))
     for a in agents:
-        start.add("agents", (spec.run_id, a.agent_id, a.position, a.name, a.persona.key, a.model,
-                             a.persona.label, a.system_prompt, "active", None,
-                             "scripted" if a.scripted else client.provider_for(a.model).name))
+        start.add(AgentRow(run_id=spec.run_id, agent_id=a.agent_id, position=a.position, name=a.name,
+                           persona=a.persona.key, model=a.model, model_label=a.persona.label,
+                           system_prompt=a.system_prompt, status="active",
+                           provider="scripted" if a.scripted else client.provider_for(a.model).name))
     await store.write(start)
     virtual = all(a.scripted or client.is_in_process(a.model) for a in agents)
     sink = EventSink(store, spec.run_id, client.cache,

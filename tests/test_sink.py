@@ -11,6 +11,7 @@ import pytest
 
 from sociolab.orchestrator.cache import ResponseCache
 from sociolab.orchestrator.client import Completion
+from sociolab.orchestrator.rows import AgentRow, RunRow
 from sociolab.orchestrator.sink import EventSink, Message
 from sociolab.orchestrator.store import Store
 
@@ -21,9 +22,11 @@ RUN = "t/001"
 def store(tmp_path):
     store = Store.open(tmp_path / "x.duckdb")
     store.start_run(
-        {"run_id": RUN, "source": "sociolab", "kind": "discussion", "status": "running", "rounds_planned": 3},
-        [(RUN, "a", 1, "Agent-A", "llama", "sim/llama", "LLaMA", "You are Agent-A", "active", None, "sim"),
-         (RUN, "b", 2, "Agent-B", "qwen", "sim/qwen", "Qwen", "You are Agent-B", "active", None, "sim")])
+        RunRow(run_id=RUN, source="sociolab", kind="discussion", status="running", rounds_planned=3),
+        [AgentRow(run_id=RUN, agent_id="a", position=1, name="Agent-A", persona="llama", model="sim/llama",
+                  model_label="LLaMA", system_prompt="You are Agent-A", provider="sim"),
+         AgentRow(run_id=RUN, agent_id="b", position=2, name="Agent-B", persona="qwen", model="sim/qwen",
+                  model_label="Qwen", system_prompt="You are Agent-B", provider="sim")])
     yield store
     store.close()
 

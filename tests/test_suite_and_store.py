@@ -12,6 +12,7 @@ from sociolab.config import load_plan
 from sociolab.base.errors import UserError
 from sociolab.runner import execute
 from sociolab.orchestrator.sim.agent import CUES
+from sociolab.orchestrator.rows import HumanCodeRow, MessageRow, RunRow
 from sociolab.orchestrator.store import SCHEMA_VERSION, Batch, Store
 
 from tests.conftest import REPO, SHARED, write_yaml
@@ -83,12 +84,18 @@ def test_migrations_are_recorded_and_reapplied_idempotently(tmp_path):
         Store.open(path)
 
 
+def message(message_id: str, *, seq: int = 0, turn: int = 0, sender: str = "a", content: str = "hi") -> MessageRow:
+    """A round-0 message of run 'r'."""
+    return MessageRow(message_id=message_id, run_id="r", seq=seq, round=0, turn=turn, sender=sender,
+                      sender_name=sender.upper(), content=content, context_size=1, started_s=0.0, finished_s=1.0)
+
+
 def test_a_failing_batch_writes_nothing(tmp_path):
     store = Store.open(tmp_path / "b.duckdb")
-    store.start_run({"run_id": "r", "source": "sociolab", "kind": "discussion", "status": "running"}, [])
+    store.start_run(RunRow(run_id="r", source="sociolab", kind="discussion", status="running"), [])
     batch = Batch()
-    batch.add("messages", ("r#0", "r", 0, 0, 0, "a", "A", "hello", 1, False, None, 0.0, 1.0, None))
-    batch.add("messages", ("r#0", "r", 1, 0, 1, "b", "B", "duplicate id", 1, False, None, 0.0, 1.0, None))
+    batch.add(message("r#0", seq=0, turn=0, sender="a", content="hello"))
+    batch.add(message("r#0", seq=1, turn=1, sender="b", content="duplicate id"))
     batch.update("runs", {"run_id": "r"}, rounds_done=1)
     with pytest.raises(duckdb.ConstraintException):
         store.write_now(batch)
@@ -165,17 +172,19 @@ def test_cross_expands_series_with_every_combination(tmp_path):
 def test_group_commit_isolates_a_bad_batch(tmp_path):
     """Batches merged into one transaction: when one breaks a key, the others still commit."""
     store = Store.open(tmp_path / "g.duckdb")
-    store.write_now(Batch(rows={"runs": [("r", "sociolab", None, None, 1, 1, "discussion", {}, "h", "running",
-                                           None, 1, 0, None, None, None)]}))
+    first = Batch()
+    first.add(RunRow(run_id="r", source="sociolab", repeat=1, seed=1, kind="discussion", config={}, config_hash="h",
+                     status="running", rounds_planned=1))
+    store.write_now(first)
 
-    def message(mid: str) -> Batch:
+    def one_message(mid: str) -> Batch:
         batch = Batch()
-        batch.add("messages", (mid, "r", 0, 0, 0, "a", "A", "hi", 1, False, None, 0.0, 1.0, None))
+        batch.add(message(mid))
         return batch
 
     async def three_writers():
-        return await asyncio.gather(store.write(message("r#1")), store.write(message("r#1")),
-                                    store.write(message("r#2")), return_exceptions=True)
+        return await asyncio.gather(store.write(one_message("r#1")), store.write(one_message("r#1")),
+                                    store.write(one_message("r#2")), return_exceptions=True)
 
     outcomes = asyncio.run(three_writers())
     assert outcomes[0] is None and outcomes[2] is None
@@ -209,6 +218,7 @@ def test_redoing_a_run_forgets_its_human_codes(tmp_path):
     store = Store.open(tmp_path / "h.duckdb")
     asyncio.run(execute(load_plan(path), store))
     message_id = store.con.execute("SELECT message_id FROM messages WHERE round = 0 LIMIT 1").fetchone()[0]
-    store.replace_human_codes([(message_id, "ana", "phatic", True, None, "test")])
+    store.replace_human_codes([HumanCodeRow(message_id=message_id, coder="ana", flag="phatic", value=True,
+                                            source="test")])
     asyncio.run(execute(load_plan(path), store, fresh=True))
     assert store.con.execute("SELECT count(*) FROM human_codes").fetchone()[0] == 0

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sociolab.base.errors import UserError
+from sociolab.orchestrator.rows import AgentRow, EventRow, MessageRow, RunRow
 from sociolab.orchestrator.store import Batch, Store
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,8 @@ class ImportSummary:
 class ParsedRun:
     run_id: str
     series: str
-    run: dict[str, Any]
-    agents: list[tuple]
+    run: RunRow
+    agents: list[AgentRow]
     batch: Batch
     messages: int
     errors: int
@@ -99,7 +100,7 @@ def import_warroom(store: Store, directory: str | Path,
     states = store.run_states(run.run_id for run in parsed)
     written = 0
     for run in parsed:
-        if states.get(run.run_id) != ("completed", run.run["config_hash"]):
+        if states.get(run.run_id) != ("completed", run.run.config_hash):
             # new or changed: replace it (changed content invalidates its codes too)
             store.start_run(run.run, run.agents)   # replaces an earlier copy; status 'running'
             store.write_now(run.batch)             # rows + status 'completed' in one transaction
@@ -219,16 +220,15 @@ def build_run(data: Any, series: str, number: int) -> ParsedRun:
         message_id = f"{run_id}#{seq}"
         if sender == "user":
             content = _need(m, "text", str, where)
-            batch.add("messages", (message_id, run_id, seq, None, None, "user", None, content,
-                                   None, False, None, None, None, None))
+            batch.add(MessageRow(message_id=message_id, run_id=run_id, seq=seq, sender="user", content=content))
         elif sender == "system":
             note = _need(m, "system", str, where)
             announced = ROUND_NOTE.search(note)
             rnd = int(announced.group(1)) - 1 if announced else None
             if note.startswith(STOP_NOTE) and stop_note is None:
                 stop_note = note
-            batch.add("messages", (message_id, run_id, seq, rnd, None, "system", None, note,
-                                   None, False, None, None, None, None))
+            batch.add(MessageRow(message_id=message_id, run_id=run_id, seq=seq, round=rnd, sender="system",
+                                 content=note))
         elif sender in by_key:
             rnd = _need(m, "round", int, where)
             content = m.get("text")
@@ -244,8 +244,9 @@ def build_run(data: Any, series: str, number: int) -> ParsedRun:
             turn = turn_in_round.get(rnd, 0)
             turn_in_round[rnd] = turn + 1
             sender_name = m.get("agent_nickname") or names[sender]
-            batch.add("messages", (message_id, run_id, seq, rnd, turn, sender, sender_name, content,
-                                   None, is_error, content if is_error else None, None, None, None))
+            batch.add(MessageRow(message_id=message_id, run_id=run_id, seq=seq, round=rnd, turn=turn, sender=sender,
+                                 sender_name=sender_name, content=content, is_error=is_error,
+                                 error=content if is_error else None))
             agent_messages += 1
             last_round = rnd if last_round is None else max(last_round, rnd)
             if is_error:
@@ -259,18 +260,18 @@ def build_run(data: Any, series: str, number: int) -> ParsedRun:
     # ---- agents
     clone_label = condition.get("cloneModelName") if condition.get("cloneMode") else None
     ordered = [names[a["key"]] for a in roster]
-    agents: list[tuple] = []
+    agents: list[AgentRow] = []
     for a in roster:
         key = a["key"]
         others = ", ".join(n for k, n in zip((r["key"] for r in roster), ordered) if k != key)
         errored = first_error.get(key)
-        agents.append((
-            run_id, key, a["position"], names[key], key, a["model"],
-            clone_label or a["name"],
-            system_prompt(template, names[key], others),
-            "errored" if errored else "active",
-            errored[0] if errored else None,
-            None,  # provider: the study served its models through Groq; not a sociolab provider
+        agents.append(AgentRow(
+            run_id=run_id, agent_id=key, position=a["position"], name=names[key], persona=key, model=a["model"],
+            model_label=clone_label or a["name"],
+            system_prompt=system_prompt(template, names[key], others),
+            status="errored" if errored else "active",
+            errored_round=errored[0] if errored else None,
+            provider=None,  # the study served its models through Groq; not a sociolab provider
         ))
 
     # ---- events
@@ -278,8 +279,8 @@ def build_run(data: Any, series: str, number: int) -> ParsedRun:
     by_name.update({names[k]: k for k in by_key})
     kinds = _error_kinds(stats, by_name)
     for key, (rnd, text) in sorted(first_error.items(), key=lambda kv: (kv[1][0], kv[0])):
-        batch.add("events", (run_id, rnd, "agent_errored", key,
-                             {"error": text, "kind": kinds.get(key)}))
+        batch.add(EventRow(run_id=run_id, round=rnd, kind="agent_errored", agent_id=key,
+                           detail={"error": text, "kind": kinds.get(key)}))
     compensation = stats.get("compensationEvents") or []
     if not isinstance(compensation, list):
         raise _Invalid(f"stats.compensationEvents: expected a list, found {_kind(compensation)}")
@@ -287,13 +288,12 @@ def build_run(data: Any, series: str, number: int) -> ParsedRun:
         if not isinstance(ev, dict):
             raise _Invalid(f"stats.compensationEvents[{i}]: expected an object, found {_kind(ev)}")
         dead = ev.get("mentionedDead") or []
-        batch.add("events", (run_id, ev.get("round"), "platform_compensation",
-                             by_name.get(ev.get("agent")),
-                             {"agent": ev.get("agent"), "mentionedDead": dead,
-                              "round": ev.get("round")}))
+        batch.add(EventRow(run_id=run_id, round=ev.get("round"), kind="platform_compensation",
+                           agent_id=by_name.get(ev.get("agent")),
+                           detail={"agent": ev.get("agent"), "mentionedDead": dead, "round": ev.get("round")}))
     if stop_note is not None:
-        batch.add("events", (run_id, last_round, "run_stopped", None,
-                             {"reason": stop_note, "by": "platform"}))
+        batch.add(EventRow(run_id=run_id, round=last_round, kind="run_stopped",
+                           detail={"reason": stop_note, "by": "platform"}))
 
     # ---- the run
     config = {"condition": condition, "environment": env,
@@ -302,15 +302,14 @@ def build_run(data: Any, series: str, number: int) -> ParsedRun:
         config["batch"] = data["batch"]
     config_json = json.dumps(config, ensure_ascii=False, sort_keys=True)
     rounds_done = len(turn_in_round)
-    run = {
-        "run_id": run_id, "source": SOURCE, "suite": SUITE, "series": series, "repeat": number,
-        "seed": None, "kind": KIND, "config": config_json,
+    run = RunRow(
+        run_id=run_id, source=SOURCE, suite=SUITE, series=series, repeat=number, seed=None, kind=KIND,
+        config=config_json,
         # the whole transcript's content: a re-import keeps a run whose file did not change
-        "config_hash": hashlib.sha256(json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()[:16],
-        "status": "running", "stop_reason": stop_note, "rounds_planned": max_rounds,
-        "rounds_done": 0, "started_at": _started_at(env, messages, finished_at),
-        "finished_at": finished_at,
-    }
+        config_hash=hashlib.sha256(json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()[:16],
+        status="running", stop_reason=stop_note, rounds_planned=max_rounds, rounds_done=0,
+        started_at=_started_at(env, messages, finished_at), finished_at=finished_at,
+    )
     batch.update("runs", {"run_id": run_id}, status="completed", rounds_done=rounds_done)
     return ParsedRun(run_id, series, run, agents, batch, agent_messages, errors)
 
