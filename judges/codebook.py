@@ -27,18 +27,18 @@ import hashlib
 import json
 import os
 import re
-import traceback
 from functools import cached_property
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sociolab.base.errors import UserError, first_line
+from sociolab.base.errors import UserError
+from sociolab.base.plugins import PluginGroup, describe, distribution, load
 from sociolab.base.yamlfile import read_yaml, validate
 
 LIBRARY = Path(__file__).resolve().parent / "library"
-PLUGIN_GROUP = "sociolab.codebooks"
+PLUGINS = PluginGroup("sociolab.codebooks", "codebook")
 EXTENDING = "docs/extending.md"
 
 SIM_KEYS = ("cues", "level_cues")  # flag keys of older codebooks, now `SimSettings` keys
@@ -161,7 +161,7 @@ def load_codebook(name_or_path: str | Path) -> Codebook:
     text = str(name_or_path)
     if isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith((".yaml", ".yml")):
         return read_codebook(Path(text))
-    if text in declared_plugins():
+    if text in PLUGINS.declared():
         return plugin_codebook(text)
     if text in library_names():
         return read_codebook(LIBRARY / f"{text}.yaml")
@@ -181,22 +181,12 @@ def read_codebook(path: Path) -> Codebook:
 
 def plugin_codebooks_text() -> str:
     """The plugin codebooks and their distributions, for the unknown-codebook message."""
-    plugins = declared_plugins()
-    if not plugins:
+    listed = PLUGINS.listing()
+    if not listed:
         return f" (no plugin codebooks installed; see {EXTENDING})"
-    listed = ", ".join(f"{name} ({' and '.join(distribution(ep) for ep in eps)})"
-                       for name, eps in sorted(plugins.items()))
     return f"; from plugins: {listed}"
 
 
-@functools.cache
-def declared_plugins() -> dict[str, tuple[EntryPoint, ...]]:
-    """The `sociolab.codebooks` entry points of every installed distribution, by name. Reading
-    them imports nothing; two distributions declaring one name are both kept, to be refused."""
-    found: dict[str, tuple[EntryPoint, ...]] = {}
-    for ep in entry_points(group=PLUGIN_GROUP):
-        found[ep.name] = found.get(ep.name, ()) + (ep,)
-    return found
 
 
 def plugin_codebook(name: str) -> Codebook:
@@ -212,11 +202,7 @@ def plugin_codebook(name: str) -> Codebook:
 @functools.cache
 def plugin_codebook_file(name: str) -> tuple[Path, EntryPoint]:
     """Import the plugin declaring codebook `name` (once) and check what it points to."""
-    declared = declared_plugins()[name]
-    if len(declared) > 1:
-        raise UserError(f"codebook '{name}' is declared by {' and by '.join(describe(ep) for ep in declared)}; "
-                        f"uninstall one of them (pip uninstall {' or '.join(distribution(ep) for ep in declared)})")
-    (ep,) = declared
+    ep = PLUGINS.the_one(name)
     if name in library_names():
         raise UserError(f"{describe(ep)} declares codebook '{name}', which is a library codebook "
                         f"(judges/library/{name}.yaml); rename the plugin's codebook, or uninstall {distribution(ep)}")
@@ -234,38 +220,8 @@ def plugin_codebook_file(name: str) -> tuple[Path, EntryPoint]:
 def forget_plugins() -> None:
     """Read the entry points again on the next lookup (for tests and for a process that installs
     a plugin while running). Modules already imported stay imported."""
-    declared_plugins.cache_clear()
+    PLUGINS.forget()
     plugin_codebook_file.cache_clear()
-
-
-def load(ep: EntryPoint) -> object:
-    """The object an entry point names; any exception while importing it becomes one line."""
-    try:
-        return ep.load()
-    except Exception as exc:  # a plugin's import can raise anything; the cause is kept, chained
-        raise UserError(f"{describe(ep)}: cannot import it: {type(exc).__name__}: {first_line(exc)}"
-                        f"{raised_where(exc)}; fix the plugin or uninstall {distribution(ep)}") from exc
-
-
-def raised_where(exc: BaseException) -> str:
-    """` (at file:line)` for the deepest frame outside the import machinery, if any."""
-    if isinstance(exc, SyntaxError) and exc.filename:
-        return f" (at {exc.filename}:{exc.lineno})"
-    machinery = os.path.dirname(functools.__file__) + os.sep + "importlib"
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not f.filename.startswith((machinery, "<frozen")) and f.filename != __file__]
-    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-
-
-def describe(ep: EntryPoint) -> str:
-    """`plugin NAME VERSION (entry point GROUP: name = value)`: what to look for when fixing it."""
-    version = f" {ep.dist.version}" if ep.dist is not None else ""
-    return f"plugin {distribution(ep)}{version} (entry point {ep.group}: {ep.name} = {ep.value})"
-
-
-def distribution(ep: EntryPoint) -> str:
-    """The name of the distribution (what pip installs and uninstalls) that declares `ep`."""
-    return ep.dist.name if ep.dist is not None else "(unknown distribution)"
 
 
 def _precheck(doc) -> None:

@@ -15,15 +15,13 @@ that a built-in kind or another plugin already has (sociolab never picks one of 
 from __future__ import annotations
 
 import functools
-import os
-import traceback
-from importlib.metadata import EntryPoint, entry_points
 
-from sociolab.base.errors import UserError, first_line
+from sociolab.base.errors import UserError
+from sociolab.base.plugins import PluginGroup, describe, distribution, load
 
 from .base import KIND_NAME, Scenario, contract_problems
 
-GROUP = "sociolab.scenarios"
+PLUGINS = PluginGroup("sociolab.scenarios", "scenario kind")
 EXTENDING = "docs/extending.md"
 
 
@@ -47,7 +45,7 @@ def builtin_kinds() -> dict[str, type[Scenario]]:
 
 def scenario_class(kind: str) -> type[Scenario]:
     """The class of `kind`: a plugin's (imported and checked on first use) or a built-in one."""
-    if kind in declared_plugins():
+    if kind in PLUGINS.declared():
         return plugin_kind(kind)
     builtin = builtin_kinds()
     if kind in builtin:
@@ -58,37 +56,23 @@ def scenario_class(kind: str) -> type[Scenario]:
 
 def kinds() -> dict[str, type[Scenario]]:
     """Every kind by name, built-in and from plugins. Imports every plugin: a broken one raises."""
-    return {**builtin_kinds(), **{name: plugin_kind(name) for name in sorted(declared_plugins())}}
+    return {**builtin_kinds(), **{name: plugin_kind(name) for name in sorted(PLUGINS.declared())}}
 
 
 def plugin_kinds_text() -> str:
     """The plugin kinds and their distributions, for the unknown-kind message."""
-    plugins = declared_plugins()
-    if not plugins:
+    listed = PLUGINS.listing()
+    if not listed:
         return f"no plugin kinds installed; a plugin's kind needs its package installed, see {EXTENDING}"
-    listed = ", ".join(f"{name} ({' and '.join(distribution(ep) for ep in eps)})"
-                       for name, eps in sorted(plugins.items()))
     return f"from plugins: {listed}"
 
 
-@functools.cache
-def declared_plugins() -> dict[str, tuple[EntryPoint, ...]]:
-    """The `sociolab.scenarios` entry points of every installed distribution, by name. Reading
-    them imports nothing; two distributions declaring one name are both kept, to be refused."""
-    found: dict[str, tuple[EntryPoint, ...]] = {}
-    for ep in entry_points(group=GROUP):
-        found[ep.name] = found.get(ep.name, ()) + (ep,)
-    return found
 
 
 @functools.cache
 def plugin_kind(name: str) -> type[Scenario]:
     """Import and check the plugin class declared as `name`, once."""
-    declared = declared_plugins()[name]
-    if len(declared) > 1:
-        raise UserError(f"scenario kind '{name}' is declared by {' and by '.join(describe(ep) for ep in declared)}; "
-                        f"uninstall one of them (pip uninstall {' or '.join(distribution(ep) for ep in declared)})")
-    (ep,) = declared
+    ep = PLUGINS.the_one(name)
     if name in builtin_kinds():
         raise UserError(f"{describe(ep)} declares kind '{name}', which is a built-in kind; rename the plugin's "
                         f"entry point and its class's `kind`, or uninstall {distribution(ep)}")
@@ -108,35 +92,6 @@ def plugin_kind(name: str) -> type[Scenario]:
 def forget_plugins() -> None:
     """Read the entry points again on the next lookup (for tests and for a process that installs
     a plugin while running). Modules already imported stay imported."""
-    declared_plugins.cache_clear()
+    PLUGINS.forget()
     plugin_kind.cache_clear()
 
-
-def load(ep: EntryPoint) -> object:
-    """The object an entry point names; any exception while importing it becomes one line."""
-    try:
-        return ep.load()
-    except Exception as exc:  # a plugin's import can raise anything; the cause is kept, chained
-        raise UserError(f"{describe(ep)}: cannot import it: {type(exc).__name__}: {first_line(exc)}"
-                        f"{raised_where(exc)}; fix the plugin or uninstall {distribution(ep)}") from exc
-
-
-def raised_where(exc: BaseException) -> str:
-    """` (at file:line)` for the deepest frame outside the import machinery, if any."""
-    if isinstance(exc, SyntaxError) and exc.filename:
-        return f" (at {exc.filename}:{exc.lineno})"
-    machinery = os.path.dirname(functools.__file__) + os.sep + "importlib"
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not f.filename.startswith((machinery, "<frozen")) and f.filename != __file__]
-    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-
-
-def describe(ep: EntryPoint) -> str:
-    """`plugin NAME VERSION (entry point GROUP: name = value)`: what to look for when fixing it."""
-    version = f" {ep.dist.version}" if ep.dist is not None else ""
-    return f"plugin {distribution(ep)}{version} (entry point {ep.group}: {ep.name} = {ep.value})"
-
-
-def distribution(ep: EntryPoint) -> str:
-    """The name of the distribution (what pip installs and uninstalls) that declares `ep`."""
-    return ep.dist.name if ep.dist is not None else "(unknown distribution)"

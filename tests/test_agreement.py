@@ -20,6 +20,7 @@ from sociolab.analysis.agreement import (AgreementRow, agreement_report, agreeme
                                 render_agreement, to_json)
 from sociolab.analysis.ratings import load_wide_csv, ratings_view_sql
 from sociolab.base.errors import UserError
+from sociolab.orchestrator.rows import CodeRow, HumanCodeRow
 from sociolab.orchestrator.store import Batch, Store
 
 FIXTURE = Path(__file__).parent / "fixtures" / "coding" / "human_coding_results.csv"
@@ -442,10 +443,12 @@ def test_store_codes_and_human_codes_in_one_shape(tmp_path):
         for i, v in enumerate(values):
             status = "coded" if v is not None else "uncodable"
             value = None if v is None else bool(v)
-            batch.add("codes", (f"run#{i}", "run", judge, "cb@1", "meta", value, None, status, None, None))
-    batch.add("codes", ("run#0", "run", "gem", "cb@2", "meta", False, None, "coded", None, None))
+            batch.add(CodeRow(message_id=f"run#{i}", run_id="run", judge=judge, codebook_id="cb@1", flag="meta",
+                              value=value, status=status))
+    batch.add(CodeRow(message_id="run#0", run_id="run", judge="gem", codebook_id="cb@2", flag="meta", value=False,
+                      status="coded"))
     for i, v in enumerate([1, 1, 0, 1]):
-        batch.add("human_codes", (f"run#{i}", "alice", "meta", bool(v), None, "x.csv"))
+        batch.add(HumanCodeRow(message_id=f"run#{i}", coder="alice", flag="meta", value=bool(v), source="x.csv"))
     store.write_now(batch)
     con = store.con
 

@@ -19,6 +19,7 @@ from sociolab.orchestrator.client import ClientSettings, ModelClient
 from sociolab.config import load_plan
 from sociolab.orchestrator.provider import ProviderDefaults, ProviderReply
 from sociolab.runner import execute
+from sociolab.orchestrator.rows import CacheRow
 from sociolab.orchestrator.store import Batch, Store, valid_text
 from sociolab.scenarios.agentic import SandboxTask, SandboxTaskParams, summarise_call
 from sociolab.scenarios.instrumental import TASKS as INSTRUMENTAL_TASKS
@@ -172,7 +173,7 @@ def test_valid_text_is_the_identity_on_valid_text_and_cheap():
 def test_invalid_text_in_rows_of_no_run_is_recorded_too(tmp_path):
     with Store.open(tmp_path / "c.duckdb") as store:
         batch = Batch()
-        batch.add("llm_cache", ("k1", "m", {"text": "x\ud800"}))
+        batch.add(CacheRow(cache_key="k1", model="m", response={"text": "x\ud800"}))
         store.write_now(batch)
         assert q(store, "SELECT response->>'text' FROM llm_cache") == [("x\ufffd",)]
         [(run_id, detail)] = q(store, "SELECT run_id, detail FROM events WHERE kind = 'invalid_text'")

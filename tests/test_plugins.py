@@ -325,9 +325,9 @@ def test_plugins_are_read_once_and_imported_only_when_their_kind_is_asked_for(pl
     with pytest.raises(UserError, match="RuntimeError: imported"):
         registry.kinds()  # listing every kind imports every plugin
     fake_distribution(plugins, "late", {"sociolab.scenarios": {"late_kind": "late_mod:Late"}})
-    assert "late_kind" not in registry.declared_plugins()  # read once ...
+    assert "late_kind" not in registry.PLUGINS.declared()  # read once ...
     registry.forget_plugins()
-    assert "late_kind" in registry.declared_plugins()  # ... until told to read again
+    assert "late_kind" in registry.PLUGINS.declared()  # ... until told to read again
 
 
 def test_a_plugin_kind_is_loaded_once(plugins):
