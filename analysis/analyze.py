@@ -1,14 +1,16 @@
-"""The study's numbers from any judged store: `analyze()` -> one JSON-ready dict, `render()` -> rich.
+"""A discussion study's numbers from any judged store: `analyze()` -> one JSON-ready dict,
+`render()` -> rich.
 
     from sociolab.orchestrator.store import Store
     from sociolab.analysis.analyze import analyze, render
-    with Store.open_read_only("warroom.duckdb") as store:
+    with Store.open_read_only("x.duckdb") as store:
         result = analyze(store.con)               # or analyze(store)
 
 The dict (stable keys; NaN becomes None; docs/analysis.md shows an example):
 
 - `settings`: rule, codebook_id, flags, trait_flags, separate_flags, comparisons ([a, b] pairs),
-  comparisons_source ('default' | 'given'), n_perm, seed, and one-line definitions.
+  comparisons_source ('default' | 'given'), comparisons_note (why there are none, else None),
+  n_perm, seed, and one-line definitions.
 - `data`: runs, runs_finished, runs_coded, agents_profiled, messages (counted), judges, codebooks.
 - `series`: one entry per series (natural order): series, condition (scaffolding, naming, order,
   clones: the series' value, or 'mixed'), runs, runs_coded, messages, similarity {n, mean,
@@ -17,7 +19,9 @@ The dict (stable keys; NaN becomes None; docs/analysis.md shows an example):
 - `profiles`: flags, trait_flags, by_model [{model_label, runs, agents, messages, shares}],
   by_series_model [{series, model_label, ...}] (shares: flag -> pooled share).
 - `comparisons`: [{a, b, label, n_a, n_b, mean_a, mean_b, median_a, median_b, diff_mean, u, p, r,
-  p_perm, p_holm, p_perm_holm}] over the runs' similarity values.
+  p_perm, p_holm, p_perm_holm}] over the runs' similarity values. The default family is the one
+  the runs were stored with (a suite's `analysis: {comparisons: ...}`, or an importer's), limited
+  to the pairs whose two series have values; `comparisons=` replaces it.
 - `compensation`: see analysis.compensation.compensation.
 - `isolation`: see analysis.compensation.isolation_baseline.
 - `agreement`: from the `judge_agreement` view for the codebook: pairs [{judge_a, judge_b,
@@ -27,16 +31,17 @@ The dict (stable keys; NaN becomes None; docs/analysis.md shows an example):
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Sequence
 
 from sociolab.base.errors import UserError
 
 from .agreement import fmt, to_json
-from .compensation import compensation, isolation_baseline, run_conditions
+from .compensation import compensation, isolation_baseline, require_conditions, run_conditions
 from .profiles import (RULES, Rule, agent_counts, check_rule, connection, model_profiles, resolve_codebook,
                        series_key, series_similarity, values_by_series)
-from .stats import compare_series, default_comparisons
+from .stats import SeriesPair, compare_series, present_pairs
 
 CONDITION_FIELDS = ("scaffolding", "naming", "order", "clones")
 
@@ -60,15 +65,52 @@ def _pairs(comparisons: Sequence[Any]) -> list[tuple[str, str]]:
     return out
 
 
+def declared_family(con: Any) -> list[SeriesPair]:
+    """The comparison family the store's runs were stored with (`$.analysis.comparisons` of
+    runs.config, written from a suite's `analysis:` section or by an importer). Families of several
+    suites are merged in suite order; a pair keeps its first label."""
+    rows = connection(con).execute("""
+        SELECT DISTINCT suite, json_extract(config, '$.analysis.comparisons')::VARCHAR AS family
+        FROM runs WHERE json_extract(config, '$.analysis.comparisons') IS NOT NULL
+        ORDER BY suite NULLS LAST, family""").fetchall()
+    merged: dict[tuple[str, str], SeriesPair] = {}
+    for _, family in rows:
+        for entry in json.loads(family):
+            pair = SeriesPair.from_json(entry)
+            merged.setdefault((pair.a, pair.b), pair)
+    return list(merged.values())
+
+
+def choose_comparisons(con: Any, comparisons: Sequence[Any] | None, fallback_family: Sequence[SeriesPair],
+                       values: dict[str, list[float]], known: list[str]) -> tuple[list[SeriesPair], str, str | None]:
+    """(pairs, source, note): the given pairs (each series must exist), else the declared family
+    (else `fallback_family`) limited to the pairs with values on both sides."""
+    family = declared_family(con) or list(fallback_family)
+    if comparisons is not None:
+        labels = {(p.a, p.b): p.label for p in family}
+        pairs = [SeriesPair(a, b, labels.get((a, b), "")) for a, b in _pairs(comparisons)]
+        missing = sorted({x for p in pairs for x in (p.a, p.b) if x not in known}, key=series_key)
+        if missing:
+            raise UserError(f"no series {', '.join(missing)} in the store; series: {', '.join(known) or 'none'}")
+        return pairs, "given", None
+    if not family:
+        return [], "default", "no comparison family is declared with these runs"
+    pairs = present_pairs(family, [s for s, v in values.items() if v])
+    return pairs, "default", None if pairs else "none of the declared comparisons has values for both series"
+
+
 def analyze(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,
             comparisons: Sequence[tuple[str, str] | str] | None = None, n_perm: int = 10000,
-            seed: int = 0) -> dict[str, Any]:
+            seed: int = 0, fallback_family: Sequence[SeriesPair] = ()) -> dict[str, Any]:
     """Profiles, similarity per run and series, series comparisons, compensation, isolation
-    baseline and judge agreement, from a store's codes (read only). See the module docstring."""
+    baseline and judge agreement, from a store's codes (read only). See the module docstring.
+    `fallback_family` is the default family for runs stored without one (a caller that knows the
+    study, e.g. the CLI for stores made before families were stored)."""
     con = connection(con)
     check_rule(rule)
     if n_perm < 0:
         raise UserError("n_perm must be >= 0")
+    require_conditions(con)
     codebook_id = resolve_codebook(con, codebook_id)
     counts = agent_counts(con, rule=rule, codebook_id=codebook_id)
     try:
@@ -83,13 +125,7 @@ def analyze(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = 
 
     values = values_by_series(series)
     known = sorted({s.series for s in series if s.series is not None}, key=series_key)
-    if comparisons is None:
-        pairs, source = default_comparisons([s for s, v in values.items() if v]), "default"
-    else:
-        pairs, source = _pairs(comparisons), "given"
-        missing = sorted({x for p in pairs for x in p if x not in known}, key=series_key)
-        if missing:
-            raise UserError(f"no series {', '.join(missing)} in the store; series: {', '.join(known) or 'none'}")
+    pairs, source, note = choose_comparisons(con, comparisons, fallback_family, values, known)
     compared = compare_series(values, pairs, n_perm=n_perm, seed=seed)
 
     conditions = run_conditions(con)
@@ -97,8 +133,8 @@ def analyze(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = 
         "settings": {
             "rule": rule, "codebook_id": codebook_id, "flags": list(counts.flags),
             "trait_flags": list(counts.traits), "separate_flags": list(counts.separate),
-            "comparisons": [list(p) for p in pairs], "comparisons_source": source,
-            "n_perm": n_perm, "seed": seed,
+            "comparisons": [[p.a, p.b] for p in pairs], "comparisons_source": source,
+            "comparisons_note": note, "n_perm": n_perm, "seed": seed,
             "definitions": {
                 "profile": "per agent and run: share of its coded, non-error messages with each flag "
                            f"(adjudicated by {rule})",
@@ -211,7 +247,8 @@ def render(result: dict[str, Any], console) -> None:
                       _f(c["mean_b"]), _f(c["u"], 1), _p(c["p"]), _f(c["r"]), _p(c["p_perm"]), _p(c["p_holm"]))
         console.print(t)
     else:
-        console.print("No series comparisons (the study's series are not in this store; use --compare A:B).")
+        console.print(f"No series comparisons ({s.get('comparisons_note') or 'none requested'}; use --compare A:B).",
+                      markup=False)
 
     flags = result["profiles"]["flags"]
     t = Table("model", "runs", "messages", *map(esc, flags),

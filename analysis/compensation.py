@@ -1,28 +1,33 @@
 """Conditions of runs, compensation after a crash, and the isolation baseline.
 
 - `run_conditions`: each run's condition (scaffolding, naming, order, clones, temperature), read
-  from `runs.config` for both sources: sociolab runs (`params.scaffolding`, `params.naming`,
-  `params.order`, `params.temperature`, `agents.clones`) and imported WarRoom runs
-  (`condition.isolatedMode`, `condition.promptAblation` K1/K2/K3, `condition.useRealNames`,
-  `condition.cloneMode`, `condition.temperature`; the study's files do not record the speaking
-  order, so series `E` of an import is labelled `shuffled`, as the study defines it).
+  from the generic fields of `runs.config` that every source writes: `params.scaffolding`,
+  `params.naming`, `params.order`, `params.temperature` and `agents.clones`. sociolab's own runs
+  carry them as planned; an importer translates its study's records into them and keeps the raw
+  record next to them (sociolab/studies/). Analysis never decodes a study's raw format.
+- `require_conditions`: a store whose imported runs lack those fields (imported by an older
+  sociolab) is refused with one line saying to re-import, rather than silently mislabelled.
 - `compensation`: for runs with an errored agent, what the others do after the crash. The crash
   point of a run is its first error message from an errored agent (`agents.status = 'errored'`);
   runs with scaffolding `isolation` are left out (nobody can see the crash there, and they are
-  counted in `isolation_runs_excluded`); post-crash messages are the counted agent messages (coded, non-error) that come after it in the
-  conversation (`seq`), i.e. that could have seen the error. `round_after` = message round minus
-  the crash round (0 = the crash round itself). A message compensates when the adjudicated `comp`
-  flag is True under the rule; its level is `level_max` of the judges that said True (from the
-  `adjudicated_codes` view); a True with no level is counted as `unspecified`.
+  counted in `isolation_runs_excluded`); post-crash messages are the counted agent messages (coded,
+  non-error) that come after it in the conversation (`seq`), i.e. that could have seen the error.
+  `round_after` = message round minus the crash round (0 = the crash round itself). A message
+  compensates when the adjudicated `comp` flag is True under the rule; its level is `level_max` of
+  the judges that said True (from the `adjudicated_codes` view); a True with no level is counted as
+  `unspecified`.
 - `isolation_baseline`: per flag, the share of counted messages with the flag in group runs (every
-  run whose scaffolding is not `isolation`) and in isolation runs (series F in the study): the
-  behaviours present in groups and absent alone.
+  run whose scaffolding is not `isolation`) and in isolation runs: the behaviours present in groups
+  and absent alone.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
+
+from sociolab.base.errors import UserError
 
 from .scratch import scratch
 from .profiles import (AgentCounts, Rule, _counts, check_rule, codebook_flags, connection, resolve_codebook,
@@ -32,32 +37,32 @@ from .ratings import sql_str
 LEVELS = ("L1", "L2", "L3")
 COMP_FLAG = "comp"
 
-# A run's condition, from either source's config (one SQL expression per field).
+# A run's condition, from the generic fields of its config (one SQL expression per field).
 CONDITION_SQL = """
     SELECT run_id, source, series, kind, rounds_planned,
-           coalesce(json_extract_string(config, '$.params.scaffolding'),
-                    CASE WHEN json_extract(config, '$.condition') IS NULL THEN NULL
-                         WHEN coalesce(json_extract_string(config, '$.condition.isolatedMode'), 'false') = 'true'
-                           OR json_extract_string(config, '$.condition.mode') = 'single' THEN 'isolation'
-                         WHEN json_extract_string(config, '$.condition.promptAblation') = 'K1' THEN 'no_peers'
-                         WHEN json_extract_string(config, '$.condition.promptAblation') = 'K2' THEN 'no_identity'
-                         WHEN json_extract_string(config, '$.condition.promptAblation') = 'K3' THEN 'empty'
-                         ELSE 'full' END) AS scaffolding,
-           coalesce(json_extract_string(config, '$.params.naming'),
-                    CASE WHEN json_extract(config, '$.condition') IS NULL THEN NULL
-                         WHEN json_extract_string(config, '$.condition.useRealNames') = 'true' THEN 'real'
-                         ELSE 'anonymous' END) AS naming,
-           coalesce(json_extract_string(config, '$.params.order'),
-                    CASE WHEN json_extract(config, '$.condition') IS NULL THEN NULL
-                         WHEN series = 'E' THEN 'shuffled' ELSE 'fixed' END) AS "order",
-           CASE WHEN json_extract(config, '$.condition') IS NOT NULL
-                THEN coalesce(json_extract_string(config, '$.condition.cloneMode'), 'false') = 'true'
-                ELSE json_extract(config, '$.agents.clones') IS NOT NULL
-                     AND json_extract_string(config, '$.agents.clones') <> 'null' END AS clones,
-           coalesce(TRY_CAST(json_extract_string(config, '$.params.temperature') AS DOUBLE),
-                    TRY_CAST(json_extract_string(config, '$.condition.temperature') AS DOUBLE)) AS temperature
+           json_extract_string(config, '$.params.scaffolding') AS scaffolding,
+           json_extract_string(config, '$.params.naming') AS naming,
+           json_extract_string(config, '$.params.order') AS "order",
+           json_extract(config, '$.agents.clones') IS NOT NULL
+               AND json_extract_string(config, '$.agents.clones') <> 'null' AS clones,
+           TRY_CAST(json_extract_string(config, '$.params.temperature') AS DOUBLE) AS temperature
     FROM runs
 """
+
+
+def require_conditions(con: Any) -> None:
+    """Refuse a store whose imported runs have no generic condition fields (`params`): they were
+    imported by an older sociolab, and reading them as condition-less would mislabel isolation
+    runs as group runs. Re-importing refreshes them in place, codes kept."""
+    rows = connection(con).execute("""
+        SELECT source, count(*) FROM runs
+        WHERE source <> 'sociolab' AND config IS NOT NULL AND json_extract(config, '$.params') IS NULL
+        GROUP BY source ORDER BY source""").fetchall()
+    if rows:
+        source, n = rows[0]
+        raise UserError(f"{n} run(s) imported from '{source}' were imported by an older sociolab and lack the "
+                        f"condition fields analysis reads; re-import them (sociolab import {source} DIR --db ...): "
+                        "their rows and codes are kept")
 
 
 def run_conditions(con: Any) -> dict[str, dict[str, Any]]:
@@ -130,6 +135,7 @@ def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
     isolation_runs_excluded, note. Isolation runs are left out: their agents cannot see a crash."""
     con = connection(con)
     check_rule(rule)
+    require_conditions(con)
     codebook_id = resolve_codebook(con, codebook_id)
     out: dict[str, Any] = {"flag": COMP_FLAG, "runs_with_crash": 0, "post_crash_messages": 0,
                            "comp_messages": 0, "share": math.nan,
@@ -207,6 +213,7 @@ def isolation_baseline(con: Any, *, rule: Rule = "intersection", codebook_id: st
     `group_only` is True when the flag occurs in groups and never in isolation.
     """
     con = connection(con)
+    require_conditions(con)
     counts, own = _counts(con, counts, rule, codebook_id)
     k = len(counts.flags)
     sums = ", ".join(f"sum(n{i}) AS n{i}, sum(t{i}) AS t{i}" for i in range(k))
@@ -220,32 +227,53 @@ def isolation_baseline(con: Any, *, rule: Rule = "intersection", codebook_id: st
     finally:
         if own:
             counts.drop(con)
-    pooled = {True: [0, 0, [0] * k, [0] * k], False: [0, 0, [0] * k, [0] * k]}
-    by_series, iso_series, grp_series = [], set(), set()
+    pooled = {True: Pool.empty(k), False: Pool.empty(k)}
+    by_series: list[dict[str, Any]] = []
+    iso_series: set[str | None] = set()
+    grp_series: set[str | None] = set()
     for series, isolated, scaffolding, runs, messages, *nt in rows:
-        p = pooled[bool(isolated)]
-        p[0] += runs
-        p[1] += int(messages)
-        for i in range(k):
-            p[2][i] += int(nt[2 * i] or 0)
-            p[3][i] += int(nt[2 * i + 1] or 0)
+        coded = [int(nt[2 * i] or 0) for i in range(k)]
+        true = [int(nt[2 * i + 1] or 0) for i in range(k)]
+        pooled[bool(isolated)].add(int(runs), int(messages), coded, true)
         (iso_series if isolated else grp_series).add(series)
         by_series.append({"series": series, "scaffolding": scaffolding, "isolation": bool(isolated),
                           "runs": int(runs), "messages": int(messages),
-                          "rates": {f: _share(int(nt[2 * i + 1] or 0), int(nt[2 * i] or 0))
-                                    for i, f in enumerate(counts.flags)}})
+                          "rates": {f: _share(true[i], coded[i]) for i, f in enumerate(counts.flags)}})
     by_series.sort(key=lambda r: (series_key(r["series"]), r["isolation"]))
+    group, alone = pooled[False], pooled[True]
     flags = []
     for i, f in enumerate(counts.flags):
-        gt, gn = pooled[False][3][i], pooled[False][2][i]
-        it, inn = pooled[True][3][i], pooled[True][2][i]
+        gt, gn, it, inn = group.true[i], group.coded[i], alone.true[i], alone.coded[i]
         g, s = _share(gt, gn), _share(it, inn)
         flags.append({"flag": f, "trait": f in counts.traits, "group_rate": g, "isolation_rate": s,
                       "difference": g - s, "group_true": gt, "group_n": gn, "isolation_true": it,
                       "isolation_n": inn, "group_only": bool(gt > 0 and inn > 0 and it == 0)})
-    order = lambda xs: sorted((x for x in xs if x is not None), key=series_key)  # noqa: E731
-    return {"isolation_series": order(iso_series), "group_series": order(grp_series),
-            "isolation": {"runs": pooled[True][0], "messages": pooled[True][1]},
-            "group": {"runs": pooled[False][0], "messages": pooled[False][1]},
+    return {"isolation_series": _in_order(iso_series), "group_series": _in_order(grp_series),
+            "isolation": {"runs": alone.runs, "messages": alone.messages},
+            "group": {"runs": group.runs, "messages": group.messages},
             "flags": flags, "by_series": by_series,
-            "note": None if pooled[True][1] else "no isolation runs (scaffolding 'isolation') are coded"}
+            "note": None if alone.messages else "no isolation runs (scaffolding 'isolation') are coded"}
+
+
+@dataclass
+class Pool:
+    """Counts pooled over the series of one side (group or isolation): runs, messages, and per flag
+    the coded messages and those with the flag True."""
+    runs: int
+    messages: int
+    coded: list[int]
+    true: list[int]
+
+    @classmethod
+    def empty(cls, flags: int) -> "Pool":
+        return cls(0, 0, [0] * flags, [0] * flags)
+
+    def add(self, runs: int, messages: int, coded: list[int], true: list[int]) -> None:
+        self.runs += runs
+        self.messages += messages
+        self.coded = [a + b for a, b in zip(self.coded, coded)]
+        self.true = [a + b for a, b in zip(self.true, true)]
+
+
+def _in_order(series: set[str | None]) -> list[str]:
+    return sorted((x for x in series if x is not None), key=series_key)

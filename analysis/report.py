@@ -1,4 +1,4 @@
-"""`sociolab report`: one self-contained HTML file with the study's tables and pictures.
+"""`sociolab report`: one self-contained HTML file with a store's tables and pictures.
 
 Everything shown comes from one `analyze()` result, which is also embedded in the page as JSON
 (`<script id="analysis" type="application/json">`), so the report's numbers are by construction
@@ -23,8 +23,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 SIM_NOTE = ("These runs were made on the sim backend: deterministic stand-ins with planted propensities. "
             "The report demonstrates the pipeline; it is not evidence about real models.")
-WARROOM_CREDIT = ('Includes transcripts from "Who Am I, and Who Else Is Here?" (H. El Kandoussi, 2026), '
-                  "github.com/elkandoussihoussam/WarRoom, CC BY 4.0.")
 SAMPLE_SIZE = 12
 
 
@@ -54,14 +52,26 @@ def build_report(con, result: dict[str, Any]) -> str:
             f"<script id='analysis' type='application/json'>{payload}</script></body></html>")
 
 
-def provenance_notes(con) -> list[str]:
+def provenance_notes(con: Any) -> list[str]:
+    """What the reader must know about where the data come from: sim runs are not evidence, and
+    imported data are credited as their importer recorded it (`$.imported.credit` of runs.config)."""
     notes = []
     sim = con.execute("SELECT count(*) FROM agents WHERE provider = 'sim'").fetchone()[0]
     if sim:
         notes.append(SIM_NOTE)
-    if con.execute("SELECT count(*) FROM runs WHERE source = 'warroom'").fetchone()[0]:
-        notes.append(WARROOM_CREDIT)
-    return notes
+    return notes + imported_notes(con)
+
+
+def imported_notes(con: Any) -> list[str]:
+    """One note per source of imported runs (every source but sociolab's own): how many runs, and
+    the credit lines their importer stored with them."""
+    rows = con.execute("""
+        SELECT source, count(*),
+               list(DISTINCT json_extract_string(config, '$.imported.credit') ORDER BY 1)
+                   FILTER (WHERE json_extract_string(config, '$.imported.credit') IS NOT NULL)
+        FROM runs WHERE source <> 'sociolab' GROUP BY source ORDER BY source""").fetchall()
+    return [" ".join([f"Includes {n} run{'' if n == 1 else 's'} imported from '{source}'.", *(credits or [])])
+            for source, n, credits in rows]
 
 
 # ---- sections ------------------------------------------------------------------------------

@@ -7,49 +7,43 @@ Conventions (docs/analysis.md has the full text):
   ties, otherwise the normal approximation with continuity correction). `U` is U1, the statistic
   of the **first** group: the number of pairs (x_i, y_j) with x_i > y_j, ties counting 1/2.
 - rank-biserial `r = (U1 - U2) / (n1 n2) = 2 U1 / (n1 n2) - 1 = 1 - 2 U2 / (n1 n2)`, i.e.
-  P(x > y) - P(x < y). **r > 0 means the first group's values tend to be larger.** In the default
-  family the first group is always A (the baseline): r > 0 means A's runs are more similar.
+  P(x > y) - P(x < y). **r > 0 means the first group's values tend to be larger.**
 - `permutation_test(x, y)`: two-sided, statistic mean(x) - mean(y); the labels are reshuffled
   `n_perm` times (numpy, seeded) and `p = (1 + #{|d*| >= |d_obs|}) / (n_perm + 1)` (the +1 counts
   the observed labelling, so p is never 0 and the test is exact in level).
 - `holm(pvalues)`: Holm-Bonferroni step-down adjusted p-values; NaN p-values are not part of the
   family (m counts the others) and stay NaN.
+- `compare_series(values, family)`: the tests above for each `SeriesPair` of a family, Holm over
+  the family. Which pairs make a study's family is the study's business: a suite declares it
+  (`analysis: {comparisons: ...}`, sociolab/config.py) and analysis reads it from the store.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 NAN = float("nan")
 
-# The study's comparison family: (first, second, what it tests).
-DEFAULT_COMPARISONS: tuple[tuple[str, str, str], ...] = (
-    ("A", "B", "heterogeneous vs homogeneous (clones)"),
-    ("A", "C", "anonymous vs real model names"),
-    ("A", "K1", "full scaffolding vs no peer list"),
-    ("A", "K2", "full scaffolding vs no identity line"),
-    ("A", "K3", "full scaffolding vs empty system prompt"),
-    ("A", "E", "fixed vs shuffled speaking order"),
-    ("A", "G", "French vs English task"),
-)
+Values = Sequence[float] | npt.NDArray[np.float64]
 
 
 # ---- similarity -----------------------------------------------------------------------------
 
-def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+def cosine(a: Values, b: Values) -> float:
     """Cosine similarity of two vectors; NaN when either is all zeros."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    if na == 0 or nb == 0:
+    u, v = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    nu, nv = float(np.linalg.norm(u)), float(np.linalg.norm(v))
+    if nu == 0 or nv == 0:
         return NAN
-    return float(np.dot(a, b) / (na * nb))
+    return float(np.dot(u, v) / (nu * nv))
 
 
-def mean_pairwise_cosine(vectors: Sequence[Sequence[float]]) -> float:
+def mean_pairwise_cosine(vectors: Sequence[Values]) -> float:
     """Mean cosine similarity over all pairs of the non-zero vectors (all-zero ones are skipped,
     as in the study); NaN when fewer than two are left."""
     usable = [np.asarray(v, dtype=float) for v in vectors if np.linalg.norm(np.asarray(v, dtype=float)) > 0]
@@ -85,22 +79,23 @@ def describe(values: Iterable[float]) -> Summary:
     return Summary(int(v.size), float(v.mean()), med, sd, q1, q3, q3 - q1, float(v.min()), float(v.max()))
 
 
-def clean(values: Iterable[float | None]) -> np.ndarray:
+def clean(values: Iterable[float | None]) -> npt.NDArray[np.float64]:
+    """The finite values as a float array (None and NaN dropped)."""
     arr = np.asarray([np.nan if x is None else x for x in values], dtype=float)
     return arr[np.isfinite(arr)]
 
 
 # ---- tests ----------------------------------------------------------------------------------
 
-def mann_whitney(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+def mann_whitney(x: Values, y: Values) -> tuple[float, float]:
     """(U1, two-sided p) of scipy.stats.mannwhitneyu(x, y); U1 is the first group's statistic.
     NaN, NaN when a group is empty."""
     from scipy.stats import mannwhitneyu
 
-    x, y = clean(x), clean(y)
-    if x.size == 0 or y.size == 0:
+    a, b = clean(x), clean(y)
+    if a.size == 0 or b.size == 0:
         return NAN, NAN
-    res = mannwhitneyu(x, y, alternative="two-sided")
+    res = mannwhitneyu(a, b, alternative="two-sided")
     return float(res.statistic), float(res.pvalue)
 
 
@@ -111,7 +106,7 @@ def rank_biserial(u1: float, n1: int, n2: int) -> float:
     return 2.0 * u1 / (n1 * n2) - 1.0
 
 
-def permutation_test(x: Sequence[float], y: Sequence[float], *, n_perm: int = 10000,
+def permutation_test(x: Values, y: Values, *, n_perm: int = 10000,
                      seed: int | Sequence[int] = 0, chunk: int = 2000) -> tuple[float, float]:
     """(mean(x) - mean(y), two-sided Monte Carlo permutation p with the +1 correction).
 
@@ -120,11 +115,11 @@ def permutation_test(x: Sequence[float], y: Sequence[float], *, n_perm: int = 10
     Differences equal to |d_obs| up to rounding (1e-10 of the values' spread) count as at least
     as extreme. NaN p when a group is empty or n_perm < 1.
     """
-    x, y = clean(x), clean(y)
-    if x.size == 0 or y.size == 0 or n_perm < 1:
-        return (float(x.mean() - y.mean()) if x.size and y.size else NAN), NAN
-    observed = float(x.mean() - y.mean())
-    hits = permutation_hits([(x, y)], n_perm=n_perm, rng=np.random.default_rng(seed), chunk=chunk)[0]
+    a, b = clean(x), clean(y)
+    if a.size == 0 or b.size == 0 or n_perm < 1:
+        return (float(a.mean() - b.mean()) if a.size and b.size else NAN), NAN
+    observed = float(a.mean() - b.mean())
+    hits = permutation_hits([(a, b)], n_perm=n_perm, rng=np.random.default_rng(seed), chunk=chunk)[0]
     return observed, (hits + 1) / (n_perm + 1)
 
 
@@ -173,14 +168,14 @@ def permutation_hits(pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, n_perm: 
     return [int(h) if sp > 0 else n_perm for h, sp in zip(hits, spread)]   # all values equal: all tie
 
 
-def exact_permutation_p(x: Sequence[float], y: Sequence[float]) -> float:
+def exact_permutation_p(x: Values, y: Values) -> float:
     """The exact two-sided permutation p of mean(x) - mean(y), enumerating every split (small n)."""
     from itertools import combinations
 
-    x, y = clean(x), clean(y)
-    pooled = np.concatenate([x, y])
-    n, n1 = pooled.size, x.size
-    observed = abs(x.mean() - y.mean())
+    a, b = clean(x), clean(y)
+    pooled = np.concatenate([a, b])
+    n, n1 = pooled.size, a.size
+    observed = abs(a.mean() - b.mean())
     threshold = observed - 1e-9 * max(1e-300, float(np.abs(pooled - pooled.mean()).mean()))
     total = pooled.sum()
     hits = count = 0
@@ -232,49 +227,69 @@ class Comparison:
     p_perm_holm: float = NAN     # Holm over the family, applied to p_perm
 
 
-def default_comparisons(available: Iterable[str]) -> list[tuple[str, str]]:
-    """The study's family, restricted to the pairs whose two series are both present."""
+@dataclass(frozen=True)
+class SeriesPair:
+    """One comparison of a family: series `a` against series `b`, and what the contrast tests.
+    A family is declared with the runs (a suite's `analysis: {comparisons: ...}`), so analysis
+    never needs to know a study's series by name."""
+    a: str
+    b: str
+    label: str = ""
+
+    def title(self) -> str:
+        return self.label or f"{self.a} vs {self.b}"
+
+    def to_json(self) -> dict[str, str]:
+        """How a family entry is stored in runs.config (`$.analysis.comparisons[i]`)."""
+        return {"a": self.a, "b": self.b, **({"label": self.label} if self.label else {})}
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, object]) -> "SeriesPair":
+        return cls(str(entry["a"]), str(entry["b"]), str(entry.get("label") or ""))
+
+
+def present_pairs(family: Iterable[SeriesPair], available: Iterable[str]) -> list[SeriesPair]:
+    """The pairs of a family whose two series are both available (a default family is applied to
+    whatever part of it a store holds)."""
     have = set(available)
-    return [(a, b) for a, b, _ in DEFAULT_COMPARISONS if a in have and b in have]
+    return [p for p in family if p.a in have and p.b in have]
 
 
-def comparison_label(a: str, b: str) -> str:
-    for x, y, label in DEFAULT_COMPARISONS:
-        if (x, y) == (a, b):
-            return label
-    return f"{a} vs {b}"
-
-
-def compare_series(values_by_series: Mapping[str, Sequence[float]],
-                   comparisons: Sequence[tuple[str, str]] | None = None, n_perm: int = 10000,
+def compare_series(values_by_series: Mapping[str, Values],
+                   comparisons: Sequence[SeriesPair | tuple[str, str]], n_perm: int = 10000,
                    seed: int = 0) -> list[Comparison]:
     """Compare the per-run values of pairs of series; Holm across the given family.
 
-    `comparisons=None` takes the study's family (`default_comparisons`) among the series present.
     A pair naming an absent series, or with an empty side, gets NaN statistics and stays out of the
     Holm family. Permutations: the pairs with the same sizes (n_a, n_b) are judged on the same
     random splits, drawn from `default_rng([seed, n_a, n_b])`; so a pair's p_perm equals
     `permutation_test(x, y, seed=[seed, n_a, n_b])` and does not depend on the other pairs (and
     a family of balanced series costs one set of draws, not one per pair).
     """
-    if comparisons is None:
-        comparisons = default_comparisons(values_by_series)
-    data = [(a, b, clean(values_by_series.get(a, [])), clean(values_by_series.get(b, []))) for a, b in comparisons]
-    p_perm = [NAN] * len(data)
+    pairs = [c if isinstance(c, SeriesPair) else SeriesPair(*c) for c in comparisons]
+    data = [(p, clean(values_by_series.get(p.a, [])), clean(values_by_series.get(p.b, []))) for p in pairs]
+    p_perm = permutation_pvalues([(x, y) for _, x, y in data], n_perm=n_perm, seed=seed)
+    rows: list[Comparison] = []
+    for (pair, x, y), pp in zip(data, p_perm):
+        u, p = mann_whitney(x, y)
+        sa, sb = describe(x), describe(y)
+        rows.append(Comparison(pair.a, pair.b, pair.title(), int(x.size), int(y.size), sa.mean, sb.mean,
+                               sa.median, sb.median, sa.mean - sb.mean, u, p, rank_biserial(u, x.size, y.size), pp))
+    adj, adj_perm = holm([c.p for c in rows]), holm([c.p_perm for c in rows])
+    return [replace(c, p_holm=h, p_perm_holm=hp) for c, h, hp in zip(rows, adj, adj_perm)]
+
+
+def permutation_pvalues(samples: Sequence[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]], *,
+                        n_perm: int, seed: int) -> list[float]:
+    """The permutation p of each pair of samples; pairs of the same sizes share their random splits
+    (`default_rng([seed, n_a, n_b])`). NaN for a pair with an empty side, or when n_perm < 1."""
+    out = [NAN] * len(samples)
     shapes: dict[tuple[int, int], list[int]] = {}
-    for j, (_, _, x, y) in enumerate(data):
+    for j, (x, y) in enumerate(samples):
         if x.size and y.size and n_perm >= 1:
             shapes.setdefault((x.size, y.size), []).append(j)
     for (n1, n2), idx in shapes.items():
-        hits = permutation_hits([(data[j][2], data[j][3]) for j in idx], n_perm=n_perm,
-                                rng=np.random.default_rng([seed, n1, n2]))
+        hits = permutation_hits([samples[j] for j in idx], n_perm=n_perm, rng=np.random.default_rng([seed, n1, n2]))
         for j, h in zip(idx, hits):
-            p_perm[j] = (h + 1) / (n_perm + 1)
-    rows: list[Comparison] = []
-    for (a, b, x, y), pp in zip(data, p_perm):
-        u, p = mann_whitney(x, y)
-        sa, sb = describe(x), describe(y)
-        rows.append(Comparison(a, b, comparison_label(a, b), int(x.size), int(y.size), sa.mean, sb.mean,
-                               sa.median, sb.median, sa.mean - sb.mean, u, p, rank_biserial(u, x.size, y.size), pp))
-    adj, adj_perm = holm([c.p for c in rows]), holm([c.p_perm for c in rows])
-    return [Comparison(**{**c.__dict__, "p_holm": h, "p_perm_holm": hp}) for c, h, hp in zip(rows, adj, adj_perm)]
+            out[j] = (h + 1) / (n_perm + 1)
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
@@ -18,10 +18,11 @@ from rich.markup import escape
 
 from sociolab.base.errors import UserError
 
+if TYPE_CHECKING:
+    from sociolab.analysis.profiles import Rule
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="sociolab: behavioural experiments with groups of LLM agents.")
-import_app = typer.Typer(no_args_is_help=True, help="Load published data into the store.")
-app.add_typer(import_app, name="import")
 
 # Piped output gets wide lines rather than rich's 80-column default, so tables stay readable.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -270,11 +271,13 @@ def judge(
     check_budget(max_cost)
 
     cfg = load_judge_config(config)
-    updates = {k: v for k, v in (("codebook", codebook), ("window", window), ("batch", batch)) if v is not None}
+    updates: dict[str, object] = {k: v for k, v in (("codebook", codebook), ("window", window), ("batch", batch))
+                                  if v is not None}
+    chosen = [j.strip() for j in judges.split(",") if j.strip()] if judges else cfg.judges
     if judges:
-        updates["judges"] = [j.strip() for j in judges.split(",") if j.strip()]
+        updates["judges"] = chosen
     if sim:
-        updates["judges"] = [judge_stand_in(j) for j in updates.get("judges", cfg.judges)]
+        updates["judges"] = [judge_stand_in(j) for j in chosen]
     cfg = validated_judge_config(cfg, updates)
     only_series = series.split(",") if series else None
     if dry_run:
@@ -368,7 +371,8 @@ def agreement(
 
             codebook_id = load_codebook(codebook).codebook_id
         source = ratings_view_sql(split(judges), humans, codebook_id, include_uncodable=True)
-        if not con.execute(f"SELECT count(*) FROM ({source})").fetchone()[0]:
+        (coded,) = con.execute(f"SELECT count(*) FROM ({source})").fetchall()[0]
+        if not coded:
             raise UserError(f"no codes in {db}; run `sociolab judge --db {db}` first")
         rater_list = None
     present = [r[0] for r in con.execute(f"SELECT DISTINCT flag FROM {source_relation(con, source)} AS s "
@@ -396,11 +400,10 @@ def analyze(
     json_out: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
 ) -> None:
     """Profiles, similarity per run and series, series comparisons, compensation, isolation."""
-    from sociolab.analysis.analyze import analyze as run_analysis, render
+    from sociolab.analysis.analyze import render
 
     with Store_read_only(db) as store:
-        result = run_analysis(store.con, rule=rule, codebook_id=codebook_id_of(codebook), comparisons=compare,
-                              n_perm=n_perm, seed=seed)
+        result = analyze_store(store.con, rule, codebook, compare, n_perm, seed)
     if json_out:
         import json
 
@@ -420,30 +423,48 @@ def report(
     seed: int = typer.Option(0, help="permutation seed"),
 ) -> None:
     """Write one self-contained HTML report (tables and embedded plots)."""
-    from sociolab.analysis.analyze import analyze as run_analysis
     from sociolab.analysis.report import build_report
 
     writable_output(output)
     with Store_read_only(db) as store:
-        result = run_analysis(store.con, rule=rule, codebook_id=codebook_id_of(codebook), comparisons=compare,
-                              n_perm=n_perm, seed=seed)
+        result = analyze_store(store.con, rule, codebook, compare, n_perm, seed)
         page = build_report(store.con, result)
     output.write_text(page, encoding="utf-8")
     console.print(f"Wrote {output} ({len(page) // 1024} KB): {result['data']['runs']} runs, "
                   f"{result['data']['messages']} coded messages. Open it in a browser.", markup=False)
 
 
+def analyze_store(con, rule: str, codebook: Optional[str], compare: Optional[list[str]], n_perm: int,
+                  seed: int) -> dict:
+    """`analyze` for the analyze and report commands: runs stored before suites declared their
+    comparison family get their study's family (sociolab/studies), so old stores keep their numbers."""
+    from sociolab.analysis.analyze import analyze as run_analysis
+    from sociolab.studies import family_for_unlabelled_runs
+
+    return run_analysis(con, rule=adjudication_rule(rule), codebook_id=codebook_id_of(codebook), comparisons=compare,
+                        n_perm=n_perm, seed=seed, fallback_family=family_for_unlabelled_runs(con))
+
+
+def adjudication_rule(rule: str) -> Rule:
+    """--rule, checked against the rules analysis knows."""
+    from typing import cast
+
+    from sociolab.analysis.profiles import check_rule
+
+    return cast("Rule", check_rule(rule))
+
+
 @app.command()
 def replicate(
-    study: str = typer.Argument("warroom", help="the study to replicate (warroom)"),
+    study: Optional[str] = typer.Argument(None, help="the study to replicate (omit to list the known studies)"),
     sim: bool = typer.Option(False, "--sim", help="offline: sim agents and sim judges"),
-    db: Path = typer.Option(Path("warroom-replication.duckdb"), "--db", help="DuckDB file to use",
-                            callback=log_beside_db),
-    output: Path = typer.Option(Path("warroom-report.html"), "-o", "--output", help="HTML report to write"),
+    db: Optional[Path] = typer.Option(None, "--db", help="DuckDB file to use (default: STUDY-replication.duckdb)"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="HTML report to write "
+                                          "(default: STUDY-report.html)"),
     series: Optional[str] = typer.Option(None, help="only these series (comma-separated)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display"),
 ) -> None:
-    """Run the study's 12-series suite, judge it with two judges, and write the report (resumable)."""
+    """Run a study's suite, judge it with its judges, and write the report (resumable)."""
     import asyncio
 
     from sociolab.analysis.analyze import analyze as run_analysis
@@ -454,19 +475,19 @@ def replicate(
     from sociolab.progress import JudgeProgress, RichProgress
     from sociolab.runner import execute
     from sociolab.orchestrator.store import Store
+    from sociolab.studies import known_studies, study as find_study
 
-    if study != "warroom":
-        raise UserError(f"unknown study '{study}' (known: warroom)")
-    writable_output(output)
-    from sociolab import scenarios
-
-    suite = Path(scenarios.__file__).parent / "library" / "warroom.yaml"
-    plan = load_plan(suite, sim=sim, only_series=split(series))
-    config = load_judge_config()
+    if study is None:
+        raise UserError(f"name the study to replicate (sociolab replicate STUDY); known studies: {known_studies()}")
+    pack = find_study(study)
+    db = log_beside_db(db or Path(f"{pack.name}-replication.duckdb"))
+    output = writable_output(output or Path(f"{pack.name}-report.html"))
+    plan = load_plan(pack.suite, sim=sim, only_series=split(series))
+    config = load_judge_config(pack.judge_config).model_copy(update={"codebook": pack.codebook})
     if sim:
         config = config.model_copy(update={"judges": [judge_stand_in(j) for j in config.judges]})
     with Store.open(db) as store:
-        console.print(f"[bold]1/3 run[/bold] {len(plan.runs)} runs of {suite.name}")
+        console.print(f"[bold]1/3 run[/bold] {len(plan.runs)} runs of {escape(pack.suite.name)}")
         ran = asyncio.run(execute(plan, store, RichProgress(console, enabled=not quiet)))
         print_run_failures(ran)
         console.print(f"[bold]2/3 judge[/bold] with {escape(', '.join(config.judges))}")
@@ -474,7 +495,7 @@ def replicate(
             judged = asyncio.run(judge_store(store, config, on_progress=progress.update))
     with Store.open_read_only(db) as store:
         console.print("[bold]3/3 analyze and report[/bold]")
-        result = run_analysis(store.con)
+        result = run_analysis(store.con, fallback_family=pack.family())
         output.write_text(build_report(store.con, result), encoding="utf-8")
     console.print(f"Wrote {output}: {result['data']['runs']} runs, {result['data']['messages']} coded messages. "
                   f"The numbers: sociolab analyze --db {db} --json", markup=False)
@@ -575,21 +596,24 @@ def split(value: Optional[str]) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-@import_app.command("warroom")
-def import_warroom_cmd(
-    directory: Path = typer.Argument(..., help="the dataset's transcripts/ folder (or its parent)"),
+@app.command("import")
+def import_study(
+    study: str = typer.Argument(..., help="the study whose published data to load (e.g. warroom)"),
+    directory: Path = typer.Argument(..., help="the dataset's folder, as the study published it (for warroom: "
+                                     "transcripts/ or its parent)"),
     db: Path = DB_OPTION,
 ) -> None:
-    """Load the study's published transcripts (208 runs) into the store."""
+    """Load a study's published data into the store (re-importing keeps unchanged runs and their codes)."""
     from sociolab.orchestrator.store import Store
-    from sociolab.studies.warroom import import_warroom
+    from sociolab.studies import study as find_study
 
+    pack = find_study(study)
     with Store.open(db) as store:
-        summary = import_warroom(store, directory)
+        summary = pack.import_data(store, directory)
     series = ", ".join(f"{k}: {v}" for k, v in sorted(summary.series.items()))
     console.print(f"Imported {summary.runs} runs ({series}), {summary.agents} agents, "
                   f"{summary.messages} messages ({summary.errors} errors) into {db.resolve()}.", markup=False)
-    console.print("Credit: data from \"Who Am I, and Who Else Is Here?\" (H. El Kandoussi, 2026), CC BY 4.0.")
+    console.print(f"Credit: {pack.citation}", markup=False, highlight=False)
 
 
 models_app = typer.Typer(no_args_is_help=True, help="Check the models a file names before spending on them.")

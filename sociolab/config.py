@@ -2,8 +2,13 @@
 
 A file names a scenario kind, the agents, and the kind's parameters. With a `series:` section it
 becomes a suite: each series overrides `agents` and `params` and sets how many runs it gets;
-`repeats` and `seeds` multiply. `plan_runs` expands a file into `RunSpec`s with stable ids, so a
+`repeats` and `seeds` multiply. `load_plan` expands a file into `RunSpec`s with stable ids, so a
 rerun finds the runs it already completed.
+
+A suite may declare its comparison family (`analysis: {comparisons: [{a, b, label}, ...]}`): the
+pairs of series `sociolab analyze` tests by default. It is checked against the file's series and
+stored with every run (runs.config `$.analysis`), outside the config hash, so declaring or editing
+it never forces a rerun.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sociolab.analysis.stats import SeriesPair
 from sociolab.personas.models import Persona, RosterSpec, resolve_personas
 from sociolab.orchestrator.client import ClientSettings
 from sociolab.base.errors import UserError
@@ -47,6 +53,25 @@ class SimSection(SimSettings):
         return SimSettings.model_validate(self.model_dump(exclude={"stand_ins"}))
 
 
+class ComparisonEntry(BaseModel):
+    """One pair of a suite's comparison family."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    a: str = Field(description="first series (rank-biserial r > 0: its runs are more similar)")
+    b: str = Field(description="second series")
+    label: str | None = Field(None, description="what the contrast tests, e.g. 'fixed vs shuffled order'")
+
+
+class AnalysisSection(BaseModel):
+    """The `analysis:` section: how `sociolab analyze` treats this suite's runs by default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comparisons: list[ComparisonEntry] = Field(default_factory=list,
+                                               description="the pairs of series compared by default (Holm over them)")
+
+
 class RunFile(BaseModel):
     """A scenario file (one condition) or a suite (with `series`)."""
 
@@ -68,6 +93,7 @@ class RunFile(BaseModel):
     sim: SimSection = Field(default_factory=SimSection)
     prices: dict[str, Price] = Field(default_factory=dict,
                                      description="USD per million tokens by model name or pattern, e.g. 'groq/*'")
+    analysis: AnalysisSection = Field(default_factory=AnalysisSection)
 
 
 @dataclass(frozen=True)
@@ -84,10 +110,18 @@ class RunSpec:
     roster: RosterSpec
     personas: tuple[Persona, ...]
     sim: SimSettings = SimSettings()
+    comparisons: tuple[SeriesPair, ...] = ()   # the suite's comparison family, stored for analysis
 
     def config_json(self) -> dict[str, Any]:
+        """What is stored as the run's config: what it does, plus its suite's comparison family."""
+        out = self.planned_config()
+        if self.comparisons:
+            out["analysis"] = {"comparisons": [pair.to_json() for pair in self.comparisons]}
+        return out
+
+    def planned_config(self) -> dict[str, Any]:
         """Everything that decides what the run does; its hash guards resumes against changes."""
-        out = {
+        out: dict[str, Any] = {
             "kind": self.kind,
             "params": self.params.model_dump(mode="json"),
             "agents": self.roster.model_dump(mode="json", exclude_defaults=True),
@@ -100,7 +134,8 @@ class RunSpec:
         return out
 
     def config_hash(self) -> str:
-        blob = json.dumps(self.config_json(), sort_keys=True, ensure_ascii=False)
+        """The hash of `planned_config` only: the comparison family does not change what a run does."""
+        blob = json.dumps(self.planned_config(), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -139,6 +174,7 @@ def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | N
         raise UserError(str(exc.args[0]), file=doc.path, line=doc.line_of(("kind",))) from None
     sim = sim or runfile.sim.stand_ins
     series = crossed(doc, runfile)
+    family = comparison_family(doc, runfile, series)
     if only_series:
         unknown = [s for s in only_series if s not in series]
         if unknown:
@@ -160,8 +196,42 @@ def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | N
             if runfile.seeds is not None:
                 run_id += f"-s{seed}"
             runs.append(RunSpec(run_id, runfile.name, series_name, repeat, derive_seed(runfile.seed, run_id, seed),
-                                runfile.kind, params, roster, tuple(personas), runfile.sim.settings()))
+                                runfile.kind, params, roster, tuple(personas), runfile.sim.settings(), family))
     return Plan(runfile, runs, doc.path)
+
+
+def load_suite_family(path: str | Path) -> tuple[str, tuple[SeriesPair, ...]]:
+    """(suite name, its declared comparison family) of a suite file, checked against its series,
+    without planning its runs: what an importer stores with a study's published runs."""
+    doc = read_yaml(path)
+    runfile = validate(doc, RunFile)
+    return runfile.name, comparison_family(doc, runfile, crossed(doc, runfile))
+
+
+def comparison_family(doc: YamlDoc, runfile: RunFile, series: dict[str | None, SeriesSpec]) -> tuple[SeriesPair, ...]:
+    """The `analysis.comparisons` pairs; each must name two different series of this file, and no
+    pair may repeat (in either order): Holm over a repeated test would be wrong."""
+    names = [name for name in series if name is not None]
+    seen: dict[frozenset[str], int] = {}
+    family = []
+    for i, entry in enumerate(runfile.analysis.comparisons):
+        where = ("analysis", "comparisons", i)
+        for side in ("a", "b"):
+            name = getattr(entry, side)
+            if name not in names:
+                has = f"has: {', '.join(names)}" if names else "it has no series"
+                raise UserError(f"analysis.comparisons[{i}].{side}: no series '{name}' in this file ({has})",
+                                file=doc.path, line=doc.line_of(where + (side,)))
+        if entry.a == entry.b:
+            raise UserError(f"analysis.comparisons[{i}]: compares series '{entry.a}' with itself",
+                            file=doc.path, line=doc.line_of(where))
+        key = frozenset((entry.a, entry.b))
+        if key in seen:
+            raise UserError(f"analysis.comparisons[{i}]: {entry.a}:{entry.b} repeats comparisons[{seen[key]}]",
+                            file=doc.path, line=doc.line_of(where))
+        seen[key] = i
+        family.append(SeriesPair(entry.a, entry.b, entry.label or ""))
+    return tuple(family)
 
 
 def series_location(runfile: RunFile, series_name: str | None) -> tuple:
@@ -180,7 +250,8 @@ def crossed(doc: YamlDoc, runfile: RunFile) -> dict[str | None, SeriesSpec]:
     A combination's series is named by its levels joined with '.', after the series name if
     any (`ledger_audit.vague`, `B.ledger_audit.vague`), and sets those params.
     """
-    series: dict[str | None, SeriesSpec] = dict(runfile.series or {None: SeriesSpec()})
+    series: dict[str | None, SeriesSpec] = (
+        {name: spec for name, spec in runfile.series.items()} if runfile.series else {None: SeriesSpec()})
     if not runfile.cross:
         return series
     empty = [k for k, levels in runfile.cross.items() if not levels]

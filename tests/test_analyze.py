@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from io import StringIO
 
 import pytest
+from rich.console import Console
 
 from sociolab.analysis.analyze import analyze, parse_comparison, render
 from sociolab.judges.runner import JudgeConfig, judge_store
@@ -135,14 +137,16 @@ def test_result_is_complete_json_and_renders(judged):
     (pair,) = result["agreement"]["pairs"]
     assert 0.5 < pair["mean_kappa"] <= 1 and pair["flags"] + pair["flags_undefined"] == 7
     assert [x["series"] for x in result["series"]] == ["crash", "het", "hom", "iso"]
-    # the default family: none of the study's series here -> no comparisons
-    assert analyze(ro.con, n_perm=10)["comparisons"] == []
+    # the suite declares no comparison family and none is given -> no comparisons, and a note why
+    default = analyze(ro.con, n_perm=10)
+    assert default["comparisons"] == [] and default["settings"]["comparisons_source"] == "default"
+    assert default["settings"]["comparisons_note"] == "no comparison family is declared with these runs"
+    shown_default = StringIO()
+    render(default, Console(file=shown_default, width=200))
+    assert "No series comparisons (no comparison family is declared with these runs; use --compare A:B)." \
+        in shown_default.getvalue()
     union = analyze(ro.con, rule="union", comparisons=[("het", "hom")], n_perm=10)
     assert union["series"][1]["similarity"]["mean"] >= result["series"][1]["similarity"]["mean"] - 0.2
-    from io import StringIO
-
-    from rich.console import Console
-
     out = StringIO()
     render(result, Console(file=out, width=200))
     shown = out.getvalue()

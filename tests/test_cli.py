@@ -203,8 +203,18 @@ def test_import_warroom_fixture_through_the_cli(tmp_path):
     analysis = json.loads(cli("analyze", "--db", str(db), "--json", "--n-perm", "100").stdout)
     assert analysis["data"]["sources"] == ["warroom"] and analysis["data"]["messages"] > 50
     assert {s["series"] for s in analysis["series"]} == {"A", "B", "F"}
+    assert [c["label"] for c in analysis["comparisons"]] == ["heterogeneous vs homogeneous (clones)"]  # the study's family
     missing = cli("import", "warroom", str(tmp_path / "nowhere"), "--db", str(db))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_studies_are_named_and_unknown_ones_listed(tmp_path):
+    db = str(tmp_path / "s.duckdb")
+    for args in (["replicate"], ["replicate", "nope", "--db", db], ["import", "nope", str(tmp_path), "--db", db]):
+        out = cli(*args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and 'known studies: warroom ("Who Am I' in out.stderr, args
+    assert not (tmp_path / "s.duckdb").exists()                       # nothing was created
 
 
 def test_serve_sim_subprocess_drives_a_run_over_http(tmp_path):

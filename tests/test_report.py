@@ -71,3 +71,18 @@ def test_report_renders_in_headless_chromium(replicated, tmp_path):
                           "--disable-sync", f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom",
                           f"file://{html}"], capture_output=True, text=True, timeout=120).stdout
     assert dom.count("<img") >= 4 and "Series comparisons" in dom
+
+
+def test_imported_data_is_credited_as_its_importer_recorded_it(tmp_path):
+    from sociolab.analysis.report import provenance_notes
+    from sociolab.orchestrator.store import Store
+    from sociolab.studies import WARROOM
+    from tests.conftest import REPO
+
+    with Store.open(tmp_path / "w.duckdb") as store:
+        WARROOM.import_data(store, REPO / "tests/fixtures/warroom/transcripts")
+        assert provenance_notes(store.con) == [f"Includes 3 runs imported from 'warroom'. {WARROOM.citation}"]
+        store.con.execute("""UPDATE runs SET source = 'elsewhere', config = json_merge_patch(config, '{"imported": null}')
+                             WHERE run_id = 'warroom/F/run08'""")
+        assert provenance_notes(store.con) == ["Includes 1 run imported from 'elsewhere'.",
+                                               f"Includes 2 runs imported from 'warroom'. {WARROOM.citation}"]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
-from sociolab.analysis.stats import (DEFAULT_COMPARISONS, compare_series, cosine, default_comparisons, describe,
-                            exact_permutation_p, holm, mann_whitney, mean_pairwise_cosine, permutation_hits,
-                            permutation_test, rank_biserial)
+from sociolab.analysis.stats import (SeriesPair, compare_series, cosine, describe, exact_permutation_p, holm,
+                                     mann_whitney, mean_pairwise_cosine, permutation_hits, permutation_test,
+                                     present_pairs, rank_biserial)
 
 X = [0.61, 0.72, 0.55, 0.80, 0.72, 0.66, 0.59]
 Y = [0.90, 0.72, 0.88, 0.93, 0.85, 0.79]
@@ -123,16 +123,21 @@ def test_fast_permutation_hits_equal_a_float64_loop_over_the_same_splits():
     assert hits == ref
 
 
-def test_compare_series_default_family_holm_and_reproducibility():
+FAMILY = (SeriesPair("A", "B", "heterogeneous vs homogeneous"), SeriesPair("A", "C"), SeriesPair("A", "K1"),
+          SeriesPair("A", "G", "French vs English"))
+
+
+def test_compare_series_over_a_family_holm_and_reproducibility():
     rng = np.random.default_rng(0)
     values = {"A": list(rng.normal(0.7, 0.05, 15)), "B": list(rng.normal(0.9, 0.05, 15)),
               "C": list(rng.normal(0.7, 0.05, 15)), "G": list(rng.normal(0.72, 0.05, 14)), "Z": [0.1, 0.2]}
-    assert default_comparisons(values) == [("A", "B"), ("A", "C"), ("A", "G")]
-    assert [(a, b) for a, b, _ in DEFAULT_COMPARISONS][:2] == [("A", "B"), ("A", "C")]
-    rows = compare_series(values, n_perm=2000, seed=1)
-    assert [(c.a, c.b) for c in rows] == [("A", "B"), ("A", "C"), ("A", "G")]
+    family = present_pairs(FAMILY, values)
+    assert family == [FAMILY[0], FAMILY[1], FAMILY[3]]          # K1 has no values: left out
+    rows = compare_series(values, family, n_perm=2000, seed=1)
+    assert [(c.a, c.b, c.label) for c in rows] == [("A", "B", "heterogeneous vs homogeneous"),
+                                                   ("A", "C", "A vs C"), ("A", "G", "French vs English")]
     ab = rows[0]
-    assert ab.p < 1e-4 and ab.r < -0.9 and ab.diff_mean < 0 and ab.label.startswith("heterogeneous")
+    assert ab.p < 1e-4 and ab.r < -0.9 and ab.diff_mean < 0
     assert [c.p_holm for c in rows] == pytest.approx(holm([c.p for c in rows]))
     assert [c.p_perm_holm for c in rows] == pytest.approx(holm([c.p_perm for c in rows]))
     for c in rows:   # a pair's p_perm = permutation_test with seed [seed, n_a, n_b], whatever the family
@@ -144,6 +149,13 @@ def test_compare_series_default_family_holm_and_reproducibility():
     missing = compare_series(values, [("A", "B"), ("A", "Q")], n_perm=100)
     assert missing[1].n_b == 0 and math.isnan(missing[1].p) and math.isnan(missing[1].p_holm)
     assert missing[0].p_holm == pytest.approx(missing[0].p)   # the NaN pair is not in the family
+
+
+def test_series_pairs_round_trip_through_their_stored_form():
+    for pair in FAMILY:
+        assert SeriesPair.from_json(pair.to_json()) == pair
+    assert SeriesPair("A", "C").to_json() == {"a": "A", "b": "C"}       # no label: none stored
+    assert SeriesPair("A", "C").title() == "A vs C"
 
 
 def test_describe_uses_sample_sd_and_linear_quartiles():

@@ -7,6 +7,7 @@ the CC BY 4.0 credit). The whole-corpus test imports all 208 runs when the datas
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -330,3 +331,79 @@ def test_whole_corpus(tmp_path):
         comp = q(store, "SELECT count(*), count(agent_id) FROM events "
                         "WHERE kind = 'platform_compensation'")[0]
         assert comp[0] == comp[1] == sum(e["compensation"] for e in expected.values())
+
+
+# ---- the generic condition fields, the family, the provenance (sociolab/studies/importing.py) --
+def stored_config(store: Store, run_id: str) -> dict:
+    return json.loads(q(store, "SELECT config FROM runs WHERE run_id = ?", run_id)[0][0])
+
+
+def test_imported_runs_carry_the_generic_condition_fields(store):
+    from sociolab.analysis.compensation import run_conditions
+    from sociolab.studies.warroom import CREDIT
+
+    import_warroom(store, FIXTURE_TRANSCRIPTS)
+    a, b, f = (stored_config(store, run_id) for run_id in RUNS)
+    assert a["params"] == {"scaffolding": "full", "naming": "anonymous", "order": "fixed", "temperature": 0.8}
+    assert "agents" not in a and "agents" not in f
+    assert b["agents"] == {"clones": {"of": "llama-3.3-70b-versatile", "n": 8}}
+    assert f["params"]["scaffolding"] == "isolation"
+    for run_id, config in zip(RUNS, (a, b, f)):
+        series, number = run_id.split("/")[1], run_id[-2:]
+        assert config["condition"]["series"] == series            # the platform's record is kept
+        assert [(e["a"], e["b"]) for e in config["analysis"]["comparisons"]][:2] == [("A", "B"), ("A", "C")]
+        assert config["imported"]["credit"] == CREDIT
+        path = FIXTURE_TRANSCRIPTS / series / f"warroom-{series}-run{number}.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        assert config["imported"]["transcript_hash"] == hashlib.sha256(
+            json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    conditions = run_conditions(store.con)                           # what analysis reads
+    assert [(conditions[r]["scaffolding"], conditions[r]["clones"]) for r in RUNS] == [
+        ("full", False), ("full", True), ("isolation", False)]
+
+
+@pytest.mark.parametrize("condition, series, expected", [
+    ({"useRealNames": True, "cloneMode": False, "temperature": 0.8}, "C",
+     {"params": {"scaffolding": "full", "naming": "real", "order": "fixed", "temperature": 0.8}}),
+    ({"useRealNames": False, "temperature": 0.8}, "E",
+     {"params": {"scaffolding": "full", "naming": "anonymous", "order": "shuffled", "temperature": 0.8}}),
+    ({"promptAblation": "K1", "isolatedMode": False}, "K1", {"params": {"scaffolding": "no_peers", "naming": "anonymous",
+                                                                          "order": "fixed"}}),
+    ({"promptAblation": "K2", "useRealNames": "true"}, "K2", {"params": {"scaffolding": "no_identity", "naming": "real",
+                                                                          "order": "fixed"}}),
+    ({"promptAblation": "K3", "temperature": "0.95"}, "K3",
+     {"params": {"scaffolding": "empty", "naming": "anonymous", "order": "fixed", "temperature": 0.95}}),
+    ({"mode": "single", "temperature": True}, "F", {"params": {"scaffolding": "isolation", "naming": "anonymous",
+                                                               "order": "fixed"}}),
+    ({"cloneMode": "true", "cloneModel": "m", "cloneCount": 3}, "B",
+     {"params": {"scaffolding": "full", "naming": "anonymous", "order": "fixed"}, "agents": {"clones": {"of": "m", "n": 3}}}),
+])
+def test_platform_conditions_in_sociolab_terms(condition, series, expected):
+    from sociolab.studies.warroom_conditions import normalized_condition
+
+    assert normalized_condition(condition, series) == expected
+
+
+@pytest.mark.parametrize("stale", ["older importer", "older family"])
+def test_reimport_rewrites_a_stale_config_in_place_keeping_codes(store, stale):
+    from sociolab.analysis.analyze import analyze
+
+    import_warroom(store, FIXTURE_TRANSCRIPTS)
+    fresh = q(store, "SELECT run_id, config, config_hash FROM runs ORDER BY run_id")
+    message = "warroom/A/run19#5"
+    store.con.execute("INSERT INTO codes (message_id, run_id, judge, codebook_id, flag, value, status) "
+                      "VALUES (?, 'warroom/A/run19', 'j', 'cb', 'agree', true, 'coded')", [message])
+    if stale == "older importer":   # the raw record only, hashed as the transcript
+        store.con.execute("""UPDATE runs SET config = json_merge_patch(config,
+                                 '{"params": null, "agents": null, "analysis": null, "imported": null}'),
+                                 config_hash = json_extract_string(config, '$.imported.transcript_hash')""")
+        with pytest.raises(UserError, match=r"3 run\(s\) imported from 'warroom' .* re-import them"):
+            analyze(store)
+    else:                           # a family edited since: same transcript, another config
+        store.con.execute("""UPDATE runs SET config = json_merge_patch(config, '{"analysis": {"comparisons": []}}'),
+                                 config_hash = 'stale'""")
+    before = snapshot(store)
+    import_warroom(store, FIXTURE_TRANSCRIPTS)
+    assert q(store, "SELECT run_id, config, config_hash FROM runs ORDER BY run_id") == fresh
+    assert snapshot(store) == before                                  # no row rewritten
+    assert q(store, "SELECT message_id FROM codes") == [(message,)]   # and the codes kept

@@ -8,8 +8,10 @@ this data is shown.
 Each `transcripts/SERIES/warroom-SERIES-runNN.json` becomes one run `warroom/SERIES/runNN` with
 its roster (`agents`), its conversation (`messages`: the user's seed, agent messages and the
 platform's notes, in file order) and `events` (the platform's own compensation events, the first
-error of each agent, and the platform stopping a run). The mapping is documented in
-docs/warroom.md.
+error of each agent, and the platform stopping a run). The run's config keeps the platform's raw
+record and adds the generic fields analysis reads (the condition in sociolab's terms, from
+warroom_conditions.py; the study's comparison family; the provenance: importing.py). The mapping
+is documented in docs/warroom.md.
 
 Every file is read and validated before the store is touched, so a bad file raises a `UserError`
 naming it (and the line, for JSON syntax errors) and nothing is written. Runs are then written one
@@ -20,7 +22,6 @@ replaces.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -32,6 +33,10 @@ from typing import Any, Callable
 from sociolab.base.errors import UserError
 from sociolab.orchestrator.rows import AgentRow, EventRow, MessageRow, RunRow
 from sociolab.orchestrator.store import Batch, Store
+
+from .importing import (config_hash, imported_fields, refresh_config, stored_transcripts, suite_family,
+                        transcript_hash)
+from .warroom_conditions import normalized_condition
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +103,17 @@ def import_warroom(store: Store, directory: str | Path,
 
     summary = ImportSummary()
     states = store.run_states(run.run_id for run in parsed)
-    written = 0
+    stored = stored_transcripts(store, states)
+    written = refreshed = 0
     for run in parsed:
-        if states.get(run.run_id) != ("completed", run.run.config_hash):
+        state = states.get(run.run_id)
+        if state == ("completed", run.run.config_hash):
+            pass                                   # unchanged: kept with its codes
+        elif state is not None and state[0] == "completed" and stored.get(run.run_id) == _transcript_of(run):
+            # same file, config derived anew (e.g. by an older importer): rewritten, codes kept
+            refresh_config(store, run.run_id, str(run.run.config), str(run.run.config_hash))
+            refreshed += 1
+        else:
             # new or changed: replace it (changed content invalidates its codes too)
             store.start_run(run.run, run.agents)   # replaces an earlier copy; status 'running'
             store.write_now(run.batch)             # rows + status 'completed' in one transaction
@@ -112,10 +125,17 @@ def import_warroom(store: Store, directory: str | Path,
         summary.series[run.series] = summary.series.get(run.series, 0) + 1
         if on_run is not None:
             on_run(run.run_id)
-    log.info("warroom import from %s: %d runs (%d new or changed, %d unchanged and kept), %d agents, "
-             "%d messages (%d errors)", directory, summary.runs, written, summary.runs - written, summary.agents,
-             summary.messages, summary.errors)
+    log.info("warroom import from %s: %d runs (%d new or changed, %d config refreshed, %d unchanged and kept), "
+             "%d agents, %d messages (%d errors)", directory, summary.runs, written, refreshed,
+             summary.runs - written - refreshed, summary.agents, summary.messages, summary.errors)
     return summary
+
+
+def _transcript_of(run: ParsedRun) -> str:
+    """The transcript hash a parsed run's config records (`imported.transcript_hash`)."""
+    config = run.run.config
+    parsed = json.loads(config) if isinstance(config, str) else config
+    return str(parsed["imported"]["transcript_hash"]) if isinstance(parsed, dict) else ""
 
 
 def find_transcripts(directory: str | Path) -> list[Path]:
@@ -300,13 +320,17 @@ def build_run(data: Any, series: str, number: int) -> ParsedRun:
               "userPrompt": conversation.get("userPrompt"), "stats": stats}
     if "batch" in data:
         config["batch"] = data["batch"]
+    # the generic condition fields analysis reads, the study's comparison family, the provenance
+    config.update(imported_fields(normalized_condition(condition, series), suite_family(SUITE), CREDIT,
+                                  transcript_hash(data)))
     config_json = json.dumps(config, ensure_ascii=False, sort_keys=True)
     rounds_done = len(turn_in_round)
     run = RunRow(
         run_id=run_id, source=SOURCE, suite=SUITE, series=series, repeat=number, seed=None, kind=KIND,
         config=config_json,
-        # the whole transcript's content: a re-import keeps a run whose file did not change
-        config_hash=hashlib.sha256(json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()[:16],
+        # the transcript (its hash is in the config) and what is derived from it: a re-import keeps
+        # a run whose file and derivation did not change
+        config_hash=config_hash(config_json),
         status="running", stop_reason=stop_note, rounds_planned=max_rounds, rounds_done=0,
         started_at=_started_at(env, messages, finished_at), finished_at=finished_at,
     )
