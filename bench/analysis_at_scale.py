@@ -51,7 +51,8 @@ sys.path.insert(0, str(_HERE.parent))
 import duckdb  # noqa: E402
 
 from sociolab.analysis.profiles import agent_counts, model_profiles, series_similarity, values_by_series  # noqa: E402
-from sociolab.analysis.stats import compare_series, default_comparisons, describe  # noqa: E402
+from sociolab.analysis.stats import compare_series, describe, present_pairs  # noqa: E402
+from sociolab.studies import WARROOM  # noqa: E402
 from sociolab.orchestrator.store import MIGRATIONS  # noqa: E402
 
 FLAGS = ["phatic", "meta", "lead", "arch", "agree", "comp", "xref"]
@@ -140,7 +141,7 @@ def duck(con, n_perm: int) -> tuple[dict, float, float]:
         counts.drop(con)
     t1 = time.perf_counter()
     values = values_by_series(series)
-    comps = compare_series(values, default_comparisons(values), n_perm=n_perm)
+    comps = compare_series(values, present_pairs(WARROOM.family(), values), n_perm=n_perm)
     t2 = time.perf_counter()
     return {"series": series, "models": models, "comparisons": comps}, t1 - t0, t2 - t1
 

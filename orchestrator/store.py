@@ -21,13 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar, overload
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
 
 import duckdb
 
 from sociolab.base.errors import UserError, first_line
 
-from .rows import COLUMNS, ROW_CLASS, VALUES, AgentRow, EventRow, HumanCodeRow, Row, RunRow, row_of
+from .rows import COLUMNS, VALUES, AgentRow, EventRow, HumanCodeRow, Row, RunRow, row_of
 
 log = logging.getLogger(__name__)
 
@@ -245,22 +245,8 @@ class Batch:
     rows: dict[type[Row], list[Row]] = field(default_factory=dict)
     updates: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
 
-    @overload
-    def add(self, row: Row) -> None: ...
-
-    @overload
-    def add(self, row: str, values: tuple[Any, ...]) -> None: ...
-
-    def add(self, row: Row | str, values: tuple[Any, ...] | None = None) -> None:
-        """Add a row; its class says which table it goes to.
-
-        `add(table, values)`, a tuple in column order, is the old form, kept only while
-        tests/test_profiles.py, test_agreement.py and test_model_output_hardening.py still use it.
-        """
-        if isinstance(row, str):
-            if values is None:
-                raise TypeError(f"Batch.add({row!r}, values): the values are missing")
-            row = row_of(ROW_CLASS[row], values)
+    def add(self, row: Row) -> None:
+        """Add a row; its class says which table it goes to."""
         self.rows.setdefault(type(row), []).append(row)
 
     def update(self, table: str, where: dict[str, Any], **values: Any) -> None:

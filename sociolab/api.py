@@ -79,7 +79,9 @@ class Results:
     def analyze(self, **options: Any) -> dict[str, Any]:
         """What `sociolab analyze --json` prints: profiles, similarity, series tests, agreement."""
         from sociolab.analysis.analyze import analyze
+        from sociolab.studies import family_for_unlabelled_runs
 
+        options.setdefault("fallback_family", family_for_unlabelled_runs(self.connection))
         return analyze(self.connection, **options)
 
     def close(self) -> None:

@@ -25,8 +25,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="sociolab: behavioural experiments with groups of LLM agents.")
 
 # Piped output gets wide lines rather than rich's 80-column default, so tables stay readable.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
+console = Console(width=None if sys.stdout.isatty() else 200, emoji=False)  # ":x:" in stored text stays ":x:"
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 400, emoji=False)
 
 
 def print_version(value: bool) -> None:

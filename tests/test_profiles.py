@@ -14,18 +14,18 @@ from sociolab.analysis.compensation import compensation, isolation_baseline, run
 from sociolab.analysis.profiles import (agent_counts, agent_profiles, model_profiles, resolve_codebook, run_similarity,
                                series_similarity)
 from sociolab.base.errors import UserError
-from sociolab.orchestrator.store import COLUMNS, Batch, Store
+from sociolab.orchestrator.rows import ROW_CLASS, Row
+from sociolab.orchestrator.store import Batch, Store
+from sociolab.studies.warroom_conditions import normalized_condition
 
 FLAGS = ["phatic", "meta", "lead", "arch", "agree", "comp", "xref"]
 CB = "warroom@test"
 J1, J2, J3 = "judge-1", "judge-2", "judge-3"
 
 
-def row(table: str, **values) -> tuple:
-    """A row in the store's column order; columns not given are NULL (robust to new columns)."""
-    unknown = set(values) - set(COLUMNS[table])
-    assert not unknown, unknown
-    return tuple(values.get(c) for c in COLUMNS[table])
+def row(table: str, **values) -> Row:
+    """A row of `table`; optional columns not given take their defaults."""
+    return ROW_CLASS[table](**values)
 
 
 class Builder:
@@ -38,12 +38,12 @@ class Builder:
 
     def run(self, run_id, series, agents, *, status="completed", config=None, source="sociolab",
             labels=None, errored=None):
-        self.batch.add("runs", row("runs", run_id=run_id, source=source, suite="t", series=series, repeat=1,
+        self.batch.add(row("runs", run_id=run_id, source=source, suite="t", series=series, repeat=1,
                                    seed=0, kind="discussion", config=config or {"params": {"scaffolding": "full"}},
                                    status=status, rounds_planned=10, rounds_done=10))
         for i, a in enumerate(agents):
             er = (errored or {}).get(a)
-            self.batch.add("agents", row("agents", run_id=run_id, agent_id=a, position=i + 1, name=a.upper(),
+            self.batch.add(row("agents", run_id=run_id, agent_id=a, position=i + 1, name=a.upper(),
                                          persona=a, model=f"sim/{a}", model_label=(labels or {}).get(a, f"M-{a}"),
                                          system_prompt="", status="errored" if er is not None else "active",
                                          errored_round=er))
@@ -52,25 +52,25 @@ class Builder:
     def msg(self, run_id, sender, rnd, codes=None, *, is_error=False, levels=None, uncodable=()):
         self.seq[run_id] += 1
         mid = f"{run_id}#{self.seq[run_id]}"
-        self.batch.add("messages", row("messages", message_id=mid, run_id=run_id, seq=self.seq[run_id], round=rnd,
+        self.batch.add(row("messages", message_id=mid, run_id=run_id, seq=self.seq[run_id], round=rnd,
                                        turn=0, sender=sender, sender_name=sender.upper(), content="text",
                                        context_size=1, is_error=is_error, error="boom" if is_error else None))
         judges = sorted({j for v in (codes or {}).values() for j in v} | set(uncodable)) or [J1, J2]
         for judge in judges:
             for flag in FLAGS:
                 if judge in uncodable:
-                    self.batch.add("codes", row("codes", message_id=mid, run_id=run_id, judge=judge, codebook_id=CB,
+                    self.batch.add(row("codes", message_id=mid, run_id=run_id, judge=judge, codebook_id=CB,
                                                 flag=flag, status="uncodable", raw_reply="?"))
                     continue
                 value = (codes or {}).get(flag, {}).get(judge, False)
                 level = (levels or {}).get(judge) if flag == "comp" and value else None
-                self.batch.add("codes", row("codes", message_id=mid, run_id=run_id, judge=judge, codebook_id=CB,
+                self.batch.add(row("codes", message_id=mid, run_id=run_id, judge=judge, codebook_id=CB,
                                             flag=flag, value=value, level=level, status="coded"))
         return mid
 
     def write(self, codebook=True):
         if codebook:
-            self.batch.add("codebooks", row("codebooks", codebook_id=CB, name="warroom",
+            self.batch.add(row("codebooks", codebook_id=CB, name="warroom",
                                             content={"flags": [{"name": f} for f in FLAGS]}))
         self.store.write_now(self.batch)
         self.batch = Batch()
@@ -208,7 +208,7 @@ def test_codebook_choice(store, tmp_path):
 
 def _other_codebook_batch() -> Batch:
     batch = Batch()   # codes stored without a codebooks row: flags are read from the codes
-    batch.add("codes", row("codes", message_id="r1#2", run_id="r1", judge=J1, codebook_id="other@x",
+    batch.add(row("codes", message_id="r1#2", run_id="r1", judge=J1, codebook_id="other@x",
                            flag="phatic", value=True, status="coded"))
     return batch
 
@@ -236,11 +236,16 @@ def test_agent_counts_can_be_reused(store):
 
 # ---- conditions, compensation, isolation ----------------------------------------------------
 
-WARROOM_F = {"condition": {"series": "F", "isolatedMode": True, "mode": "single", "useRealNames": False,
-                           "cloneMode": False, "promptAblation": None, "temperature": 0.8}}
-WARROOM_K2 = {"condition": {"series": "K2", "promptAblation": "K2", "useRealNames": True, "cloneMode": False,
-                            "temperature": 0.8}}
-WARROOM_B = {"condition": {"series": "B", "cloneMode": True, "promptAblation": None, "useRealNames": False}}
+def imported(condition: dict) -> dict:
+    """A run config as the WarRoom importer writes it: the platform's record and its generic fields."""
+    return {"condition": condition, **normalized_condition(condition, condition["series"])}
+
+
+WARROOM_F = imported({"series": "F", "isolatedMode": True, "mode": "single", "useRealNames": False,
+                      "cloneMode": False, "promptAblation": None, "temperature": 0.8})
+WARROOM_K2 = imported({"series": "K2", "promptAblation": "K2", "useRealNames": True, "cloneMode": False,
+                       "temperature": 0.8})
+WARROOM_B = imported({"series": "B", "cloneMode": True, "promptAblation": None, "useRealNames": False})
 
 
 def test_run_conditions_from_both_sources(tmp_path):
@@ -253,7 +258,7 @@ def test_run_conditions_from_both_sources(tmp_path):
     b.run("w-F", "F", ["a"], config=WARROOM_F, source="warroom")
     b.run("w-K2", "K2", ["a"], config=WARROOM_K2, source="warroom")
     b.run("w-B", "B", ["a"], config=WARROOM_B, source="warroom")
-    b.run("w-E", "E", ["a"], config={"condition": {"series": "E"}}, source="warroom")
+    b.run("w-E", "E", ["a"], config=imported({"series": "E"}), source="warroom")
     b.write(codebook=False)
     c = run_conditions(s.con)
     assert (c["s-iso"]["scaffolding"], c["s-iso"]["temperature"], c["s-iso"]["clones"]) == ("isolation", 0.5, False)

@@ -132,6 +132,11 @@ def test_stored_text_is_printed_literally(db, text):
     assert out.stdout.count(text) == 3, out.stdout  # the column name and both cells
 
 
+def test_emoji_codes_in_an_error_line_stay_literal(tmp_path):
+    out = cli("run", str(tmp_path / "plan:x::smile:.yaml"), "--db", str(tmp_path / "e.duckdb"))
+    assert out.returncode == 2 and "plan:x::smile:.yaml" in out.stderr, out.stderr
+
+
 def test_a_coder_named_like_markup_imports_and_agreement_prints(db, tmp_path):
     import shutil
 

@@ -20,7 +20,6 @@ def test_the_layering_contracts_hold():
     assert "BROKEN" not in done.stdout and "Contracts: 2 kept, 0 broken." in done.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: the errors found on first enabling mypy are being fixed")
 def test_mypy_passes_with_the_pydantic_plugin():
     done = run_mypy()
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]

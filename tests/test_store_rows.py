@@ -118,15 +118,6 @@ def test_defaults_are_the_ddl_defaults(store):
     assert store.con.execute("SELECT logged_at IS NOT NULL FROM events").fetchone() == (True,)
 
 
-def test_the_transitional_tuple_form_builds_the_same_row():
-    legacy, typed = Batch(), Batch()
-    legacy.add("events", ("r", 2, "k", None, {"x": 1}))
-    typed.add(EventRow(run_id="r", round=2, kind="k", detail={"x": 1}))
-    assert legacy.rows == typed.rows
-    with pytest.raises(ValueError, match="events: 2 values for 5 columns"):
-        Batch().add("events", ("r", "k"))
-
-
 # ---- one transaction helper ------------------------------------------------------------------
 
 def test_a_failed_transaction_leaves_nothing(store):
