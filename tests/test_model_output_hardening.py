@@ -25,8 +25,8 @@ from sociolab.scenarios.agentic import SandboxTask, SandboxTaskParams, summarise
 from sociolab.scenarios.instrumental import TASKS as INSTRUMENTAL_TASKS
 from sociolab.scenarios.instrumental import Instrumental, InstrumentalParams
 from sociolab.scenarios.peer_preservation import PeerPreservation, PeerPreservationParams, score_state
-from sociolab.scenarios.workspace import (MAX_DEPTH, MAX_PATH, TOOL_NAMES, Workspace, WorkspaceError, load_arguments,
-                                 nesting_exceeds)
+from sociolab.scenarios.sandbox import (MAX_DEPTH, MAX_PATH, TOOL_NAMES, Workspace, WorkspaceError, load_arguments,
+                                      nesting_exceeds)
 
 from tests.conftest import write_yaml
 

@@ -28,7 +28,7 @@ from sociolab.orchestrator.sim.server import start_in_thread
 from sociolab.orchestrator.sim.settings import SimSettings
 from sociolab.scenarios.games import GamesParams, draw_labelling, move_metadata, prompt_for
 from sociolab.scenarios.principal_agent import CASES, form_metadata, product_order, system_prompt, user_prompt
-from sociolab.scenarios.workspace import Workspace
+from sociolab.scenarios.sandbox import Workspace
 
 SETTINGS = SimSettings(
     models={"x": Propensities(greet=0.9, lead=0.8, cooperate=0.3, side_with_principal=0.6, shortcut=0.5)},

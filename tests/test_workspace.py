@@ -268,16 +268,6 @@ def test_bugs_in_scripts_are_flagged_not_hidden():
     assert len(w.internal_errors) == 1
 
 
-def test_the_old_import_path_is_the_same_sandbox():
-    """`sociolab.scenarios.workspace` was the sandbox's module before it became a package: code
-    importing from it gets the very same objects."""
-    import sociolab.scenarios.sandbox as sandbox
-    import sociolab.scenarios.workspace as old
-
-    assert old.__all__ == sandbox.__all__
-    assert all(getattr(old, name) is getattr(sandbox, name) for name in sandbox.__all__)
-
-
 def test_a_script_name_must_be_a_bare_word():
     w = Workspace(root_writable=True)
     with pytest.raises(ValueError, match="invalid script name"):

@@ -3,7 +3,7 @@
 `sim_reply` dispatches here when a request carries a sim plan in its metadata (`{"sim_plan":
 SimPlan.model_dump()}`, put there by `scenarios.agentic.run_agent(..., sim_plan=...)`), or, without
 one, when its tools include a workspace tool (`ls`, `cat`, `write_file`, `edit`, `cp`, `mv`, `rm`,
-`mkdir`, `set_date`, `run`, `send_message`; see `scenarios.workspace`).
+`mkdir`, `set_date`, `run`, `send_message`; see `scenarios.sandbox`).
 
 How the sim knows its options (docs/workspace.md):
 
