@@ -136,18 +136,11 @@ def test_format_loc():
     assert format_loc(()) == ""
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PyYAML keeps the last of duplicate keys but YamlDoc.line_of finds the first, so the error "
-    "points at the line that is not the problem (reports x.yaml:1 for the bad value on line 2); "
-    "duplicate keys are not refused either"))
 def test_a_duplicate_key_is_reported_at_the_offending_line(tmp_path):
     err = fails(tmp_path, "name: a\nname: 7\n")
     assert err.line == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "for an unknown key whose value is a block (a nested mapping on the next lines), line_of "
-    "returns the value node's line, one below the misspelt key"))
 def test_an_unknown_key_with_a_block_value_is_reported_at_the_key(tmp_path):
     err = fails(tmp_path, "name: a\nparamz:\n  rounds: 3\n")
     assert short(err, tmp_path).startswith("x.yaml:2: paramz: unknown key")
@@ -176,7 +169,7 @@ def test_a_file_that_is_not_utf8_is_refused_in_one_line(tmp_path):
     path.write_bytes("name: caf\xe9\n".encode("latin-1"))
     with pytest.raises(UserError) as info:
         read_yaml(path)
-    assert str(info.value) == f"{path}: cannot read: UnicodeDecodeError"
+    assert str(info.value) == f"{path}:1: not UTF-8 text (byte 9); save the file as UTF-8"
 
 
 # ---- files that cannot be read or parsed ----------------------------------------------------------
@@ -191,7 +184,42 @@ def test_a_missing_file(tmp_path):
 def test_a_directory(tmp_path):
     with pytest.raises(UserError) as info:
         read_yaml(tmp_path)
-    assert str(info.value) == f"{tmp_path}: cannot read: IsADirectoryError"
+    assert str(info.value) == f"{tmp_path}: is a directory; give a YAML file"
+
+
+def test_an_endless_or_huge_file_is_refused_without_reading_it_all(tmp_path, monkeypatch):
+    import sociolab.base.yamlfile as yamlfile
+
+    with pytest.raises(UserError, match="larger than 16 MiB"):
+        read_yaml("/dev/zero")
+    monkeypatch.setattr(yamlfile, "MAX_BYTES", 10)
+    big = tmp_path / "big.yaml"
+    big.write_text("name: " + "x" * 20 + "\n")
+    with pytest.raises(UserError, match="big.yaml: larger than"):
+        read_yaml(big)
+
+
+@pytest.mark.parametrize("opening, closing", [("[", "]"), ("{a: ", "}")])
+def test_deep_nesting_is_one_line_not_a_recursion_error(tmp_path, opening, closing):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("name: t\nparams:\n  x: " + opening * 5000 + closing * 5000 + "\n")
+    with pytest.raises(UserError) as info:
+        read_yaml(deep)
+    assert info.value.line == 3 and "nested more than 100 levels deep" in info.value.message
+    shallow = tmp_path / "shallow.yaml"
+    shallow.write_text("x: " + opening * 50 + closing * 50 + "\n")
+    assert read_yaml(shallow).data["x"] is not None
+
+
+def test_a_key_twice_in_a_nested_mapping_points_at_the_second(tmp_path):
+    err = fails(tmp_path, "name: a\nparams:\n  rounds: 3\n  seed_message: hi\n  rounds: 4\n")
+    assert err.line == 5 and err.message == "rounds: this key appears twice (first on line 3); keep one"
+
+
+def test_merge_keys_are_not_duplicates(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("base: &b {a: 1}\nx:\n  <<: *b\n  b: 2\n")
+    assert read_yaml(path).data["x"] == {"a": 1, "b": 2}
 
 
 @pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root reads anything")

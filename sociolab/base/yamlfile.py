@@ -3,6 +3,11 @@
 PyYAML gives line marks only on its node tree, pydantic gives error locations only as key paths;
 this module joins the two so that every validation error reads `file.yaml:12: roster[3].model:
 field required`.
+
+A file is read with bounds, so that no input can hang or crash the command: at most
+`MAX_BYTES` (so `/dev/zero` or a huge file is refused, not read into memory), nesting at most
+`MAX_DEPTH` levels (PyYAML composes recursively), and each key at most once per mapping (PyYAML
+would silently keep the last of two).
 """
 
 from __future__ import annotations
@@ -18,6 +23,27 @@ from sociolab.base.errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
 
+MAX_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 100
+MERGE_KEY = "<<"
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses nesting deeper than MAX_DEPTH while composing (before Python's
+    own recursion limit would turn it into a crash)."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise UserError(f"invalid YAML: nested more than {MAX_DEPTH} levels deep", line=mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
 
 class YamlDoc:
     """A parsed YAML file: its data and its node tree (for line numbers)."""
@@ -27,48 +53,93 @@ class YamlDoc:
         self.data = data
         self.root = root
 
-    def line_of(self, loc: tuple[Any, ...]) -> int | None:
-        """1-based line of the deepest node reachable along `loc` (a pydantic error location)."""
+    def line_of(self, loc: tuple[Any, ...], *, at_key: bool = False) -> int | None:
+        """1-based line of the deepest node reachable along `loc` (a pydantic error location).
+        `at_key`: the error is about the last key itself (say, a misspelt one), so point at the
+        key, not at its value (which may be a block on the lines below)."""
         node, line = self.root, None
-        for key in loc:
+        for i, key in enumerate(loc):
             if node is None:
                 break
             line = node.start_mark.line + 1
-            node = child(node, key)
+            key_node, node = entry(node, key)
+            if at_key and i == len(loc) - 1 and key_node is not None:
+                return key_node.start_mark.line + 1
         if node is not None:
             line = node.start_mark.line + 1
         return line
 
 
-def child(node: yaml.Node, key: Any) -> yaml.Node | None:
+def entry(node: yaml.Node, key: Any) -> tuple[yaml.Node | None, yaml.Node | None]:
+    """(key node, value node) of `key` in a mapping (the key node is None for a sequence item)."""
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             if k.value == str(key):
-                return v
-        return None
+                return k, v
+        return None, None
     if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
-        return node.value[key]
-    return None
+        return None, node.value[key]
+    return None, None
+
+
+def read_text(path: Path) -> str:
+    """The file's text, read with a size bound; every way of failing is one line."""
+    if path.is_dir():
+        raise UserError("is a directory; give a YAML file", file=path)
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise UserError("no such file", file=path) from None
+    except OSError as exc:
+        raise UserError(f"cannot read: {exc.strerror or exc.__class__.__name__}", file=path) from None
+    if len(raw) > MAX_BYTES:
+        raise UserError(f"larger than {MAX_BYTES // (1024 * 1024)} MiB; a scenario or config file is a few KiB: "
+                        "is this the right file?", file=path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise UserError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", file=path, line=line) from None
+
+
+def refuse_duplicate_keys(root: yaml.Node | None, path: Path) -> None:
+    """A key written twice in one mapping is an error at its second line (walked iteratively)."""
+    todo = [root] if root is not None else []
+    while todo:
+        node = todo.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != MERGE_KEY:
+                    if key.value in seen:
+                        raise UserError(f"{key.value}: this key appears twice (first on line {seen[key.value]}); "
+                                        "keep one", file=path, line=key.start_mark.line + 1)
+                    seen[key.value] = key.start_mark.line + 1
+                todo += [key, value]
+        elif isinstance(node, yaml.SequenceNode):
+            todo += node.value
 
 
 def read_yaml(path: str | Path) -> YamlDoc:
     """Parse a YAML file or raise a one-line UserError naming the file and line."""
     path = Path(path)
+    text = read_text(path)
+    loader = BoundedLoader(text)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError("no such file", file=path) from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
-        raise UserError(f"cannot read: {exc.__class__.__name__}", file=path) from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        refuse_duplicate_keys(root, path)
+        data = loader.construct_document(root) if root is not None else None
+    except UserError as exc:
+        raise UserError(exc.message, file=path, line=exc.line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         raise UserError(f"invalid YAML: {exc.problem or exc.context}", file=path, line=line) from None
     except yaml.YAMLError as exc:
         raise UserError(f"invalid YAML: {exc}", file=path) from None
+    finally:
+        loader.dispose()
     return YamlDoc(path, data, root)
 
 
@@ -88,7 +159,8 @@ def validation_error(doc: YamlDoc, exc: ValidationError, base_loc: tuple = ()) -
     loc = base_loc + tuple(x for x in err["loc"] if not is_union_tag(x))
     where = format_loc(loc)
     message = explain(err)
-    return UserError(f"{where}: {message}" if where else message, file=doc.path, line=doc.line_of(loc))
+    line = doc.line_of(loc, at_key=err.get("type") == "extra_forbidden")
+    return UserError(f"{where}: {message}" if where else message, file=doc.path, line=line)
 
 
 def is_union_tag(part: Any) -> bool:
