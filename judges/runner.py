@@ -6,8 +6,9 @@ messages. A reply is parsed strictly; a bad one gets one repair request, and the
 afresh up to `parse_attempts` times. A message that still cannot be coded is stored as
 `uncodable` with the raw reply, never as false. A call that fails at the provider stores no code
 (its llm_calls row says why), so a rerun retries it. Codes are written in batches through the
-store's group commit; a killed judge run loses at most the batch in flight, and a rerun codes each
-message x judge exactly once.
+store's group commit, at least every FLUSH_SECONDS: a killed judge run loses at most the last half
+second of codes, so even repeated kills make progress, and a rerun codes each message x judge
+exactly once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import fnmatch
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable
@@ -39,7 +41,8 @@ from .prompt import answer_schema, answer_template, build_judge_messages, judge_
 log = logging.getLogger(__name__)
 
 LIBRARY = Path(__file__).parent / "library"
-FLUSH_EVERY = 400  # messages coded per write
+FLUSH_EVERY = 400  # messages coded per write, at most
+FLUSH_SECONDS = 0.5  # and at least this often, so a killed judge run keeps nearly all it paid for
 
 
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -119,6 +122,7 @@ class Judging:
         self.report = JudgeReport()
         self.pending = Batch()
         self.pending_messages = 0
+        self.flushed_at = time.monotonic()
 
     async def run(self, run_ids: list[str]) -> JudgeReport:
         await self.store.write(codebook_batch(self.codebook))
@@ -183,7 +187,7 @@ class Judging:
             if answers is not None or failed:
                 break
         self.record(judge, chunk, answers, last_reply, error, failed)
-        if self.pending_messages >= FLUSH_EVERY:
+        if self.pending_messages >= FLUSH_EVERY or time.monotonic() - self.flushed_at >= FLUSH_SECONDS:
             await self.flush()
 
     def prompt_for(self, chunk: list[Item]) -> list[dict]:
@@ -250,6 +254,7 @@ class Judging:
 
     async def flush(self) -> None:
         batch, self.pending, self.pending_messages = self.pending, Batch(), 0
+        self.flushed_at = time.monotonic()
         for key, model, response in self.client.cache.drain():
             batch.add(CacheRow(cache_key=key, model=model, response=response))
         await self.store.write(batch)

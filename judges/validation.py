@@ -67,31 +67,48 @@ def import_codes(store: Store, codebook: Codebook, path: Path, *, coder: str | N
         raise UserError("no such CSV file", file=path)
     rows: list[HumanCodeRow] = []
     coders: dict[str, int] = {}
+    first_seen: dict[tuple[str, str], int] = {}
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        flags = [f for f in codebook.flag_names if f in (reader.fieldnames or [])]
-        if not reader.fieldnames or "id" not in reader.fieldnames or not flags:
-            raise UserError(f"expected an 'id' column and flag columns ({', '.join(codebook.flag_names)})",
-                            file=path, line=1)
-        known = store.message_ids()
-        for row in reader:
-            line = reader.line_num
-            who = (row.get("coder") or "").strip() or coder
-            if not who:
-                raise UserError("no coder: fill the 'coder' column or pass --coder NAME", file=path, line=line)
-            if row["id"] not in known:
-                raise UserError(f"message id '{row['id']}' is not in {store.path}", file=path, line=line)
-            for flag in flags:
-                value = parse_cell(row.get(flag), path, line, flag)
-                level = (row.get(f"{flag}_level") or "").strip() or None
-                if level and level not in codebook.graded.get(flag, []):
-                    raise UserError(f"column {flag}_level: '{level}' is not one of "
-                                    f"{codebook.graded.get(flag) or 'no levels'}", file=path, line=line)
-                rows.append(HumanCodeRow(message_id=row["id"], coder=who, flag=flag, value=value,
-                                         level=level if value else None, source=str(path)))
-            coders[who] = coders.get(who, 0) + 1
+        try:
+            flags = [f for f in codebook.flag_names if f in (reader.fieldnames or [])]
+            if not reader.fieldnames or "id" not in reader.fieldnames or not flags:
+                raise UserError(f"expected an 'id' column and flag columns ({', '.join(codebook.flag_names)})",
+                                file=path, line=1)
+            known = store.message_ids()
+            line = reader.line_num + 1  # a record may span lines (texts hold newlines): cite where it starts
+            for row in reader:
+                who = (row.get("coder") or "").strip() or coder
+                if not who:
+                    raise UserError("no coder: fill the 'coder' column or pass --coder NAME", file=path, line=line)
+                if row["id"] not in known:
+                    raise UserError(f"message id '{row['id']}' is not in {store.path}", file=path, line=line)
+                earlier = first_seen.setdefault((row["id"], who), line)
+                if earlier != line:
+                    raise UserError(f"message id '{row['id']}' is coded twice by {who} (first on line {earlier}); "
+                                    "keep one row", file=path, line=line)
+                rows += coded_row(row, who, flags, codebook, path, line)
+                coders[who] = coders.get(who, 0) + 1
+                line = reader.line_num + 1
+        except UnicodeDecodeError:
+            raise UserError("not UTF-8 text; save the CSV as UTF-8", file=path, line=reader.line_num + 1) from None
     store.replace_human_codes(rows)
     return ImportResult(coders, len(rows))
+
+
+def coded_row(row: dict[str, str], who: str, flags: list[str], codebook: Codebook, path: Path,
+              line: int) -> list[HumanCodeRow]:
+    """One human code per flag column of a CSV record."""
+    out = []
+    for flag in flags:
+        value = parse_cell(row.get(flag), path, line, flag)
+        level = (row.get(f"{flag}_level") or "").strip() or None
+        if level and level not in codebook.graded.get(flag, []):
+            raise UserError(f"column {flag}_level: '{level}' is not one of "
+                            f"{codebook.graded.get(flag) or 'no levels'}", file=path, line=line)
+        out.append(HumanCodeRow(message_id=row["id"], coder=who, flag=flag, value=value,
+                                level=level if value else None, source=str(path)))
+    return out
 
 
 def parse_cell(value: str | None, path: Path, line: int, flag: str) -> bool:

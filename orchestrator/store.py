@@ -316,16 +316,19 @@ class Store:
         self._executor: ThreadPoolExecutor | None = None
         self._queue: list[tuple[Batch, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self.created = False  # this open made the file: a command that fails leaves none behind
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | Path = DEFAULT_DB) -> "Store":
         path = str(path)
+        existed = path == ":memory:" or Path(path).exists()
         try:
             con = duckdb.connect(path)
         except duckdb.IOException as exc:
             raise UserError(f"cannot open the database: {first_line(exc)}", file=path) from None
         store = cls(con, path)
+        store.created = not existed
         try:
             store.migrate()
         except UserError:
@@ -367,6 +370,8 @@ class Store:
         """Apply the migrations this file lacks, each in its own transaction (the first one also
         creates schema_version, so a failed first migration leaves the file untouched)."""
         current = self.schema_version()
+        if current == 0:
+            self.refuse_foreign_file()
         if current > SCHEMA_VERSION:
             raise UserError(f"database schema v{current} is newer than this sociolab (v{SCHEMA_VERSION}); "
                             "upgrade sociolab", file=self.path)
@@ -379,6 +384,14 @@ class Store:
                 self.con.execute("INSERT INTO schema_version (version) VALUES (?)", [version + 1])
             log.info("%s: schema migration v%d -> v%d applied", self.path, version, version + 1)
 
+    def refuse_foreign_file(self) -> None:
+        """A DuckDB file with tables but no sociolab schema is another program's: never write to it."""
+        tables = [r[0] for r in self.con.execute(
+            "SELECT table_name FROM information_schema.tables ORDER BY table_name LIMIT 4").fetchall()]
+        if tables:
+            raise UserError(f"not a sociolab database: it holds other tables ({', '.join(tables)}) and no "
+                            "sociolab schema; it is left untouched: use a new --db", file=self.path)
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
@@ -388,8 +401,22 @@ class Store:
     def __enter__(self) -> "Store":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """Close; a file this open created is removed again if the command failed before
+        anything was stored in it (no empty database is left behind by a refused command)."""
+        try:
+            remove = exc_type is not None and self.created and self.is_empty()
+        except duckdb.Error:  # the failure broke the connection: keep the file, say nothing more
+            remove = False
         self.close()
+        if remove:
+            for leftover in (Path(self.path), Path(self.path + ".wal")):
+                leftover.unlink(missing_ok=True)
+
+    def is_empty(self) -> bool:
+        """No row in any sociolab table (the schema alone)."""
+        tables = [*RUN_TABLES, "human_codes", "codebooks", "llm_cache"]
+        return not any(self.con.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in tables)
 
     # ---- writing -------------------------------------------------------------------------
     @contextmanager

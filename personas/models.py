@@ -130,11 +130,13 @@ def resolve_personas(spec: RosterSpec, base_dir: Path | None = None) -> list[Per
         raise ValueError(f"only: '{repeated[0]}' is listed twice; list each persona once")
     if spec.clones:
         base = by_key[spec.clones.of]
-        clones = [base.model_copy(update={"key": f"{base.key}-{i + 1}"}) for i in range(spec.clones.n)]
-        return [c for c in clones if c.key not in spec.exclude]
-    if spec.only is not None:
+        personas = [base.model_copy(update={"key": f"{base.key}-{i + 1}"}) for i in range(spec.clones.n)]
+    elif spec.only is not None:
         personas = [by_key[k] for k in spec.only]
-    return [p for p in personas if p.key not in spec.exclude]
+    kept = [p for p in personas if p.key not in spec.exclude]
+    if not kept:
+        raise ValueError("no agents: the roster, `only` and `exclude` leave nobody to run; keep at least one")
+    return kept
 
 
 def is_clone_key(key: str, spec: RosterSpec) -> bool:

@@ -19,11 +19,13 @@ NATO = ["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf", "Hotel"
 
 
 def nickname(index: int) -> str:
-    """Agent-A ... Agent-Z, then Agent-AA, Agent-AB, ..."""
-    letters = string.ascii_uppercase
-    if index < 26:
-        return f"Agent-{letters[index]}"
-    return f"Agent-{letters[index // 26 - 1]}{letters[index % 26]}"
+    """Agent-A ... Agent-Z, then Agent-AA ... Agent-ZZ, Agent-AAA ...: spreadsheet-column letters,
+    so any number of agents gets a name."""
+    label, n = "", index + 1
+    while n:
+        n, rest = divmod(n - 1, 26)
+        label = string.ascii_uppercase[rest] + label
+    return f"Agent-{label}"
 
 
 def display_names(personas: list[Persona], naming: Naming, custom: dict[str, str],
@@ -44,10 +46,16 @@ def display_names(personas: list[Persona], naming: Naming, custom: dict[str, str
 
 
 def dedupe(names: list[str]) -> list[str]:
-    """Real names of clones collide: suffix repeats with #2, #3, ..."""
-    seen: dict[str, int] = {}
+    """Real names of clones collide: suffix repeats with #2, #3, ..., skipping any suffixed name
+    that is already someone's (custom names `Bob`, `Bob`, `Bob #2` give `Bob`, `Bob #3`, `Bob #2`)."""
+    taken = set(names)
+    used: set[str] = set()
     out = []
     for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
+        candidate, n = name, 1
+        while candidate in used or (candidate != name and candidate in taken):
+            n += 1
+            candidate = f"{name} #{n}"
+        used.add(candidate)
+        out.append(candidate)
     return out

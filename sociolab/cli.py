@@ -131,6 +131,13 @@ def print_run_failures(report) -> None:
         err_console.print(f"run {run_id} failed: {error}{note}", markup=False, highlight=False, soft_wrap=True)
 
 
+def in_range(option: str, value: int, low: int, high: int) -> int:
+    """A count option outside what makes sense is one line, before any work starts."""
+    if not low <= value <= high:
+        raise UserError(f"{option} {value}: give a whole number from {low:,} to {high:,}")
+    return value
+
+
 def check_budget(max_cost: float | None) -> None:
     if max_cost is not None and not max_cost >= 0:
         raise UserError(f"--max-cost {max_cost}: give a budget in USD, 0 or more")
@@ -336,6 +343,14 @@ def writable_output(path: Path) -> Path:
     return path
 
 
+def write_output(path: Path, text: str) -> None:
+    """Write a result file; a full disk or a refused write is one line, not a traceback."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 @app.command()
 def agreement(
     db: Path = DB_OPTION,
@@ -357,6 +372,7 @@ def agreement(
     from sociolab.analysis.ratings import load_wide_csv, ratings_view_sql
     from sociolab.orchestrator.store import Store
 
+    in_range("--n-boot", n_boot, 1, 100_000)
     flag_list = split(flags)
     if csv_file is not None:
         con = duckdb.connect()
@@ -429,7 +445,7 @@ def report(
     with Store_read_only(db) as store:
         result = analyze_store(store.con, rule, codebook, compare, n_perm, seed)
         page = build_report(store.con, result)
-    output.write_text(page, encoding="utf-8")
+    write_output(output, page)
     console.print(f"Wrote {output} ({len(page) // 1024} KB): {result['data']['runs']} runs, "
                   f"{result['data']['messages']} coded messages. Open it in a browser.", markup=False)
 
@@ -438,6 +454,7 @@ def analyze_store(con, rule: str, codebook: Optional[str], compare: Optional[lis
                   seed: int) -> dict:
     """`analyze` for the analyze and report commands: runs stored before suites declared their
     comparison family get their study's family (sociolab/studies), so old stores keep their numbers."""
+    in_range("--n-perm", n_perm, 0, 1_000_000)
     from sociolab.analysis.analyze import analyze as run_analysis
     from sociolab.studies import family_for_unlabelled_runs
 
@@ -496,7 +513,7 @@ def replicate(
     with Store.open_read_only(db) as store:
         console.print("[bold]3/3 analyze and report[/bold]")
         result = run_analysis(store.con, fallback_family=pack.family())
-        output.write_text(build_report(store.con, result), encoding="utf-8")
+        write_output(output, build_report(store.con, result))
     console.print(f"Wrote {output}: {result['data']['runs']} runs, {result['data']['messages']} coded messages. "
                   f"The numbers: sociolab analyze --db {db} --json", markup=False)
     exit_if_judge_calls_failed(judged)
@@ -560,6 +577,8 @@ def validate_export(
     seed: int = typer.Option(0, help="sampling seed"),
 ) -> None:
     """Write a stratified sample (text and context, no judge labels) for human coders."""
+    in_range("--n", n, 1, 1_000_000)
+    in_range("--context", context, 0, 200)
     from sociolab.judges.codebook import load_codebook
     from sociolab.judges.validation import export_sample
     from sociolab.orchestrator.store import Store

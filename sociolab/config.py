@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from sociolab.analysis.stats import SeriesPair
 from sociolab.personas.models import Persona, RosterSpec, resolve_personas
@@ -30,7 +30,7 @@ from sociolab.base.errors import UserError
 from sociolab.orchestrator.provider import Endpoint, Price
 from sociolab.orchestrator.sim.naming import stand_in
 from sociolab.orchestrator.sim.settings import SimSettings
-from sociolab.base.yamlfile import YamlDoc, read_yaml, validate, validation_error
+from sociolab.base.yamlfile import YamlDoc, model_from, read_yaml, validate
 
 
 class SeriesSpec(BaseModel):
@@ -271,10 +271,7 @@ def resolve_roster(doc: YamlDoc, runfile: RunFile, spec: SeriesSpec, loc: tuple,
                    sim: bool) -> tuple[RosterSpec, list[Persona]]:
     merged = deep_merge(runfile.agents, spec.agents)
     where = loc + ("agents",) if spec.agents else ("agents",)
-    try:
-        roster = RosterSpec.model_validate(merged)
-    except ValidationError as exc:
-        raise validation_error(doc, exc, where) from None
+    roster = model_from(doc, RosterSpec, merged, where)
     try:
         personas = resolve_personas(roster, doc.path.parent)
     except ValueError as exc:
@@ -287,10 +284,7 @@ def resolve_roster(doc: YamlDoc, runfile: RunFile, spec: SeriesSpec, loc: tuple,
 def resolve_params(doc: YamlDoc, runfile: RunFile, spec: SeriesSpec, loc: tuple, params_cls: type[BaseModel]):
     merged = deep_merge(runfile.params, spec.params)
     where = loc + ("params",) if spec.params else ("params",)
-    try:
-        return params_cls.model_validate(merged)
-    except ValidationError as exc:
-        raise validation_error(doc, exc, where) from None
+    return model_from(doc, params_cls, merged, where)
 
 
 def repeats_and_seeds(runfile: RunFile, spec: SeriesSpec) -> list[tuple[int, int]]:

@@ -2,15 +2,16 @@
 
 A rerun skips completed runs and restarts unfinished ones from scratch (their partial rows are
 deleted up front, in one transaction, before any run starts), so the final tables hold each
-message exactly once, whatever was killed when. A run that fails with an unexpected error is
-reported and left unfinished (a rerun redoes it); the other runs go on. A run that a provider
+message exactly once, whatever was killed when. A run that raises an unexpected error is redone
+from scratch once more (BUG_ATTEMPTS in all), then stored as `failed` and reported; the other
+runs go on, and the command exits 1. A rerun redoes failed runs (the bug may be fixed). A run that a provider
 failure cut short is stored as `incomplete` and redone likewise, unless its scenario declares
 provider errors part of its protocol. A spent `--max-cost` budget leaves the runs in flight
 unfinished, so a rerun with a higher budget completes exactly what an unbudgeted run would.
 
 An unexpected exception in a run is logged with its traceback and recorded as an
-`internal_error` event of that run (error, type, traceback), written on its own so that a broken
-sink cannot lose it; a rerun deletes it with the run's other rows and redoes the run.
+`internal_error` event of that run (error, type, attempts, traceback), written on its own so that
+a broken sink cannot lose it; a rerun deletes it with the run's other rows and redoes the run.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from sociolab.orchestrator.rows import AgentRow, EventRow, RunRow
 from sociolab.orchestrator.store import Batch, Store
 
 log = logging.getLogger(__name__)
+
+BUG_ATTEMPTS = 2  # a run that raises is tried this many times in one invocation, then marked failed
 
 
 class Progress(Protocol):
@@ -97,21 +100,7 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
         async with limit:
             log.info("run %s started", spec.run_id)
             t0 = time.perf_counter()
-            try:
-                status = await run_one(spec, store, client, progress)
-            except UserError:
-                raise  # the user must fix something (e.g. a refused API key): stop everything
-            except BudgetExhausted:
-                report.unfinished_by_budget.append(spec.run_id)
-                status = "unfinished"
-            except Exception as exc:  # a bug or an unforeseen failure: report it, keep the suite going
-                error = one_line(exc)
-                # the CLI reports it in one line of its own; the traceback goes to the log file
-                log.exception("run %s failed: %s", spec.run_id, error, extra={"screen": False})
-                await record_internal_error(store, spec.run_id, exc, error)
-                report.failed.append((spec.run_id, error))
-                report.internal_errors.append(spec.run_id)
-                status = "failed"
+            status = await run_with_bug_retries(spec, store, client, progress, report)
             log.info("run %s %s after %.2f s", spec.run_id, status, time.perf_counter() - t0)
         if status == "completed":
             report.completed += 1
@@ -131,6 +120,35 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
         if progress:
             progress.stop()
     return report
+
+
+async def run_with_bug_retries(spec: RunSpec, store: Store, client: ModelClient, progress: Progress | None,
+                               report: RunReport) -> str:
+    """Run one run; a run that raises (a bug, or something unforeseen) is redone from scratch,
+    at most BUG_ATTEMPTS times in all, then marked failed with its traceback logged and stored,
+    while the other runs go on. A deterministic bug would otherwise fail every rerun forever
+    without a record; a rerun after a fix redoes failed runs."""
+    for attempt in range(1, BUG_ATTEMPTS + 1):
+        try:
+            return await run_one(spec, store, client, progress)
+        except UserError:
+            raise  # the user must fix something (e.g. a refused API key): stop everything
+        except BudgetExhausted:
+            report.unfinished_by_budget.append(spec.run_id)
+            return "unfinished"
+        except Exception as exc:  # a bug or an unforeseen failure: retried, then reported
+            error = one_line(exc)
+            if attempt < BUG_ATTEMPTS:
+                log.warning("run %s raised %s; redoing it from scratch (attempt %d of %d)", spec.run_id, error,
+                            attempt + 1, BUG_ATTEMPTS, exc_info=exc, extra={"screen": False})
+                await store.run_blocking(store.delete_runs, [spec.run_id])
+                continue
+            # the CLI reports it in one line of its own; the traceback goes to the log file
+            log.exception("run %s failed: %s", spec.run_id, error, extra={"screen": False})
+            await record_internal_error(store, spec.run_id, exc, error, attempts=attempt)
+            report.failed.append((spec.run_id, error))
+            report.internal_errors.append(spec.run_id)
+    return "failed"
 
 
 def runs_to_do(store: Store, plan: Plan, fresh: bool) -> tuple[list[RunSpec], int]:
@@ -167,14 +185,18 @@ def one_line(exc: BaseException) -> str:
     return f"{name}: {error_text(exc)}" if str(exc).strip() else name
 
 
-async def record_internal_error(store: Store, run_id: str, exc: BaseException, error: str) -> None:
-    """An `internal_error` event for a run that raised: the one-line error, the exception's type
-    and its traceback (keys masked). Written in a batch of its own, not through the run's sink,
-    which may be what broke; a failure to write it is logged, never raised."""
-    detail = {"error": error, "type": type(exc).__name__,
+async def record_internal_error(store: Store, run_id: str, exc: BaseException, error: str, *,
+                                attempts: int = 1) -> None:
+    """An `internal_error` event for a run that raised: the one-line error, the exception's type,
+    its traceback (keys masked) and how many attempts raised; the run's row (if it was written)
+    is marked failed. Written in a batch of its own, not through the run's sink, which may be
+    what broke; a failure to write it is logged, never raised."""
+    detail = {"error": error, "type": type(exc).__name__, "attempts": attempts,
               "traceback": redact("".join(traceback.format_exception(exc)))}
     batch = Batch()
     batch.add(EventRow(run_id=run_id, kind="internal_error", detail=detail))
+    batch.update("runs", {"run_id": run_id}, status="failed", stop_reason=f"internal error: {error}",
+                 finished_at=utcnow())
     try:
         await store.write(batch)
     except Exception:

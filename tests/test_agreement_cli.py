@@ -72,7 +72,7 @@ def test_validate_import_bad_values_name_the_line(tmp_path):
     msg = json.loads(cli("sql", "SELECT message_id FROM messages WHERE round = 0 LIMIT 1", "--db", db,
                          "-f", "json").stdout)[0]["message_id"]
     bad = tmp_path / "bad.csv"
-    bad.write_text(f"id,coder,phatic,meta\n{msg},ana,true,\n{msg},ana,maybe,\n")
+    bad.write_text(f"id,coder,phatic,meta\n{msg},ana,true,\n{msg},bob,maybe,\n")
     out = cli("validate", "import", str(bad), "--db", db)
     assert out.returncode == 2 and "bad.csv:3:" in out.stderr and "maybe" in out.stderr
     unknown = tmp_path / "unknown.csv"
@@ -84,3 +84,16 @@ def test_validate_import_bad_values_name_the_line(tmp_path):
     assert out.returncode == 2 and "sociolab judge" in out.stderr
     out = cli("agreement", "--csv", str(tmp_path / "none.csv"))
     assert out.returncode == 2 and "Traceback" not in out.stderr
+    twice = tmp_path / "twice.csv"
+    twice.write_text(f'id,coder,text,phatic\n{msg},ana,"two\nlines",true\n{msg},ana,"again\nand\nagain",no\n')
+    out = cli("validate", "import", str(twice), "--db", db)
+    assert out.returncode == 2 and "twice.csv:4: message id" in out.stderr and "(first on line 2)" in out.stderr
+    multiline = tmp_path / "multiline.csv"
+    multiline.write_text(f'id,coder,text,phatic\n{msg},ana,"one\ntwo\nthree",perhaps\n')
+    out = cli("validate", "import", str(multiline), "--db", db)
+    assert out.returncode == 2 and "multiline.csv:2: column phatic" in out.stderr  # where the record starts
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(f"id,coder,phatic\n{msg},Jos\xe9,true\n".encode("latin-1"))
+    out = cli("validate", "import", str(latin), "--db", db)
+    assert out.returncode == 2 and "not UTF-8 text" in out.stderr and "Traceback" not in out.stderr
+    assert cli("sql", "SELECT count(*) FROM human_codes", "--db", db, "-f", "csv").stdout.splitlines()[1] == "0"

@@ -100,8 +100,13 @@ def test_a_bug_in_a_run_is_one_line_on_screen_and_a_traceback_in_the_log_and_eve
     assert "Traceback (most recent call last)" in text and "buggy_crash_fault" in text
     assert "run t/001 started" in text  # the INFO records that led up to it are kept
 
+    assert "redoing it from scratch (attempt 2 of 2)" in text  # a bug is retried a set number of times
     [(run_id, detail)] = events(db)
     assert run_id == "t/001" and detail["error"] == "KeyError: 'x'" and detail["type"] == "KeyError"
+    assert detail["attempts"] == 2
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT status, stop_reason FROM runs").fetchall() == [
+            ("failed", "internal error: KeyError: 'x'")]
     assert detail["traceback"].startswith("Traceback (most recent call last)")
     assert "buggy_crash_fault" in detail["traceback"] and detail["traceback"].rstrip().endswith("KeyError: 'x'")
 

@@ -275,14 +275,18 @@ def test_custom_naming_needs_every_agent_named():
     assert str(info.value) == "naming 'custom' needs a name for every agent; missing: a, c"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "dedupe() suffixes repeats with ' #2' without checking that the new name is free: custom "
-    "names Bob, Bob, 'Bob #2' come out as Bob, 'Bob #2', 'Bob #2', breaking 'one unique display "
-    "name per persona'"))
 def test_display_names_are_unique_even_when_a_suffix_is_taken():
     names = display_names([persona("a"), persona("b"), persona("c")], "custom",
                           {"a": "Bob", "b": "Bob", "c": "Bob #2"}, clones=False)
-    assert len(set(names)) == 3
+    assert names == ["Bob", "Bob #3", "Bob #2"]
+
+
+def test_nicknames_never_run_out():
+    from sociolab.personas.naming import nickname
+
+    assert [nickname(i) for i in (0, 25, 26, 701, 702, 18277, 18278)] == [
+        "Agent-A", "Agent-Z", "Agent-AA", "Agent-ZZ", "Agent-AAA", "Agent-ZZZ", "Agent-AAAA"]
+    assert len({nickname(i) for i in range(5000)}) == 5000
 
 
 # ---- prompts --------------------------------------------------------------------------------------

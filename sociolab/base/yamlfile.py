@@ -148,10 +148,37 @@ def validate(doc: YamlDoc, model: type[M], data: Any = None, base_loc: tuple = (
     data = doc.data if data is None else data
     if not isinstance(data, dict):
         raise UserError("expected a mapping of keys to values at the top level", file=doc.path, line=1)
+    return model_from(doc, model, data, base_loc)
+
+
+def model_from(doc: YamlDoc, model: type[M], data: Any, base_loc: tuple = ()) -> M:
+    """`model` validated from `data` (a part of `doc` at `base_loc`), or a one-line UserError."""
     try:
-        return model.model_validate(data)
+        value = model.model_validate(data)
     except ValidationError as exc:
         raise validation_error(doc, exc, base_loc) from None
+    refuse_bools_for_numbers(doc, value, data, base_loc)
+    return value
+
+
+def refuse_bools_for_numbers(doc: YamlDoc, value: Any, raw: Any, loc: tuple) -> None:
+    """pydantic's lax mode reads YAML's `true` as the number 1 (`rounds: true` would run one
+    round); a yes/no written where a number belongs is a mistake to report, at its line."""
+    if isinstance(raw, bool) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise UserError(f"{format_loc(loc)}: {str(raw).lower()} is a yes/no value; give a number here",
+                        file=doc.path, line=doc.line_of(loc))
+    if isinstance(value, BaseModel) and isinstance(raw, dict):
+        for name, field in type(value).model_fields.items():
+            key = field.alias or name
+            if key in raw:
+                refuse_bools_for_numbers(doc, getattr(value, name), raw[key], loc + (key,))
+    elif isinstance(value, (list, tuple)) and isinstance(raw, list):
+        for i, (item, raw_item) in enumerate(zip(value, raw)):
+            refuse_bools_for_numbers(doc, item, raw_item, loc + (i,))
+    elif isinstance(value, dict) and isinstance(raw, dict):
+        for key, item in value.items():
+            if key in raw:
+                refuse_bools_for_numbers(doc, item, raw[key], loc + (key,))
 
 
 def validation_error(doc: YamlDoc, exc: ValidationError, base_loc: tuple = ()) -> UserError:
