@@ -96,13 +96,14 @@ class JudgeProgress:
                                          highlight=False)
 
     def __enter__(self) -> "JudgeProgress":
-        self._progress.start()
-        return self
+        return self  # the bar appears with the first coded message: a refused command prints none
 
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
     def update(self, report) -> None:
+        if not self._progress.live.is_started:
+            self._progress.start()
         done = sum(report.coded.values()) + sum(report.uncodable.values()) + sum(report.failed.values())
         info = (f"{sum(report.uncodable.values())} uncodable, {sum(report.failed.values())} failed, "
                 f"{report.calls} calls, ${report.cost_usd:.4f}")

@@ -64,6 +64,7 @@ def test_another_programs_duckdb_file_is_never_written(tmp_path):
     refused(cli("run", str(write_yaml(tmp_path, TINY)), "--db", str(foreign)), "not a sociolab database",
             "measurements")
     refused(cli("judge", "--db", str(foreign), "--sim"), "not a sociolab database")
+    refused(cli("judge", "--db", str(tmp_path / "empty.duckdb"), "--sim"), "no runs match")  # no bar first
     assert foreign.read_bytes() == before
 
 
