@@ -34,6 +34,10 @@ class WallClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
+    def resume_at(self, t: float) -> None:
+        """Continue a resumed run's timeline: now() is `t` seconds from here on."""
+        self._t0 = time.monotonic() - t
+
 
 class VirtualClock:
     """Simulated seconds since the run started; never sleeps."""
@@ -58,6 +62,10 @@ class VirtualClock:
 
     def advance_to(self, t: float) -> None:
         self._now = max(self._now, t)
+
+    def resume_at(self, t: float) -> None:
+        """Continue a resumed run's timeline where its last committed round left it."""
+        self.advance_to(t)
 
     async def sleep(self, seconds: float) -> None:
         """Retry back-off in a simulated run costs simulated time only."""

@@ -4,7 +4,9 @@ A scenario adds messages, LLM calls and events as they happen; `commit_round` ha
 store as one batch (one transaction), together with new response-cache entries and the run's
 progress counter. The write of round N overlaps with the play of round N+1 (at most one write in
 flight per run), so a killed process loses at most the round being played and the one being
-written; a rerun redoes any unfinished run from scratch anyway.
+written. A round's rows and the run's rounds_done are one transaction, so an unfinished run's
+stored rows are exactly its first rounds_done rounds; a resumed run's sink starts `next_seq`
+after its stored messages (sociolab/runner.py).
 """
 
 from __future__ import annotations

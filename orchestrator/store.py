@@ -297,6 +297,45 @@ class SampledMessage(NamedTuple):
     content: str
 
 
+class StoredMessage(NamedTuple):
+    """A committed message of a run, as a resumed scenario rebuilds its conversation from it."""
+
+    seq: int
+    round: int | None
+    turn: int | None
+    sender: str
+    sender_name: str | None
+    content: str
+    context_size: int | None
+    is_error: bool
+    error: str | None
+    started_s: float | None
+    finished_s: float | None
+
+
+class StoredAgent(NamedTuple):
+    """A committed agent's state: its status and the round of its first failed call."""
+
+    agent_id: str
+    status: str | None
+    errored_round: int | None
+
+
+@dataclass(frozen=True)
+class RunSoFar:
+    """What an unfinished run has committed: `rounds_done` rounds (each committed atomically with
+    its progress counter), its messages in seq order, its agents, and the next free seq."""
+
+    run_id: str
+    rounds_done: int
+    messages: list[StoredMessage]
+    agents: list[StoredAgent]
+
+    @property
+    def next_seq(self) -> int:
+        return max((m.seq for m in self.messages), default=-1) + 1
+
+
 # How `sample_messages` can stratify: name -> SQL over messages m, runs r and agents a.
 SAMPLE_STRATA = {"series": "coalesce(r.series, r.suite, '')", "run": "m.run_id", "agent": "m.sender_name",
                  "model": "coalesce(a.model_label, a.model)", "round": "m.round::VARCHAR"}
@@ -517,6 +556,17 @@ class Store:
         rows = self.con.execute(f"SELECT {columns} FROM runs WHERE run_id IN (SELECT unnest(?)) ORDER BY run_id",
                                 [list(run_ids)]).fetchall()
         return [row_of(RunRow, r) for r in rows]
+
+    def run_so_far(self, run_id: str) -> RunSoFar:
+        """The committed state of one run, for resuming it where it stopped."""
+        rounds_done = self._scalar("SELECT coalesce(max(rounds_done), 0) FROM runs WHERE run_id = ?", [run_id])
+        messages = self.con.execute(
+            "SELECT seq, round, turn, sender, sender_name, content, context_size, is_error, error, started_s, "
+            "finished_s FROM messages WHERE run_id = ? ORDER BY seq", [run_id]).fetchall()
+        agents = self.con.execute("SELECT agent_id, status, errored_round FROM agents WHERE run_id = ? "
+                                  "ORDER BY position", [run_id]).fetchall()
+        return RunSoFar(run_id=run_id, rounds_done=int(rounds_done),
+                        messages=list(map(StoredMessage._make, messages)), agents=list(map(StoredAgent._make, agents)))
 
     def runs_with_events(self, run_ids: Iterable[str]) -> list[str]:
         """Those of the given runs that have events (a run that raised before its row was written

@@ -21,6 +21,17 @@ Optional hooks, with defaults: `rounds_planned()` (for progress), `factors()` (t
 levels, stored in runs.factors and usable as `sociolab results --by` keys), and
 `provider_errors_are_results()`.
 
+Resuming mid-run (optional): a kind whose class sets `resumable = True` is continued where it
+stopped when a rerun finds it unfinished (status `running`, i.e. killed or cut short by
+`--max-cost`, with the same config hash and at least one committed round); otherwise (the
+default) it is restarted from scratch. Such a kind must commit every round with
+`commit_round`, so what is stored is exactly rounds 0..rounds_done-1, and, given
+`ctx.resumed` (a `RunSoFar`: rounds_done, the committed messages in seq order, the agents'
+status), must rebuild its state from it without recording anything twice: replay the earlier
+rounds' decisions (and their `ctx.rng` draws, in the same order), continue the clock with
+`ctx.clock.resume_at(t)`, and play on from round `rounds_done` (the sink already numbers new
+messages after the stored ones). On the sim, the result must equal an uninterrupted run's.
+
 How a kind runs and what it records. `run` talks to models only through `ctx.client.complete(
 model, messages, temperature=, max_tokens=, seed=, metadata=, sleep=ctx.clock.sleep)`, which
 never raises for a provider failure: it returns a `Completion` whose `ok` is False and whose
@@ -61,6 +72,7 @@ from pydantic import BaseModel
 from sociolab.orchestrator.client import RunClient
 from sociolab.orchestrator.clock import VirtualClock, WallClock
 from sociolab.orchestrator.sink import EventSink
+from sociolab.orchestrator.store import RunSoFar
 from sociolab.personas.models import Crash, Persona, RosterSpec
 
 KIND_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -88,8 +100,9 @@ class Agent:
 @dataclass
 class RunContext:
     """What the orchestrator hands to `Scenario.run`: the run's identity and seed, its placed
-    agents, the model client, the event sink, the clock (virtual on the in-process sim) and a
-    random generator seeded for this run."""
+    agents, the model client, the event sink, the clock (virtual on the in-process sim), a
+    random generator seeded for this run and, for a resumable kind continuing an unfinished run,
+    what that run committed."""
 
     run_id: str
     seed: int
@@ -98,6 +111,7 @@ class RunContext:
     sink: EventSink
     clock: WallClock | VirtualClock
     rng: random.Random
+    resumed: RunSoFar | None = None  # what an unfinished run committed, for a resumable kind
 
 
 @dataclass
@@ -114,6 +128,7 @@ class Scenario(ABC):
 
     kind: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
+    resumable: ClassVar[bool] = False  # continue an unfinished run from ctx.resumed (module docstring)
 
     def __init__(self, params: BaseModel):
         self.params = params

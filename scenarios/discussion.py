@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sociolab.base.errors import ProviderError
 from sociolab.orchestrator.clock import VirtualClock
 from sociolab.orchestrator.sink import Message
+from sociolab.orchestrator.store import RunSoFar
 from sociolab.personas.models import Persona, RosterSpec
 from sociolab.personas.naming import Naming, display_names
 from sociolab.personas.prompts import Scaffolding, system_prompt
@@ -58,6 +59,7 @@ class DiscussionParams(BaseModel):
 
 class Discussion(Scenario):
     kind = "discussion"
+    resumable = True  # a rerun continues an unfinished run from its last committed round
     Params = DiscussionParams
     params: DiscussionParams
 
@@ -80,11 +82,19 @@ class Discussion(Scenario):
 
     async def run(self, ctx: RunContext) -> Outcome:
         p = self.params
-        seed = ctx.sink.message(Message(sender="user", sender_name="user", content=p.seed_message,
-                                        started_s=0.0, finished_s=0.0))
-        history: list[Message] = [seed]
-        live = list(ctx.agents)
-        for round_index in range(self.rounds_planned()):
+        first_round = 0
+        if ctx.resumed is not None and ctx.resumed.rounds_done > 0:
+            replayed = self.replay(ctx, ctx.resumed)
+            if isinstance(replayed, Outcome):
+                return replayed
+            history, live = replayed
+            first_round = ctx.resumed.rounds_done
+        else:
+            seed = ctx.sink.message(Message(sender="user", sender_name="user", content=p.seed_message,
+                                            started_s=0.0, finished_s=0.0))
+            history = [seed]
+            live = list(ctx.agents)
+        for round_index in range(first_round, self.rounds_planned()):
             order = list(live)
             if p.order == "shuffled":
                 ctx.rng.shuffle(order)
@@ -103,6 +113,42 @@ class Discussion(Scenario):
                 return Outcome(self.stop_status(round_index, order, failed), round_index + 1, reason)
             await ctx.sink.commit_round(round_index + 1)
         return Outcome("completed", self.rounds_planned())
+
+    def replay(self, ctx: RunContext, so_far: RunSoFar) -> Outcome | tuple[list[Message], list[Agent]]:
+        """Rebuild a resumed run's state from its committed rounds, recording nothing: the
+        history (seq order is the order `run` builds it in), the live agents and their
+        errored_round, ctx.rng's shuffles, and the clock at the last round's last finish. If the
+        last committed round ended the run (killed before the runner stored its status), that
+        outcome is returned instead."""
+        p = self.params
+        history = [Message(sender=m.sender, sender_name=m.sender_name or m.sender, content=m.content,
+                           round=m.round, turn=m.turn, context_size=m.context_size, is_error=m.is_error,
+                           error=m.error, started_s=m.started_s, finished_s=m.finished_s, seq=m.seq)
+                   for m in so_far.messages]
+        if not history or history[0].sender != "user":
+            raise ValueError(f"run {so_far.run_id}: its committed messages do not start with the seed message")
+        live = list(ctx.agents)
+        said: list[Message] = []
+        for round_index in range(so_far.rounds_done):
+            order = list(live)
+            if p.order == "shuffled":
+                ctx.rng.shuffle(order)
+            said = [m for m in history if m.round == round_index]
+            by_id = {a.agent_id: a for a in order}
+            if sorted(m.turn or 0 for m in said) != list(range(len(order))) or any(
+                    by_id.get(m.sender) is not order[m.turn or 0] for m in said):
+                raise ValueError(f"run {so_far.run_id}: round {round_index} as stored does not match its replay")
+            failed = [m for m in said if m.is_error]
+            if not self.provider_errors_are_results() and any(
+                    self.crash_fault(by_id[m.sender], round_index) is None for m in failed):
+                return Outcome("incomplete", round_index + 1, "a provider failure after retries")
+            live = self.after_failures(ctx, round_index, live, failed, record=False)
+            if len(failed) > p.stop_failure_share * len(order) or not live:
+                reason = (f"{len(failed)} of {len(order)} agents failed in round {round_index}"
+                          if failed else "no agent left")
+                return Outcome(self.stop_status(round_index, order, failed), round_index + 1, reason)
+        ctx.clock.resume_at(max(finished_s(m) for m in said))
+        return history, live
 
     async def play_round(self, ctx: RunContext, round_index: int, order: list[Agent],
                          history: list[Message]) -> list[Message]:
@@ -192,13 +238,18 @@ class Discussion(Scenario):
         return "stopped"
 
     def after_failures(self, ctx: RunContext, round_index: int, live: list[Agent],
-                       failed: list[Message]) -> list[Agent]:
+                       failed: list[Message], *, record: bool = True) -> list[Agent]:
+        """The agents still called after this round's failures; `record=False` (a resumed
+        run's replay) only restores errored_round, whose rows and events are already stored."""
         failed_ids = {m.sender for m in failed}
         for m in failed:
             agent = next(a for a in live if a.agent_id == m.sender)
             first = agent.errored_round is None
             if first:
                 agent.errored_round = round_index
+            if not record:
+                continue
+            if first:
                 ctx.sink.agent_update(agent.agent_id, status="errored", errored_round=round_index)
             ctx.sink.event("agent_errored", round=round_index, agent_id=m.sender, error=m.error,
                            error_type=m.call.error_type if m.call else None,

@@ -1,9 +1,15 @@
 """Execute a plan: resume what is unfinished, run runs concurrently, report progress.
 
-A rerun skips completed runs and restarts unfinished ones from scratch (their partial rows are
-deleted up front, in one transaction, before any run starts), so the final tables hold each
-message exactly once, whatever was killed when. A run that raises an unexpected error is redone
-from scratch once more (BUG_ATTEMPTS in all), then stored as `failed` and reported; the other
+A rerun skips completed runs. An unfinished run whose scenario kind is resumable (the
+`discussion` kind) is continued from its last committed round when it is still `running` (the
+process was killed, or `--max-cost` ran out), its config hash is the plan's and at least one
+round is committed: every round is committed atomically with the run's rounds_done, so its rows
+are exactly those rounds, and the scenario rebuilds its state from them (on the sim the result
+equals an uninterrupted run's). Every other unfinished run (`failed`, `incomplete`, changed
+config, a kind that does not resume, nothing committed yet) restarts from scratch: its partial
+rows are deleted up front, in one transaction, before any run starts. Either way the final
+tables hold each message exactly once, whatever was killed when. A run that raises an
+unexpected error is redone from scratch once more (BUG_ATTEMPTS in all), then stored as `failed` and reported; the other
 runs go on, and the command exits 1. A rerun redoes failed runs (the bug may be fixed). A run that a provider
 failure cut short is stored as `incomplete` and redone likewise, unless its scenario declares
 provider errors part of its protocol. A spent `--max-cost` budget leaves the runs in flight
@@ -86,7 +92,7 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
                   fresh: bool = False, client: ModelClient | None = None) -> RunReport:
     """Run every unfinished run of the plan; returns what happened."""
     client = client or client_for(plan)
-    todo, skipped = await store.run_blocking(runs_to_do, store, plan, fresh)
+    todo, skipped, resume = await store.run_blocking(runs_to_do, store, plan, fresh)
     models = {p.model for spec in todo for p in spec.personas if client.uses_cache(p.model)}
     client.cache.preload(await store.run_blocking(store.load_cache, sorted(models)))
     report = RunReport(planned=len(plan.runs), skipped=skipped)
@@ -100,7 +106,8 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
         async with limit:
             log.info("run %s started", spec.run_id)
             t0 = time.perf_counter()
-            status = await run_with_bug_retries(spec, store, client, progress, report)
+            status = await run_with_bug_retries(spec, store, client, progress, report,
+                                                resume=spec.run_id in resume)
             log.info("run %s %s after %.2f s", spec.run_id, status, time.perf_counter() - t0)
         if status == "completed":
             report.completed += 1
@@ -123,14 +130,14 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
 
 
 async def run_with_bug_retries(spec: RunSpec, store: Store, client: ModelClient, progress: Progress | None,
-                               report: RunReport) -> str:
+                               report: RunReport, *, resume: bool = False) -> str:
     """Run one run; a run that raises (a bug, or something unforeseen) is redone from scratch,
     at most BUG_ATTEMPTS times in all, then marked failed with its traceback logged and stored,
     while the other runs go on. A deterministic bug would otherwise fail every rerun forever
     without a record; a rerun after a fix redoes failed runs."""
     for attempt in range(1, BUG_ATTEMPTS + 1):
         try:
-            return await run_one(spec, store, client, progress)
+            return await run_one(spec, store, client, progress, resume=resume and attempt == 1)
         except UserError:
             raise  # the user must fix something (e.g. a refused API key): stop everything
         except BudgetExhausted:
@@ -151,32 +158,42 @@ async def run_with_bug_retries(spec: RunSpec, store: Store, client: ModelClient,
     return "failed"
 
 
-def runs_to_do(store: Store, plan: Plan, fresh: bool) -> tuple[list[RunSpec], int]:
+def runs_to_do(store: Store, plan: Plan, fresh: bool) -> tuple[list[RunSpec], int, set[str]]:
     """Completed runs are skipped, unless their config changed (then the user must choose).
 
-    Rows of the runs to redo (unfinished, or all with `fresh`) are deleted here, in one
-    transaction, so every run then starts from nothing.
+    Returns the runs to do, how many were skipped, and which of those to do are resumed from
+    their last committed round (see the module docstring). Rows of the other runs to redo
+    (unfinished, or all with `fresh`) are deleted here, in one transaction, so they start from
+    nothing.
     """
-    states = store.run_states(spec.run_id for spec in plan.runs)
-    todo, skipped = [], 0
+    from sociolab.scenarios.registry import scenario_class
+
+    states = {run.run_id: run for run in store.runs(spec.run_id for spec in plan.runs)}
+    todo, skipped, resume = [], 0, set()
     for spec in plan.runs:
-        status, config_hash = states.get(spec.run_id, (None, None))
+        run = states.get(spec.run_id)
+        status, config_hash = (run.status, run.config_hash) if run else (None, None)
         if status in ("completed", "stopped") and not fresh:
             if config_hash != spec.config_hash():
                 raise UserError(f"run {spec.run_id} is already in {store.path} with a different "
                                 "configuration; rerun with --fresh to replace it, or use another --db",
                                 file=plan.path)
             skipped += 1
-        else:
-            todo.append(spec)
-    stale = [spec.run_id for spec in todo if spec.run_id in states]
+            continue
+        todo.append(spec)
+        if (run is not None and not fresh and status == "running" and config_hash == spec.config_hash()
+                and run.kind == spec.kind and (run.rounds_done or 0) > 0 and scenario_class(spec.kind).resumable):
+            resume.add(spec.run_id)
+    stale = [spec.run_id for spec in todo if spec.run_id in states and spec.run_id not in resume]
     new = [spec.run_id for spec in todo if spec.run_id not in states]
     if new:  # a run that raised before its row was written left only its internal_error event
         stale += store.runs_with_events(new)
+    if resume:
+        log.info("resuming %d unfinished run(s) from their last committed round", len(resume))
     if stale:
         log.info("redoing %d unfinished run(s): their rows are deleted first", len(stale))
         store.delete_runs(stale)
-    return todo, skipped
+    return todo, skipped, resume
 
 
 def one_line(exc: BaseException) -> str:
@@ -203,12 +220,16 @@ async def record_internal_error(store: Store, run_id: str, exc: BaseException, e
         log.exception("run %s: could not store its internal_error event in %s", run_id, store.path)
 
 
-async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Progress | None) -> str:
+async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Progress | None, *,
+                  resume: bool = False) -> str:
+    """Play one run and store its status; with `resume`, continue it from what it committed
+    (its run and agent rows are kept) instead of writing it afresh."""
     from sociolab.scenarios.base import RunContext
     from sociolab.scenarios.registry import scenario_class
 
     scenario = scenario_class(spec.kind)(spec.params)
     agents = scenario.place_agents(list(spec.personas), spec.roster)
+    so_far = await store.run_blocking(store.run_so_far, spec.run_id) if resume else None
     start = Batch()
     start.add(RunRow(run_id=spec.run_id, source="sociolab", suite=spec.suite, series=spec.series,
                      repeat=spec.repeat, seed=spec.seed, kind=spec.kind, config=spec.config_json(),
@@ -219,13 +240,17 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
                            persona=a.persona.key, model=a.model, model_label=a.persona.label,
                            system_prompt=a.system_prompt, status="active",
                            provider="scripted" if a.scripted else client.provider_for(a.model).name))
-    await store.write(start)
+    if so_far is None:
+        await store.write(start)
     virtual = all(a.scripted or client.is_in_process(a.model) for a in agents)
     sink = EventSink(store, spec.run_id, client.cache,
                      on_commit=(lambda msgs: progress.messages(spec, msgs)) if progress else None)
+    if so_far is not None:
+        sink.next_seq = so_far.next_seq
     run_client = RunClient(client)
     ctx = RunContext(run_id=spec.run_id, seed=spec.seed, agents=agents, client=run_client, sink=sink,
-                     clock=VirtualClock() if virtual else WallClock(), rng=random.Random(spec.seed))
+                     clock=VirtualClock() if virtual else WallClock(), rng=random.Random(spec.seed),
+                     resumed=so_far)
     outcome = await scenario.run(ctx)
     status, reason = outcome.status, outcome.stop_reason
     if run_client.provider_failures and not scenario.provider_errors_are_results() and status != "failed":
