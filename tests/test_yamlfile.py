@@ -268,3 +268,11 @@ def test_validate_a_part_of_the_document(tmp_path):
     assert validate(doc, Params, doc.data["params"]).rounds == 3
     with pytest.raises(UserError, match="expected a mapping"):
         validate(doc, Params, doc.data["roster"])
+
+
+def test_a_control_character_is_one_line_at_its_line(tmp_path):
+    path = tmp_path / "ctl.yaml"
+    path.write_text("name: a\nkind: b\x1f\n")
+    with pytest.raises(UserError) as info:
+        read_yaml(path)
+    assert str(info.value) == f"{path}:2: invalid YAML: the control character U+001F is not allowed; remove it"

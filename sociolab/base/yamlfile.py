@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from sociolab.base.errors import UserError
+from sociolab.base.errors import UserError, first_line
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -125,8 +125,9 @@ def read_yaml(path: str | Path) -> YamlDoc:
     """Parse a YAML file or raise a one-line UserError naming the file and line."""
     path = Path(path)
     text = read_text(path)
-    loader = BoundedLoader(text)
+    loader: BoundedLoader | None = None
     try:
+        loader = BoundedLoader(text)  # its reader checks the characters at once: inside the try
         root = loader.get_single_node()
         refuse_duplicate_keys(root, path)
         data = loader.construct_document(root) if root is not None else None
@@ -136,10 +137,16 @@ def read_yaml(path: str | Path) -> YamlDoc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         raise UserError(f"invalid YAML: {exc.problem or exc.context}", file=path, line=line) from None
+    except yaml.reader.ReaderError as exc:
+        line = text[:exc.position].count("\n") + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise UserError(f"invalid YAML: the control character U+{code:04X} is not allowed; remove it",
+                        file=path, line=line) from None
     except yaml.YAMLError as exc:
-        raise UserError(f"invalid YAML: {exc}", file=path) from None
+        raise UserError(f"invalid YAML: {first_line(exc)}", file=path) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return YamlDoc(path, data, root)
 
 
