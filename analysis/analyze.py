@@ -41,7 +41,8 @@ from .agreement import fmt, to_json
 from .compensation import compensation, isolation_baseline, require_conditions, run_conditions
 from .profiles import (RULES, Rule, agent_counts, check_rule, connection, model_profiles, resolve_codebook,
                        series_key, series_similarity, values_by_series)
-from .stats import SeriesPair, compare_series, present_pairs
+from .families import SeriesPair, present_pairs
+from .stats import compare_series
 
 CONDITION_FIELDS = ("scaffolding", "naming", "order", "clones")
 

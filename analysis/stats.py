@@ -27,6 +27,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from .families import SeriesPair
+
 NAN = float("nan")
 
 Values = Sequence[float] | npt.NDArray[np.float64]
@@ -225,34 +227,6 @@ class Comparison:
     p_perm: float                # permutation test on diff_mean, two-sided, +1 corrected
     p_holm: float = NAN          # Holm over the family, applied to p (Mann-Whitney)
     p_perm_holm: float = NAN     # Holm over the family, applied to p_perm
-
-
-@dataclass(frozen=True)
-class SeriesPair:
-    """One comparison of a family: series `a` against series `b`, and what the contrast tests.
-    A family is declared with the runs (a suite's `analysis: {comparisons: ...}`), so analysis
-    never needs to know a study's series by name."""
-    a: str
-    b: str
-    label: str = ""
-
-    def title(self) -> str:
-        return self.label or f"{self.a} vs {self.b}"
-
-    def to_json(self) -> dict[str, str]:
-        """How a family entry is stored in runs.config (`$.analysis.comparisons[i]`)."""
-        return {"a": self.a, "b": self.b, **({"label": self.label} if self.label else {})}
-
-    @classmethod
-    def from_json(cls, entry: Mapping[str, object]) -> "SeriesPair":
-        return cls(str(entry["a"]), str(entry["b"]), str(entry.get("label") or ""))
-
-
-def present_pairs(family: Iterable[SeriesPair], available: Iterable[str]) -> list[SeriesPair]:
-    """The pairs of a family whose two series are both available (a default family is applied to
-    whatever part of it a store holds)."""
-    have = set(available)
-    return [p for p in family if p.a in have and p.b in have]
 
 
 def compare_series(values_by_series: Mapping[str, Values],

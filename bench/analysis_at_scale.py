@@ -51,7 +51,8 @@ sys.path.insert(0, str(_HERE.parent))
 import duckdb  # noqa: E402
 
 from sociolab.analysis.profiles import agent_counts, model_profiles, series_similarity, values_by_series  # noqa: E402
-from sociolab.analysis.stats import compare_series, describe, present_pairs  # noqa: E402
+from sociolab.analysis.families import present_pairs  # noqa: E402
+from sociolab.analysis.stats import compare_series, describe  # noqa: E402
 from sociolab.studies import WARROOM  # noqa: E402
 from sociolab.orchestrator.store import MIGRATIONS  # noqa: E402
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sociolab.analysis.stats import SeriesPair
+from sociolab.analysis.families import SeriesPair
 from sociolab.personas.models import Persona, RosterSpec, resolve_personas
 from sociolab.orchestrator.client import ClientSettings
 from sociolab.base.errors import UserError

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
-from sociolab.analysis.stats import (SeriesPair, compare_series, cosine, describe, exact_permutation_p, holm,
+from sociolab.analysis.families import SeriesPair, present_pairs
+from sociolab.analysis.stats import (compare_series, cosine, describe, exact_permutation_p, holm,
                                      mann_whitney, mean_pairwise_cosine, permutation_hits, permutation_test,
-                                     present_pairs, rank_biserial)
+                                     rank_biserial)
 
 X = [0.61, 0.72, 0.55, 0.80, 0.72, 0.66, 0.59]
 Y = [0.90, 0.72, 0.88, 0.93, 0.85, 0.79]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sociolab.analysis.analyze import analyze, declared_family
-from sociolab.analysis.stats import SeriesPair
+from sociolab.analysis.families import SeriesPair
 from sociolab.base.errors import UserError
 from sociolab.config import load_plan, load_suite_family
 from sociolab.judges.runner import JudgeConfig, judge_store

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sociolab.analysis.stats import SeriesPair
+from sociolab.analysis.families import SeriesPair
 from sociolab.base.errors import UserError
 
 from . import warroom

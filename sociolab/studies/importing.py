@@ -22,7 +22,7 @@ import hashlib
 import json
 from typing import Any, Iterable, Sequence
 
-from sociolab.analysis.stats import SeriesPair
+from sociolab.analysis.families import SeriesPair
 from sociolab.orchestrator.store import Batch, Store
 
 from .pack import library_suite

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
-from sociolab.analysis.stats import SeriesPair
+from sociolab.analysis.families import SeriesPair
 from sociolab.base.errors import UserError
 from sociolab.orchestrator.store import Store
 
