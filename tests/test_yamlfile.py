@@ -276,3 +276,26 @@ def test_a_control_character_is_one_line_at_its_line(tmp_path):
     with pytest.raises(UserError) as info:
         read_yaml(path)
     assert str(info.value) == f"{path}:2: invalid YAML: the control character U+001F is not allowed; remove it"
+
+
+@pytest.mark.parametrize("text, line, says", [
+    ("a: &x {b: *x}\n", 1, "an alias refers to a value that contains it"),
+    ("a: &x [1, *x]\n", 1, "an alias refers to a value that contains it"),
+    ("l0: &l0 [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"l{i}: &l{i} [{','.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9)), 6, "expand to more than 1,000,000"),
+    ("name: t\nrounds: !!int abc\n", 2, "'abc' is not a valid int"),
+    ("name: t\nflag: !!bool -1.9\n", 2, "'-1.9' is not a valid bool"),
+    ("name: t\nt: !!float null\n", 2, "'null' is not a valid float"),
+])
+def test_endless_aliases_and_values_that_break_their_tags_are_one_line(tmp_path, text, line, says):
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as info:
+        read_yaml(path)
+    assert info.value.line == line and says in info.value.message and "\n" not in str(info.value)
+
+
+def test_shared_aliases_within_the_bound_still_load(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("base: &b {rounds: 3}\none: *b\ntwo: *b\n")
+    assert read_yaml(path).data == {"base": {"rounds": 3}, "one": {"rounds": 3}, "two": {"rounds": 3}}

@@ -26,6 +26,7 @@ M = TypeVar("M", bound=BaseModel)
 MAX_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 100
 MERGE_KEY = "<<"
+MAX_EXPANDED = 1_000_000
 
 
 class BoundedLoader(yaml.SafeLoader):
@@ -43,6 +44,15 @@ class BoundedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A value that does not fit its explicit tag (`!!int abc`, `!!bool 2`, `!!float null`)
+        is the file's mistake: one line at the value's line, not PyYAML's ValueError or KeyError."""
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+            raise UserError(f"invalid YAML: {str(node.value)[:60]!r} is not a valid {node.tag.rsplit(':', 1)[-1]} "
+                            f"({type(exc).__name__}: {first_line(exc, 120)})", line=node.start_mark.line + 1) from None
 
 
 class YamlDoc:
@@ -103,22 +113,46 @@ def read_text(path: Path) -> str:
         raise UserError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", file=path, line=line) from None
 
 
-def refuse_duplicate_keys(root: yaml.Node | None, path: Path) -> None:
-    """A key written twice in one mapping is an error at its second line (walked iteratively)."""
-    todo = [root] if root is not None else []
+def check_structure(root: yaml.Node | None, path: Path) -> None:
+    """Refuse, at the offending line: a key written twice in one mapping, an alias that contains
+    itself (`a: &x {b: *x}`, an endless structure), and aliases that expand past MAX_EXPANDED
+    values (the "billion laughs": small to write, endless to validate or store). Walked
+    iteratively, each node once."""
+    size: dict[int, int] = {}  # node id -> values it expands to; -1 while its children are walked
+    todo: list[tuple[yaml.Node, bool]] = [(root, False)] if root is not None else []
     while todo:
-        node = todo.pop()
+        node, children_done = todo.pop()
+        kids = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else \
+            list(node.value) if isinstance(node, yaml.SequenceNode) else []
+        if children_done:
+            size[id(node)] = 1 + sum(size[id(kid)] for kid in kids)
+            if size[id(node)] > MAX_EXPANDED:
+                raise UserError(f"invalid YAML: its aliases expand to more than {MAX_EXPANDED:,} values; write "
+                                "the values out or use fewer aliases", file=path, line=node.start_mark.line + 1)
+            continue
+        if id(node) in size:
+            continue  # an alias of a value already walked
+        size[id(node)] = -1
         if isinstance(node, yaml.MappingNode):
-            seen: dict[str, int] = {}
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.value != MERGE_KEY:
-                    if key.value in seen:
-                        raise UserError(f"{key.value}: this key appears twice (first on line {seen[key.value]}); "
-                                        "keep one", file=path, line=key.start_mark.line + 1)
-                    seen[key.value] = key.start_mark.line + 1
-                todo += [key, value]
-        elif isinstance(node, yaml.SequenceNode):
-            todo += node.value
+            refuse_repeated_key(node, path)
+        todo.append((node, True))
+        for kid in kids:
+            if size.get(id(kid)) == -1:  # an ancestor: the value contains itself
+                raise UserError("invalid YAML: an alias refers to a value that contains it (an endless "
+                                "structure); write the value out", file=path, line=kid.start_mark.line + 1)
+            if id(kid) not in size:
+                todo.append((kid, False))
+
+
+def refuse_repeated_key(node: yaml.MappingNode, path: Path) -> None:
+    """A key twice in one mapping is an error at its second line (PyYAML keeps the last silently)."""
+    seen: dict[str, int] = {}
+    for key, _ in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.value != MERGE_KEY:
+            if key.value in seen:
+                raise UserError(f"{key.value}: this key appears twice (first on line {seen[key.value]}); keep one",
+                                file=path, line=key.start_mark.line + 1)
+            seen[key.value] = key.start_mark.line + 1
 
 
 def read_yaml(path: str | Path) -> YamlDoc:
@@ -129,7 +163,7 @@ def read_yaml(path: str | Path) -> YamlDoc:
     try:
         loader = BoundedLoader(text)  # its reader checks the characters at once: inside the try
         root = loader.get_single_node()
-        refuse_duplicate_keys(root, path)
+        check_structure(root, path)
         data = loader.construct_document(root) if root is not None else None
     except UserError as exc:
         raise UserError(exc.message, file=path, line=exc.line) from None
