@@ -201,7 +201,7 @@ def test_unreachable_host_through_the_cli_is_one_line(tmp_path):
         """)
     t0 = time.perf_counter()
     out = cli("run", str(path), "--db", str(tmp_path / "g.duckdb"))
-    assert time.perf_counter() - t0 < 30
+    assert time.perf_counter() - t0 < 120  # a hang guard only (retrying would take minutes); CI machines are loaded
     assert out.returncode == 2 and "cannot reach 127.0.0.1" in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
 
