@@ -50,7 +50,7 @@ class BoundedLoader(yaml.SafeLoader):
         is the file's mistake: one line at the value's line, not PyYAML's ValueError or KeyError."""
         try:
             return super().construct_object(node, deep)
-        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError, AttributeError) as exc:  # !!timestamp 7: AttributeError
             raise UserError(f"invalid YAML: {str(node.value)[:60]!r} is not a valid {node.tag.rsplit(':', 1)[-1]} "
                             f"({type(exc).__name__}: {first_line(exc, 120)})", line=node.start_mark.line + 1) from None
 
