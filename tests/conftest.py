@@ -16,6 +16,29 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+# The smallest useful run file: a two-agent, two-round discussion on sim stand-ins.
+TINY_DISCUSSION = """
+name: t
+kind: discussion
+seed: 3
+agents:
+  roster: warroom
+  only: [llama, kimi]
+params:
+  seed_message: "@all We need a plan for a food delivery app."
+  rounds: 2
+sim: {stand_ins: true}
+"""
+
+
+def tables(db: Path, queries: dict[str, str]) -> dict[str, list]:
+    """Each query's rows from a DuckDB file opened read-only: what two runs are compared on."""
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        return {name: con.execute(sql).fetchall() for name, sql in queries.items()}
+
+
 def write_yaml(directory: Path, text: str, name: str = "scenario.yaml") -> Path:
     path = directory / name
     path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")

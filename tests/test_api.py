@@ -5,20 +5,9 @@ from __future__ import annotations
 import pytest
 
 import sociolab
-from tests.conftest import write_yaml
+from tests.conftest import TINY_DISCUSSION, write_yaml
 
-TINY = """
-name: api
-kind: discussion
-seed: 3
-agents:
-  roster: warroom
-  only: [llama, kimi]
-params:
-  seed_message: "@all We need a plan for a food delivery app."
-  rounds: 2
-sim: {stand_ins: true}
-"""
+TINY = TINY_DISCUSSION
 
 
 def test_import_sociolab_is_cheap_and_names_its_version():

@@ -7,20 +7,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from tests.conftest import cli, write_yaml
+from tests.conftest import TINY_DISCUSSION, cli, write_yaml
 
-TINY = """
-name: t
-kind: discussion
-seed: 3
-agents:
-  roster: warroom
-  only: [llama, kimi]
-params:
-  seed_message: "@all We need a plan."
-  rounds: 2
-sim: {stand_ins: true}
-"""
+TINY = TINY_DISCUSSION
 
 
 def refused(out, *needles: str) -> None:

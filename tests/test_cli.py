@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import REPO, cli, write_yaml
+from tests.conftest import tables, REPO, cli, write_yaml
 
 QUICKSTART = REPO / "scenarios/library/quickstart.yaml"
 
@@ -155,11 +155,7 @@ COMPARE = {
 
 
 def snapshot(db: Path) -> dict:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return {name: con.execute(sql).fetchall() for name, sql in COMPARE.items()}
-    finally:
-        con.close()
+    return tables(db, COMPARE)
 
 
 @pytest.mark.slow

@@ -22,20 +22,9 @@ from sociolab.base.errors import ProviderError
 from sociolab.orchestrator.provider import ProviderDefaults, ProviderReply
 from sociolab.orchestrator.redact import register_secrets
 
-from tests.conftest import REPO, cli, write_yaml
+from tests.conftest import TINY_DISCUSSION, REPO, cli, write_yaml
 
-TINY = """
-name: t
-kind: discussion
-seed: 3
-agents:
-  roster: warroom
-  only: [llama, kimi]
-params:
-  seed_message: "@all We need a plan for a food delivery app."
-  rounds: 2
-sim: {stand_ins: true}
-"""
+TINY = TINY_DISCUSSION
 
 # A bug planted in the discussion scenario, in a real `sociolab` process.
 DRIVER = """

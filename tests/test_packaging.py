@@ -101,4 +101,6 @@ def test_installed_sociolab_runs_from_a_folder_with_its_own_scenarios_package(si
     assert where.startswith(str(site))
     ran = sociolab("run", "q.yaml", "--db", "q.duckdb", "-q")
     assert ran.returncode == 0, ran.stderr
-    assert "7 agents" in ran.stdout or "agents" in ran.stdout
+    stored = sociolab("sql", "SELECT (SELECT count(*) FROM agents), (SELECT count(*) FROM runs WHERE status = "
+                      "'completed')", "--db", "q.duckdb", "-f", "csv")
+    assert stored.stdout.splitlines()[1:] == ["7,1"], stored.stdout + stored.stderr

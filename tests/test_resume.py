@@ -25,7 +25,7 @@ from sociolab.orchestrator.sink import EventSink
 from sociolab.orchestrator.store import Store
 from sociolab.runner import execute
 from sociolab.scenarios.discussion import Discussion
-from tests.conftest import REPO, cli, write_yaml
+from tests.conftest import tables, REPO, cli, write_yaml
 
 # every column, except wall-clock timestamps (and latency_ms, measured in wall time)
 COMPARE = {
@@ -42,11 +42,7 @@ COMPARE = {
 
 
 def snapshot(db: Path) -> dict:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return {name: con.execute(sql).fetchall() for name, sql in COMPARE.items()}
-    finally:
-        con.close()
+    return tables(db, COMPARE)
 
 
 def scenario(tmp_path: Path, *, order: str = "fixed", rounds: int = 6, crash: str = "", runs: int = 1,
