@@ -23,6 +23,7 @@ import duckdb
 
 from sociolab.base.errors import UserError
 from sociolab.base.errors import first_line
+from sociolab.base.userfiles import regular_file
 
 from .scratch import one_row
 
@@ -92,8 +93,10 @@ def load_wide_csv(con: duckdb.DuckDBPyConnection, path: str | Path, raters: list
     Anything wrong raises UserError naming the file, the CSV line and the column.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError("no such CSV file; check the path", file=path)
+    try:
+        regular_file(path, "CSV file")
+    except UserError as exc:
+        raise UserError(exc.message.replace("no such file", "no such CSV file; check the path"), file=path) from None
     raw = _read_raw(con, path)
     try:
         columns = [r[0] for r in con.execute(f"DESCRIBE {raw}").fetchall()]

@@ -165,7 +165,7 @@ def load_codebook(name_or_path: str | Path) -> Codebook:
         return plugin_codebook(text)
     if text in library_names():
         return read_codebook(LIBRARY / f"{text}.yaml")
-    if Path(text).is_file():
+    if os.path.isfile(text):  # never raises, even on a name too long for the file system
         return read_codebook(Path(text))
     raise UserError(f"unknown codebook '{text}': give a YAML path or one of {', '.join(library_names())}"
                     f"{plugin_codebooks_text()}")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sociolab.analysis.ratings import FALSE_WORDS as RATING_FALSE, TRUE_WORDS as RATING_TRUE
 from sociolab.base.errors import UserError
+from sociolab.base.userfiles import regular_file
 from sociolab.orchestrator.rows import HumanCodeRow
 from sociolab.orchestrator.store import SAMPLE_STRATA, Store
 
@@ -35,13 +36,16 @@ def export_sample(store: Store, codebook: Codebook, path: Path, *, n: int, strat
     graded = codebook.graded
     header = ["id", "stratum", "run_id", "round", "sender", "context", "text", "coder"]
     header += flags + [f"{f}_level" for f in graded]
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        for row in rows:
-            ctx = context_before(store, row.message_id, context)
-            writer.writerow([row.message_id, row.stratum, row.run_id, row.round, row.sender_name, ctx, row.content, ""]
-                            + [""] * (len(flags) + len(graded)))
+    try:
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            for row in rows:
+                ctx = context_before(store, row.message_id, context)
+                writer.writerow([row.message_id, row.stratum, row.run_id, row.round, row.sender_name, ctx,
+                                 row.content, ""] + [""] * (len(flags) + len(graded)))
+    except OSError as exc:  # a full disk or a refused write: the sample is not there, say so in one line
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.stratum] = counts.get(row.stratum, 0) + 1
@@ -61,10 +65,16 @@ class ImportResult:
     codes: int
 
 
+MAX_FIELD = 16 * 1024 * 1024  # a message's text with its context; the csv module's default is 128 KiB
+
+
 def import_codes(store: Store, codebook: Codebook, path: Path, *, coder: str | None = None) -> ImportResult:
     """Read a coded sample CSV into human_codes; every problem names the file and line."""
-    if not path.is_file():
-        raise UserError("no such CSV file", file=path)
+    try:
+        regular_file(path, "CSV file")
+    except UserError as exc:
+        raise UserError(exc.message.replace("no such file", "no such CSV file"), file=path) from None
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD))
     rows: list[HumanCodeRow] = []
     coders: dict[str, int] = {}
     first_seen: dict[tuple[str, str], int] = {}
@@ -92,6 +102,8 @@ def import_codes(store: Store, codebook: Codebook, path: Path, *, coder: str | N
                 line = reader.line_num + 1
         except UnicodeDecodeError:
             raise UserError("not UTF-8 text; save the CSV as UTF-8", file=path, line=reader.line_num + 1) from None
+        except csv.Error as exc:  # a NUL byte, a field past the size bound, ...
+            raise UserError(f"not a readable CSV: {exc}", file=path, line=reader.line_num + 1) from None
     store.replace_human_codes(rows)
     return ImportResult(coders, len(rows))
 

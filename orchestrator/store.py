@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -230,6 +231,12 @@ MIGRATIONS: list[str] = [
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+
+def tables_up_to(version: int) -> set[str]:
+    """The tables a sociolab file of schema `version` holds (none is ever dropped): how a file
+    that merely has a `schema_version` table of its own is told apart from a sociolab store."""
+    return {name.lower() for sql in MIGRATIONS[:version] for name in re.findall(r"CREATE TABLE (\w+)", sql)}
+
 RUN_TABLES = ("codes", "tool_calls", "outcomes", "messages", "llm_calls", "events", "agents", "runs")
 
 
@@ -393,6 +400,11 @@ class Store:
         if version == 0 and path != ":memory:":
             store.close()
             raise UserError("not a sociolab database (no schema_version table); check --db", file=path)
+        try:
+            store.refuse_newer_or_foreign(version)
+        except UserError:
+            store.close()
+            raise
         if version < SCHEMA_VERSION:
             store.close()  # an older sociolab file: bring its schema up to date once, then read
             cls.open(path).close()
@@ -411,9 +423,7 @@ class Store:
         current = self.schema_version()
         if current == 0:
             self.refuse_foreign_file()
-        if current > SCHEMA_VERSION:
-            raise UserError(f"database schema v{current} is newer than this sociolab (v{SCHEMA_VERSION}); "
-                            "upgrade sociolab", file=self.path)
+        self.refuse_newer_or_foreign(current)
         for version in range(current, SCHEMA_VERSION):
             with self.transaction():
                 if version == 0:
@@ -430,6 +440,21 @@ class Store:
         if tables:
             raise UserError(f"not a sociolab database: it holds other tables ({', '.join(tables)}) and no "
                             "sociolab schema; it is left untouched: use a new --db", file=self.path)
+
+    def refuse_newer_or_foreign(self, version: int) -> None:
+        """A file of a newer schema is read and written only by that sociolab (its columns may mean
+        something else); a file with a `schema_version` table but without sociolab's tables of that
+        version is another program's, whatever its version row says."""
+        if version > SCHEMA_VERSION:
+            raise UserError(f"database schema v{version} is newer than this sociolab (v{SCHEMA_VERSION}); "
+                            "upgrade sociolab", file=self.path)
+        present = {r[0].lower() for r in self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+        missing = sorted(tables_up_to(version) - present)
+        if missing:
+            raise UserError(f"not a sociolab database: it has a schema_version table ({version}) but lacks "
+                            f"sociolab's tables ({', '.join(missing[:4])}); it is left untouched: use a new --db",
+                            file=self.path)
 
     def close(self) -> None:
         if self._executor is not None:

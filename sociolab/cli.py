@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from sociolab.base.errors import UserError
+from sociolab.base.errors import UserError, first_line
 
 if TYPE_CHECKING:
     from sociolab.analysis.profiles import Rule
@@ -62,8 +62,15 @@ def log_beside_db(db: Path) -> Path:
     """--db also places the default log file: `x.duckdb` logs to `x.log`."""
     from sociolab.orchestrator.logs import log_beside
 
+    if not str(db) or not db.name:
+        raise UserError(f"--db '{db}': give a database file name, e.g. --db results.duckdb")
     log_beside(db)
     return db
+
+
+def seed_option(help: str):
+    """--seed of any command: a whole number from 0 (numpy and DuckDB refuse negative seeds)."""
+    return typer.Option(0, help=help, callback=lambda value: in_range("--seed", value, 0, 2**63 - 1))
 
 
 DB_OPTION = typer.Option("sociolab.duckdb", "--db", help="DuckDB file to use.", callback=log_beside_db)
@@ -91,8 +98,8 @@ def run(
     from sociolab.orchestrator.store import Store
 
     check_budget(max_cost)
-    if concurrency is not None and concurrency < 1:
-        raise UserError(f"--concurrency {concurrency}: give at least 1")
+    if concurrency is not None:
+        in_range("--concurrency", concurrency, 1, 256)
     only = series.split(",") if series else None
     if dry_run:
         from sociolab.config import load_plan
@@ -226,7 +233,7 @@ def serve_sim(
     slow_ms: float = typer.Option(5000.0, help="delay of a slow reply"),
     malformed_rate: float = typer.Option(0.0, help="share of replies with a malformed JSON body"),
     fail_first: int = typer.Option(0, help="the first N requests fail with 503"),
-    seed: int = typer.Option(0, help="seed of the fault draws"),
+    seed: int = seed_option("seed of the fault draws"),
     api_key: Optional[str] = typer.Option(None, help="require this bearer token"),
     verbose: bool = typer.Option(False, "--verbose", help="log every request"),
 ) -> None:
@@ -335,12 +342,27 @@ def exit_if_judge_calls_failed(report) -> None:
 
 
 def writable_output(path: Path) -> Path:
-    """Check an output path before any work is done, so a typo costs nothing."""
+    """Check an output path before any work is done, so a typo costs nothing, and never overwrite
+    a DuckDB file (the store itself given as `-o`, or any other database) with a report."""
+    if not str(path):
+        raise UserError("the output file name is empty; give a file name with -o")
     if not path.parent.is_dir():
         raise UserError(f"cannot write {path}: the folder {path.parent} does not exist")
     if path.is_dir():
         raise UserError(f"cannot write {path}: it is a folder")
+    if is_duckdb_file(path):
+        raise UserError(f"cannot write {path}: it is a DuckDB database (a store?) and would be overwritten; "
+                        "give another -o")
     return path
+
+
+def is_duckdb_file(path: Path) -> bool:
+    """DuckDB files carry the magic bytes `DUCK` at offset 8 of their first block."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(12)[8:12] == b"DUCK"
+    except OSError:
+        return False
 
 
 def write_output(path: Path, text: str) -> None:
@@ -363,7 +385,7 @@ def agreement(
     flags: Optional[str] = typer.Option(None, help="only these flags (comma-separated)"),
     ci: bool = typer.Option(True, "--ci/--no-ci", help="bootstrap 95% CIs for kappa"),
     n_boot: int = typer.Option(1000, help="bootstrap resamples"),
-    seed: int = typer.Option(0, help="bootstrap seed"),
+    seed: int = seed_option("bootstrap seed"),
 ) -> None:
     """Agreement per flag and rater pair: kappa (with CIs), % agreement, prevalence, alpha."""
     import duckdb
@@ -412,7 +434,7 @@ def analyze(
     rule: str = typer.Option("intersection", help="adjudication: intersection | union | majority"),
     codebook: Optional[str] = typer.Option(None, help="codebook name or path, when codes use several"),
     n_perm: int = typer.Option(10000, help="permutations per comparison"),
-    seed: int = typer.Option(0, help="permutation seed"),
+    seed: int = seed_option("permutation seed"),
     json_out: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
 ) -> None:
     """Profiles, similarity per run and series, series comparisons, compensation, isolation."""
@@ -436,7 +458,7 @@ def report(
     rule: str = typer.Option("intersection", help="adjudication: intersection | union | majority"),
     codebook: Optional[str] = typer.Option(None, help="codebook name or path, when codes use several"),
     n_perm: int = typer.Option(10000, help="permutations per comparison"),
-    seed: int = typer.Option(0, help="permutation seed"),
+    seed: int = seed_option("permutation seed"),
 ) -> None:
     """Write one self-contained HTML report (tables and embedded plots)."""
     from sociolab.analysis.report import build_report
@@ -574,7 +596,7 @@ def validate_export(
     output: Path = typer.Option(Path("validation_sample.csv"), "-o", "--output", help="CSV to write"),
     codebook: str = typer.Option("warroom", help="codebook whose flags get columns"),
     context: int = typer.Option(3, help="preceding messages shown with each"),
-    seed: int = typer.Option(0, help="sampling seed"),
+    seed: int = seed_option("sampling seed"),
 ) -> None:
     """Write a stratified sample (text and context, no judge labels) for human coders."""
     in_range("--n", n, 1, 1_000_000)
@@ -612,7 +634,16 @@ def validate_import(
 
 
 def split(value: Optional[str]) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+    """A comma-separated option's names; given but naming nothing (`,,`) is an error, not 'all'."""
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise UserError(f"'{value}' names nothing; give comma-separated names")
+    return names
+
+
+
 
 
 @app.command("import")
@@ -652,6 +683,8 @@ def models_check(
 
     from sociolab.orchestrator.models_check import check_models, probe_client
 
+    if any(not m.strip() for m in model or []):
+        raise UserError("--model '': give a model name, e.g. --model openai/gpt-4o-mini")
     client, models = models_to_check(file, model or [], sim)
     rows = asyncio.run(check_models(probe_client(client), models))
     table = Table(title="models check")
@@ -705,21 +738,52 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
-    except UserError as exc:
-        from sociolab.orchestrator.redact import redact
-
-        err_console.print(f"error: {redact(str(exc))}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted; completed rounds are stored, rerun the same command to resume")
         sys.exit(130)
     except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click (or typer's vendored click)
-            exc.show()
-            sys.exit(exc.exit_code)
+        problem = user_problem(exc)
+        if problem is not None:
+            if not isinstance(exc, UserError):  # the machine's refusal: keep where it came from
+                import logging
+
+                logging.getLogger(__name__).info("refused: %s", problem, exc_info=exc, extra={"screen": False})
+            print_error_line(problem)
+            sys.exit(2)
         if not report_unexpected(exc):
             raise
         sys.exit(1)
+
+
+def user_problem(exc: Exception) -> str | None:
+    """The one line to print when `exc` is the user's to fix, not a bug: a UserError; a usage
+    error of click (an unknown option, a value that does not parse); or the machine refusing a
+    file the user named (a name too long, a full disk, no permission) or a database file DuckDB
+    cannot read (truncated, damaged), which no code path can foresee everywhere."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    bases = {cls.__name__ for cls in type(exc).__mro__}  # click, or the copy of click typer vendors
+    if "UsageError" in bases:
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "sociolab"
+        return f"{where}: {exc.format_message()} (see: {where} --help)"  # type: ignore[attr-defined]
+    if "ClickException" in bases:
+        return exc.format_message()  # type: ignore[attr-defined]
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is not None and isinstance(exc, duckdb.IOException):
+        return (f"the database file could not be read or written ({first_line(exc)}); it may be truncated or "
+                "damaged: restore it from a copy, or use a new --db")
+    return None
+
+
+def print_error_line(problem: str) -> None:
+    """`error: ...` as exactly one line: secrets redacted, line breaks (say, in a file name) shown as \\n."""
+    from sociolab.orchestrator.redact import redact
+
+    text = (redact(problem) or "").replace("\r", "\\r").replace("\n", "\\n")
+    err_console.print(f"error: {text}", markup=False, highlight=False, soft_wrap=True)
 
 
 def report_unexpected(exc: Exception) -> bool:

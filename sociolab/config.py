@@ -16,12 +16,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import math
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sociolab.analysis.families import SeriesPair
 from sociolab.personas.models import Persona, RosterSpec, resolve_personas
@@ -33,13 +34,20 @@ from sociolab.orchestrator.sim.settings import SimSettings
 from sociolab.base.yamlfile import YamlDoc, model_from, read_yaml, validate
 
 
+# Bounds on what one file may plan: every run is planned in memory before the first starts, and a
+# run id is a key of DuckDB's indexes. Far above any study (WarRoom: 208 runs, 12 series).
+MAX_RUNS = 100_000
+MAX_SERIES = 10_000
+MAX_RUN_ID = 400
+
+
 class SeriesSpec(BaseModel):
     """One named condition of a suite."""
 
     model_config = ConfigDict(extra="forbid")
 
     description: str | None = None
-    runs: int | None = Field(None, ge=1, description="runs of this series (default: the file's `repeats`)")
+    runs: int | None = Field(None, ge=1, le=MAX_RUNS, description="runs of this series (default: the file's `repeats`)")
     agents: dict[str, Any] = Field(default_factory=dict, description="overrides of the `agents` section")
     params: dict[str, Any] = Field(default_factory=dict, description="overrides of the `params` section")
 
@@ -77,12 +85,12 @@ class RunFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="suite name; prefixes every run id")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100, description="suite name; prefixes every run id")
     description: str | None = None
     kind: str = "discussion"
     seed: int = 0
-    repeats: int = Field(1, ge=1)
-    seeds: list[int] | None = Field(None, description="run every repeat once per seed")
+    repeats: int = Field(1, ge=1, le=MAX_RUNS)
+    seeds: list[int] | None = Field(None, max_length=MAX_RUNS, description="run every repeat once per seed")
     concurrency: int = Field(4, ge=1, le=256, description="runs in flight at once")
     agents: dict[str, Any]
     params: dict[str, Any] = Field(default_factory=dict)
@@ -94,6 +102,16 @@ class RunFile(BaseModel):
     prices: dict[str, Price] = Field(default_factory=dict,
                                      description="USD per million tokens by model name or pattern, e.g. 'groq/*'")
     analysis: AnalysisSection = Field(default_factory=AnalysisSection)
+
+    @field_validator("seeds")
+    @classmethod
+    def seeds_are_distinct(cls, seeds: list[int] | None) -> list[int] | None:
+        """Two equal seeds would plan two runs with one id."""
+        if seeds is not None:
+            twice = sorted({s for s in seeds if seeds.count(s) > 1})
+            if twice:
+                raise ValueError(f"seed {twice[0]} is listed twice; each seed once")
+        return seeds
 
 
 @dataclass(frozen=True)
@@ -181,6 +199,7 @@ def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | N
             raise UserError(f"no series '{unknown[0]}' in this file (has: {', '.join(map(str, series))})",
                             file=doc.path)
         series = {k: v for k, v in series.items() if k in only_series}
+    refuse_too_many_runs(doc, runfile, series)
     runs: list[RunSpec] = []
     for series_name, spec in series.items():
         loc = series_location(runfile, series_name)
@@ -195,9 +214,22 @@ def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | N
             run_id = "/".join(x for x in (runfile.name, series_name, f"{repeat:03d}") if x is not None)
             if runfile.seeds is not None:
                 run_id += f"-s{seed}"
+            if len(run_id) > MAX_RUN_ID:
+                raise UserError(f"run id '{run_id[:60]}...' is {len(run_id):,} characters (at most {MAX_RUN_ID}); "
+                                "shorten the suite name, series names or cross levels", file=doc.path,
+                                line=doc.line_of(loc))
             runs.append(RunSpec(run_id, runfile.name, series_name, repeat, derive_seed(runfile.seed, run_id, seed),
                                 runfile.kind, params, roster, tuple(personas), runfile.sim.settings(), family))
     return Plan(runfile, runs, doc.path)
+
+
+def refuse_too_many_runs(doc: YamlDoc, runfile: RunFile, series: dict[str | None, SeriesSpec]) -> None:
+    """Count the runs before planning any, so `repeats: 100000000000` is an error, not a MemoryError."""
+    per_seed = len(runfile.seeds) if runfile.seeds is not None else 1
+    total = sum((spec.runs or runfile.repeats) * per_seed for spec in series.values())
+    if total > MAX_RUNS:
+        raise UserError(f"this file plans {total:,} runs, more than {MAX_RUNS:,}; lower repeats, runs or seeds, "
+                        "or split it into several files", file=doc.path, line=doc.line_of(("repeats",)))
 
 
 def load_suite_family(path: str | Path) -> tuple[str, tuple[SeriesPair, ...]]:
@@ -258,6 +290,10 @@ def crossed(doc: YamlDoc, runfile: RunFile) -> dict[str | None, SeriesSpec]:
     if empty:
         raise UserError(f"cross.{empty[0]}: give at least one level", file=doc.path, line=doc.line_of(("cross", empty[0])))
     keys = list(runfile.cross)
+    count = len(series) * math.prod(len(levels) for levels in runfile.cross.values())
+    if count > MAX_SERIES:
+        raise UserError(f"cross: {count:,} series is more than {MAX_SERIES:,}; cross fewer levels or split the file",
+                        file=doc.path, line=doc.line_of(("cross",)))
     out: dict[str | None, SeriesSpec] = {}
     for name, spec in series.items():
         for levels in itertools.product(*(runfile.cross[k] for k in keys)):

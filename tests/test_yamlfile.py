@@ -190,8 +190,13 @@ def test_a_directory(tmp_path):
 def test_an_endless_or_huge_file_is_refused_without_reading_it_all(tmp_path, monkeypatch):
     import sociolab.base.yamlfile as yamlfile
 
-    with pytest.raises(UserError, match="larger than 16 MiB"):
+    with pytest.raises(UserError, match="/dev/zero: is a character device, not a regular file"):
         read_yaml("/dev/zero")
+    sparse = tmp_path / "sparse.yaml"
+    with sparse.open("wb") as fh:
+        fh.truncate(64 * 1024 * 1024)  # 64 MiB of holes: costs no disk
+    with pytest.raises(UserError, match="sparse.yaml: larger than 16 MiB"):
+        read_yaml(sparse)
     monkeypatch.setattr(yamlfile, "MAX_BYTES", 10)
     big = tmp_path / "big.yaml"
     big.write_text("name: " + "x" * 20 + "\n")

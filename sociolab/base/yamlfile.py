@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from sociolab.base.errors import UserError, first_line
+from sociolab.base.userfiles import regular_file
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -94,8 +95,7 @@ def entry(node: yaml.Node, key: Any) -> tuple[yaml.Node | None, yaml.Node | None
 
 def read_text(path: Path) -> str:
     """The file's text, read with a size bound; every way of failing is one line."""
-    if path.is_dir():
-        raise UserError("is a directory; give a YAML file", file=path)
+    regular_file(path, "YAML file")
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_BYTES + 1)
@@ -135,6 +135,8 @@ def check_structure(root: yaml.Node | None, path: Path) -> None:
         size[id(node)] = -1
         if isinstance(node, yaml.MappingNode):
             refuse_repeated_key(node, path)
+        elif isinstance(node, yaml.ScalarNode):
+            refuse_lone_surrogate(node, path)
         todo.append((node, True))
         for kid in kids:
             if size.get(id(kid)) == -1:  # an ancestor: the value contains itself
@@ -142,6 +144,16 @@ def check_structure(root: yaml.Node | None, path: Path) -> None:
                                 "structure); write the value out", file=path, line=kid.start_mark.line + 1)
             if id(kid) not in size:
                 todo.append((kid, False))
+
+
+def refuse_lone_surrogate(node: yaml.ScalarNode, path: Path) -> None:
+    """`"\\ud800"` (an escape of half a UTF-16 pair) makes a string no file, database or terminal
+    can hold: refuse it where it is written rather than fail a run later."""
+    try:
+        node.value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError("a lone surrogate (\\ud800-\\udfff without its pair) is not valid text; write the "
+                        "character itself", file=path, line=node.start_mark.line + 1) from None
 
 
 def refuse_repeated_key(node: yaml.MappingNode, path: Path) -> None:

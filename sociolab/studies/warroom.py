@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sociolab.base.errors import UserError
+from sociolab.base.userfiles import folder, regular_file
 from sociolab.orchestrator.rows import AgentRow, EventRow, MessageRow, RunRow
 from sociolab.orchestrator.store import Batch, Store
 
@@ -141,11 +143,10 @@ def _transcript_of(run: ParsedRun) -> str:
 def find_transcripts(directory: str | Path) -> list[Path]:
     """The transcript files under `directory`, sorted by series then run number."""
     root = Path(directory)
-    if not root.exists():
+    if not os.path.lexists(root):
         raise UserError("no such directory; pass the WarRoom `transcripts/` folder "
                         "(or the dataset folder that contains it)", file=root)
-    if not root.is_dir():
-        raise UserError("not a directory; pass the WarRoom `transcripts/` folder", file=root)
+    folder(root, "the WarRoom `transcripts/` folder")
     if (root / "transcripts").is_dir():
         root = root / "transcripts"
     files = [p for p in root.rglob("*.json") if p.is_file()]
@@ -166,6 +167,7 @@ def parse_file(path: str | Path) -> ParsedRun:
     if not match:
         raise UserError("not a WarRoom transcript name (expected warroom-SERIES-runNN.json)",
                         file=path)
+    regular_file(path, "WarRoom transcript (JSON)")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -177,10 +179,43 @@ def parse_file(path: str | Path) -> ParsedRun:
     except json.JSONDecodeError as exc:
         raise UserError(f"invalid JSON: {exc.msg} (column {exc.colno})", file=path,
                         line=exc.lineno) from None
+    except RecursionError:
+        raise UserError("JSON nested too deeply to be a WarRoom transcript", file=path) from None
+    refuse_lone_surrogates(text, data, path)
     try:
         return build_run(data, match.group("series"), int(match.group("num")))
     except _Invalid as exc:
         raise UserError(str(exc), file=path) from None
+
+
+JSON_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)  # left to right, so `\\\\u...` is no \\u escape
+
+
+def refuse_lone_surrogates(text: str, data: Any, path: Path) -> None:
+    """A `\\ud800` escape without its pair decodes to a string that is not text (DuckDB, files and
+    terminals refuse it): refuse the transcript at the first surrogate escape's line."""
+    lone = first_lone_surrogate(text)
+    if lone is not None:
+        raise UserError("a lone surrogate escape (\\ud800-\\udfff without its pair) is not valid text; fix or "
+                        "remove it", file=path, line=text.count("\n", 0, lone) + 1)
+
+
+def first_lone_surrogate(text: str) -> int | None:
+    """Where the first `\\uXXXX` surrogate escape that is not half of a high-low pair starts."""
+    pending_high: int | None = None  # where an unpaired high surrogate escape starts
+    pending_end = -1
+    for found in JSON_ESCAPE.finditer(text):
+        code = int(found.group(1)[1:], 16) if len(found.group(1)) == 5 else -1
+        if pending_high is not None:
+            if 0xDC00 <= code <= 0xDFFF and found.start() == pending_end:
+                pending_high = None
+                continue
+            return pending_high
+        if 0xD800 <= code <= 0xDBFF:
+            pending_high, pending_end = found.start(), found.end()
+        elif 0xDC00 <= code <= 0xDFFF:
+            return found.start()
+    return pending_high
 
 
 # ---- building rows ---------------------------------------------------------------------------
