@@ -40,6 +40,7 @@ import json
 import math
 import random
 import re
+import shlex
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -217,9 +218,10 @@ def _final_report(plan: SimPlan, took: dict[str, bool], flat: list[SimAction], d
 
 
 def planned_steps(plan: SimPlan, took: dict[str, bool], available: set[str]) -> list[list[SimAction]]:
-    """The episode as steps (lists of calls made in one reply); actions for tools not offered are dropped."""
+    """The episode as steps (lists of calls made in one reply), each action in a tool that is
+    offered (`offered_as`); actions no offered tool can make are dropped."""
     inspect = [SimAction(tool="ls" if _looks_like_dir(p) else "cat", args={"path": p}) for p in plan.inspect]
-    inspect = [a for a in inspect if a.tool in available]
+    inspect = [a for a in (offered_as(x, available) for x in inspect) if a is not None]
     steps = [inspect[i:i + INSPECT_BATCH] for i in range(0, len(inspect), INSPECT_BATCH)]
     branch = plan.shortcut if took["shortcut"] and plan.shortcut else plan.official
     actions = list(branch)
@@ -230,8 +232,43 @@ def planned_steps(plan: SimPlan, took: dict[str, bool], available: set[str]) -> 
     actions += plan.verify
     if took["inflate"]:
         actions += plan.inflate
-    steps += [[a] for a in actions if a.tool in available]
+    steps += [[a] for a in (offered_as(x, available) for x in actions) if a is not None]
     return steps
+
+
+# the same action in the toolset of "Instrumental Choices" (shell, read_file, write_file, list_dir)
+_AS_FILE_TOOL = {"ls": "list_dir", "cat": "read_file"}
+_AS_COMMAND = {"ls": "ls", "cat": "cat", "cp": "cp", "mv": "mv", "rm": "rm", "mkdir": "mkdir"}
+
+
+def offered_as(action: SimAction, available: set[str]) -> SimAction | None:
+    """`action` itself if its tool is offered, else the same call in an offered tool (a plan is
+    written once, in the sandbox's own tools, and played in whichever toolset the scenario
+    offers), else None."""
+    if action.tool in available:
+        return action
+    a = action.args
+    if action.tool in _AS_FILE_TOOL and _AS_FILE_TOOL[action.tool] in available:
+        return action.model_copy(update={"tool": _AS_FILE_TOOL[action.tool], "args": {"path": a.get("path")}})
+    words = _command_words(action)
+    if words is None or "shell" not in available:
+        return None
+    return action.model_copy(update={"tool": "shell", "args": {"command": shlex.join(words)}})
+
+
+def _command_words(action: SimAction) -> list[str] | None:
+    a = action.args
+    if action.tool == "run":
+        return [str(a.get("script"))] + [str(x) for x in a.get("args") or []]
+    if action.tool in ("cp", "mv"):
+        return [action.tool, str(a.get("src")), str(a.get("dst"))]
+    if action.tool == "rm":
+        return ["rm"] + (["-r"] if a.get("recursive") else []) + [str(a.get("path"))]
+    if action.tool == "set_date":
+        return ["touch", "-d", str(a.get("date")), str(a.get("path"))]
+    if action.tool in _AS_COMMAND:
+        return [action.tool, str(a.get("path"))]
+    return None
 
 
 def fallback_plan(task: str, tools: list | None) -> SimPlan:
@@ -282,7 +319,7 @@ def _inflated(value: str | None, plan: SimPlan) -> str:
 
 
 def _narrate(tool: str, args: dict, first: bool) -> str:
-    if tool in ("ls", "cat"):
+    if tool in ("ls", "cat", "list_dir", "read_file"):
         return "Let me look at the workspace first." if first else "Let me check the files."
     if tool == "run":
         extra = " ".join(args.get("args") or []) if isinstance(args.get("args"), list) else str(args.get("args") or "")
@@ -299,15 +336,20 @@ def _narrate(tool: str, args: dict, first: bool) -> str:
         return f"I am setting the date of {args.get('path')} to {args.get('date')}."
     if tool == "send_message":
         return f"I am writing to {args.get('to')}."
+    if tool == "shell":
+        return f"Next I will run `{args.get('command')}`."
     return f"Using {tool}."
 
 
 def _describe(actions: list[SimAction]) -> str:
     parts = []
     for a in actions:
-        if a.tool in ("ls", "cat"):
+        words = str(a.args.get("command") or "").split() if a.tool == "shell" else []
+        if a.tool in ("ls", "cat", "list_dir", "read_file") or words[:1] in (["ls"], ["cat"]):
             continue
-        if a.tool == "run":
+        if a.tool == "shell":
+            parts.append(f"ran {words[0]}" if words else "used the shell")
+        elif a.tool == "run":
             parts.append(f"ran {a.args.get('script')}")
         elif a.tool in ("write_file", "edit"):
             parts.append(f"updated {a.args.get('path')}")

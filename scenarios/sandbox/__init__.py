@@ -12,13 +12,13 @@ from .diff import WorkspaceDiff
 from .errors import ScriptError, WorkspaceError
 from .outbox import SentMessage
 from .paths import MAX_COMPONENT, MAX_DEPTH, MAX_PATH
-from .scripts import MAX_ARG_CHARS, MAX_ARGS, Script
+from .scripts import MAX_ARG_CHARS, MAX_ARGS, Script, ScriptRun
 from .toolbox import ToolEvent, ToolResult
-from .tools import TOOL_NAMES, TOOLS, tool_schema
+from .tools import DEFAULT_TOOLS, PAPER_TOOLS, TOOL_NAMES, TOOLS, tool_schema
 from .tree import FileState
 from .workspace import Workspace, WorkspaceStats
 
 __all__ = ["Workspace", "WorkspaceError", "ScriptError", "ToolResult", "ToolEvent", "Change", "SentMessage",
-           "FileState", "WorkspaceDiff", "WorkspaceStats", "Script", "TOOLS", "TOOL_NAMES", "tool_schema",
+           "FileState", "WorkspaceDiff", "WorkspaceStats", "Script", "ScriptRun", "TOOLS", "TOOL_NAMES", "DEFAULT_TOOLS", "PAPER_TOOLS", "tool_schema",
            "parse_date", "load_arguments", "nesting_exceeds", "MAX_PATH", "MAX_COMPONENT", "MAX_DEPTH", "MAX_ARGS",
            "MAX_ARG_CHARS", "MAX_ARGUMENTS_CHARS", "MAX_ARGUMENTS_DEPTH"]

@@ -61,11 +61,23 @@ class Script:
         return f"- {self.name}{usage}: {self.description}".rstrip(": ")
 
 
+@dataclass(frozen=True)
+class ScriptRun:
+    """One call of a registered script, whichever tool made it (`run` or `shell`): scorers ask
+    what an agent attempted and what succeeded without caring how it was typed."""
+
+    actor: str
+    script: str
+    args: tuple[str, ...]
+    ok: bool
+
+
 class Scripts:
     """The registered scripts by name (and stub path), and the `run` tool's checks and calls."""
 
     def __init__(self, changes: ChangeLog, internal_errors: list[str]) -> None:
         self.by_name: dict[str, Script] = {}
+        self.runs: list[ScriptRun] = []
         self._by_path: dict[str, str] = {}
         self._changes = changes
         self._internal_errors = internal_errors
@@ -86,9 +98,18 @@ class Scripts:
         """Call the script `name` (or at path `name`, resolved by `resolve`) for `actor`."""
         script = self._find(name.strip(), resolve)
         _check_arguments(args)
-        with self._changes.acting(actor, f"run:{script.name}"):
-            out = self._call(script, workspace, args)
+        ok = False
+        try:
+            with self._changes.acting(actor, f"run:{script.name}"):
+                out = self._call(script, workspace, args)
+            ok = True
+        finally:
+            self.runs.append(ScriptRun(actor, script.name, tuple(args), ok))
         return "(no output)" if out is None or out == "" else str(out)
+
+    def find(self, name_or_path: str) -> Script | None:
+        """The script registered under this name or (normalised) stub path, if any."""
+        return self.by_name.get(name_or_path) or self.by_name.get(self._by_path.get(name_or_path, ""))
 
     def _find(self, name: str, resolve: Callable[[str], str]) -> Script:
         bad = shell_metacharacter(name) or next((ch for ch in _NAME_ONLY if ch in name), None)

@@ -18,7 +18,7 @@ from .arguments import arguments_object
 from .changes import ChangeLog
 from .clock import SandboxClock
 from .errors import WorkspaceError
-from .tools import TOOL_NAMES, TOOLS, ToolArgs, validated
+from .tools import DEFAULT_TOOLS, TOOL_NAMES, TOOLS, ToolArgs, validated
 
 ERROR = "error: "
 
@@ -81,8 +81,9 @@ class Toolbox:
     @staticmethod
     def _validated(tool: Any, arguments: Any, allowed: Collection[str] | None) -> ToolArgs:
         """The call's arguments as the tool's model; `tool` may be anything a model wrote."""
-        if not isinstance(tool, str) or tool not in TOOLS or (allowed is not None and tool not in allowed):
-            names = [n for n in TOOL_NAMES if allowed is None or n in allowed]
+        offered = DEFAULT_TOOLS if allowed is None else allowed
+        if not isinstance(tool, str) or tool not in TOOLS or tool not in offered:
+            names = [n for n in TOOL_NAMES if n in offered]
             raise WorkspaceError(f"unknown tool {tool!r}; available tools: {', '.join(names)}")
         return validated(tool, arguments_object(tool, arguments))
 

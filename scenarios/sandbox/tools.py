@@ -122,8 +122,33 @@ class SendMessageArgs(ToolArgs):
     text: str = Field(description="the message")
 
 
+class ShellArgs(ToolArgs):
+    tool = "shell"
+    description = "Run a shell command in the sandbox."
+    command: str = Field(description="one command line, e.g. `ls -la /opt/tools` or `python3 /opt/tools/x.py --help`")
+    cwd: str | None = Field(None, description="the directory to run it in (default: the working directory)")
+
+
+class ReadFileArgs(ToolArgs):
+    tool = "read_file"
+    description = "Read a file."
+    path: str = Field(description="the file to read")
+
+
+class ListDirArgs(ToolArgs):
+    tool = "list_dir"
+    description = "List a directory."
+    path: str = Field(".", description="the directory to list")
+
+
 TOOLS: dict[str, type[ToolArgs]] = {m.tool: m for m in (LsArgs, CatArgs, WriteFileArgs, EditArgs, CpArgs, MvArgs,
-                                                         RmArgs, MkdirArgs, SetDateArgs, RunArgs, SendMessageArgs)}
+                                                         RmArgs, MkdirArgs, SetDateArgs, RunArgs, SendMessageArgs,
+                                                         ShellArgs, ReadFileArgs, ListDirArgs)}
+# offered when a scenario names no tools: the sandbox's own file tools, `run` and `send_message`
+DEFAULT_TOOLS: tuple[str, ...] = ("ls", "cat", "write_file", "edit", "cp", "mv", "rm", "mkdir", "set_date", "run",
+                                  "send_message")
+# the toolset of "Instrumental Choices" (its Inspect tasks offer shell, read_file, write_file, list_dir)
+PAPER_TOOLS: tuple[str, ...] = ("shell", "read_file", "write_file", "list_dir")
 TOOL_NAMES: tuple[str, ...] = tuple(TOOLS)
 
 
@@ -146,10 +171,11 @@ def tool_schema(name: str, description: str | None = None) -> dict:
 
 
 def tool_schemas(tools: Collection[str] | None, scripts_help: str) -> list[dict]:
-    """The schemas of `tools` (default: all) in TOOL_NAMES order; `run`'s description ends with
-    `scripts_help`, the list of the scripts it can call."""
+    """The schemas of `tools` (default: DEFAULT_TOOLS) in TOOL_NAMES order; `run`'s description ends
+    with `scripts_help`, the list of the scripts it can call."""
+    offered = DEFAULT_TOOLS if tools is None else tools
     return [tool_schema(n, TOOLS["run"].description + "\n" + scripts_help if n == "run" else None)
-            for n in TOOL_NAMES if tools is None or n in tools]
+            for n in TOOL_NAMES if n in offered]
 
 
 def validated(tool: str, raw: dict) -> ToolArgs:

@@ -27,8 +27,9 @@ from .errors import WorkspaceError
 from .file_tools import FileTools
 from .outbox import Outbox, SentMessage
 from .paths import normalize
-from .scripts import Script, ScriptFn, Scripts
-from .tools import RunArgs, SendMessageArgs, tool_schemas
+from .scripts import Script, ScriptFn, ScriptRun, Scripts
+from .shell import Shell
+from .tools import CatArgs, LsArgs, RunArgs, SendMessageArgs, tool_schemas
 from .toolbox import Handler, ToolEvent, Toolbox, ToolResult
 from .tree import FileState, FileTree
 
@@ -65,9 +66,13 @@ class Workspace:
 
     def _handlers(self) -> dict[str, Handler]:
         files = FileTools(self._tree, self.normalize)
+        shell = Shell(files, self._scripts, self._run_script, self.normalize)
         return {"ls": files.ls, "cat": files.cat, "write_file": files.write_file, "edit": files.edit,
                 "cp": files.cp, "mv": files.mv, "rm": files.rm, "mkdir": files.mkdir, "set_date": files.set_date,
-                "run": self._run, "send_message": self._send_message}
+                "run": self._run, "send_message": self._send_message,
+                "shell": lambda a, actor: shell.run(a.command, self.normalize(a.cwd or self.cwd), actor),
+                "read_file": lambda a, actor: files.cat(CatArgs(path=a.path), actor),
+                "list_dir": lambda a, actor: files.ls(LsArgs(path=a.path), actor)}
 
     # ---- clock, paths, who is acting ------------------------------------------------------
     def now(self) -> str:
@@ -103,6 +108,11 @@ class Workspace:
     @property
     def scripts(self) -> dict[str, Script]:
         return self._scripts.by_name
+
+    @property
+    def script_runs(self) -> list[ScriptRun]:
+        """Every script call an agent made (through `run` or `shell`), failed ones included."""
+        return self._scripts.runs
 
     # ---- scenario / script API (no permission checks; raises WorkspaceError) ----------------
     def put(self, path: str, content: str, *, owner: str | None = None, date: str | None = None,
@@ -244,7 +254,10 @@ class Workspace:
         return self._toolbox.execute(tool, arguments, actor=actor, allowed=allowed)
 
     def _run(self, a: RunArgs, actor: str) -> str:
-        return self._scripts.run(self, a.script, a.args, actor=actor, resolve=self.normalize)
+        return self._run_script(a.script, a.args, actor)
+
+    def _run_script(self, name: str, args: list[str], actor: str) -> str:
+        return self._scripts.run(self, name, args, actor=actor, resolve=self.normalize)
 
     def _send_message(self, a: SendMessageArgs, actor: str) -> str:
         return self._outbox.send(self.now(), actor, a.to, a.text)
