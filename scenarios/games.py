@@ -1,23 +1,26 @@
 """Repeated 2x2 games, after "Playing repeated games with Large Language Models" (Akata et al.).
 
 Two players meet for `rounds` rounds of the same 2x2 game: two LLM agents of the roster, or one
-LLM agent and a fixed strategy (always cooperate, always defect, tit-for-tat, grim trigger,
-alternate, defect once then cooperate). Moves are simultaneous. Every round each LLM player gets a
-fresh prompt: the rules (payoffs in its current option labels), one line per previous round, and
-the question; its raw reply is recorded as a message and parsed strictly (see `parse_move`).
+LLM agent and a fixed strategy. Moves are simultaneous. Every round each LLM player gets a fresh
+prompt (rules, one line per previous round, the question) and its raw reply is recorded.
+
+The defaults are the original study's protocol, checked against eliaka/repeatedgames
+(pd/query_main.py, bos/query_main.py; docs/fidelity/repeated_games.md is the element-by-element
+table): one user message in the paper's words ending in the answer cue `A: Option`, J and F with a
+fixed meaning, in the Prisoner's Dilemma the listing order drawn anew each round (the same for
+both players), in the Battle of the Sexes always "J or F"; temperature 0 and one token; a reply is
+valid only if it *is* J or F (`parse_exact`); an invalid answer costs both players -9999 points,
+as the original's `calculate_points` does. Every other behaviour is a named option: the
+paper's social chain-of-thought (`scot`), information about the other player
+(`other_player_info`), Claude's prefilled cue (`cue: prefill`), and sociolab's earlier robustness
+protocol (`prompt: sociolab`, `shuffle: round`, `parser: lenient`, `invalid: missing`).
 
 Underlying actions are `A` and `B`; a payoff matrix maps (player 1's action, player 2's action)
 to (player 1's points, player 2's points):
 
-- prisoners_dilemma: A = cooperate, B = defect; AA 8/8, AB 0/10, BA 10/0, BB 5/5 (the paper's).
-- battle_of_the_sexes: A = player 1's preferred event, B = player 2's; AA 10/7, BB 7/10, else 0/0.
-
-The option labels (default J and F) are mapped to A/B and ordered anew every round (seeded), per
-player, so neither a label nor a position carries the cooperative option; history lines are
-written in the current round's labels, so a label always denotes the same action throughout one
-prompt. An invalid move (no valid label, two labels, an empty reply, a failed call) is never
-defaulted: the round is scored as missing (no points to either player), the move is recorded in an
-`invalid_move` event, and play continues. See docs/games.md.
+- prisoners_dilemma: A = cooperate (J), B = defect (F); AA 8/8, AB 0/10, BA 10/0, BB 5/5.
+- battle_of_the_sexes: A = player 1's preferred option (J), B = player 2's (F); AA 10/7, BB 7/10,
+  else 0/0.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from sociolab.personas.models import Persona, RosterSpec
 
 from .base import Agent, Outcome, RunContext, Scenario
 
+# The system prompt of `prompt: sociolab` (the original sends no system message).
 SYSTEM_PROMPT = ("You are playing a game repeatedly with another player. In each round, you and the other player "
                  "choose an option at the same time, and each of you wins points depending on both choices.")
 
@@ -47,12 +51,24 @@ PRESETS: dict[str, dict[str, tuple[float, float]]] = {
     "prisoners_dilemma": {"AA": (8, 8), "AB": (0, 10), "BA": (10, 0), "BB": (5, 5)},
     "battle_of_the_sexes": {"AA": (10, 7), "AB": (0, 0), "BA": (0, 0), "BB": (7, 10)},
 }
+INVALID_POINTS = -9999.0   # what the original's calculate_points gives both players for an invalid answer
 
-# Fixed strategies work on abstract moves relative to the player: C = the cooperative action
-# (PD: cooperate; BoS: concede, i.e. the partner's preferred event), D = the other one.
+# Sentences of the "information about the other player" condition. The paper (section "Prisoner's
+# Dilemma": robustness checks and "Prompting techniques to improve observed behaviour") states
+# their content; the repository has no script for them, so the wording is sociolab's.
+OTHER_PLAYER_INFO = {
+    "none": "",
+    "mistakes": "Be aware that the other player can sometimes make mistakes.\n",
+    "defects_once": "The other player will choose Option {defect} in round 1 and Option {cooperate} in every "
+                    "round after that.\n",
+}
+
+# Fixed strategies. Relative ones work on moves relative to the player: C = the cooperative action
+# (PD: cooperate; BoS: concede, i.e. the partner's preferred option), D = the other one. Absolute
+# ones (the paper's act_j, act_f, act_fj) play an action whatever their position: J = A, F = B.
 C, D = "C", "D"
 StrategyName = Literal["always_cooperate", "always_defect", "tit_for_tat", "grim_trigger",
-                       "alternate", "defect_once"]
+                       "alternate", "defect_once", "always_j", "always_f", "alternate_fj"]
 History = list[tuple[str | None, str | None]]  # per past round: (own move, opponent's move), C/D/None
 
 
@@ -73,9 +89,15 @@ STRATEGIES: dict[str, Callable[[int, History], str]] = {
     "alternate": lambda k, h: C if k % 2 == 0 else D,
     "defect_once": lambda k, h: D if k == 0 else C,
 }
+ABSOLUTE_STRATEGIES: dict[str, Callable[[int], str]] = {
+    "always_j": lambda k: A,
+    "always_f": lambda k: B,
+    "alternate_fj": lambda k: B if k % 2 == 0 else A,   # bos/query_main.py act_fj: F, J, F, ...
+}
 STRATEGY_LABELS = {
     "always_cooperate": "Always cooperate", "always_defect": "Always defect", "tit_for_tat": "Tit-for-tat",
     "grim_trigger": "Grim trigger", "alternate": "Alternate", "defect_once": "Defect once, then cooperate",
+    "always_j": "Always J", "always_f": "Always F", "alternate_fj": "Alternate F, J, ...",
 }
 STRATEGY_MODEL_PREFIX = "strategy/"
 
@@ -87,15 +109,29 @@ class GamesParams(BaseModel):
     payoffs: dict[str, tuple[float, float]] | None = Field(
         None, description="override the preset: {AA: [p1, p2], AB: [...], BA: [...], BB: [...]}")
     rounds: int = Field(10, ge=1, le=1000)
-    labels: tuple[str, str] = Field(("J", "F"), description="the two option labels")
-    shuffle: Literal["round", "run", "none"] = Field(
-        "round", description="label->action mapping and listing order drawn anew every round, once per run, or fixed")
+    labels: tuple[str, str] = Field(("J", "F"), description="the two option labels (first = action A)")
+    prompt: Literal["paper", "sociolab"] = Field(
+        "paper", description="the original's single prompt with its answer cue, or sociolab's earlier wording")
+    cue: Literal["qa", "prefill"] = Field(
+        "qa", description="qa: 'Q: ... A: Option' in the prompt (GPT, Llama); prefill: Claude's, the "
+                          "question alone and an assistant turn 'Option'")
+    shuffle: Literal["paper", "order", "round", "run", "none"] = Field(
+        "paper", description="paper: 'order' in the PD, 'none' in the BoS; order: listing order per round, "
+                             "same for both; round/run: label meanings and order per player per round/run")
     opponent: Literal["agent", "always_cooperate", "always_defect", "tit_for_tat", "grim_trigger",
-                      "alternate", "defect_once"] = Field(
+                      "alternate", "defect_once", "always_j", "always_f", "alternate_fj"] = Field(
         "agent", description="'agent': the two roster agents play each other; else a fixed strategy")
-    allow_extra_text: bool = Field(True, description="accept a reply with text around exactly one label")
+    strategy_player: Literal[1, 2] = Field(2, description="the player a fixed strategy is (the paper: both)")
+    parser: Literal["exact", "strict", "lenient"] = Field(
+        "exact", description="exact: the stripped reply is a label (the original); strict: also 'Option J.', "
+                             "'**j**'; lenient: also exactly one label inside text")
+    invalid: Literal["paper", "missing"] = Field(
+        "paper", description="paper: an invalid answer gives both players -9999; missing: the round is unscored")
+    scot: bool = Field(False, description="social chain-of-thought: predict the other's move, then choose")
+    other_player_info: Literal["none", "mistakes", "defects_once"] = Field(
+        "none", description="tell the LLM something about the other player (the paper's PD conditions)")
     temperature: float = Field(0.0, ge=0, le=2)
-    max_tokens: int | None = Field(256, ge=1)
+    max_tokens: int | None = Field(1, ge=1, description="the paper asks for a one-token answer")
 
     @field_validator("labels")
     @classmethod
@@ -118,12 +154,23 @@ class GamesParams(BaseModel):
     def _fill(self) -> "GamesParams":
         if self.payoffs is None:
             self.payoffs = dict(PRESETS[self.game])
+        if self.scot and self.cue == "prefill":
+            raise ValueError("scot asks with the 'qa' cue (the original ran it on GPT-4 only)")
+        if self.prompt == "sociolab" and (self.scot or self.other_player_info != "none"):
+            raise ValueError("scot and other_player_info are conditions of prompt: paper")
         return self
 
     @property
     def matrix(self) -> dict[str, tuple[float, float]]:
         """The payoffs in force: the override, else the game's preset (`payoffs` after validation)."""
         return self.payoffs if self.payoffs is not None else PRESETS[self.game]
+
+    @property
+    def shuffle_mode(self) -> str:
+        """`paper` resolved: the PD script shuffles the listing order, the BoS script does not."""
+        if self.shuffle != "paper":
+            return self.shuffle
+        return "order" if self.game == "prisoners_dilemma" else "none"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,8 +183,15 @@ def points(payoffs: dict[str, tuple[float, float]], a1: str, a2: str) -> tuple[f
     return p1, p2
 
 
+def round_points(p: GamesParams, a1: str | None, a2: str | None) -> tuple[float, float] | None:
+    """A round's points; an invalid move costs both -9999 (`invalid: paper`) or leaves it unscored."""
+    if a1 is not None and a2 is not None:
+        return points(p.matrix, a1, a2)
+    return (INVALID_POINTS, INVALID_POINTS) if p.invalid == "paper" else None
+
+
 def cooperative_action(game: str, player: int) -> str:
-    """The action a fixed strategy's C stands for: PD cooperate (A); BoS the partner's event."""
+    """The action a fixed strategy's C stands for: PD cooperate (A); BoS the partner's option."""
     if game == "prisoners_dilemma":
         return A
     return B if player == 0 else A
@@ -155,7 +209,7 @@ def to_move(game: str, player: int, action: str | None) -> str | None:
 
 
 def strategy_moves(name: str, opponent_moves: list[str | None]) -> list[str]:
-    """A fixed strategy's C/D moves against a known sequence of opponent moves (None = invalid)."""
+    """A relative strategy's C/D moves against a known sequence of opponent moves (None = invalid)."""
     play = STRATEGIES[name]
     history: History = []
     out = []
@@ -164,6 +218,13 @@ def strategy_moves(name: str, opponent_moves: list[str | None]) -> list[str]:
         out.append(mine)
         history.append((mine, theirs))
     return out
+
+
+def strategy_action(name: str, game: str, player: int, k: int, history: History) -> str:
+    """A fixed strategy's action in round k (0-based)."""
+    if name in ABSOLUTE_STRATEGIES:
+        return ABSOLUTE_STRATEGIES[name](k)
+    return to_action(game, player, STRATEGIES[name](k, history))
 
 
 class Labelling(NamedTuple):
@@ -187,13 +248,42 @@ def draw_labelling(labels: tuple[str, str], rng: random.Random | None) -> Labell
     return Labelling((order[0], order[1]), {mapped[0]: A, mapped[1]: B})
 
 
+def draw_order(labels: tuple[str, str], rng: random.Random) -> Labelling:
+    """The PD script's per-round draw: meanings fixed, only the listing order shuffled."""
+    order = list(labels)
+    rng.shuffle(order)
+    return Labelling((order[0], order[1]), {labels[0]: A, labels[1]: B})
+
+
+def round_labellings(p: GamesParams, rng: random.Random, run_labels: list[Labelling]) -> list[Labelling]:
+    """Each player's labelling for one round, by `shuffle`."""
+    mode = p.shuffle_mode
+    if mode == "order":
+        shared = draw_order(p.labels, rng)
+        return [shared, shared]
+    if mode == "round":
+        return [draw_labelling(p.labels, rng) for _ in run_labels]
+    if mode == "run":
+        return run_labels
+    return [draw_labelling(p.labels, None) for _ in run_labels]
+
+
 class Move(NamedTuple):
     label: str | None     # the label found, None if invalid
     problem: str | None   # why the move is invalid
 
 
+def parse_exact(text: str | None, labels: tuple[str, str]) -> Move:
+    """The original's rule: the reply, stripped of surrounding whitespace, equals a label exactly
+    (case-sensitive; `calculate_points` compares with ==). Anything else is invalid."""
+    if text is None or not text.strip():
+        return Move(None, "empty reply")
+    bare = text.strip()
+    return Move(bare, None) if bare in labels else Move(None, "reply is not exactly one label")
+
+
 def parse_move(text: str | None, labels: tuple[str, str], *, allow_extra_text: bool = True) -> Move:
-    """Strict move parsing: exactly one label, never a default.
+    """sociolab's tolerant parsing (`parser: strict` / `lenient`): exactly one label, never a default.
 
     1. The whole reply, stripped of whitespace, markdown emphasis, quotes, a leading "Option" and
        a trailing full stop, equals a label: valid (case-insensitive: "j", "Option J.", "**F**").
@@ -217,9 +307,11 @@ def parse_move(text: str | None, labels: tuple[str, str], *, allow_extra_text: b
     return Move(None, "both labels in the reply" if found else "no label in the reply")
 
 
-def _pts(x: float) -> str:
-    s = f"{x:g}"
-    return f"{s} point" if s == "1" else f"{s} points"
+def parse_reply(p: GamesParams, text: str | None) -> Move:
+    """The move in a reply, by `parser`."""
+    if p.parser == "exact":
+        return parse_exact(text, p.labels)
+    return parse_move(text, p.labels, allow_extra_text=p.parser == "lenient")
 
 
 def player_payoffs(payoffs: dict[str, tuple[float, float]], player: int,
@@ -232,6 +324,110 @@ def player_payoffs(payoffs: dict[str, tuple[float, float]], player: int,
             p = points(payoffs, a_me, a_them) if player == 0 else points(payoffs, a_them, a_me)[::-1]
             out.setdefault(mine, {})[theirs] = (p[0], p[1])
     return out
+
+
+@dataclass
+class Round:
+    actions: list[str | None]                      # per player, None = invalid
+    points: tuple[float, float] | None             # None = unscored (`invalid: missing`)
+    answers: list[str] = field(default_factory=list)   # per player: what it answered, as the history shows it
+
+
+@dataclass
+class Player:
+    agent: Agent
+    index: int
+    strategy: str | None = None
+    invalid: int = 0
+    moves: list[str | None] = field(default_factory=list)   # underlying actions, None = invalid
+
+
+# ---- prompt: paper (pd/query_main.py, bos/query_main.py) -------------------------------------
+
+def paper_rules(p: GamesParams, player: int, lab: Labelling) -> str:
+    """The original's `question`: the options in their fixed order J, F, then the four outcomes."""
+    l1, l2 = p.labels
+    mine = player_payoffs(p.matrix, player, Labelling(p.labels, lab.action))
+    text = (f"You are playing a game repeatedly with another player. In this game, you can choose between "
+            f"Option {l1} and Option {l2}. You will play {p.rounds} rounds in total with the same player. "
+            "The rules of the game are as follows:\n")
+    for me in p.labels:
+        for them in p.labels:
+            x, y = mine[me][them]
+            text += (f"If you choose Option {me} and the other player chooses Option {them}, then you win "
+                     f"{x:g} points and the other player wins {y:g} points.\n")
+    return text + "\n"
+
+
+def shown_answer(r: Round, i: int, lab: Labelling) -> str:
+    """What player i answered in a past round: the label of its action, else its raw answer."""
+    action = r.actions[i]
+    if action is not None:
+        return lab.label_of(action)
+    return r.answers[i] if i < len(r.answers) else ""
+
+
+def paper_history(rounds: list[Round], player: int, lab: Labelling) -> str:
+    """The original's `conversation_history`: one line per round, points as awarded (-9999 included)."""
+    text = ""
+    for k, r in enumerate(rounds, 1):
+        mine, theirs = shown_answer(r, player, lab), shown_answer(r, 1 - player, lab)
+        head = f"In round {k}, you chose Option {mine} and the other player chose Option {theirs}."
+        if r.points is None:
+            text += f"{head} No points were awarded.\n"
+        else:
+            x, y = r.points[player], r.points[1 - player]
+            text += f"{head} Thus, you won {x:g} points and the other player won {y:g} points.\n"
+    return text
+
+
+def info_sentence(p: GamesParams, player: int) -> str:
+    """The `other_player_info` sentence, in this player's labels (PD: J cooperates, F defects)."""
+    lab = Labelling(p.labels, {p.labels[0]: A, p.labels[1]: B})
+    coop = lab.label_of(cooperative_action(p.game, 1 - player))
+    defect = lab.label_of(B if cooperative_action(p.game, 1 - player) == A else A)
+    return OTHER_PLAYER_INFO[p.other_player_info].format(cooperate=coop, defect=defect)
+
+
+def paper_context(p: GamesParams, player: int, rounds: list[Round], lab: Labelling) -> str:
+    return paper_rules(p, player, lab) + info_sentence(p, player) + paper_history(rounds, player, lab)
+
+
+def paper_messages(p: GamesParams, player: int, k: int, rounds: list[Round], lab: Labelling) -> list[dict]:
+    """Round k's request under `prompt: paper`: one user message ending in the answer cue, or
+    (cue: prefill) the question alone followed by an assistant turn holding the cue."""
+    x, y = lab.order
+    context = paper_context(p, player, rounds, lab)
+    if p.cue == "prefill":
+        question = f"\nYou are currently playing round {k + 1}.\n Which Option do you choose, Option {x} or Option {y}?"
+        return [{"role": "user", "content": context + question}, {"role": "assistant", "content": "Option"}]
+    question = f"\nYou are currently playing round {k + 1}.\nQ: Which Option do you choose, Option {x} or Option {y}?\nA: Option"
+    return [{"role": "user", "content": context + question}]
+
+
+def scot_prediction_prompt(p: GamesParams, player: int, k: int, rounds: list[Round], lab: Labelling) -> str:
+    """SCoT, step 1 (bos/query_main.py, act_gpt4reason): predict the other player's option."""
+    x, y = lab.order
+    return (paper_context(p, player, rounds, lab) + f"You are currently playing round {k + 1}.\n"
+            f"Q: Which Option do you predict the other player will choose, Option {x} or Option {y}?\nA: Option")
+
+
+def scot_choice_prompt(p: GamesParams, player: int, k: int, rounds: list[Round], lab: Labelling,
+                       prediction: str) -> str:
+    """SCoT, step 2: choose given the prediction, inserted as answered. The original words the
+    question differently for player 1 ('best to choose for you') and player 2 ('best for you to choose')."""
+    x, y = lab.order
+    best = "best to choose for you" if player == 0 else "best for you to choose"
+    return (paper_context(p, player, rounds, lab) + f"You are currently playing round {k + 1}.\n"
+            f"Q: Given that you think the other player will choose Option {prediction} in round {k + 1}, "
+            f"which Option do you think is the {best} in this round, Option {x} or Option {y}?\nA: Option")
+
+
+# ---- prompt: sociolab (the earlier robustness protocol) ----------------------------------------
+
+def _pts(x: float) -> str:
+    s = f"{x:g}"
+    return f"{s} point" if s == "1" else f"{s} points"
 
 
 def rules_text(payoffs: dict[str, tuple[float, float]], player: int, lab: Labelling, rounds: int) -> str:
@@ -262,22 +458,10 @@ def history_line(k: int, mine: str | None, theirs: str | None, my_points: float 
             f"{lab.label_of(theirs)}. You won {_pts(my_points)}, they won {their_points:g}.")
 
 
-@dataclass
-class Round:
-    actions: list[str | None]                      # per player, None = invalid
-    points: tuple[float, float] | None             # None = scored as missing
-
-
-@dataclass
-class Player:
-    agent: Agent
-    index: int
-    strategy: str | None = None
-    invalid: int = 0
-    moves: list[str | None] = field(default_factory=list)   # underlying actions, None = invalid
-
-
 def prompt_for(p: GamesParams, player: int, k: int, rounds: list[Round], lab: Labelling) -> str:
+    """The user message of round k (for `prompt: paper`, without Claude's prefilled turn)."""
+    if p.prompt == "paper":
+        return paper_messages(p, player, k, rounds, lab)[0]["content"]
     parts = [rules_text(p.matrix, player, lab, p.rounds)]
     for i, r in enumerate(rounds):
         mine, theirs = r.actions[player], r.actions[1 - player]
@@ -289,14 +473,26 @@ def prompt_for(p: GamesParams, player: int, k: int, rounds: list[Round], lab: La
     return "\n".join(parts)
 
 
-def move_metadata(p: GamesParams, player: int, rounds: list[Round], lab: Labelling) -> dict:
+def move_messages(p: GamesParams, agent: Agent, player: int, k: int, rounds: list[Round],
+                  lab: Labelling) -> list[dict]:
+    """The chat request of one move, without SCoT."""
+    if p.prompt == "paper":
+        return paper_messages(p, player, k, rounds, lab)
+    return [{"role": "system", "content": agent.system_prompt},
+            {"role": "user", "content": prompt_for(p, player, k, rounds, lab)}]
+
+
+def move_metadata(p: GamesParams, player: int, rounds: list[Round], lab: Labelling, *,
+                  ask: Literal["move", "predict"] = "move") -> dict:
     """What the prompt tells the player, as request metadata for a sim player (never parsed back
-    out of the prompt): its labels in listing order, its payoffs, the partner's earlier moves."""
+    out of the prompt): its labels in listing order, its payoffs, the partner's earlier moves,
+    whether it is asked for its move or (SCoT) a prediction, and how long an answer may be."""
     partner = [r.actions[1 - player] for r in rounds]
     return GameMove(labels=list(lab.order),
                     payoffs={m: {t: list(pts) for t, pts in row.items()}
                              for m, row in player_payoffs(p.matrix, player, lab).items()},
-                    partner_moves=[lab.label_of(a) if a is not None else None for a in partner]).as_metadata()
+                    partner_moves=[lab.label_of(a) if a is not None else None for a in partner],
+                    ask=ask).as_metadata()
 
 
 def _seed(*parts) -> int:
@@ -312,25 +508,37 @@ class RepeatedGames(Scenario):
         return self.params.rounds
 
     def factors(self) -> dict:
-        return {"game": self.params.game, "opponent": self.params.opponent}
+        p = self.params
+        out: dict = {"game": p.game, "opponent": p.opponent}
+        if p.opponent != "agent":
+            out["strategy_player"] = p.strategy_player
+        if p.scot:
+            out["scot"] = True
+        if p.other_player_info != "none":
+            out["other_player_info"] = p.other_player_info
+        return out
 
     def place_agents(self, personas: list[Persona], roster: RosterSpec) -> list[Agent]:
-        want = 2 if self.params.opponent == "agent" else 1
+        p = self.params
+        want = 2 if p.opponent == "agent" else 1
         if len(personas) != want:
             what = ("two agents (LLM vs LLM, opponent: agent)" if want == 2
-                    else f"one agent (it plays the fixed strategy {self.params.opponent})")
+                    else f"one agent (it plays the fixed strategy {p.opponent})")
             raise ValueError(f"repeated_games needs exactly {what}; the roster gives {len(personas)} "
                              "(use `only: [...]`)")
-        names = [p.real_name for p in personas]
+        names = [x.real_name for x in personas]
         if len(set(names)) < len(names):
             names = [f"{n}-{i + 1}" for i, n in enumerate(names)]
-        agents = [Agent(agent_id=p.key, position=i + 1, name=n, persona=p, system_prompt=SYSTEM_PROMPT)
-                  for i, (p, n) in enumerate(zip(personas, names))]
+        system = SYSTEM_PROMPT if p.prompt == "sociolab" else ""
+        agents = [Agent(agent_id=x.key, position=0, name=n, persona=x, system_prompt=system)
+                  for x, n in zip(personas, names)]
         if want == 1:
-            name = self.params.opponent
-            label = f"{STRATEGY_LABELS[name]} (fixed strategy)"
-            pseudo = Persona(key=f"strategy-{name}", model=STRATEGY_MODEL_PREFIX + name, label=label)
-            agents.append(Agent(agent_id=pseudo.key, position=2, name=label, persona=pseudo, scripted=True))
+            label = f"{STRATEGY_LABELS[p.opponent]} (fixed strategy)"
+            pseudo = Persona(key=f"strategy-{p.opponent}", model=STRATEGY_MODEL_PREFIX + p.opponent, label=label)
+            strategy = Agent(agent_id=pseudo.key, position=0, name=label, persona=pseudo, scripted=True)
+            agents.insert(p.strategy_player - 1, strategy)
+        for i, agent in enumerate(agents):
+            agent.position = i + 1
         return agents
 
     async def run(self, ctx: RunContext) -> Outcome:
@@ -345,23 +553,18 @@ class RepeatedGames(Scenario):
         run_labels = [draw_labelling(p.labels, label_rng) for _ in players]
         rounds: list[Round] = []
         for k in range(p.rounds):
-            if p.shuffle == "round":
-                labs = [draw_labelling(p.labels, label_rng) for _ in players]
-            elif p.shuffle == "run":
-                labs = run_labels
-            else:
-                labs = [draw_labelling(p.labels, None) for _ in players]
+            labs = round_labellings(p, label_rng, run_labels)
             start = clock.now()
             results = await asyncio.gather(*(self.move(ctx, clock, pl, k, rounds, labs[pl.index], start)
                                              for pl in players))
             actions = [r[0] for r in results]
             for pl, a in zip(players, actions):
                 pl.moves.append(a)
-            a1, a2 = actions[0], actions[1]
-            scored = points(p.matrix, a1, a2) if a1 is not None and a2 is not None else None
-            rounds.append(Round(actions, scored))
+            scored = round_points(p, actions[0], actions[1])
+            rounds.append(Round(actions, scored, [r[1] for r in results]))
             ctx.sink.event("game_round", round=k, actions={pl.agent.agent_id: a for pl, a in zip(players, actions)},
-                           labels={pl.agent.agent_id: r[1] for pl, r in zip(players, results)},
+                           labels={pl.agent.agent_id: {"order": list(labs[pl.index].order),
+                                                       "actions": dict(labs[pl.index].action)} for pl in players},
                            points=({pl.agent.agent_id: scored[pl.index] for pl in players} if scored else None),
                            scored=scored is not None)
             if isinstance(clock, VirtualClock):
@@ -371,58 +574,79 @@ class RepeatedGames(Scenario):
         return Outcome("completed", p.rounds)
 
     async def move(self, ctx: RunContext, clock, pl: Player, k: int, rounds: list[Round], lab: Labelling,
-                   start: float) -> tuple[str | None, dict, float]:
-        """One player's move in round k: (action or None, the labels it saw, finish time)."""
+                   start: float) -> tuple[str | None, str, float]:
+        """One player's move in round k: (action or None, its answer as history shows it, finish time)."""
         p = self.params
-        shown = {"order": list(lab.order), "actions": dict(lab.action)}
         if pl.strategy is not None:
             history = [(to_move(p.game, pl.index, r.actions[pl.index]), to_move(p.game, 1 - pl.index,
                         r.actions[1 - pl.index])) for r in rounds]
-            action = to_action(p.game, pl.index, STRATEGIES[pl.strategy](k, history))
+            action = strategy_action(pl.strategy, p.game, pl.index, k, history)
             ctx.sink.message(Message(sender=pl.agent.agent_id, sender_name=pl.agent.name, round=k, turn=pl.index,
                                      content=lab.label_of(action), started_s=start, finished_s=start))
-            return action, shown, start
-        prompt = prompt_for(p, pl.index, k, rounds, lab)
-        messages = [{"role": "system", "content": pl.agent.system_prompt}, {"role": "user", "content": prompt}]
+            return action, lab.label_of(action), start
+        if p.scot:
+            prediction, start = await self.predict(ctx, clock, pl, k, rounds, lab, start)
+            if prediction is None:
+                self.invalid(ctx, pl, k, "prediction call failed", "")
+                return None, "", start
+            messages = [{"role": "user", "content": scot_choice_prompt(p, pl.index, k, rounds, lab, prediction)}]
+        else:
+            messages = move_messages(p, pl.agent, pl.index, k, rounds, lab)
+        text, finished = await self.ask(ctx, clock, pl, k, messages, move_metadata(p, pl.index, rounds, lab), start)
+        move = parse_reply(p, text) if text is not None else Move(None, "call failed")
+        answer = (text or "").strip()
+        if move.label is None:
+            self.invalid(ctx, pl, k, move.problem, answer)
+            return None, answer, finished
+        return lab.action[move.label], answer, finished
+
+    async def predict(self, ctx: RunContext, clock, pl: Player, k: int, rounds: list[Round], lab: Labelling,
+                      start: float) -> tuple[str | None, float]:
+        """SCoT's first call: the prediction as answered (the original inserts it unparsed)."""
+        p = self.params
+        messages = [{"role": "user", "content": scot_prediction_prompt(p, pl.index, k, rounds, lab)}]
+        text, finished = await self.ask(ctx, clock, pl, k, messages,
+                                        move_metadata(p, pl.index, rounds, lab, ask="predict"), start,
+                                        tag="predict")
+        ctx.sink.event("scot_prediction", round=k, agent_id=pl.agent.agent_id, prediction=text)
+        return text, finished
+
+    async def ask(self, ctx: RunContext, clock, pl: Player, k: int, messages: list[dict], metadata: dict,
+                  start: float, tag: str = "") -> tuple[str | None, float]:
+        """One model call, recorded as a message: (reply text or None if the call failed, finish time)."""
+        p = self.params
         call = await ctx.client.complete(pl.agent.model, messages, temperature=p.temperature,
-                                         max_tokens=p.max_tokens, seed=_seed(ctx.seed, pl.agent.agent_id, k) % 2**32,
-                                         metadata=move_metadata(p, pl.index, rounds, lab), sleep=clock.sleep)
+                                         max_tokens=p.max_tokens,
+                                         seed=_seed(ctx.seed, pl.agent.agent_id, k, *((tag,) if tag else ())) % 2**32,
+                                         metadata=metadata, sleep=clock.sleep)
         finished = clock.finished_at(start, call.sim_latency_s)
         ctx.sink.message(Message(sender=pl.agent.agent_id, sender_name=pl.agent.name, round=k, turn=pl.index,
                                  content=call.transcript_text, context_size=len(messages),
                                  is_error=not call.ok, error=call.error, started_s=start, finished_s=finished,
                                  call=call))
-        if not call.ok:
-            move = Move(None, "call failed")
-        else:
-            move = parse_move(call.text, p.labels, allow_extra_text=p.allow_extra_text)
-        if move.label is None:
-            pl.invalid += 1
-            ctx.sink.event("invalid_move", round=k, agent_id=pl.agent.agent_id, reason=move.problem,
-                           reply=call.transcript_text[:500])
-            return None, shown, finished
-        return lab.action[move.label], shown, finished
+        return (call.text or "") if call.ok else None, finished
+
+    def invalid(self, ctx: RunContext, pl: Player, k: int, reason: str | None, reply: str) -> None:
+        """An invalid move is counted and recorded with its reason, never replaced by a default."""
+        pl.invalid += 1
+        ctx.sink.event("invalid_move", round=k, agent_id=pl.agent.agent_id, reason=reason, reply=reply[:500])
 
     def score(self, ctx: RunContext, players: list[Player], rounds: list[Round]) -> None:
         p = self.params
-        scored = [(r, r.points) for r in rounds if r.points is not None]
+        scored = [r.points for r in rounds if r.points is not None]
+        both_valid = [r for r in rounds if None not in r.actions]
         for pl in players:
             aid, i = pl.agent.agent_id, pl.index
-            total = sum(pts[i] for _, pts in scored)
+            total = sum(pts[i] for pts in scored)
             ctx.sink.outcome("total_payoff", total, agent_id=aid, rounds_scored=len(scored))
             ctx.sink.outcome("mean_payoff", total / len(scored) if scored else None, agent_id=aid,
                              rounds_scored=len(scored))
             ctx.sink.outcome("invalid_moves", pl.invalid, agent_id=aid, rounds=len(rounds))
             valid = [a for a in pl.moves if a is not None]
-            coop = cooperative_action(p.game, i)
-            if p.game == "prisoners_dilemma":
-                k = sum(a == coop for a in valid)
-                ctx.sink.outcome("cooperation_rate", k / len(valid) if valid else None, agent_id=aid,
-                                 successes=k, n=len(valid))
-            else:
-                k = sum(a == coop for a in valid)
-                ctx.sink.outcome("concession_rate", k / len(valid) if valid else None, agent_id=aid,
-                                 successes=k, n=len(valid))
-                same = sum(r.actions[0] == r.actions[1] for r, _ in scored)
-                ctx.sink.outcome("coordination_rate", same / len(scored) if scored else None, agent_id=aid,
-                                 successes=same, n=len(scored))
+            k = sum(a == cooperative_action(p.game, i) for a in valid)
+            metric = "cooperation_rate" if p.game == "prisoners_dilemma" else "concession_rate"
+            ctx.sink.outcome(metric, k / len(valid) if valid else None, agent_id=aid, successes=k, n=len(valid))
+            if p.game == "battle_of_the_sexes":
+                same = sum(r.actions[0] == r.actions[1] for r in both_valid)
+                ctx.sink.outcome("coordination_rate", same / len(both_valid) if both_valid else None,
+                                 agent_id=aid, successes=same, n=len(both_valid))

@@ -169,7 +169,7 @@ def test_rules_are_from_each_players_perspective():
 
 
 def test_prompt_lists_rules_history_and_question():
-    p = GamesParams(rounds=5)
+    p = GamesParams(rounds=5, prompt="sociolab")
     rounds = [games.Round([A, B], (0, 10)), games.Round([B, None], None)]
     text = prompt_for(p, 0, 2, rounds, JF)
     lines = text.splitlines()
@@ -206,8 +206,8 @@ def test_move_metadata_says_what_the_prompt_says():
     assert meta["payoffs"] == {"J": {"J": [8, 8], "F": [0, 10]}, "F": {"J": [10, 0], "F": [5, 5]}}
     assert meta["partner_moves"] == ["J", None]  # player 1 played A (J), then gave no valid answer
     prompt = prompt_for(p, 1, 2, [games.Round([A, B], (0, 10)), games.Round([None, A], None)], JF)
-    assert "If you choose F and the other player chooses J, you win 10 points" in prompt
-    assert "In round 1, you chose F and the other player chose J." in prompt
+    assert "If you choose Option F and the other player chooses Option J, then you win 10 points" in prompt
+    assert "In round 1, you chose Option F and the other player chose Option J." in prompt
 
 
 @pytest.mark.parametrize("game, player, coop_action", [
@@ -290,7 +290,8 @@ def test_cooperation_rate_is_recovered_within_its_wilson_interval(tmp_path):
         seed: 3
         repeats: 6
         agents: {personas: [{key: x, model: sim/x}]}
-        params: {game: prisoners_dilemma, rounds: 40, opponent: always_cooperate}
+        params: {game: prisoners_dilemma, rounds: 40, opponent: always_cooperate, prompt: sociolab, shuffle: round,
+                 parser: lenient, max_tokens: 256}
         sim: {models: {x: {cooperate: 0.7}}, games: {x: {malformed_rate: 0.0}}}
     """)
     assert report.completed == 6
@@ -321,7 +322,7 @@ def test_cooperation_rate_is_recovered_within_its_wilson_interval(tmp_path):
     assert con.execute("SELECT value FROM outcomes WHERE run_id = 'coop/001' AND agent_id = 'x' "
                        "AND metric = 'total_payoff'").fetchone()[0] == total
     assert json.loads(con.execute("SELECT factors FROM runs WHERE run_id = 'coop/001'").fetchone()[0]) == {
-        "game": "prisoners_dilemma", "opponent": "always_cooperate"}
+        "game": "prisoners_dilemma", "opponent": "always_cooperate", "strategy_player": 2}
 
 
 def test_retaliation_is_planted_and_recoverable(tmp_path):
@@ -346,7 +347,8 @@ def test_invalid_moves_are_recorded_never_defaulted(tmp_path):
         seed: 9
         repeats: 2
         agents: {personas: [{key: s, model: sim/sloppy}, {key: n, model: sim/neat}]}
-        params: {game: battle_of_the_sexes, rounds: 30}
+        params: {game: battle_of_the_sexes, rounds: 30, prompt: sociolab, shuffle: round, parser: lenient,
+                 invalid: missing, max_tokens: 256}
         sim: {games: {sloppy: {malformed_rate: 0.3}, neat: {malformed_rate: 0.0}}}
     """)
     assert report.completed == 2
@@ -401,8 +403,9 @@ def test_library_suite_runs_offline_through_the_cli(tmp_path):
     out = cli("run", str(REPO / "scenarios/library/repeated_games.yaml"), "--db", str(db), "--quiet")
     assert out.returncode == 0, out.stderr
     con = duckdb.connect(str(db), read_only=True)
-    assert con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'completed') FROM runs").fetchone() == (42, 42)
+    assert con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'completed') FROM runs").fetchone() == (40, 40)
     series = {s for (s,) in con.execute("SELECT DISTINCT series FROM runs").fetchall()}
-    assert {"pd_tit_for_tat", "bos_llm_vs_llm", "pd_defect_once", "bos_alternate"} <= series
+    assert {"pd_defect_once_p1", "bos_llm_vs_llm_swapped", "bos_scot_alternate_fj", "pd_info_mistakes_defect_once",
+            "pd_tit_for_tat"} <= series
     metrics = {m for (m,) in con.execute("SELECT DISTINCT metric FROM outcomes").fetchall()}
     assert {"cooperation_rate", "coordination_rate", "concession_rate", "total_payoff", "invalid_moves"} <= metrics

@@ -141,6 +141,7 @@ SUITE = """
         - {key: loyal, model: sim/loyal}
         - {key: servant, model: sim/servant}
         - {key: broken, model: sim/broken}
+    params: {variant: sociolab_v1, parser: strict, shuffle_products: true, temperature: 0.7, max_tokens: 512}
     series:
       ethics_both: {params: {case: ethics, visibility: both}}
       ethics_nobody: {params: {case: ethics, visibility: nobody}}
@@ -193,8 +194,9 @@ def test_library_suite_runs_offline_through_the_cli(tmp_path):
     out = cli("run", str(REPO / "scenarios/library/principal_agent.yaml"), "--db", str(db), "--quiet")
     assert out.returncode == 0, out.stderr
     con = duckdb.connect(str(db), read_only=True)
-    assert con.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchone()[0] == 24
-    levels = {(json.loads(f)["case"], json.loads(f)["visibility"])
+    # the study's grid: 2 cases x 4 visibilities x 2 orders x 3 text cases x 2 temperatures, 3 replications
+    assert con.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchone()[0] == 288
+    levels = {tuple(json.loads(f)[k] for k in ("case", "visibility", "reversed", "text_case", "temperature"))
               for (f,) in con.execute("SELECT factors FROM runs").fetchall()}
-    assert len(levels) == 8
+    assert len(levels) == 96
     assert con.execute("SELECT count(DISTINCT agent_id) FROM outcomes WHERE metric = 'override'").fetchone()[0] == 7

@@ -6,7 +6,10 @@ sent by scenarios/games.py), and a principal-agent form if it carries `principal
 never the prompt, so the prompts a real model sees can be worded freely.
 
 Games: the metadata holds this player's option labels (in listing order), its payoff matrix in
-those labels and the partner's earlier moves. If one option strictly dominates (a dilemma), the
+those labels, the partner's earlier moves and what it is asked: its move, or (social
+chain-of-thought) a prediction of the partner's, answered as "the partner repeats its last valid
+move" (with no history: the partner's preferred option). Under a one- or two-token limit every
+valid reply is the bare label. If one option strictly dominates (a dilemma), the
 other one is the cooperative option; otherwise (a coordination game) the cooperative option is the
 one the partner prefers (conceding). It chooses the cooperative option with probability
 `cooperate` (the model's `Propensities`); if the partner's last move was not the cooperative
@@ -69,7 +72,7 @@ def reply(model: str, messages: list[dict], *, seed: int | None = None, temperat
     move = GameMove.read(metadata)
     if move is not None:
         rng = _rng(model, seed, move)
-        return _reply(game_move(model, move, rng, settings), prompt_chars, rng)
+        return _reply(game_move(model, move, rng, settings, max_tokens), prompt_chars, rng)
     form = PrincipalAgentForm.read(metadata)
     if form is None:
         raise MetadataError("the game player needs 'game' or 'principal_agent' metadata")
@@ -93,26 +96,45 @@ def cooperative_label(move: GameMove) -> str:
     return x if move.payoffs[x][x][1] >= move.payoffs[y][y][1] else y
 
 
-def game_move(model: str, move: GameMove, rng: random.Random, settings: SimSettings | None = None) -> str:
-    """The reply to one round: usually a bare label, sometimes in a sentence, rarely malformed."""
+def game_move(model: str, move: GameMove, rng: random.Random, settings: SimSettings | None = None,
+              max_tokens: int | None = None) -> str:
+    """The reply to one round: usually a bare label, sometimes in a sentence, rarely malformed.
+    A one- or two-token limit (the paper asks for one token after the cue `A: Option`) leaves room
+    for the label alone, so then every valid reply is the bare label."""
     labels = move.labels
-    traits = traits_for(model, settings)
-    cooperate = propensities_for(model, settings).cooperate
-    if rng.random() < traits.malformed_rate:
+    terse = max_tokens is not None and max_tokens <= 2
+    if rng.random() < traits_for(model, settings).malformed_rate:
+        if terse:
+            return rng.choice(["", "I"])
         return rng.choice(["", f"{labels[0]} or {labels[-1]}", "Hard to say, I would rather not choose."])
-    coop = cooperative_label(move)
-    other = next((lbl for lbl in labels if lbl != coop), coop)
-    last_partner = move.partner_moves[-1] if move.partner_moves else None
-    p = cooperate
-    if last_partner is not None and last_partner != coop:
-        p = cooperate * (1 - traits.retaliate)
-    choice = coop if rng.random() < p else other
-    style = rng.random()
+    choice = predicted_label(move) if move.ask == "predict" else chosen_label(model, move, rng, settings)
+    style = 0.0 if terse else rng.random()
     if style < 0.7:
         return choice
     if style < 0.9:
         return f"Option {choice}."
     return f"I choose {choice}."
+
+
+def chosen_label(model: str, move: GameMove, rng: random.Random, settings: SimSettings | None) -> str:
+    """Cooperate with probability `cooperate`, times (1 - retaliate) after a partner's defection."""
+    coop = cooperative_label(move)
+    other = next((lbl for lbl in move.labels if lbl != coop), coop)
+    last_partner = move.partner_moves[-1] if move.partner_moves else None
+    p = propensities_for(model, settings).cooperate
+    if last_partner is not None and last_partner != coop:
+        p *= 1 - traits_for(model, settings).retaliate
+    return coop if rng.random() < p else other
+
+
+def predicted_label(move: GameMove) -> str:
+    """A social chain-of-thought prediction: the partner repeats its last valid move; with none
+    yet, it plays the option that pays it most when both choose it (its preferred one)."""
+    last = next((m for m in reversed(move.partner_moves) if m is not None), None)
+    if last is not None:
+        return last
+    x, y = move.labels
+    return x if move.payoffs[x][x][1] >= move.payoffs[y][y][1] else y
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ the prompt a real model sees carries the same information in words. See docs/sim
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping, TypeVar
+from typing import Any, ClassVar, Literal, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -103,6 +103,8 @@ class GameMove(MetadataPart):
         description="payoffs[my label][partner's label] = [my points, partner's points]")
     partner_moves: list[str | None] = Field(
         default_factory=list, description="the partner's earlier moves in this round's labels, null = invalid")
+    ask: Literal["move", "predict"] = Field(
+        "move", description="its own move, or (social chain-of-thought) a prediction of the partner's")
 
     @model_validator(mode="after")
     def _full_matrix(self) -> "GameMove":
