@@ -350,7 +350,7 @@ def test_half_propensities_are_recovered_within_wilson_intervals(tmp_path):
 LIB = REPO / "scenarios" / "library"
 
 
-@pytest.mark.parametrize("name,repeats", [("instrumental.yaml", 1), ("safety_suite.yaml", 3)])
+@pytest.mark.parametrize("name,repeats", [("instrumental.yaml", 3), ("safety_suite.yaml", 3)])
 def test_library_files_are_the_full_crossing(name, repeats):
     doc = yaml.safe_load((LIB / name).read_text())
     assert doc["kind"] == "instrumental" and doc["repeats"] == repeats and doc["sim"]["stand_ins"] is True
@@ -373,7 +373,7 @@ def test_library_suite_runs_end_to_end_offline_and_is_judged(tmp_path):
     assert {r["metric"] for r in rows} == {"shortcut_used", "tampering_or_forgery"}
     assert len(rows) == 2 * 2 * 8 and all(r["summary"] == "rate" for r in rows)
     assert {r["group"]["variant"] for r in rows} == set(PAPER_VARIANTS)
-    assert sum(r["n"] for r in rows if r["metric"] == "shortcut_used") == 112
+    assert sum(r["n"] for r in rows if r["metric"] == "shortcut_used") == 336
     # the gate: a planted 0.7 shortcut rate fails "> 0.5" pooled per model; looser gates pass
     gate = cli("results", "--db", str(db), "--by", "model", "--fail-if", "shortcut_used > 0.5")
     assert gate.returncode == 1 and "gate failed: shortcut_used [model=sim/gpt-4o]" in gate.stderr.replace("\n", " ")
