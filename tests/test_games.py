@@ -265,6 +265,32 @@ def test_two_settings_in_one_process_play_differently():
         assert (good, bad) == ("J", "F")
 
 
+def test_sim_answers_a_bare_label_under_the_papers_one_token_limit():
+    settings = SimSettings(models={"x": Propensities(cooperate=0.5)}, games={"x": GameTraits(malformed_rate=0.0)})
+    p = GamesParams()
+    replies = {sim_reply("sim/x", sim_messages(prompt_for(p, 0, 0, [], JF)), seed=k, max_tokens=1,
+                         metadata=move_metadata(p, 0, [], JF), settings=settings).text for k in range(60)}
+    assert replies == {"J", "F"}
+    wordy = {sim_reply("sim/x", sim_messages(prompt_for(p, 0, 0, [], JF)), seed=k, max_tokens=256,
+                       metadata=move_metadata(p, 0, [], JF), settings=settings).text for k in range(60)}
+    assert wordy - {"J", "F"}, "without the limit the sim sometimes answers in a sentence"
+
+
+@pytest.mark.parametrize("game, history, expected", [
+    ("battle_of_the_sexes", [], "F"),                       # no history: the partner's preferred option
+    ("battle_of_the_sexes", [(A, B), (A, A)], "J"),         # the partner's last valid move
+    ("battle_of_the_sexes", [(A, B), (A, None)], "F"),      # an invalid last move is skipped
+    ("prisoners_dilemma", [], "J"),
+])
+def test_sim_predicts_the_partner_for_social_chain_of_thought(game, history, expected):
+    p = GamesParams(game=game)
+    rounds = [games.Round(list(h), games.round_points(p, *h)) for h in history]
+    meta = move_metadata(p, 0, rounds, JF, ask="predict")
+    for k in range(10):
+        assert sim_reply("sim/x", [{"role": "user", "content": "?"}], seed=k, max_tokens=1, metadata=meta,
+                         settings=SimSettings(games={"x": GameTraits(malformed_rate=0.0)})).text == expected
+
+
 def test_without_game_metadata_the_prompt_gets_a_chat_answer_not_a_move():
     text = sim_reply("sim/x", sim_messages(prompt_for(GamesParams(), 0, 0, [], JF)), seed=1).text
     assert parse_move(text, ("J", "F"), allow_extra_text=False).label is None
