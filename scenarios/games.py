@@ -127,7 +127,9 @@ class GamesParams(BaseModel):
                              "'**j**'; lenient: also exactly one label inside text")
     invalid: Literal["paper", "missing"] = Field(
         "paper", description="paper: an invalid answer gives both players -9999; missing: the round is unscored")
-    scot: bool = Field(False, description="social chain-of-thought: predict the other's move, then choose")
+    scot: Literal["none", "all", "player_1", "player_2"] = Field(
+        "none", description="social chain-of-thought (predict the other's move, then choose) for every LLM "
+                            "player, or for one position only (the paper's GPT-4 SCoT against plain players)")
     other_player_info: Literal["none", "mistakes", "defects_once"] = Field(
         "none", description="tell the LLM something about the other player (the paper's PD conditions)")
     temperature: float = Field(0.0, ge=0, le=2)
@@ -154,9 +156,9 @@ class GamesParams(BaseModel):
     def _fill(self) -> "GamesParams":
         if self.payoffs is None:
             self.payoffs = dict(PRESETS[self.game])
-        if self.scot and self.cue == "prefill":
+        if self.scot != "none" and self.cue == "prefill":
             raise ValueError("scot asks with the 'qa' cue (the original ran it on GPT-4 only)")
-        if self.prompt == "sociolab" and (self.scot or self.other_player_info != "none"):
+        if self.prompt == "sociolab" and (self.scot != "none" or self.other_player_info != "none"):
             raise ValueError("scot and other_player_info are conditions of prompt: paper")
         return self
 
@@ -164,6 +166,10 @@ class GamesParams(BaseModel):
     def matrix(self) -> dict[str, tuple[float, float]]:
         """The payoffs in force: the override, else the game's preset (`payoffs` after validation)."""
         return self.payoffs if self.payoffs is not None else PRESETS[self.game]
+
+    def uses_scot(self, player: int) -> bool:
+        """Whether player (0 or 1) is asked with social chain-of-thought."""
+        return self.scot == "all" or self.scot == f"player_{player + 1}"
 
     @property
     def shuffle_mode(self) -> str:
@@ -512,8 +518,8 @@ class RepeatedGames(Scenario):
         out: dict = {"game": p.game, "opponent": p.opponent}
         if p.opponent != "agent":
             out["strategy_player"] = p.strategy_player
-        if p.scot:
-            out["scot"] = True
+        if p.scot != "none":
+            out["scot"] = p.scot
         if p.other_player_info != "none":
             out["other_player_info"] = p.other_player_info
         return out
@@ -584,7 +590,7 @@ class RepeatedGames(Scenario):
             ctx.sink.message(Message(sender=pl.agent.agent_id, sender_name=pl.agent.name, round=k, turn=pl.index,
                                      content=lab.label_of(action), started_s=start, finished_s=start))
             return action, lab.label_of(action), start
-        if p.scot:
+        if p.uses_scot(pl.index):
             prediction, start = await self.predict(ctx, clock, pl, k, rounds, lab, start)
             if prediction is None:
                 self.invalid(ctx, pl, k, "prediction call failed", "")

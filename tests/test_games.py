@@ -429,7 +429,7 @@ def test_library_suite_runs_offline_through_the_cli(tmp_path):
     out = cli("run", str(REPO / "scenarios/library/repeated_games.yaml"), "--db", str(db), "--quiet")
     assert out.returncode == 0, out.stderr
     con = duckdb.connect(str(db), read_only=True)
-    assert con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'completed') FROM runs").fetchone() == (40, 40)
+    assert con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'completed') FROM runs").fetchone() == (42, 42)
     series = {s for (s,) in con.execute("SELECT DISTINCT series FROM runs").fetchall()}
     assert {"pd_defect_once_p1", "bos_llm_vs_llm_swapped", "bos_scot_alternate_fj", "pd_info_mistakes_defect_once",
             "pd_tit_for_tat"} <= series

@@ -200,7 +200,7 @@ def test_invalid_answers_score_9999_and_are_shown_as_answered(tmp_path):
 def test_social_chain_of_thought_predicts_then_chooses_with_the_prediction_inserted(tmp_path):
     def answer(r: ModelRequest) -> str:
         return "F" if "predict" in r.messages[0]["content"] else "J"
-    recorder, store = play(tmp_path, "{game: battle_of_the_sexes, opponent: alternate_fj, scot: true}", answer)
+    recorder, store = play(tmp_path, "{game: battle_of_the_sexes, opponent: alternate_fj, scot: all}", answer)
     assert len(recorder.requests) == 20
     predict, choose = recorder.requests[2], recorder.requests[3]                  # round 2
     history = played(BOS, (A, B))
@@ -208,6 +208,14 @@ def test_social_chain_of_thought_predicts_then_chooses_with_the_prediction_inser
     assert choose.messages[0]["content"] == scot_choice_prompt(BOS, 0, 1, history, JF, "F")
     assert predict.metadata["game"]["ask"] == "predict" and choose.metadata["game"]["ask"] == "move"
     assert store.con.execute("SELECT count(*) FROM events WHERE kind = 'scot_prediction'").fetchone()[0] == 10
+
+
+def test_scot_for_one_position_only_as_gpt4_scot_against_gpt4(tmp_path):
+    recorder, store = play(tmp_path, "{game: battle_of_the_sexes, opponent: agent, scot: player_1}", lambda r: "J",
+                           "[{key: x, model: rec/x}, {key: y, model: rec/y}]")
+    asked = {(r.model, r.metadata["game"]["ask"]) for r in recorder.requests}
+    assert asked == {("rec/x", "predict"), ("rec/x", "move"), ("rec/y", "move")}
+    assert len(recorder.requests) == 30
 
 
 @pytest.mark.parametrize("info, sentence", [
@@ -226,4 +234,4 @@ def test_the_earlier_robustness_protocol_stays_a_named_option():
     text = prompt_for(p, 0, 0, [], JF)
     assert text.startswith("You will play 10 rounds") and text.endswith("Answer with J or F only.")
     with pytest.raises(ValueError, match="scot"):
-        GamesParams(scot=True, cue="prefill")
+        GamesParams(scot="all", cue="prefill")
