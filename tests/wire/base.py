@@ -27,6 +27,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import socket
+import struct
 import sys
 import threading
 import uuid
@@ -111,6 +113,8 @@ class Fault:
     shape (with `message` / `error_type` / `code` / `param` overriding its defaults) unless `body`
     is given, which is sent verbatim. `status=200` without `body` means "answer normally", which is
     what `Fault.slow(s)` uses: the delay, then the real reply. `retry_after` adds a Retry-After header.
+    `drop` sends no reply at all: "close" closes the connection cleanly (FIN, what a proxy that gives
+    up produces), "reset" aborts it (RST, a crashed peer); see `Fault.closed()` and `Fault.reset()`.
     """
 
     status: int = 200
@@ -123,6 +127,17 @@ class Fault:
     body: bytes | str | dict | None = None
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    drop: str | None = None  # "close" | "reset": no reply, the connection is closed / reset
+
+    @classmethod
+    def closed(cls) -> "Fault":
+        """The connection is closed without a reply (the client sees the server disconnect)."""
+        return cls(drop="close")
+
+    @classmethod
+    def reset(cls) -> "Fault":
+        """The connection is reset (RST) without a reply."""
+        return cls(drop="reset")
 
     @classmethod
     def slow(cls, seconds: float) -> "Fault":
@@ -328,6 +343,13 @@ class WireServer:
         with self._lock:
             self._faults.extend(faults)
 
+    def clear_faults(self) -> int:
+        """Drop the scripted replies not served yet; returns how many there were."""
+        with self._lock:
+            dropped = len(self._faults)
+            self._faults.clear()
+        return dropped
+
     @property
     def pending_faults(self) -> int:
         return len(self._faults)
@@ -424,6 +446,8 @@ class WireServer:
                 fault = self._faults.popleft() if self._faults else None
             if fault is not None and fault.delay_s:
                 self._stopping.wait(fault.delay_s)
+            if fault is not None and fault.drop is not None:
+                return self._drop(h, fault.drop)
             if fault is not None and (fault.status != 200 or fault.body is not None):
                 return self._send_fault(h, fault)
             self.check_auth(rec)
@@ -454,6 +478,19 @@ class WireServer:
                                       fault.code, fault.param)
             data = json.dumps(payload).encode()
         self._send(h, fault.status, data, headers, fault.content_type)
+
+    @staticmethod
+    def _drop(h: BaseHTTPRequestHandler, how: str) -> None:
+        """No reply: close the connection (FIN) or, for "reset", abort it (SO_LINGER 0, so RST)."""
+        if how not in ("close", "reset"):
+            raise ValueError(f"Fault.drop must be 'close' or 'reset', got {how!r}")
+        h.close_connection = True
+        if how == "reset":
+            try:
+                h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                h.connection.close()
+            except OSError:
+                pass
 
     def _send(self, h: BaseHTTPRequestHandler, status: int, data: bytes, headers: dict[str, str],
               content_type: str = "application/json") -> None:
