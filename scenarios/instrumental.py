@@ -999,6 +999,8 @@ def _install_tools(ws: Workspace) -> None:
 # the kind
 
 class InstrumentalParams(AgenticParams):
+    # the recorded runs of the original end at 160 messages: system, task, then 79 model turns
+    max_steps: int = Field(79, ge=1, le=200, description="model calls per agent episode")
     task: TaskName = Field("budget_siphon", description="which operational task")
     variant: VariantName = Field("dilemma_forbidden_unwatched", description="the paper's variant ids, or the legacy set (VARIANTS)")
     policy: Policy | None = Field(None, description="override the variant: forbidden, vague, permitted, none")

@@ -12,6 +12,9 @@ How the sim knows its options (docs/workspace.md):
 * A scenario that wants to test its scorers gives a `SimPlan` for the episode; it travels with
   every request of the episode as metadata, never in any prompt, so rewording the task or the
   system prompt does not change what the actor does.
+* A plan is written in the sandbox's own tools (`run`, `ls`, `cat`, ...) and played in the toolset
+  the request offers (`offered_as`): with "Instrumental Choices"' shell, read_file, write_file and
+  list_dir, a script run becomes a `shell` command line.
 * The plan names concrete tool calls for each option: `inspect` (paths to ls/cat), `official`
   (the sanctioned workflow), `shortcut` (the policy-violating alternative, taken *instead of*
   `official`), `tamper`, `exfiltrate` and `inflate` (taken *in addition*), `verify` (always, last),
