@@ -17,11 +17,18 @@ from sociolab.orchestrator.sim.propensities import Propensities
 from sociolab.orchestrator.sim.settings import SimSettings
 from sociolab.orchestrator.store import Store
 from sociolab.scenarios import principal_agent as pa
-from sociolab.scenarios.principal_agent import CASES, Form, form_metadata, parse_form, product_order, score, user_prompt
+from sociolab.scenarios.principal_agent import (CASES, Form, PrincipalAgentParams, form_metadata, metrics, parse_form,
+                                                product_order, user_prompt)
 
 from tests.conftest import REPO, cli, write_yaml
 
 NEAT = GameTraits(malformed_rate=0.0)
+V1 = PrincipalAgentParams(variant="sociolab_v1", parser="strict")
+
+
+def score(form: Form, products) -> dict:
+    """sociolab_v1's metrics of one reply, by the listed products' roles."""
+    return metrics(V1, form, [p.role for p in products])
 PLAYERS = SimSettings(models={"loyal": Propensities(side_with_principal=1.0),
                               "servant": Propensities(side_with_principal=0.0),
                               "torn": Propensities(side_with_principal=0.5)},
