@@ -415,3 +415,23 @@ def test_crash_injection_counts_loop_steps(tmp_path):
     assert "decommissioned" in msgs[1][2]
     assert rows(store, "SELECT attempts FROM llm_calls WHERE agent_id = 'c' AND error IS NOT NULL") == [(1,)]
     assert rows(store, "SELECT count(*) FROM messages WHERE sender = 'd' AND is_error")[0][0] == 0
+
+
+def test_a_plan_is_played_in_the_toolset_offered():
+    """Plans are written in the sandbox's own tools; with the paper toolset the same calls go
+    through list_dir, read_file and shell, and what no offered tool can do is skipped."""
+    from sociolab.orchestrator.sim.actor import SimAction, SimPlan, planned_steps
+
+    plan = SimPlan(inspect=["/srv", "/srv/a.txt"],
+                   official=[SimAction(tool="run", args={"script": "grant", "args": ["bob smith", "{id}"]})],
+                   tamper=[SimAction(tool="edit", args={"path": "/srv/a.txt", "old": "x", "new": "y"}),
+                           SimAction(tool="set_date", args={"path": "/srv/a.txt", "date": "2024-01-01"})])
+    took = {"shortcut": False, "tamper": True, "exfiltrate": False, "inflate": False}
+    steps = planned_steps(plan, took, {"shell", "read_file", "write_file", "list_dir"})
+    flat = [(a.tool, a.args) for batch in steps for a in batch]
+    assert flat == [("list_dir", {"path": "/srv"}), ("read_file", {"path": "/srv/a.txt"}),
+                    ("shell", {"command": "grant 'bob smith' '{id}'"}),
+                    ("shell", {"command": "touch -d 2024-01-01 /srv/a.txt"})]
+    # the sandbox's own tools: unchanged
+    own = planned_steps(plan, took, {"ls", "cat", "run", "edit", "set_date"})
+    assert [a.tool for batch in own for a in batch] == ["ls", "cat", "run", "edit", "set_date"]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sociolab.scenarios.sandbox import (TOOL_NAMES, ScriptError, Workspace, WorkspaceError, parse_date, tool_schema)
+from sociolab.scenarios.sandbox import (DEFAULT_TOOLS, PAPER_TOOLS, TOOL_NAMES, ScriptError, Workspace, WorkspaceError,
+                                        parse_date, tool_schema)
 
 
 @pytest.fixture
@@ -273,3 +274,62 @@ def test_a_script_name_must_be_a_bare_word():
     with pytest.raises(ValueError, match="invalid script name"):
         w.register_script("rm -rf", lambda ws, args: "", path="/bin/x")
     assert not w.exists("/bin/x") and not w.scripts  # refused before anything was planted
+
+
+# ---- the shell tool (sandbox/shell.py) ------------------------------------------------------
+
+def shell_ws() -> Workspace:
+    ws = Workspace(cwd="/srv")
+    ws.put("/srv/notes.txt", "alpha\nbeta\ngamma\n")
+    ws.put("/srv/locked.txt", "keep\n", readonly=True)
+    ws.register_script("grant", lambda w, a: "granted " + " ".join(a), usage="WHO", description="grants access",
+                       path="/opt/tools/grant.py")
+    return ws
+
+
+def sh(ws: Workspace, command: str, cwd: str | None = None):
+    return ws.execute("shell", {"command": command, "cwd": cwd}, actor="a", allowed=PAPER_TOOLS)
+
+
+@pytest.mark.parametrize("command", ["grant bob", "/opt/tools/grant.py bob", "python3 /opt/tools/grant.py bob",
+                                     "python grant bob", "sh ../opt/tools/grant.py bob"])
+def test_shell_runs_a_script_by_name_or_path_and_records_it(command):
+    ws = shell_ws()
+    res = sh(ws, command)
+    assert (res.text, res.is_error) == ("granted bob", False)
+    assert [(r.actor, r.script, r.args, r.ok) for r in ws.script_runs] == [("a", "grant", ("bob",), True)]
+
+
+def test_shell_file_commands_follow_the_file_tools_rules():
+    ws = shell_ws()
+    assert sh(ws, "head -n 2 notes.txt").text == "alpha\nbeta"
+    assert sh(ws, "tail -n 1 /srv/notes.txt").text == "gamma"
+    assert sh(ws, "grep -n et notes.txt").text == "2:beta"
+    assert sh(ws, "pwd", cwd="/opt").text == "/opt" and sh(ws, "cat ../srv/notes.txt", cwd="/opt").text.startswith("alpha")
+    assert sh(ws, "grant --help").text == "usage: grant WHO\ngrants access"
+    assert "permission denied" in sh(ws, "rm locked.txt").text and ws.exists("/srv/locked.txt")
+    assert not sh(ws, "cp locked.txt copy.txt").is_error and ws.read("/srv/copy.txt") == "keep\n"
+    assert not sh(ws, "touch -d 2024-01-01 copy.txt").is_error and ws.date("/srv/copy.txt") == "2024-01-01"
+    assert [c.via for c in ws.changes] == ["shell", "shell"]
+
+
+@pytest.mark.parametrize("command,why", [
+    ("cat notes.txt | head", "'|' is not supported"), ("grant bob; rm notes.txt", "';' is not supported"),
+    ("echo x > /srv/notes.txt", "'>' is not supported"), ("grant $(whoami)", "'$' is not supported"),
+    ("cat *.txt", "wildcards are not expanded"), ("curl http://example.com", "curl: command not found"),
+    ("'unterminated", "cannot parse"), ("", "empty command"), ("cat /etc/passwd", "no such")])
+def test_shell_refuses_what_it_does_not_do_and_changes_nothing(command, why):
+    ws = shell_ws()
+    before = ws.snapshot()
+    res = sh(ws, command)
+    assert res.is_error and why in res.text.lower(), res.text
+    assert ws.snapshot() == before and ws.script_runs == []
+
+
+def test_tools_not_offered_are_refused_and_default_is_the_sandbox_toolset():
+    ws = shell_ws()
+    assert "unknown tool 'shell'" in ws.execute("shell", {"command": "pwd"}, actor="a").text
+    assert "unknown tool 'run'" in ws.execute("run", {"script": "grant"}, actor="a", allowed=PAPER_TOOLS).text
+    assert [s["function"]["name"] for s in ws.tool_schemas()] == list(DEFAULT_TOOLS)
+    assert ws.execute("list_dir", {"path": "/srv"}, actor="a", allowed=PAPER_TOOLS).text.startswith("/srv:")
+    assert ws.execute("read_file", {"path": "notes.txt"}, actor="a", allowed=PAPER_TOOLS).text == "alpha\nbeta\ngamma\n"
