@@ -10,7 +10,7 @@ The dict (stable keys; NaN becomes None; docs/analysis.md shows an example):
 
 - `settings`: rule, codebook_id, flags, trait_flags, separate_flags, comparisons ([a, b] pairs),
   comparisons_source ('default' | 'given'), comparisons_note (why there are none, else None),
-  n_perm, seed, and one-line definitions.
+  n_perm, seed, comp_filter ('none' | 'broadcast'), and one-line definitions.
 - `data`: runs, runs_finished, runs_coded, agents_profiled, messages (counted), judges, codebooks.
 - `series`: one entry per series (natural order): series, condition (scaffolding, naming, order,
   clones: the series' value, or 'mixed'), runs, runs_coded, messages, similarity {n, mean,
@@ -19,14 +19,19 @@ The dict (stable keys; NaN becomes None; docs/analysis.md shows an example):
 - `profiles`: flags, trait_flags, by_model [{model_label, runs, agents, messages, shares}],
   by_series_model [{series, model_label, ...}] (shares: flag -> pooled share).
 - `comparisons`: [{a, b, label, n_a, n_b, mean_a, mean_b, median_a, median_b, diff_mean, u, p, r,
-  p_perm, p_holm, p_perm_holm}] over the runs' similarity values. The default family is the one
+  p_perm, p_holm, p_perm_holm, z, r_z}] over the runs' similarity values (r_z = Z / sqrt(N), the
+  study's effect size; r is the rank-biserial r). The default family is the one
   the runs were stored with (a suite's `analysis: {comparisons: ...}`, or an importer's), limited
   to the pairs whose two series have values; `comparisons=` replaces it.
 - `compensation`: see analysis.compensation.compensation.
 - `isolation`: see analysis.compensation.isolation_baseline.
 - `agreement`: from the `judge_agreement` view for the codebook: pairs [{judge_a, judge_b,
   mean_kappa, flags, flags_undefined, n}] and by_flag [{flag, judge_a, judge_b, n, kappa,
-  percent_agreement, prevalence_a, prevalence_b}].
+  percent_agreement, prevalence_a, prevalence_b, tt, tf, ft, ff}] (tt..ff: the confusion counts).
+- `rounds`: {series, by_round [{round, messages, rates {flag: share}}]}: flag prevalence per round
+  of the baseline series (the first comparison's a, else the first series).
+- `sensitivity`: [{flag, n, intersection, union}]: each flag's share of coded messages when the
+  judges are combined by intersection and by union.
 """
 
 from __future__ import annotations
@@ -38,9 +43,10 @@ from typing import Any, Sequence
 from sociolab.base.errors import UserError
 
 from .agreement import fmt, to_json
-from .compensation import compensation, isolation_baseline, require_conditions, run_conditions
-from .profiles import (RULES, Rule, agent_counts, check_rule, connection, model_profiles, resolve_codebook,
-                       series_key, series_similarity, values_by_series)
+from .compensation import (CompFilter, check_comp_filter, compensation, isolation_baseline, require_conditions,
+                           run_conditions)
+from .profiles import (RULES, Rule, agent_counts, aggregation_sensitivity, check_rule, connection, model_profiles,
+                       resolve_codebook, round_rates, series_key, series_similarity, values_by_series)
 from .families import SeriesPair, present_pairs
 from .stats import compare_series
 
@@ -102,13 +108,16 @@ def choose_comparisons(con: Any, comparisons: Sequence[Any] | None, fallback_fam
 
 def analyze(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,
             comparisons: Sequence[tuple[str, str] | str] | None = None, n_perm: int = 10000,
-            seed: int = 0, fallback_family: Sequence[SeriesPair] = ()) -> dict[str, Any]:
+            seed: int = 0, fallback_family: Sequence[SeriesPair] = (),
+            comp_filter: CompFilter = "none") -> dict[str, Any]:
     """Profiles, similarity per run and series, series comparisons, compensation, isolation
     baseline and judge agreement, from a store's codes (read only). See the module docstring.
     `fallback_family` is the default family for runs stored without one (a caller that knows the
-    study, e.g. the CLI for stores made before families were stored)."""
+    study, e.g. the CLI for stores made before families were stored). `comp_filter="broadcast"`
+    applies the WarRoom study's broadcast filter to compensation (analysis.compensation)."""
     con = connection(con)
     check_rule(rule)
+    check_comp_filter(comp_filter)
     if n_perm < 0:
         raise UserError("n_perm must be >= 0")
     require_conditions(con)
@@ -119,6 +128,7 @@ def analyze(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = 
         by_model = model_profiles(con, counts=counts)
         by_series_model = model_profiles(con, counts=counts, by_series=True)
         isolation = isolation_baseline(con, counts=counts)
+        sensitivity = aggregation_sensitivity(con, counts)
         agents_profiled, messages = con.execute(
             f"SELECT count(*), coalesce(sum(messages), 0) FROM {counts.table}").fetchone()
     finally:
@@ -128,6 +138,7 @@ def analyze(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = 
     known = sorted({s.series for s in series if s.series is not None}, key=series_key)
     pairs, source, note = choose_comparisons(con, comparisons, fallback_family, values, known)
     compared = compare_series(values, pairs, n_perm=n_perm, seed=seed)
+    baseline = pairs[0].a if pairs else (known[0] if known else None)
 
     conditions = run_conditions(con)
     result = {
@@ -135,13 +146,16 @@ def analyze(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = 
             "rule": rule, "codebook_id": codebook_id, "flags": list(counts.flags),
             "trait_flags": list(counts.traits), "separate_flags": list(counts.separate),
             "comparisons": [[p.a, p.b] for p in pairs], "comparisons_source": source,
-            "comparisons_note": note, "n_perm": n_perm, "seed": seed,
+            "comparisons_note": note, "n_perm": n_perm, "seed": seed, "comp_filter": comp_filter,
             "definitions": {
                 "profile": "per agent and run: share of its coded, non-error messages with each flag "
                            f"(adjudicated by {rule})",
                 "similarity": "per run: mean pairwise cosine of the agents' trait-flag profiles; "
                               "all-zero profiles skipped; NULL with < 2 usable agents",
                 "mann_whitney": "scipy.stats.mannwhitneyu two-sided (method auto); u = U of series a",
+                "r_z": "Z / sqrt(n_a + n_b), Z the Mann-Whitney normal statistic of U_a (tie-corrected, no "
+                       "continuity correction): the effect size the WarRoom study reports; r_z > 0: series a "
+                       "more similar",
                 "r": "rank-biserial (U_a - U_b) / (n_a n_b); r > 0: series a's runs are more similar",
                 "p_perm": "two-sided permutation test on mean_a - mean_b, (1 + hits) / (n_perm + 1)",
                 "p_holm": "Holm step-down over the comparisons listed (p_holm from p, p_perm_holm from p_perm)",
@@ -152,9 +166,12 @@ def analyze(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = 
         "profiles": {"flags": list(counts.flags), "trait_flags": list(counts.traits),
                      "by_model": by_model, "by_series_model": by_series_model},
         "comparisons": compared,
-        "compensation": compensation(con, rule=rule, codebook_id=codebook_id),
+        "compensation": compensation(con, rule=rule, codebook_id=codebook_id, comp_filter=comp_filter),
         "isolation": isolation,
         "agreement": agreement_summary(con, codebook_id),
+        "rounds": {"series": baseline,
+                   "by_round": round_rates(con, baseline, rule=rule, codebook_id=codebook_id) if baseline else []},
+        "sensitivity": sensitivity,
     }
     return to_json(result)
 
@@ -186,9 +203,10 @@ def agreement_summary(con: Any, codebook_id: str) -> dict[str, Any]:
     """Mean kappa per judge pair (over flags with a defined kappa) from the judge_agreement view."""
     con = connection(con)
     by_flag = con.execute("""
-        SELECT flag, judge_a, judge_b, n, kappa, percent_agreement, prevalence_a, prevalence_b
+        SELECT flag, judge_a, judge_b, n, kappa, percent_agreement, prevalence_a, prevalence_b, tt, tf, ft, ff
         FROM judge_agreement WHERE codebook_id = ? ORDER BY judge_a, judge_b, flag""", [codebook_id]).fetchall()
-    names = ("flag", "judge_a", "judge_b", "n", "kappa", "percent_agreement", "prevalence_a", "prevalence_b")
+    names = ("flag", "judge_a", "judge_b", "n", "kappa", "percent_agreement", "prevalence_a", "prevalence_b",
+             "tt", "tf", "ft", "ff")
     rows = [dict(zip(names, r)) for r in by_flag]
     pairs: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
@@ -240,12 +258,14 @@ def render(result: dict[str, Any], console) -> None:
     console.print(t)
 
     if result["comparisons"]:
-        t = Table("a", "b", "tests", "n a", "n b", "mean a", "mean b", "U", "p", "r", "p perm", "p Holm",
-                  title=f"Series comparisons (Mann-Whitney two-sided, rank-biserial r > 0: a more similar; "
+        t = Table("a", "b", "tests", "n a", "n b", "mean a", "mean b", "U", "p", "r=Z/√N", "r rank-biserial",
+                  "p perm", "p Holm",
+                  title=f"Series comparisons (Mann-Whitney two-sided; r > 0: a more similar; "
                         f"{s['n_perm']} permutations; Holm over {len(result['comparisons'])})")
         for c in result["comparisons"]:
             t.add_row(esc(c["a"]), esc(c["b"]), esc(c["label"]), str(c["n_a"]), str(c["n_b"]), _f(c["mean_a"]),
-                      _f(c["mean_b"]), _f(c["u"], 1), _p(c["p"]), _f(c["r"]), _p(c["p_perm"]), _p(c["p_holm"]))
+                      _f(c["mean_b"]), _f(c["u"], 1), _p(c["p"]), _f(c["r_z"]), _f(c["r"]), _p(c["p_perm"]),
+                      _p(c["p_holm"]))
         console.print(t)
     else:
         console.print(f"No series comparisons ({s.get('comparisons_note') or 'none requested'}; use --compare A:B).",
@@ -267,6 +287,8 @@ def render(result: dict[str, Any], console) -> None:
         for f in iso["flags"]:
             t.add_row(esc(f["flag"]), _f(f["group_rate"]), _f(f["isolation_rate"]), _f(f["difference"]),
                       "yes" if f["group_only"] else "")
+        a = iso["any_flag"]
+        t.add_row("any flag", _f(a["group_rate"]), _f(a["isolation_rate"]), _f(a["difference"]), "", end_section=True)
         console.print(t)
     else:
         console.print(f"Isolation baseline: {iso['note']}.", markup=False)
@@ -274,7 +296,8 @@ def render(result: dict[str, Any], console) -> None:
     comp = result["compensation"]
     if comp["post_crash_messages"]:
         lv = comp["levels"]
-        console.print(f"Compensation after a crash: {comp['runs_with_crash']} runs, {comp['comp_messages']} of "
+        console.print(f"Compensation after a crash (filter: {comp['comp_filter']}): {comp['runs_with_crash']} runs, "
+                      f"{comp['comp_messages']} of "
                       f"{comp['post_crash_messages']} post-crash messages ({_f(comp['share'])}); "
                       f"L1 {lv['L1']}, L2 {lv['L2']}, L3 {lv['L3']}, unspecified {lv['unspecified']}")
         t = Table("round after crash", "runs", "messages", "comp", "share", "L1", "L2", "L3",

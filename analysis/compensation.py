@@ -15,7 +15,10 @@
   `round_after` = message round minus the crash round (0 = the crash round itself). A message
   compensates when the adjudicated `comp` flag is True under the rule; its level is `level_max` of
   the judges that said True (from the `adjudicated_codes` view); a True with no level is counted as
-  `unspecified`.
+  `unspecified`. `comp_filter="broadcast"` (the study's "broadcast filter", clean_comp.py, which
+  was not published) keeps a judges' comp only on messages that name a crashed agent other than
+  the sender (by its name as peers saw it, or its model's name: the platform's own `mentionsDead`
+  test), dropping reactions to the broadcast error notice that refer to no one.
 - `isolation_baseline`: per flag, the share of counted messages with the flag in group runs (every
   run whose scaffolding is not `isolation`) and in isolation runs: the behaviours present in groups
   and absent alone.
@@ -25,13 +28,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Sequence
 
 from sociolab.base.errors import UserError
 
 from .scratch import scratch
-from .profiles import (AgentCounts, Rule, _counts, check_rule, codebook_flags, connection, resolve_codebook,
-                       series_key)
+from .profiles import (NOT_BEHAVIOUR_FLAGS, AgentCounts, Rule, _counts, check_rule, codebook_flags, connection,
+                       resolve_codebook, series_key)
 from .ratings import sql_str
 
 LEVELS = ("L1", "L2", "L3")
@@ -76,9 +79,34 @@ def run_conditions(con: Any) -> dict[str, dict[str, Any]]:
 
 # ---- compensation ---------------------------------------------------------------------------
 
-def post_crash_sql(codebook_id: str, rule: str) -> str:
+CompFilter = Literal["none", "broadcast"]
+COMP_FILTERS: tuple[str, ...] = ("none", "broadcast")
+# Hyphen look-alikes models write inside names (Agent‑G with U+2011), read as '-'.
+_HYPHENS_SQL = "translate(m.content, '\u2010\u2011\u2012', '---')"
+
+
+def check_comp_filter(comp_filter: str) -> str:
+    if comp_filter not in COMP_FILTERS:
+        raise UserError(f"unknown compensation filter {comp_filter!r}; use one of: {', '.join(COMP_FILTERS)}")
+    return comp_filter
+
+
+def names_crashed_sql() -> str:
+    """True when message m names a crashed agent of its run other than its sender: the agent's name
+    as its peers saw it, or its model's name, as a case-sensitive substring. This is the WarRoom
+    platform's own test of a message "mentioning a dead agent" (war-room-lab-isolated.html, the
+    `mentionsDead` check), and what the study's broadcast filter keeps (docs/analysis.md)."""
+    return f"""EXISTS (SELECT 1 FROM agents x WHERE x.run_id = m.run_id AND x.status = 'errored'
+                       AND x.agent_id <> m.sender
+                       AND ((coalesce(x.name, '') <> '' AND contains({_HYPHENS_SQL}, x.name))
+                            OR (coalesce(x.model_label, '') <> '' AND contains({_HYPHENS_SQL}, x.model_label))))"""
+
+
+def post_crash_sql(codebook_id: str, rule: str, comp_filter: str = "none") -> str:
     """One row per counted post-crash message: run, series, sender, model label, round_after,
-    comp (0/1) and level."""
+    comp (0/1) and level. With `comp_filter="broadcast"` a message compensates only if it also
+    names a crashed agent (`names_crashed_sql`)."""
+    comp = f"ac.by_{rule}" + (f" AND {names_crashed_sql()}" if comp_filter == "broadcast" else "")
     return f"""
         WITH cond AS ({CONDITION_SQL}),
         errored AS (
@@ -102,7 +130,7 @@ def post_crash_sql(codebook_id: str, rule: str) -> str:
         SELECT m.run_id, r.series, m.sender AS agent_id,
                coalesce(a.model_label, a.model, m.sender) AS model_label,
                m.round - cp.crash_round AS round_after, cp.crashed,
-               ac.by_{rule}::INTEGER AS comp, ac.level_max AS level
+               ({comp})::INTEGER AS comp, ac.level_max AS level
         FROM crash_point cp
         JOIN runs r ON r.run_id = cp.run_id AND r.status <> 'running'
         JOIN messages m ON m.run_id = cp.run_id AND m.seq > cp.crash_seq
@@ -129,15 +157,19 @@ def _share(comp: int, n: int) -> float:
     return comp / n if n else math.nan
 
 
-def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None) -> dict[str, Any]:
-    """Compensation after a crash (see the module docstring). Keys: flag, runs_with_crash,
-    post_crash_messages, comp_messages, share, levels, by_round, by_series, by_model, runs,
-    isolation_runs_excluded, note. Isolation runs are left out: their agents cannot see a crash."""
+def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,
+                 comp_filter: CompFilter = "none") -> dict[str, Any]:
+    """Compensation after a crash (see the module docstring). Keys: flag, comp_filter,
+    runs_with_crash, post_crash_messages, comp_messages, share, levels, by_round, by_series,
+    by_model, runs, isolation_runs_excluded, note. Isolation runs are left out: their agents cannot
+    see a crash. `comp_filter="broadcast"` is the study's clean-up step: judges' comp codes on
+    messages that name no crashed agent are dropped."""
     con = connection(con)
     check_rule(rule)
+    check_comp_filter(comp_filter)
     require_conditions(con)
     codebook_id = resolve_codebook(con, codebook_id)
-    out: dict[str, Any] = {"flag": COMP_FLAG, "runs_with_crash": 0, "post_crash_messages": 0,
+    out: dict[str, Any] = {"flag": COMP_FLAG, "comp_filter": comp_filter, "runs_with_crash": 0, "post_crash_messages": 0,
                            "comp_messages": 0, "share": math.nan,
                            "levels": {lv: 0 for lv in (*LEVELS, "unspecified")},
                            "by_round": [], "by_series": [], "by_model": [], "runs": [],
@@ -155,7 +187,7 @@ def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
     if not crash_runs:
         out["note"] = "no run has an errored agent"
         return out
-    with scratch(con, "post_crash", post_crash_sql(codebook_id, rule), "compensation") as table:
+    with scratch(con, "post_crash", post_crash_sql(codebook_id, rule, comp_filter), "compensation") as table:
         levels = _level_cols()
         total = _rows(con, f"SELECT count(*) AS messages, coalesce(sum(comp), 0) AS comp, {levels} FROM {table} "
                            "WHERE comp IS NOT NULL")[0]
@@ -209,7 +241,9 @@ def isolation_baseline(con: Any, *, rule: Rule = "intersection", codebook_id: st
 
     Keys: isolation_series, group_series, isolation {runs, messages}, group {runs, messages},
     flags [{flag, group_rate, isolation_rate, difference, group_true, group_n, isolation_true,
-    isolation_n, group_only}], by_series [{series, scaffolding, runs, messages, rates}], note.
+    isolation_n, group_only}], any_flag {flags, group_rate, isolation_rate, difference, group_true,
+    group_n, isolation_true, isolation_n}, by_series [{series, scaffolding, runs, messages, any_flag,
+    any_flag_rate, rates}], note.
     `group_only` is True when the flag occurs in groups and never in isolation.
     """
     con = connection(con)
@@ -222,7 +256,8 @@ def isolation_baseline(con: Any, *, rule: Rule = "intersection", codebook_id: st
             WITH cond AS ({CONDITION_SQL}),
             c AS (SELECT c.*, coalesce(cond.scaffolding = 'isolation', FALSE) AS isolated, cond.scaffolding
                   FROM {counts.table} c LEFT JOIN cond ON cond.run_id = c.run_id)
-            SELECT series, isolated, any_value(scaffolding), count(DISTINCT run_id), sum(messages){', ' + sums if sums else ''}
+            SELECT series, isolated, any_value(scaffolding), count(DISTINCT run_id), sum(messages), sum(any_flag)
+                   {', ' + sums if sums else ''}
             FROM c GROUP BY series, isolated""").fetchall()
     finally:
         if own:
@@ -231,13 +266,14 @@ def isolation_baseline(con: Any, *, rule: Rule = "intersection", codebook_id: st
     by_series: list[dict[str, Any]] = []
     iso_series: set[str | None] = set()
     grp_series: set[str | None] = set()
-    for series, isolated, scaffolding, runs, messages, *nt in rows:
+    for series, isolated, scaffolding, runs, messages, any_flag, *nt in rows:
         coded = [int(nt[2 * i] or 0) for i in range(k)]
         true = [int(nt[2 * i + 1] or 0) for i in range(k)]
-        pooled[bool(isolated)].add(int(runs), int(messages), coded, true)
+        pooled[bool(isolated)].add(int(runs), int(messages), coded, true, int(any_flag or 0))
         (iso_series if isolated else grp_series).add(series)
         by_series.append({"series": series, "scaffolding": scaffolding, "isolation": bool(isolated),
-                          "runs": int(runs), "messages": int(messages),
+                          "runs": int(runs), "messages": int(messages), "any_flag": int(any_flag or 0),
+                          "any_flag_rate": _share(int(any_flag or 0), int(messages)),
                           "rates": {f: _share(true[i], coded[i]) for i, f in enumerate(counts.flags)}})
     by_series.sort(key=lambda r: (series_key(r["series"]), r["isolation"]))
     group, alone = pooled[False], pooled[True]
@@ -251,26 +287,37 @@ def isolation_baseline(con: Any, *, rule: Rule = "intersection", codebook_id: st
     return {"isolation_series": _in_order(iso_series), "group_series": _in_order(grp_series),
             "isolation": {"runs": alone.runs, "messages": alone.messages},
             "group": {"runs": group.runs, "messages": group.messages},
-            "flags": flags, "by_series": by_series,
+            "flags": flags, "any_flag": _any_flag(counts.flags, group, alone), "by_series": by_series,
             "note": None if alone.messages else "no isolation runs (scaffolding 'isolation') are coded"}
+
+
+def _any_flag(flags: Sequence[str], group: "Pool", alone: "Pool") -> dict[str, Any]:
+    """The share of counted messages with at least one behaviour flag True, in groups and alone:
+    the study's "flagged" share (F 4.2% vs A 64.3%), over every flag but NOT_BEHAVIOUR_FLAGS."""
+    g, s = _share(group.any_true, group.messages), _share(alone.any_true, alone.messages)
+    return {"flags": [f for f in flags if f not in NOT_BEHAVIOUR_FLAGS], "group_rate": g, "isolation_rate": s,
+            "difference": g - s, "group_true": group.any_true, "group_n": group.messages,
+            "isolation_true": alone.any_true, "isolation_n": alone.messages}
 
 
 @dataclass
 class Pool:
-    """Counts pooled over the series of one side (group or isolation): runs, messages, and per flag
-    the coded messages and those with the flag True."""
+    """Counts pooled over the series of one side (group or isolation): runs, messages, messages
+    with any behaviour flag, and per flag the coded messages and those with the flag True."""
     runs: int
     messages: int
     coded: list[int]
     true: list[int]
+    any_true: int = 0
 
     @classmethod
     def empty(cls, flags: int) -> "Pool":
         return cls(0, 0, [0] * flags, [0] * flags)
 
-    def add(self, runs: int, messages: int, coded: list[int], true: list[int]) -> None:
+    def add(self, runs: int, messages: int, coded: list[int], true: list[int], any_true: int) -> None:
         self.runs += runs
         self.messages += messages
+        self.any_true += any_true
         self.coded = [a + b for a, b in zip(self.coded, coded)]
         self.true = [a + b for a, b in zip(self.true, true)]
 

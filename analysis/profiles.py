@@ -45,6 +45,9 @@ from .stats import NAN, Summary, describe
 Rule = Literal["intersection", "union", "majority"]
 RULES: tuple[str, ...] = ("intersection", "union", "majority")
 SEPARATE_FLAGS: tuple[str, ...] = ("comp", "xref")   # reported, but not part of the profile vector
+# Not one of the "any flag" behaviours: the study's "flagged" share (F 4.2% vs A 64.3%,
+# generate_figures.py fig2) is over its six behavioural flags; naming a peer is not one of them.
+NOT_BEHAVIOUR_FLAGS: tuple[str, ...] = ("xref",)
 STUDY_TRAITS: tuple[str, ...] = ("phatic", "meta", "lead", "arch", "agree")
 
 
@@ -187,17 +190,14 @@ FLAGS_PER_WORD = 7    # ... 7 flags to a signed BIGINT word (56 bits)
 MAX_SLOT = (1 << SLOT_BITS) - 1
 
 
-def agent_counts_sql(codebook_id: str, flags: Sequence[str], rule: str) -> str:
-    """Per (run, agent): counted messages, and per flag i the coded count n_i and True count t_i.
-
-    One pass over the coded rows of `codes`, grouped by message only: for each message, c_i
-    (judges that coded flag i) and t_i (those who said True) are the inputs of the
-    adjudicated_codes view, which groups by message x flag instead. They are packed 8 bits per flag
-    into BIGINT sums (`cw`, `tw`, one word per 7 flags), so the 14M-row aggregate keeps two sums
-    instead of 2 x flags filtered counts; `rows` (codes per message) bounds every c_i, which is how
-    `agent_counts` checks that no 8-bit slot overflowed. The words are unpacked per message,
-    decided by the rule, joined to the counted messages and summed per sender.
-    """
+def per_message_sql(codebook_id: str, flags: Sequence[str], restrict: str = "") -> str:
+    """The CTEs `packed` and `per_message`: per coded message, `rows` (its codes) and per flag i
+    c_i (judges that coded it) and t_i (those who said True), the inputs of the adjudicated_codes
+    view, which groups by message x flag instead. They are packed 8 bits per flag into BIGINT sums
+    (`cw`, `tw`, one word per 7 flags), so the 14M-row aggregate keeps two sums instead of
+    2 x flags filtered counts; `rows` bounds every c_i, which is how `agent_counts` checks that no
+    8-bit slot overflowed. `restrict` is an extra SQL condition on the codes (e.g. a semi-join to
+    one series' messages)."""
     k = len(flags)
     words = max(1, -(-k // FLAGS_PER_WORD))
     slots = []
@@ -214,31 +214,76 @@ def agent_counts_sql(codebook_id: str, flags: Sequence[str], rule: str) -> str:
                 f"& {MAX_SLOT})::INTEGER")
 
     counts = ", ".join(f"{unpack('cw', i)} AS c{i}, {unpack('tw', i)} AS t{i}" for i in range(k))
-    decisions = ", ".join(f"{decision_sql(rule, f'c{i}', f't{i}')} AS d{i}" for i in range(k))
-    per_agent = ", ".join(f"count(d{i})::INTEGER AS n{i}, coalesce(sum(d{i}), 0)::INTEGER AS t{i}"
-                          for i in range(k))
-    any_coded = " OR ".join(f"d{i} IS NOT NULL" for i in range(k)) or "FALSE"
     return f"""
-        WITH packed AS (
+        packed AS (
             SELECT message_id, count(*) AS rows, {sums}
             FROM (SELECT message_id, value, {shifts} FROM codes
-                  WHERE codebook_id = {sql_str(codebook_id)} AND status = 'coded')
+                  WHERE codebook_id = {sql_str(codebook_id)} AND status = 'coded' {restrict})
             GROUP BY message_id
         ), per_message AS (
             SELECT message_id, rows, {counts} FROM packed
-        ), decided AS (
-            SELECT m.run_id, m.sender, p.rows, {decisions}
+        )"""
+
+
+def decided_sql(flags: Sequence[str], rule: str) -> str:
+    """The CTE `decided`: per counted message (an agent's, not an error), its run, sender and round,
+    and per flag i the decision d_i under the rule (NULL when no judge coded it), plus di_i and
+    du_i, the decisions under intersection and under union (the study's sensitivity figure)."""
+    decisions = ", ".join(f"{decision_sql(rule, f'c{i}', f't{i}')} AS d{i}, "
+                          f"{decision_sql('intersection', f'c{i}', f't{i}')} AS di{i}, "
+                          f"{decision_sql('union', f'c{i}', f't{i}')} AS du{i}" for i in range(len(flags)))
+    return f"""
+        decided AS (
+            SELECT m.run_id, m.sender, m.round, p.rows, {decisions}
             FROM per_message p JOIN messages m ON m.message_id = p.message_id
             WHERE NOT m.is_error AND m.sender NOT IN ('user', 'system')
-        ), per_agent AS (
-            SELECT run_id, sender AS agent_id, count(*) FILTER (WHERE {any_coded})::INTEGER AS messages,
-                   max(rows) AS max_rows, {per_agent}
+        )"""
+
+
+def any_coded_sql(flags: Sequence[str]) -> str:
+    return " OR ".join(f"d{i} IS NOT NULL" for i in range(len(flags))) or "FALSE"
+
+
+def any_true_sql(flags: Sequence[str]) -> str:
+    """A message shows a behaviour: any flag but NOT_BEHAVIOUR_FLAGS is True under the rule."""
+    return " OR ".join(f"d{i} = 1" for i, f in enumerate(flags) if f not in NOT_BEHAVIOUR_FLAGS) or "FALSE"
+
+
+def agent_counts_sql(codebook_id: str, flags: Sequence[str], rule: str) -> str:
+    """Per (run, agent): counted messages, `any_flag` (messages with any behaviour flag True: every
+    flag but those in NOT_BEHAVIOUR_FLAGS), and per flag i the coded count n_i, the True count t_i
+    under the rule, and the True counts under intersection (i_i) and union (u_i). One pass over
+    the coded rows of `codes` (`per_message_sql`), decided by the rule and summed per sender."""
+    k = len(flags)
+    per_agent = ", ".join(f"count(d{i})::INTEGER AS n{i}, coalesce(sum(d{i}), 0)::INTEGER AS t{i}, "
+                          f"coalesce(sum(di{i}), 0)::INTEGER AS i{i}, coalesce(sum(du{i}), 0)::INTEGER AS u{i}"
+                          for i in range(k))
+    return f"""
+        WITH {per_message_sql(codebook_id, flags)}, {decided_sql(flags, rule)}, per_agent AS (
+            SELECT run_id, sender AS agent_id, count(*) FILTER (WHERE {any_coded_sql(flags)})::INTEGER AS messages,
+                   count(*) FILTER (WHERE {any_true_sql(flags)})::INTEGER AS any_flag, max(rows) AS max_rows,
+                   {per_agent}
             FROM decided GROUP BY run_id, sender
         )
         SELECT p.*, r.series, a.name, a.model, coalesce(a.model_label, a.model, p.agent_id) AS model_label
         FROM per_agent p JOIN runs r ON r.run_id = p.run_id AND r.status <> 'running'
         LEFT JOIN agents a ON a.run_id = p.run_id AND a.agent_id = p.agent_id
         WHERE p.messages > 0
+    """
+
+
+def round_rates_sql(codebook_id: str, flags: Sequence[str], rule: str, series: str) -> str:
+    """Per round of one series' finished runs: counted messages and per flag n_i (coded), t_i
+    (True under the rule): the study's flag prevalence by round (its temporal figure, series A).
+    Only that series' codes are read."""
+    restrict = (f"AND message_id IN (SELECT m.message_id FROM messages m JOIN runs r USING (run_id) "
+                f"WHERE r.series = {sql_str(series)} AND r.status <> 'running')")
+    cols = ", ".join(f"count(d{i})::INTEGER AS n{i}, coalesce(sum(d{i}), 0)::INTEGER AS t{i}"
+                     for i in range(len(flags)))
+    return f"""
+        WITH {per_message_sql(codebook_id, flags, restrict)}, {decided_sql(flags, rule)}
+        SELECT round, count(*) FILTER (WHERE {any_coded_sql(flags)})::INTEGER AS messages, {cols}
+        FROM decided GROUP BY round HAVING count(*) FILTER (WHERE {any_coded_sql(flags)}) > 0 ORDER BY round
     """
 
 
@@ -327,6 +372,35 @@ def model_profiles(con: Any, *, rule: Rule = "intersection", codebook_id: str | 
     if by_series:
         out.sort(key=lambda m: (series_key(m.series), m.model_label))
     return out
+
+
+def aggregation_sensitivity(con: Any, counts: AgentCounts) -> list[dict[str, Any]]:
+    """Per flag, the share of coded messages that are True under intersection and under union of
+    the judges (the study's label-aggregation figure), from the counts of one scan."""
+    k = len(counts.flags)
+    if not k:
+        return []
+    sums = ", ".join(f"sum(n{i}), sum(i{i}), sum(u{i})" for i in range(k))
+    row = connection(con).execute(f"SELECT {sums} FROM {counts.table}").fetchall()[0]
+    out = []
+    for i, flag in enumerate(counts.flags):
+        n, inter, union = (int(v or 0) for v in row[3 * i:3 * i + 3])
+        out.append({"flag": flag, "n": n, "intersection": inter / n if n else NAN, "union": union / n if n else NAN})
+    return out
+
+
+def round_rates(con: Any, series: str, *, rule: Rule = "intersection",
+                codebook_id: str | None = None) -> list[dict[str, Any]]:
+    """Per round of one series: counted messages and each flag's share of them (True under the
+    rule among coded): the study's flag prevalence by round (series A in its temporal figure)."""
+    con = connection(con)
+    check_rule(rule)
+    codebook_id = resolve_codebook(con, codebook_id)
+    flags = codebook_flags(con, codebook_id)
+    rows = con.execute(round_rates_sql(codebook_id, flags, rule, series)).fetchall()
+    return [{"round": r[0], "messages": int(r[1]),
+             "rates": {f: (r[3 + 2 * i] / r[2 + 2 * i] if r[2 + 2 * i] else NAN) for i, f in enumerate(flags)}}
+            for r in rows]
 
 
 # ---- similarity -----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """`sociolab report`: one self-contained HTML file with a store's tables and pictures.
 
-Everything shown comes from one `analyze()` result, which is also embedded in the page as JSON
+Its sections include a counterpart of each figure of the WarRoom study's generate_figures.py
+(analysis/study_figures.py). Everything shown comes from one `analyze()` result, which is also embedded in the page as JSON
 (`<script id="analysis" type="application/json">`), so the report's numbers are by construction
 the ones `sociolab analyze --json` prints. Plots are matplotlib PNGs embedded as data URIs: the
 file can be mailed to a colleague and opened offline.
@@ -8,18 +9,13 @@ file can be mailed to a colleague and opened offline.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
-import math
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
+from . import study_figures as sf
+from .htmlparts import esc, figure, nan0, num, pval, short, shorten, table
 
 SIM_NOTE = ("These runs were made on the sim backend: deterministic stand-ins with planted propensities. "
             "The report demonstrates the pipeline; it is not evidence about real models.")
@@ -29,13 +25,18 @@ SAMPLE_SIZE = 12
 def build_report(con, result: dict[str, Any]) -> str:
     """The whole HTML page for an `analyze()` result computed on `con`."""
     sections = [
+        ("How these numbers were made", sf.pipeline_section(result)),
         ("Runs and messages per series", series_table(result)),
-        ("Judge agreement per flag", agreement_section(result)),
-        ("Behavioural profiles per model", profile_section(result)),
-        ("Profile similarity by series", similarity_section(result)),
+        ("Judge agreement per flag", agreement_section(result) + sf.confusion_table(result)),
+        ("Label aggregation: intersection vs union", sf.sensitivity_section(result)),
+        ("Behavioural profiles per model", profile_section(result) + sf.baseline_profile_section(result)),
+        ("Profile similarity by series", similarity_section(result) + sf.mean_similarity_figure(result)
+         + sf.density_section(result)),
         ("Series comparisons", comparisons_table(result)),
-        ("Compensation after a crash", compensation_section(result)),
-        ("Group behaviours absent in isolation", isolation_section(result)),
+        ("Profile shift with real names", sf.profile_shift_section(result)),
+        ("Flags over the rounds", sf.rounds_section(result)),
+        ("Compensation after a crash", compensation_section(result) + sf.compensation_figures(result)),
+        ("Group behaviours absent in isolation", isolation_section(result) + sf.isolation_figure(result)),
         ("A sample of coded messages", sample_section(con, result)),
     ]
     notes = provenance_notes(con)
@@ -120,18 +121,20 @@ def similarity_section(result: dict) -> str:
 
 def comparisons_table(result: dict) -> str:
     rows = [[c.get("label") or f"{c['a']} vs {c['b']}", c["n_a"], c["n_b"], num(c["mean_a"]), num(c["mean_b"]),
-             num(c["u"], 1), pval(c["p"]), num(c["r"]), pval(c["p_perm"]), pval(c["p_holm"])]
+             num(c["u"], 1), pval(c["p"]), num(c["r_z"]), num(c["r"]), pval(c["p_perm"]), pval(c["p_holm"])]
             for c in result["comparisons"]]
     if not rows:
         return "<p>No pair of series to compare in this store.</p>"
-    return table(["comparison", "runs a", "runs b", "mean a", "mean b", "U", "p", "r", "p (perm.)", "p (Holm)"], rows)
+    return table(["comparison", "runs a", "runs b", "mean a", "mean b", "U", "p", "r = Z/√N",
+                  "r (rank-biserial)", "p (perm.)", "p (Holm)"], rows)
 
 
 def compensation_section(result: dict) -> str:
     comp = result["compensation"]
     if comp.get("note") and not comp.get("by_round"):
         return f"<p>{esc(comp['note'])}</p>"
-    summary = (f"<p>{comp['runs_with_crash']} runs with a crashed agent; {comp['comp_messages']} of "
+    summary = (f"<p>Compensation filter: {esc(comp.get('comp_filter', 'none'))}. {comp['runs_with_crash']} runs "
+               f"with a crashed agent; {comp['comp_messages']} of "
                f"{comp['post_crash_messages']} messages after the crash compensate (share {num(comp['share'])}); "
                f"levels: {esc(', '.join(f'{k} {v}' for k, v in comp['levels'].items()))}.</p>")
     by_model = table(["model", "messages after crash", "compensating", "share"],
@@ -146,7 +149,13 @@ def isolation_section(result: dict) -> str:
         return f"<p>{esc(iso['note'])}</p>"
     rows = [[f["flag"], num(f["group_rate"]), num(f["isolation_rate"]), num(f["difference"]),
              "yes" if f.get("group_only") else ""] for f in iso.get("flags", [])]
-    return table(["flag", "rate in groups", "rate alone", "difference", "only in groups"], rows)
+    anyf = iso["any_flag"]
+    rows.append([f"any of {', '.join(anyf['flags'])}", num(anyf["group_rate"]), num(anyf["isolation_rate"]),
+                 num(anyf["difference"]), ""])
+    by_series = table(["series", "alone", "messages", "with any flag", "share"],
+                      [[s["series"], "yes" if s["isolation"] else "", s["messages"], s["any_flag"],
+                        num(s["any_flag_rate"])] for s in iso.get("by_series", [])])
+    return table(["flag", "rate in groups", "rate alone", "difference", "only in groups"], rows) + by_series
 
 
 def sample_section(con, result: dict) -> str:
@@ -214,56 +223,6 @@ def plot_compensation(ax, by_round: list[dict]) -> None:
     ax.set_xlabel("rounds after the crash")
     ax.set_ylabel("share of messages compensating")
     ax.legend(fontsize=8)
-
-
-def figure(draw: Callable, data: Any, size: tuple[float, float] = (7.5, 3.6)) -> str:
-    fig, ax = plt.subplots(figsize=size, dpi=110)
-    try:
-        draw(ax, data)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-    finally:
-        plt.close(fig)
-    encoded = base64.b64encode(buffer.getvalue()).decode()
-    return f"<img alt='{draw.__name__}' src='data:image/png;base64,{encoded}'>"
-
-
-# ---- small helpers -------------------------------------------------------------------------
-
-def table(headers: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
-
-
-def num(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def pval(value: Any) -> str:
-    if value is None:
-        return "–"
-    return "< 0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def nan0(value: Any) -> float:
-    return 0.0 if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-
-
-def short(name: str) -> str:
-    return name.split("/")[-1]
-
-
-def shorten(text: str, width: int = 220) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 CSS = """

@@ -8,6 +8,9 @@ Conventions (docs/analysis.md has the full text):
   of the **first** group: the number of pairs (x_i, y_j) with x_i > y_j, ties counting 1/2.
 - rank-biserial `r = (U1 - U2) / (n1 n2) = 2 U1 / (n1 n2) - 1 = 1 - 2 U2 / (n1 n2)`, i.e.
   P(x > y) - P(x < y). **r > 0 means the first group's values tend to be larger.**
+- `mann_whitney_z(x, y)`: the test's standard normal statistic, `Z = (U1 - n1 n2 / 2) / sigma`,
+  sigma with the tie correction and no continuity correction; `r_z = Z / sqrt(n1 + n2)` is the
+  effect size the WarRoom study reports (Rosenthal's r), signed like the rank-biserial r.
 - `permutation_test(x, y)`: two-sided, statistic mean(x) - mean(y); the labels are reshuffled
   `n_perm` times (numpy, seeded) and `p = (1 + #{|d*| >= |d_obs|}) / (n_perm + 1)` (the +1 counts
   the observed labelling, so p is never 0 and the test is exact in level).
@@ -99,6 +102,30 @@ def mann_whitney(x: Values, y: Values) -> tuple[float, float]:
         return NAN, NAN
     res = mannwhitneyu(a, b, alternative="two-sided")
     return float(res.statistic), float(res.pvalue)
+
+
+def mann_whitney_z(x: Values, y: Values) -> float:
+    """Z of the Mann-Whitney test for U1 (normal approximation, tie-corrected variance, no
+    continuity correction): the statistic behind the study's effect size r = Z / sqrt(N). NaN
+    when a group is empty or every value is tied (no variance)."""
+    from scipy.stats import rankdata
+
+    a, b = clean(x), clean(y)
+    n1, n2 = a.size, b.size
+    if n1 == 0 or n2 == 0:
+        return NAN
+    pooled = np.concatenate([a, b])
+    u1 = float(rankdata(pooled)[:n1].sum()) - n1 * (n1 + 1) / 2
+    n = n1 + n2
+    _, ties = np.unique(pooled, return_counts=True)
+    tie_term = float((ties ** 3 - ties).sum()) / (n * (n - 1)) if n > 1 else 0.0
+    variance = n1 * n2 / 12.0 * ((n + 1) - tie_term)
+    return (u1 - n1 * n2 / 2.0) / math.sqrt(variance) if variance > 0 else NAN
+
+
+def r_from_z(z: float, n1: int, n2: int) -> float:
+    """r = Z / sqrt(N), N = n1 + n2: the effect size the WarRoom study reports."""
+    return z / math.sqrt(n1 + n2) if n1 + n2 > 0 and not math.isnan(z) else NAN
 
 
 def rank_biserial(u1: float, n1: int, n2: int) -> float:
@@ -227,6 +254,8 @@ class Comparison:
     p_perm: float                # permutation test on diff_mean, two-sided, +1 corrected
     p_holm: float = NAN          # Holm over the family, applied to p (Mann-Whitney)
     p_perm_holm: float = NAN     # Holm over the family, applied to p_perm
+    z: float = NAN               # Mann-Whitney Z of U1 (normal approximation, tie-corrected)
+    r_z: float = NAN             # Z / sqrt(n_a + n_b): the study's effect size, signed like r
 
 
 def compare_series(values_by_series: Mapping[str, Values],
@@ -246,9 +275,11 @@ def compare_series(values_by_series: Mapping[str, Values],
     rows: list[Comparison] = []
     for (pair, x, y), pp in zip(data, p_perm):
         u, p = mann_whitney(x, y)
+        z = mann_whitney_z(x, y)
         sa, sb = describe(x), describe(y)
         rows.append(Comparison(pair.a, pair.b, pair.title(), int(x.size), int(y.size), sa.mean, sb.mean,
-                               sa.median, sb.median, sa.mean - sb.mean, u, p, rank_biserial(u, x.size, y.size), pp))
+                               sa.median, sb.median, sa.mean - sb.mean, u, p, rank_biserial(u, x.size, y.size), pp,
+                               z=z, r_z=r_from_z(z, x.size, y.size)))
     adj, adj_perm = holm([c.p for c in rows]), holm([c.p_perm for c in rows])
     return [replace(c, p_holm=h, p_perm_holm=hp) for c, h, hp in zip(rows, adj, adj_perm)]
 

@@ -127,7 +127,7 @@ def test_compensation_only_after_the_crash_and_isolation_baseline(judged):
 def test_result_is_complete_json_and_renders(judged):
     ro, result = judged
     assert list(result) == ["settings", "data", "series", "profiles", "comparisons", "compensation",
-                            "isolation", "agreement"]
+                            "isolation", "agreement", "rounds", "sensitivity"]
     text = json.dumps(result, allow_nan=False)                  # NaN became None
     assert json.loads(text) == result
     s = result["settings"]
@@ -166,3 +166,74 @@ def test_bad_requests_are_user_errors(judged):
     with pytest.raises(UserError, match="no codes for codebook"):
         analyze(ro.con, codebook_id="nope@1")
     assert math.isfinite(analyze(ro, comparisons=["het:hom"], n_perm=10)["comparisons"][0]["p"])   # a Store works too
+
+
+def test_any_flag_share_counts_messages_with_a_behaviour_flag_as_the_view_decides(judged):
+    """The study's "flagged" share (F 4.2% vs A 64.3%): messages with any of the six behaviour flags
+    (xref is not one) True under the rule, recomputed here from the adjudicated_codes view."""
+    ro, result = judged
+    anyf = result["isolation"]["any_flag"]
+    assert anyf["flags"] == ["phatic", "meta", "lead", "arch", "agree", "comp"]
+    per_series = dict(ro.con.execute("""
+        SELECT r.series, count(*) FILTER (WHERE hit) FROM (
+            SELECT ac.message_id, bool_or(ac.by_intersection AND ac.flag <> 'xref') AS hit
+            FROM adjudicated_codes ac WHERE ac.judges_coded > 0 GROUP BY ac.message_id) t
+        JOIN messages m USING (message_id) JOIN runs r USING (run_id)
+        WHERE NOT m.is_error AND m.sender NOT IN ('user', 'system') GROUP BY r.series""").fetchall())
+    rows = {s["series"]: s for s in result["isolation"]["by_series"]}
+    assert {s: r["any_flag"] for s, r in rows.items()} == per_series
+    assert anyf["isolation_true"] == per_series["iso"] and anyf["isolation_n"] == 15
+    assert anyf["group_true"] == sum(v for s, v in per_series.items() if s != "iso")
+    assert anyf["group_rate"] == pytest.approx(anyf["group_true"] / anyf["group_n"])
+    assert rows["het"]["any_flag_rate"] > 0.5          # planted propensities: most messages flag something
+
+
+def test_effect_size_r_z_is_z_over_root_n_next_to_the_rank_biserial_r(judged):
+    from scipy.stats import mannwhitneyu, norm
+
+    _, result = judged
+    (cmp,) = result["comparisons"]
+    values = {s["series"]: [r["similarity"] for r in s["per_run"] if r["similarity"] is not None]
+              for s in result["series"]}
+    het, hom = values["het"], values["hom"]
+    asymptotic = mannwhitneyu(het, hom, alternative="two-sided", method="asymptotic", use_continuity=False)
+    assert 2 * norm.sf(abs(cmp["z"])) == pytest.approx(asymptotic.pvalue, rel=1e-9)
+    assert cmp["r_z"] == pytest.approx(cmp["z"] / math.sqrt(len(het) + len(hom)))
+    assert cmp["r_z"] < -0.5 and cmp["r"] < -0.8     # same sign: het is the less similar series
+    out = StringIO()
+    render(result, Console(file=out, width=240))
+    assert "r=Z/√N" in out.getvalue() and "r rank-biserial" in out.getvalue()
+
+
+def test_broadcast_filter_keeps_only_comp_messages_naming_a_crashed_agent(judged, tmp_path):
+    """comp_filter="broadcast" keeps the judges' comp on post-crash messages that name the crashed
+    agent. On a copy of the store, both judges are made to code comp on every post-crash message
+    that names no crashed agent (the judges' false positives the study's filter removes): the
+    unfiltered count grows by exactly those, the filtered one stays what it was."""
+    import shutil
+
+    ro, result = judged
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(ro.con.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchone()[0], db)
+    with Store.open(db) as store:
+        planted = {m for (m,) in store.con.execute("""
+            SELECT m.message_id FROM messages m JOIN agents a ON a.run_id = m.run_id AND a.status = 'errored'
+            WHERE NOT m.is_error AND m.sender NOT IN ('user', 'system') AND NOT contains(m.content, a.name)
+              AND m.seq > (SELECT min(seq) FROM messages e WHERE e.run_id = m.run_id AND e.is_error)""").fetchall()}
+        store.con.execute("UPDATE codes SET value = TRUE WHERE flag = 'comp' AND status = 'coded' "
+                          "AND list_contains(?, message_id)", [sorted(planted)])
+    assert planted
+    with Store.open_read_only(db) as copy:
+        plain, filtered = (analyze(copy.con, n_perm=0, comp_filter=f)["compensation"] for f in ("none", "broadcast"))
+    before = result["compensation"]["comp_messages"]
+    newly = len(planted - comp_message_ids(ro))
+    assert plain["comp_messages"] == before + newly and newly > 0
+    assert filtered["comp_messages"] == before and filtered["comp_filter"] == "broadcast"
+    assert filtered["post_crash_messages"] == plain["post_crash_messages"]
+    with pytest.raises(UserError, match="unknown compensation filter 'clean'"):
+        analyze(ro.con, n_perm=0, comp_filter="clean")  # type: ignore[arg-type]
+
+
+def comp_message_ids(store) -> set[str]:
+    return {m for (m,) in store.con.execute(
+        "SELECT message_id FROM adjudicated_codes WHERE flag = 'comp' AND by_intersection").fetchall()}

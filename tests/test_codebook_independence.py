@@ -28,6 +28,8 @@ from sociolab.judges.prompt import answer_schema, build_judge_messages, render_c
 from sociolab.orchestrator.sim import actor, agent
 from sociolab.orchestrator.sim.cues import FLAG_CUES, LEVEL_CUES, PEER_PLACEHOLDER, phrases
 
+from tests.conftest import REPO
+
 WINDOW = 12
 # Fixed wording of judges/prompt.py that unavoidably shares a window with the sim (the word
 # "conversation" is a 12-character window of the sim's "cette conversation"): like the "(errored)"
@@ -35,6 +37,12 @@ WINDOW = 12
 # the scaffolding before checking; codebook text gets no exemption (see the per-text test below).
 PROMPT_FRAME_PHRASES = ("group conversation between AI agents", "Agents in the conversation (roster)",
                         "the start of the conversation")
+# The WarRoom study's own words for its flags and levels (tests/fixtures/originals/warroom/
+# study_flags.json), which the warroom codebook quotes before each definition: the study chose
+# them, not the sim ("Architecture/technical discussion" happens to hold the sim's cue
+# "architecture", "redistribute" its L3 cue). Fidelity to the study outranks independence from the
+# sim for these exact strings only; they are removed before checking, like the frame phrases.
+STUDY_WORDING = ("Architecture/technical discussion flag", "redistribute: ")
 # the functions of actor.py whose strings are the text a sim actor writes (narration, final report)
 ACTOR_TEXT_FUNCTIONS = ("_narrate", "_describe", "_final_report")
 
@@ -142,7 +150,14 @@ def collisions(text: str) -> list[str]:
 
 # ------------------------------------------------------------------------------ what a real judge reads
 
+def _without_study_wording(text: str) -> str:
+    for phrase in STUDY_WORDING:
+        text = text.replace(phrase, "\0")
+    return text
+
+
 def _without_frame(text: str) -> str:
+    text = _without_study_wording(text)
     for phrase in PROMPT_FRAME_PHRASES:
         text = text.replace(phrase, "\0")
     return text
@@ -185,6 +200,9 @@ def test_the_sim_texts_are_collected():
     # the exempted frame phrases are judges/prompt.py's own fixed wording, nothing else
     source = inspect.getsource(judges.prompt)
     assert all(phrase in source for phrase in PROMPT_FRAME_PHRASES)
+    # the exempted study wording is the study's own, verbatim (its flag or level label)
+    study = (REPO / "tests/fixtures/originals/warroom/study_flags.json").read_text(encoding="utf-8")
+    assert all(phrase.removesuffix(": ") in study for phrase in STUDY_WORDING)
     # and the detector finds what it should: a template sentence, a long cue, across typography
     sentence = agent._T[("en", "meta", "group")][0]
     assert collisions(f"Someone wrote: “{sentence.upper()}”")
@@ -211,6 +229,6 @@ def test_each_example_is_independent_of_the_sim(name):
                             ("level", list((f.levels or {}).values())),
                             ("positive", f.positives), ("negative", f.negatives)):
             for x in texts:
-                if found := collisions(x):
+                if found := collisions(_without_study_wording(x)):
                     bad[f"{f.name} {kind}: {x[:60]!r}"] = found
     assert not bad, "\n".join(f"{k}: {v}" for k, v in bad.items())

@@ -86,3 +86,21 @@ def test_imported_data_is_credited_as_its_importer_recorded_it(tmp_path):
                              WHERE run_id = 'warroom/F/run08'""")
         assert provenance_notes(store.con) == ["Includes 1 run imported from 'elsewhere'.",
                                                f"Includes 2 runs imported from 'warroom'. {WARROOM.citation}"]
+
+
+def test_every_figure_of_the_study_has_its_counterpart(replicated):
+    """Each of generate_figures.py's eleven figures is named in the report next to what stands for
+    it; those whose data series A, B and F hold (all but the real-names contrast) are drawn."""
+    from sociolab.analysis.study_figures import ORIGINALS
+
+    _, html, _ = replicated
+    page = html.read_text()
+    assert len(ORIGINALS) == 11
+    for name in ORIGINALS:
+        assert f"Counterpart of the study's <code>{name}</code>" in page, name
+    drawn = {alt for alt in re.findall(r"<img alt='([^']*)'", page)}
+    missing = {n for n, what in ORIGINALS.items() if what.replace("'", "&#x27;") not in drawn}
+    assert missing == {"fig0_pipeline.png", "fig4_name_bias.png", "fig7_confusion.png"}  # text, no C, a table
+    assert "No compared series differ in naming." in page
+    assert re.search(r"<td>any of phatic, meta, lead, arch, agree, comp</td>", page)
+    assert "r = Z/√N" in page and "r (rank-biserial)" in page

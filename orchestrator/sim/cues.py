@@ -11,6 +11,7 @@ false-positive rate alone.
 - safety flags: a few phrases per flag, in English and French.
 
 `{peer}` stands for the name of any agent of the roster (or errored list) other than the sender.
+A flag in `NAMES_ERRORED` (comp) is cued only when the message also names an errored agent.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ SAFETY_CUES: dict[str, Cues] = {
 }
 
 FLAG_CUES: dict[str, Cues] = {**CUES, "xref": {"any": [PEER_PLACEHOLDER]}, **SAFETY_CUES}
+# Flags whose cue counts only in a message that also names an errored agent other than its sender:
+# the WarRoom study's comp is a reference to the crashed agent, and so is the codebook's.
+NAMES_ERRORED: frozenset[str] = frozenset({"comp"})
 LEVEL_CUES: dict[str, dict[str, Cues]] = {"comp": COMP_LEVEL_CUES}
 
 

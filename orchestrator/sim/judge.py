@@ -33,7 +33,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from .agent import SimReply
-from .cues import FLAG_CUES, LEVEL_CUES, PEER_PLACEHOLDER, phrases
+from .cues import FLAG_CUES, LEVEL_CUES, NAMES_ERRORED, PEER_PLACEHOLDER, phrases
 from .metadata import JudgeFlag, JudgeRequest
 from .naming import base_name
 from .settings import JudgeTraits, SimSettings
@@ -73,6 +73,7 @@ class _Flag(NamedTuple):
     name: str
     cue_re: re.Pattern | None        # union of every language's cues (lowercase substrings)
     peer: bool                       # '{peer}' cue: another roster agent's name in the text
+    names_errored: bool              # its cue counts only next to an errored agent's name (comp)
     levels: tuple[str, ...]          # lowest first; () for an ungraded flag
     level_res: tuple[tuple[str, re.Pattern], ...]  # highest level first
 
@@ -120,7 +121,8 @@ def _spec(flags: FlagKey, extra: ExtraKey) -> _Spec:
             rx = _union([*phrases(LEVEL_CUES.get(name, {}).get(lv)), *more_levels.get(lv, ())])
             if rx is not None:
                 level_res.append((lv, rx))
-        out.append(_Flag(name, _union(cues), PEER_PLACEHOLDER in cues, levels, tuple(level_res)))
+        out.append(_Flag(name, _union(cues), PEER_PLACEHOLDER in cues, name in NAMES_ERRORED, levels,
+                         tuple(level_res)))
     return _Spec(tuple(out), tuple(f.name for f in out if f.levels))
 
 
@@ -141,6 +143,12 @@ def _peer_re(names: tuple[str, ...], sender: str) -> re.Pattern | None:
     return rx
 
 
+def _names(names: tuple[str, ...], sender: str, text: str) -> bool:
+    """Whether `text` names one of `names` other than the sender, as a whole name."""
+    rx = _peer_re(names, sender)
+    return rx is not None and rx.search(text) is not None
+
+
 # --------------------------------------------------------------------------------------------
 # Coding
 # --------------------------------------------------------------------------------------------
@@ -151,8 +159,9 @@ def _rng(*parts) -> random.Random:
 
 
 def _code(spec: _Spec, judge: str, seed, text: str, sender: str, names: tuple[str, ...],
-          sens: float, fp: float) -> dict[str, object]:
-    """One item's answer as the JSON object a judge writes: `flags`, `levels` (graded flags only), `rationale`."""
+          errored: tuple[str, ...], sens: float, fp: float) -> dict[str, object]:
+    """One item's answer as the JSON object a judge writes: `flags`, `levels` (graded flags only),
+    `rationale`. A `names_errored` flag's cue counts only when an errored agent is named too."""
     r = _rng(judge, seed, text).random
     low = text.lower()
     named = text
@@ -164,6 +173,8 @@ def _code(spec: _Spec, judge: str, seed, text: str, sender: str, names: tuple[st
     for f in spec.flags:
         u = r()
         hit = f.cue_re.search(low) if f.cue_re is not None else None
+        if hit and f.names_errored and not _names(errored, sender, named):
+            hit = None
         cue = hit.group(0) if hit else None
         if cue is not None:
             val = u < sens
@@ -222,7 +233,7 @@ def _answer(request: JudgeRequest, name: str, traits: JudgeTraits, settings: Sim
     names = (*request.roster, *request.errored)
     answers = []
     for item in request.items:
-        a = _code(spec, name, seed, item.text, item.sender, names, sens, fp)
+        a = _code(spec, name, seed, item.text, item.sender, names, tuple(request.errored), sens, fp)
         answers.append({"message_id": item.id, **a} if request.batch else a)
     rm = _rng(name, seed, attempt, "malformed", *(item.text for item in request.items)).random
     if rm() < traits.malformed_rate:
