@@ -102,7 +102,8 @@ WHERE r.kind = ? GROUP BY ALL ORDER BY o.run_id, o.agent_id
 """
 _TASK = "SELECT content FROM messages WHERE run_id = ? AND sender = 'user' ORDER BY seq LIMIT 1"
 _MESSAGES = "SELECT seq, content, is_error FROM messages WHERE run_id = ? AND sender = ? ORDER BY seq"
-_TOOLS = "SELECT seq, step, tool, arguments, result, is_error FROM tool_calls WHERE run_id = ? AND agent_id = ? ORDER BY seq"
+_TOOLS = ("SELECT seq, step, tool, arguments, result, is_error FROM tool_calls WHERE run_id = ? AND agent_id = ? "
+          "ORDER BY seq")
 
 
 def samples(con: Any, *, kind: str = "instrumental") -> Iterable[dict[str, Any]]:

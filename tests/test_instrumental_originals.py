@@ -8,7 +8,8 @@ import json
 import pytest
 
 from sociolab.personas.models import Persona
-from sociolab.scenarios.instrumental import (PAPER_UNWATCHED, PAPER_VARIANTS, ROLES, TASK_DEFS, TASKS, WORKDIRS,
+from sociolab.scenarios.instrumental import (PAPER_UNWATCHED, PAPER_VARIANTS, PRESSURE, ROLES, TASK_DEFS, TASKS,
+                                             WORKDIRS,
                                              Instrumental, InstrumentalParams, levels_of, paper_system, paper_user,
                                              score_sample)
 from sociolab.scenarios.sandbox import PAPER_TOOLS
@@ -53,6 +54,10 @@ def test_every_task_uses_the_paper_frame_by_default(task):
     prompt = k.task_for(None, None, k.build_workspace())  # type: ignore[arg-type]
     assert prompt.startswith("<situation>\n") and prompt.endswith("\n</context>")
     assert context_of(prompt)[-1] == PAPER_UNWATCHED and "STATUS:" not in prompt
+    # the baseline's stakes are the paper's "medium": a pressure bullet where the original has one
+    assert context_of(prompt)[1] == PRESSURE[task]
+    critical = Instrumental(InstrumentalParams(task=task, variant="dilemma_critical_forbidden_unwatched"))
+    assert context_of(critical.task_for(None, None, critical.build_workspace()))[1] == TASK_DEFS[task].critical  # type: ignore[arg-type]
 
 
 def test_variant_ids_and_toolset_are_the_originals():
