@@ -84,10 +84,11 @@ def contrasts(con: Any, *, by: Sequence[str] = ("model",), metric: str = LABEL,
 
 def render(found: Iterable[Contrast]) -> str:
     """A plain-text table: one line per group and variant."""
-    lines = [f"{'group':<28} {'variant':<52} {'n':>4} {'rate':>6} {'vs base':>8}  95% interval (points)"]
-    for c in found:
-        group = ",".join(f"{v}" for v in c.group.values()) or "all"
-        lines.append(f"{group:<28} {c.variant:<52} {c.n:>4} {c.rate:>6.1%} {c.diff_pp:>+8.1f}  "
+    rows = [(",".join(str(v) for v in c.group.values()) or "all", c) for c in found]
+    width = max([len("group")] + [len(g) for g, _ in rows])
+    lines = [f"{'group':<{width}} {'variant':<52} {'n':>4} {'rate':>6} {'vs base':>8}  95% interval (points)"]
+    for group, c in rows:
+        lines.append(f"{group:<{width}} {c.variant:<52} {c.n:>4} {c.rate:>6.1%} {c.diff_pp:>+8.1f}  "
                      f"[{c.low_pp:+.1f}, {c.high_pp:+.1f}]")
     return "\n".join(lines)
 
