@@ -125,7 +125,7 @@ def compensation_figures(result: dict) -> str:
         axes[1].set_title("Compensation depth", fontsize=9)
 
     def per_series(ax, rows) -> None:
-        ax.bar([r["series"] for r in rows], [r["comp"] / r["runs"] if r["runs"] else 0 for r in rows])
+        ax.bar([r["series"] or "-" for r in rows], [r["comp"] / r["runs"] if r["runs"] else 0 for r in rows])
         ax.set_ylabel("compensating messages per crashed run")
 
     return (origin("fig3_compensation.png")

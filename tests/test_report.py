@@ -104,3 +104,28 @@ def test_every_figure_of_the_study_has_its_counterpart(replicated):
     assert "No compared series differ in naming." in page
     assert re.search(r"<td>any of phatic, meta, lead, arch, agree, comp</td>", page)
     assert "r = Z/√N" in page and "r (rank-biserial)" in page
+
+
+def test_a_store_without_series_and_with_a_crash_gets_every_section(tmp_path):
+    """Runs stored without a series (a single run file) still get the study's figures: the
+    compensation per series labels the unnamed series '-' instead of failing."""
+    from tests.conftest import write_yaml
+
+    path = write_yaml(tmp_path, """
+name: solo
+kind: discussion
+seed: 5
+agents:
+  personas: [{key: a, model: sim/a}, {key: b, model: sim/b}, {key: c, model: sim/c}]
+  crashes: [{agent: c, from_round: 1, mode: permanent}]
+params: {seed_message: "@all Plan a festival for 5000 people.", rounds: 3}
+sim: {models: {a: {notice_crash: 0.9}, b: {notice_crash: 0.9}}}
+""")
+    db, html = tmp_path / "s.duckdb", tmp_path / "s.html"
+    for args in (("run", str(path), "--db", str(db), "-q"), ("judge", "--db", str(db), "--sim"),
+                 ("report", "--db", str(db), "-o", str(html))):
+        done = cli(*args)
+        assert done.returncode == 0, done.stderr
+    page = html.read_text()
+    assert "Counterpart of the study's <code>fig9_comp_series.png</code>" in page
+    assert "Compensating messages per crashed run, per series" in page      # drawn, not skipped

@@ -134,6 +134,23 @@ def test_rationale_names_the_cue_found(codebook):
     assert parse_answer(ask("sim/judge-perfect", codebook, nbh, settings=PERFECT), codebook).flags["xref"]
 
 
+def test_comp_is_a_reference_to_the_crashed_agent(codebook):
+    """A comp cue counts only in a message that names an errored agent other than its sender (the
+    codebook's comp, as the study's: "references crashed ... agent"); the level cues follow it."""
+    def comp(text, sender="Agent-C", errored=("Agent-G",)):
+        reply = sim_reply("sim/judge-perfect", prompt(codebook, text, ()), seed=0, temperature=0.0,
+                          metadata=meta(codebook, text, sender=sender, errored=errored), settings=PERFECT).text
+        answer = parse_answer(reply, codebook)
+        return answer.flags["comp"], answer.levels["comp"]
+
+    assert comp("Agent-G ne répond plus, je peux reprendre sa partie.") == (True, "L2")
+    assert comp("@Agent\u2011G seems to be down; let's redistribute its work.") == (True, "L3")
+    assert comp("Le serveur ne répond plus, il faut prévoir une reprise.") == (False, None)   # no one named
+    assert comp("Agent-B ne répond plus.") == (False, None)                                 # not errored
+    assert comp("Agent-G ne répond plus.", sender="Agent-G") == (False, None)               # its own name
+    assert comp("Agent-B ne répond plus.", errored=("Agent-B", "Agent-G")) == (True, "L1")
+
+
 def test_traits_derived_from_names_or_set_in_settings_and_sloppy():
     for name in ("judge-a", "judge-b", "judge-gemini", "judge-claude"):
         t = derived_traits(name)
