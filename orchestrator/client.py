@@ -6,6 +6,10 @@ message, attempts). Layers, outermost first: budget -> cache -> retry (tenacity,
 only) -> per-model in-flight cap and throttle -> the provider that serves the model (the sim, or
 litellm for every real family; see orchestrator/provider.py).
 
+A caller whose prompt depends on when the call goes out (a conversation: what peers said so far)
+passes `messages` as a function: it is called once the call has passed the throttle and the
+in-flight cap, so a shared rate limit delays a call without changing what it sees.
+
 Three failures are not a model's answer and stop the work instead, with one line for the user:
 a refused key, a host that cannot be reached, and a spent budget.
 """
@@ -33,6 +37,8 @@ from .retry import AttemptCounter, call_with_retries, is_provider_error, is_tran
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+Messages = list[dict] | Callable[[], list[dict]]
+MAX_TOKENS_COUNT = 2**31 - 1  # the token columns are 32-bit; a provider may report anything
 RetryListener = Callable[[str, str, float, BaseException], None]  # (model, from where, wait s, error)
 
 
@@ -127,6 +133,27 @@ class _Group:
     throttler: Throttler | None
 
 
+@dataclass
+class Admitted:
+    """A call that passed its group's in-flight cap and throttle before its messages were built."""
+
+    group: _Group
+    first_attempt: bool = True
+
+
+def built_metadata(metadata: dict[str, Any] | Callable[[], dict[str, Any]] | None) -> dict[str, Any] | None:
+    return metadata() if callable(metadata) else metadata
+
+
+def plausible_tokens(count: Any, model: str, which: str) -> int:
+    """A provider's token count as stored: a negative, non-integer or absurd count (past the
+    32-bit column) is logged and stored as 0 tokens, never allowed to fail the run's write."""
+    if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= MAX_TOKENS_COUNT:
+        return count
+    log.warning("%s: the provider reported %r %s tokens; stored as 0", model, count, which)
+    return 0
+
+
 class ModelClient:
     """Shared by every run of a process, so limits and the budget hold across concurrent runs."""
 
@@ -196,21 +223,38 @@ class ModelClient:
             register_secrets(provider.secrets(model, endpoint))
 
     # ---- one logical call --------------------------------------------------------------------
-    async def complete(self, model: str, messages: list[dict], *, temperature: float | None = None,
+    async def complete(self, model: str, messages: Messages, *, temperature: float | None = None,
                        max_tokens: int | None = None, seed: int | None = None,
-                       extra: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
+                       extra: dict[str, Any] | None = None,
+                       metadata: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
                        fault: ProviderError | None = None, sleep: Sleep = asyncio.sleep) -> Completion:
         """Call `model`; on failure after retries, return a Completion that says why.
 
-        Raises only for what no retry can mend: BudgetExhausted (before starting), and UserError
-        for a refused key or an unreachable host."""
+        `messages` (and `metadata`) may be functions, called when the call is admitted (module
+        docstring). Raises only for what no retry can mend: BudgetExhausted (before starting),
+        and UserError for a refused key or an unreachable host."""
         if self.budget is not None:
             self.budget.check(free=self.is_free(model))
         params: dict[str, Any] = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
                                   if v is not None}
         params.update(extra or {})
-        endpoint = self.endpoints.get(model)
-        request = ModelRequest(model, messages, params, seed, metadata, endpoint, self.settings.timeout_s)
+        if not callable(messages):
+            request = ModelRequest(model, messages, params, seed, built_metadata(metadata), self.endpoints.get(model),
+                                   self.settings.timeout_s)
+            return await self._complete(request, fault, sleep, admitted=None)
+        group = self._group(model)
+        async with group.semaphore:
+            if group.throttler is not None:
+                async with group.throttler:
+                    pass  # takes this call's slot of the rate limit now
+            request = ModelRequest(model, messages(), params, seed, built_metadata(metadata),
+                                   self.endpoints.get(model), self.settings.timeout_s)
+            return await self._complete(request, fault, sleep, admitted=Admitted(group))
+
+    async def _complete(self, request: ModelRequest, fault: ProviderError | None, sleep: Sleep, *,
+                        admitted: "Admitted | None") -> Completion:
+        model = request.model
+        endpoint = request.endpoint
         use_cache = self.uses_cache(model) and fault is None
         key = self.cache_key_for(request) if use_cache else ""
         if use_cache and (hit := self.cache.get(key)) is not None:
@@ -220,7 +264,7 @@ class ModelClient:
         t0, attempts = time.perf_counter(), AttemptCounter()
         try:
             reply = await call_with_retries(
-                lambda: self._attempt(provider, request, fault),
+                lambda: self._attempt(provider, request, fault, admitted),
                 max_attempts=self.settings.max_attempts, initial_wait=self.settings.initial_wait_s,
                 max_wait=self.settings.max_wait_s, sleep=sleep, counter=attempts,
                 on_wait=self._announce(model, endpoint))
@@ -281,13 +325,21 @@ class ModelClient:
 
     def _fill(self, done: Completion, reply: ProviderReply, model: str) -> None:
         done.text, done.tool_calls, done.reasoning = reply.text, reply.tool_calls, reply.reasoning
-        done.prompt_tokens, done.completion_tokens = reply.prompt_tokens, reply.completion_tokens
+        done.prompt_tokens = plausible_tokens(reply.prompt_tokens, model, "prompt")
+        done.completion_tokens = plausible_tokens(reply.completion_tokens, model, "completion")
         done.sim_latency_s, done.dropped_params = reply.sim_latency_s, reply.dropped_params
         price = self.price_for(model)
-        done.cost_usd = price.cost(reply.prompt_tokens, reply.completion_tokens) if price else reply.cost_usd
+        done.cost_usd = price.cost(done.prompt_tokens, done.completion_tokens) if price else reply.cost_usd
 
-    async def _attempt(self, provider: Provider, request: ModelRequest,
-                       fault: ProviderError | None) -> ProviderReply:
+    async def _attempt(self, provider: Provider, request: ModelRequest, fault: ProviderError | None,
+                       admitted: "Admitted | None" = None) -> ProviderReply:
+        if admitted is not None:  # the caller holds an in-flight slot; a retry waits for the rate again
+            if admitted.first_attempt:
+                admitted.first_attempt = False
+            elif admitted.group.throttler is not None:
+                async with admitted.group.throttler:
+                    pass
+            return await self._call(provider, request, fault)
         group = self._group(request.model)
         async with group.semaphore:
             if group.throttler is not None:
@@ -328,7 +380,7 @@ class RunClient:
         self.shared = client
         self.provider_failures = 0
 
-    async def complete(self, model: str, messages: list[dict], **kwargs: Any) -> Completion:
+    async def complete(self, model: str, messages: Messages, **kwargs: Any) -> Completion:
         done = await self.shared.complete(model, messages, **kwargs)
         if done.provider_failure:
             self.provider_failures += 1

@@ -51,9 +51,13 @@ class Crash(BaseModel):
     from_round: int = Field(0, ge=0, description="0-based round of the first failure")
     mode: Literal["permanent", "transient"] = "permanent"
     rounds: int = Field(1, ge=1, description="transient mode: how many rounds fail")
+    at_rounds: list[int] | None = Field(None, description="fail in exactly these 0-based rounds (a schedule "
+                                        "replayed from a study's transcript); from_round and rounds are then unused")
     message: str | None = Field(None, description="provider error text; default mimics a decommissioned model")
 
     def fails_in(self, round_index: int) -> bool:
+        if self.at_rounds is not None:
+            return round_index in self.at_rounds
         if round_index < self.from_round:
             return False
         return self.mode == "permanent" or round_index < self.from_round + self.rounds

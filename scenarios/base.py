@@ -137,6 +137,12 @@ class Scenario(ABC):
     def place_agents(self, personas: list[Persona], roster: RosterSpec) -> list[Agent]:
         """Names and system prompts for the roster; ValueError for a roster the kind cannot use."""
 
+    def arrange(self, personas: list[Persona], rng: random.Random) -> list[Persona]:
+        """The roster's order for this run, drawn before the agents are placed (and so before their
+        names, positions and prompts are stored): a kind whose protocol shuffles the seating once
+        per run does it here, with the run's own generator. Default: the roster's order."""
+        return personas
+
     @abstractmethod
     async def run(self, ctx: RunContext) -> Outcome:
         """Play one run: call models through ctx.client, record through ctx.sink."""

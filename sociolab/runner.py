@@ -228,7 +228,8 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
     from sociolab.scenarios.registry import scenario_class
 
     scenario = scenario_class(spec.kind)(spec.params)
-    agents = scenario.place_agents(list(spec.personas), spec.roster)
+    rng = random.Random(spec.seed)
+    agents = scenario.place_agents(scenario.arrange(list(spec.personas), rng), spec.roster)
     so_far = await store.run_blocking(store.run_so_far, spec.run_id) if resume else None
     start = Batch()
     start.add(RunRow(run_id=spec.run_id, source="sociolab", suite=spec.suite, series=spec.series,
@@ -249,7 +250,7 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
         sink.next_seq = so_far.next_seq
     run_client = RunClient(client)
     ctx = RunContext(run_id=spec.run_id, seed=spec.seed, agents=agents, client=run_client, sink=sink,
-                     clock=VirtualClock() if virtual else WallClock(), rng=random.Random(spec.seed),
+                     clock=VirtualClock() if virtual else WallClock(), rng=rng,
                      resumed=so_far)
     outcome = await scenario.run(ctx)
     status, reason = outcome.status, outcome.stop_reason

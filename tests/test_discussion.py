@@ -38,8 +38,17 @@ class RecordingClient(ModelClient):
         self.requests: list[dict] = []
 
     async def complete(self, model, messages, **kw):
-        self.requests.append({"model": model, "messages": [dict(m) for m in messages], "fault": kw.get("fault")})
-        return await super().complete(model, messages, **kw)
+        """Kept in call order; the messages are those the client actually sent (a conversation
+        builds them lazily, when the call is admitted)."""
+        entry = {"model": model, "fault": kw.get("fault")}
+        self.requests.append(entry)
+
+        def sent():
+            built = messages() if callable(messages) else messages
+            entry["messages"] = [dict(m) for m in built]
+            return built
+
+        return await super().complete(model, sent, **kw)
 
 
 def run(tmp_path: Path, rounds: int = 3, extra_agents: str = "", extra_params: str = "",

@@ -112,19 +112,24 @@ def replays(monkeypatch):
     calls: list[str] = []
     original = Discussion.replay
 
-    def spy(self, ctx, so_far):
+    def spy(self, ctx, so_far, *rest):
         calls.append(f"{so_far.run_id}@{so_far.rounds_done}")
-        return original(self, ctx, so_far)
+        return original(self, ctx, so_far, *rest)
 
     monkeypatch.setattr(Discussion, "replay", spy)
     return calls
 
 
-@pytest.mark.parametrize("order", ["fixed", "shuffled"])
+@pytest.mark.parametrize("order", ["fixed", "shuffled", "shuffled_once"])
 @pytest.mark.parametrize("crash", ["", "{agent: scout, from_round: 2}",
-                                   "{agent: scout, from_round: 1}, {agent: kimi, from_round: 3, mode: permanent}"])
+                                   "{agent: scout, from_round: 1}, {agent: kimi, from_round: 3, mode: permanent}",
+                                   "{agent: scout, at_rounds: [0, 2, 3], mode: transient}, "
+                                   "{agent: kimi, at_rounds: [1], mode: permanent}"])
 def test_resumed_run_equals_uninterrupted_run(tmp_path, order, crash, replays):
-    path = scenario(tmp_path, order=order, crash=crash)
+    """The last crash schedule runs under the platform's rules (an errored agent rests one round,
+    a permanent error drops it, the failure share is checked after odd rounds)."""
+    extra = "after_error: skip_next_round\n          stop_check: odd_rounds" if "at_rounds" in crash else ""
+    path = scenario(tmp_path, order=order, crash=crash, extra=extra)
     run_plan(path, tmp_path / "ref.duckdb")
     expected = snapshot(tmp_path / "ref.duckdb")
     for k in (1, 3, 6):

@@ -29,11 +29,12 @@ def test_library_suite_has_the_studys_series_and_run_counts():
     by_series = {spec.series: spec for spec in plan.runs}
     assert by_series["B"].roster.clones.n == 8 and not by_series["B"].roster.crashes
     assert by_series["C"].params.naming == "real"
-    assert by_series["E"].params.order == "shuffled"
+    assert by_series["E"].params.order == "shuffled_once"
     assert by_series["F"].params.scaffolding == "isolation"
     assert by_series["G"].params.seed_message.startswith("@all We have a client")
     assert "festival" in by_series["H"].params.seed_message
-    assert by_series["I"].params.temperature == 0.95 and by_series["J"].params.rounds == 20
+    assert by_series["I"].params.temperature == 0.95
+    assert by_series["A"].params.rounds == 11 and by_series["J"].params.rounds == 21  # round 0 + maxRounds
     assert [by_series[k].params.scaffolding for k in ("K1", "K2", "K3")] == ["no_peers", "no_identity", "empty"]
     assert all(p.model.startswith("sim/") for spec in plan.runs for p in spec.personas)
     assert len({spec.run_id for spec in plan.runs}) == 208 and len({spec.seed for spec in plan.runs}) == 208
@@ -54,7 +55,7 @@ def test_suite_series_subset_runs_through(tmp_path):
     per = dict(store.con.execute("SELECT series, count(*) FROM messages JOIN runs USING (run_id) "
                                  "WHERE round IS NOT NULL GROUP BY 1").fetchall())
     assert per["F"] == 21 * 8  # isolation: every agent once; DeepSeek's crash shows as an error message
-    assert per["B"] == 21 * 8 * 10
+    assert per["B"] == 21 * 8 * 11  # round 0 plus the platform's 10; no failure on the sim, so no stop
     with pytest.raises(UserError, match="no series 'Z'"):
         load_plan(WARROOM_SUITE, only_series=["Z"])
 
