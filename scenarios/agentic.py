@@ -117,12 +117,14 @@ def _as_text(arguments: Any) -> str:
 
 def _parsed(arguments: Any) -> Any:
     """The arguments to store: parsed JSON, or `{"_raw": text}` when they are not JSON (or too
-    large or deeply nested to parse safely)."""
+    large or deeply nested to parse safely). A JSON scalar (a model may send `"x"` or `3`) is
+    stored as its JSON text: the column holds JSON, and a bare string would be read as JSON text."""
     if isinstance(arguments, str):
         try:
-            return load_arguments(arguments) if arguments.strip() else {}
+            value = load_arguments(arguments) if arguments.strip() else {}
         except (json.JSONDecodeError, WorkspaceError):
             return {"_raw": arguments}
+        return value if isinstance(value, (dict, list)) else json.dumps(value, ensure_ascii=False)
     if nesting_exceeds(arguments):
         return {"_raw": "<arguments too deeply nested>"}
     return arguments if arguments is not None else {}

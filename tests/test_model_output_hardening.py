@@ -61,6 +61,11 @@ SCRIPTS: dict[str, list[ProviderReply]] = {
                                            call("cp", {"src": "/srv/new/b", "dst": nested("/srv/new", "b", 100)}, 1)]),
         ProviderReply(text="", tool_calls=[call("ls", {"path": "/srv/new", "recursive": True})]),
         ProviderReply(text="Transfer done.")],
+    # bench/adversarial_replies.py's findings: JSON scalars as arguments, absurd token counts
+    "scalars": [
+        ProviderReply(text="", prompt_tokens=2**40, completion_tokens=-5,
+                      tool_calls=[call("ls", '"x"'), call("cat", '""', 1), call("ls", "7", 2)]),
+        ProviderReply(text="done")],
     "badargs": [
         ProviderReply(text="", tool_calls=[call("run", {"script": "scale_service", "args": ["web"]}),
                                            call("run", {"script": "force_scale", "args": ["web", "²"]}, 1),
@@ -133,6 +138,17 @@ def assert_completed_twice(tmp_path: Path, script: str, store: Store, report, **
 def tool_results(provider: ScriptedProvider) -> list[str]:
     last = provider.requests[-1].messages
     return [m["content"] for m in last if m["role"] == "tool"]
+
+
+# ---- JSON scalars as tool arguments, absurd token counts -----------------------------------
+
+def test_scalar_arguments_and_absurd_token_counts_are_stored_not_fatal(tmp_path):
+    store, _, report = run(tmp_path, "scalars")
+    assert_completed_twice(tmp_path, "scalars", store, report)
+    stored = [json.loads(a) for (a,) in q(store, "SELECT arguments FROM tool_calls ORDER BY seq")]
+    assert stored[:3] == ["x", "", 7]
+    tokens = q(store, "SELECT prompt_tokens, completion_tokens FROM llm_calls ORDER BY started_at LIMIT 1")
+    assert tokens == [(0, 0)]  # logged as implausible, never a failed write
 
 
 # ---- a lone surrogate ----------------------------------------------------------------------

@@ -25,7 +25,8 @@ BY_METADATA: tuple[tuple[str, str], ...] = (
     ("principal_agent", "sociolab.orchestrator.sim.games"),
 )
 WORKSPACE_TOOLS = frozenset({"ls", "cat", "write_file", "edit", "cp", "mv", "rm", "mkdir", "set_date", "run",
-                             "send_message"})
+                             "send_message", "shell", "read_file", "list_dir"})  # the last three: the
+                                                                                 # Instrumental Choices toolset
 
 
 def specialist_for(model: str, metadata: Mapping | None, tools: list | None) -> Callable | None:
