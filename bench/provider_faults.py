@@ -36,6 +36,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -146,14 +147,17 @@ def measure(family: Family, rate: float, runs: int, rounds: int, work: Path, see
         srv.push(*(fault for _, fault in planned))
         file = work / "suite.yaml"
         file.write_text(suite(family, srv.url, runs, rounds), encoding="utf-8")
+        causes: Counter[str] = Counter()
+        retried = lambda model, source, wait, exc: causes.update([type(exc).__name__])  # noqa: E731
         try:
-            sociolab.run(file, db=db)
+            sociolab.run(file, db=db, on_retry=retried)
         except Exception as exc:  # noqa: BLE001 - a crash is what is counted here
             row["crash"] = f"{type(exc).__name__}: {exc}"[:200]
         served = len(planned) - srv.clear_faults()
         requests = len([r for r in srv.requests if r.body is not None])
         row.update(counts(db))
         row["error kinds"] = error_kinds(db)
+        row["retry causes"] = dict(causes)
         sociolab.run(file, db=db)  # the rerun, fault-free: redoes what the faults left unfinished
         after = counts(db)
         row["after rerun"] = f"{after['completed']}/{after['runs']} runs, {after['stored']}/{after['planned']} msgs"
@@ -186,6 +190,8 @@ def report(rows: list[dict[str, Any]]) -> None:
             problems.append(f"lost {r['lost']}, requests not in llm_calls {r['unaccounted']}, faults served "
                             f"{r['faults served']} + client-side {r['client-side']} vs failed attempts "
                             f"{r['failed attempts']}")
+        if r["retry causes"]:
+            print(f"  {r['family']} {r['rate']:.0%}: retried after {r['retry causes']}")
         if r["error kinds"]:
             print(f"  {r['family']} {r['rate']:.0%}: failed calls {r['error kinds']}")
         for p in problems:
