@@ -12,12 +12,14 @@ Each case: a library file shrunk to a few runs (sim stand-ins, offline) is run o
 into a reference DuckDB file. Then, per schedule, the same command is started again and again on
 another file and SIGKILLed (its whole process group) a scheduled delay after it opened the
 database (seen in /proc/PID/fd; importing sociolab alone takes ~1 s), until one invocation exits
-by itself. Then every table and view of both files is compared row for row, all columns except
-wall-clock ones (TIMESTAMP columns and latency_ms). Between kills the number of completed runs
-(judge: stored codes) must never go down.
+by itself (after 25 kills, 5 with --quick, the next invocation is left to finish, so the time is
+bounded; the table says which). Then every table and view of both files is compared row for row,
+all columns except wall-clock ones (TIMESTAMP columns and latency_ms). Between kills the number of
+completed runs plus stored codes must never go down; 10 kills in a row that store nothing new end
+the loop as "no progress".
 
     python bench/kill_resume.py            # 5 cases, 13 case x schedule loops, ~3-4 min on 2 cores
-    python bench/kill_resume.py --quick    # 3 cases x 1 schedule, < 60 s
+    python bench/kill_resume.py --quick    # 3 small cases x 1 schedule, < 60 s
 """
 
 from __future__ import annotations
@@ -49,11 +51,15 @@ VOLATILE = {"latency_ms"}  # measured in wall time; every TIMESTAMP column is le
 
 @dataclass
 class Case:
-    name: str
-    source: str                  # library file
-    shrink: dict                 # top-level keys to override; "runs" sets every series' runs
-    series: int | None = None    # keep only the first N series
-    judge: bool = False          # kill `sociolab judge --sim` on this case's reference store instead
+    source: str                  # library file, shrunk: every series and `repeats` get `runs` runs,
+    runs: int = 1
+    series: int | None = None    # only the first N series are kept,
+    levels: int | None = None    # and only the first N levels of each `cross:` factor
+    judge: bool = False          # kill `sociolab judge --sim` on the run's store instead of the run
+
+    @property
+    def folder(self) -> str:     # a judge case shares its run's store
+        return f"{Path(self.source).stem}-{self.runs}-{self.series}-{self.levels}"
 
 
 @dataclass
@@ -66,24 +72,32 @@ class Outcome:
     identical: bool = False
     differing: list[str] = field(default_factory=list)
     regressions: int = 0         # a kill after which completed runs / codes went down
+    ended: str = "-"             # "by itself": done before the kill budget; "kill budget": left to finish
     note: str = ""
 
 
 def shrunk_file(case: Case, folder: Path) -> Path:
     library = LIBRARY if TREE is None else TREE / "scenarios" / "library"
     doc = yaml.safe_load((library / case.source).read_text(encoding="utf-8"))
-    series = doc.get("series") or {}
-    if case.series is not None:
-        series = dict(list(series.items())[:case.series])
-    for spec in series.values():
-        if "runs" in case.shrink and isinstance(spec, dict) and "runs" in spec:
-            spec["runs"] = case.shrink["runs"]
-    if series:
-        doc["series"] = series
-    doc.update({k: v for k, v in case.shrink.items() if k != "runs"})
-    path = folder / f"{case.name}.yaml"
+    doc["repeats"] = case.runs
+    if doc.get("series"):
+        doc["series"] = dict(list(doc["series"].items())[:case.series])
+        for spec in doc["series"].values():
+            if isinstance(spec, dict) and "runs" in spec:
+                spec["runs"] = case.runs
+    for factor, levels in (doc.get("cross") or {}).items():
+        doc["cross"][factor] = levels[:case.levels]
+    path = folder / "scenario.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def describe(case: Case, db: Path) -> str:
+    with duckdb.connect(str(db), read_only=True) as con:
+        kind, runs, messages = con.execute("SELECT any_value(kind), count(*), (SELECT count(*) FROM messages) "
+                                           "FROM runs").fetchone()
+    what = f"{kind} ({case.source}, {runs} runs, {messages} msgs)"
+    return f"judge --sim on {what}" if case.judge else what
 
 
 def command(judge: bool, file: Path, db: Path) -> list[str]:
@@ -148,8 +162,10 @@ def snapshot(db: Path) -> dict[str, list]:
     return out
 
 
-def kill_loop(case: Case, cmd: list[str], db: Path, cwd: Path, delays) -> Outcome:
-    outcome = Outcome(case.name, "")
+def kill_loop(case: Case, cmd: list[str], db: Path, cwd: Path, delays, max_kills: int) -> Outcome:
+    """Start, kill, restart... until an invocation exits by itself; after `max_kills` kills the
+    next invocation is left to finish (bounded time), which `Outcome.ended` records."""
+    outcome = Outcome("", "")
     last, stalled = (0, 0), 0
     t0 = time.monotonic()
     while outcome.invocations < MAX_INVOCATIONS:
@@ -158,7 +174,7 @@ def kill_loop(case: Case, cmd: list[str], db: Path, cwd: Path, delays) -> Outcom
                                 stderr=subprocess.PIPE, start_new_session=True)
         wait_until_open(proc, db)
         try:
-            _, err = proc.communicate(timeout=next(delays))
+            _, err = proc.communicate(timeout=next(delays) if outcome.kills < max_kills else None)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
@@ -171,6 +187,7 @@ def kill_loop(case: Case, cmd: list[str], db: Path, cwd: Path, delays) -> Outcom
                 outcome.note = f"no progress: {stalled} kills in a row stored nothing new ({now[1]} rows)"
                 break
             continue
+        outcome.ended = "by itself" if outcome.kills < max_kills else "kill budget"
         if proc.returncode != 0:
             outcome.note = f"exit {proc.returncode}: {err.decode(errors='replace').strip()[-300:]}"
         break
@@ -186,27 +203,23 @@ SCHEDULES = {
     "random 0.7-2 s": lambda rng: iter(lambda: rng.uniform(0.7, 2.0), None),
     "random 0.1-0.7 s": lambda rng: iter(lambda: rng.uniform(0.1, 0.7), None),  # also mid-open/migration
 }
-WARROOM = "discussion (warroom, 12 series x {} runs)"
 FULL = [
-    (Case(WARROOM.format(4), "warroom.yaml", {"runs": 4}), list(SCHEDULES)),
-    (Case("judge --sim (the warroom store, 24 runs)", "warroom.yaml", {"runs": 2}, judge=True),
-     ["every 0.7 s", "every 1.5 s", "random 0.7-2 s"]),
-    (Case("repeated_games (14 series x 3)", "repeated_games.yaml", {"repeats": 3}),
-     ["every 0.7 s", "random 0.1-0.7 s"]),
-    (Case("peer_preservation (38 series x 2 x 3 agents)", "peer_preservation.yaml", {"repeats": 2}),
-     ["every 0.7 s", "random 0.1-0.7 s"]),
-    (Case("principal_agent (8 series x 10 x 7 agents)", "principal_agent.yaml", {"repeats": 10}),
-     ["every 0.7 s", "random 0.1-0.7 s"]),
+    (Case("warroom.yaml", runs=4), list(SCHEDULES)),
+    (Case("warroom.yaml", runs=2, judge=True), ["every 0.7 s", "every 1.5 s", "random 0.7-2 s"]),
+    (Case("repeated_games.yaml", runs=1, series=42), ["every 0.7 s", "random 0.1-0.7 s"]),
+    (Case("peer_preservation.yaml", runs=3, series=24), ["every 0.7 s", "random 0.1-0.7 s"]),
+    (Case("principal_agent.yaml", runs=2, levels=2), ["every 0.7 s", "random 0.1-0.7 s"]),
 ]
 QUICK = [
-    (Case(WARROOM.format(2), "warroom.yaml", {"runs": 2}), ["random 0.7-2 s"]),
-    (Case("judge --sim (the warroom store, 24 runs)", "warroom.yaml", {"runs": 2}, judge=True), ["every 1.5 s"]),
-    (Case("repeated_games (14 series x 3)", "repeated_games.yaml", {"repeats": 3}), ["random 0.1-0.7 s"]),
+    (Case("warroom.yaml", runs=2), ["every 0.7 s"]),
+    (Case("warroom.yaml", runs=2, judge=True), ["every 1.5 s"]),
+    (Case("repeated_games.yaml", runs=1, series=28), ["random 0.1-0.7 s"]),
 ]
+MAX_KILLS = {"full": 25, "quick": 5}  # kills per loop before the next invocation is left to finish
 
 
-def run_case(case: Case, schedules: list[str], work: Path, seed: int) -> list[Outcome]:
-    folder = work / f"{Path(case.source).stem}-{'-'.join(map(str, case.shrink.values()))}"  # judge shares it
+def run_case(case: Case, schedules: list[str], work: Path, seed: int, max_kills: int) -> list[Outcome]:
+    folder = work / case.folder
     folder.mkdir(exist_ok=True)
     file = shrunk_file(case, folder)
     source_db = folder / "ref-run.duckdb"
@@ -218,19 +231,20 @@ def run_case(case: Case, schedules: list[str], work: Path, seed: int) -> list[Ou
         shutil.copy(source_db, reference)
         run_once(command(True, file, reference), folder)
     expected = snapshot(reference)
+    name_of_case = describe(case, source_db)
     outcomes = []
     for i, name in enumerate(schedules):
         db = folder / f"killed-{'judge' if case.judge else 'run'}-{i}.duckdb"
         if case.judge:
             shutil.copy(source_db, db)
-        outcome = kill_loop(case, command(case.judge, file, db), db, folder, SCHEDULES[name](random.Random(seed + i)))
-        outcome.schedule = name
+        outcome = kill_loop(case, command(case.judge, file, db), db, folder, SCHEDULES[name](random.Random(seed + i)), max_kills)
+        outcome.case, outcome.schedule = name_of_case, name
         if not outcome.note:
             got = snapshot(db)
             outcome.differing = [t for t in sorted(set(expected) | set(got)) if expected.get(t) != got.get(t)]
             outcome.identical = not outcome.differing
         outcomes.append(outcome)
-        print(f"  {case.name} / {name}: {outcome.kills} kills, identical={outcome.identical} "
+        print(f"  {name_of_case} / {name}: {outcome.kills} kills, identical={outcome.identical} "
               f"{outcome.note or ', '.join(outcome.differing)}", flush=True)
     return outcomes
 
@@ -254,7 +268,7 @@ def revision(with_changes: bool = True) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 cases, 1 schedule each (< 60 s)")
+    parser.add_argument("--quick", action="store_true", help="3 small cases, 1 schedule, <= 5 kills each (< 60 s)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the random kill schedules")
     parser.add_argument("--keep", type=Path, help="keep the DuckDB files in this folder")
     parser.add_argument("--worktree", action="store_true", help="run the working tree's sociolab, not HEAD's")
@@ -269,16 +283,17 @@ def main() -> None:
           f"{machine()}")
     try:
         outcomes = [o for case, schedules in (QUICK if args.quick else FULL)
-                    for o in run_case(case, schedules, work, args.seed)]
+                    for o in run_case(case, schedules, work, args.seed, MAX_KILLS["quick" if args.quick else "full"])]
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
         if TREE is not None:
             shutil.rmtree(TREE, ignore_errors=True)
-    rows = [[o.case, o.schedule, o.kills, o.invocations - 1, f"{o.wall_s:.1f}", o.regressions,
+    rows = [[o.case, o.schedule, o.kills, o.invocations - 1, o.ended, f"{o.wall_s:.1f}", o.regressions,
              "yes" if o.identical else "NO", o.note or ", ".join(o.differing) or "-"] for o in outcomes]
     print()
-    print(table(["case", "kill schedule", "kills", "reruns", "wall s", "went back", "identical", "differs / note"],
+    print(table(["case", "kill schedule", "kills", "reruns", "finished", "wall s", "went back", "identical",
+                 "differs / note"],
                 rows))
     kills = sum(o.kills for o in outcomes if o.identical and not o.regressions)
     same = sum(o.identical and not o.regressions for o in outcomes)
