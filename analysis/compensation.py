@@ -93,13 +93,16 @@ def check_comp_filter(comp_filter: str) -> str:
 
 def names_crashed_sql() -> str:
     """True when message m names a crashed agent of its run other than its sender: the agent's name
-    as its peers saw it, or its model's name, as a case-sensitive substring. This is the WarRoom
-    platform's own test of a message "mentioning a dead agent" (war-room-lab-isolated.html, the
-    `mentionsDead` check), and what the study's broadcast filter keeps (docs/analysis.md)."""
+    as its peers saw it, or its model's name unless the sender runs the same model (clones), as a
+    case-sensitive substring. This is the WarRoom platform's own test of a message "mentioning a
+    dead agent" (war-room-lab-isolated.html, the `mentionsDead` check), and what the study's
+    broadcast filter keeps (docs/analysis.md)."""
+    own_model = "(SELECT s.model_label FROM agents s WHERE s.run_id = m.run_id AND s.agent_id = m.sender)"
     return f"""EXISTS (SELECT 1 FROM agents x WHERE x.run_id = m.run_id AND x.status = 'errored'
                        AND x.agent_id <> m.sender
                        AND ((coalesce(x.name, '') <> '' AND contains({_HYPHENS_SQL}, x.name))
-                            OR (coalesce(x.model_label, '') <> '' AND contains({_HYPHENS_SQL}, x.model_label))))"""
+                            OR (coalesce(x.model_label, '') <> '' AND x.model_label IS DISTINCT FROM {own_model}
+                                AND contains({_HYPHENS_SQL}, x.model_label))))"""
 
 
 def post_crash_sql(codebook_id: str, rule: str, comp_filter: str = "none") -> str:
@@ -169,8 +172,8 @@ def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
     check_comp_filter(comp_filter)
     require_conditions(con)
     codebook_id = resolve_codebook(con, codebook_id)
-    out: dict[str, Any] = {"flag": COMP_FLAG, "comp_filter": comp_filter, "runs_with_crash": 0, "post_crash_messages": 0,
-                           "comp_messages": 0, "share": math.nan,
+    out: dict[str, Any] = {"flag": COMP_FLAG, "comp_filter": comp_filter, "runs_with_crash": 0,
+                           "post_crash_messages": 0, "comp_messages": 0, "share": math.nan,
                            "levels": {lv: 0 for lv in (*LEVELS, "unspecified")},
                            "by_round": [], "by_series": [], "by_model": [], "runs": [],
                            "isolation_runs_excluded": 0, "note": None}

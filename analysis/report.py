@@ -1,9 +1,9 @@
 """`sociolab report`: one self-contained HTML file with a store's tables and pictures.
 
 Its sections include a counterpart of each figure of the WarRoom study's generate_figures.py
-(analysis/study_figures.py). Everything shown comes from one `analyze()` result, which is also embedded in the page as JSON
-(`<script id="analysis" type="application/json">`), so the report's numbers are by construction
-the ones `sociolab analyze --json` prints. Plots are matplotlib PNGs embedded as data URIs: the
+(analysis/study_figures.py). Everything shown comes from one `analyze()` result, which is also
+embedded in the page as JSON (`<script id="analysis" type="application/json">`), so the report's
+numbers are by construction the ones `sociolab analyze --json` prints. Plots are matplotlib PNGs embedded as data URIs: the
 file can be mailed to a colleague and opened offline.
 """
 

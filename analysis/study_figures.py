@@ -144,7 +144,8 @@ def profile_shift_section(result: dict) -> str:
         shared = sorted(set(a) & set(b))
         if not shared:
             continue
-        deltas = {m: [nan0(b[m]["shares"].get(f)) - nan0(a[m]["shares"].get(f)) for f in traits(result)] for m in shared}
+        deltas = {m: [nan0(b[m]["shares"].get(f)) - nan0(a[m]["shares"].get(f)) for f in traits(result)]
+                  for m in shared}
 
         def draw(ax, d, c=c) -> None:
             for model, values in d.items():
@@ -173,8 +174,9 @@ def density_section(result: dict) -> str:
         xs = [i / 200 for i in range(201)]
         for s in (c["a"], c["b"]):
             values = per_run(result, s)
+            label = f"{s} (mean {num(sum(values) / len(values), 2)})"
             try:
-                ax.fill_between(xs, gaussian_kde(values)(xs), alpha=0.35, label=f"{s} (mean {num(sum(values) / len(values), 2)})")
+                ax.fill_between(xs, gaussian_kde(values)(xs), alpha=0.35, label=label)
             except (ValueError, ArithmeticError):       # identical values: no density to draw
                 ax.axvline(values[0], label=s)
         ax.set_xlabel("per-run mean pairwise cosine")
