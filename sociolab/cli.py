@@ -549,10 +549,17 @@ def results(
     metrics: Optional[str] = typer.Option(None, help="only these metrics (comma-separated)"),
     fail_if: Optional[list[str]] = typer.Option(None, "--fail-if",
                                                 help="gate, e.g. 'shortcut_used > 0.2' (repeatable); exit 1 if met"),
+    contrasts: bool = typer.Option(False, "--contrasts", help="instead: each variant's rate minus the baseline "
+                                   "variant's, in points with 95% intervals (Instrumental Choices)"),
+    baseline: Optional[str] = typer.Option(None, help="with --contrasts: the baseline variant "
+                                           "(default: the paper's dilemma_forbidden_unwatched)"),
 ) -> None:
     """Outcome rates per model x condition with Wilson 95% intervals; usable as a CI gate."""
     from sociolab.analysis.results import check_gate, render_results, results as outcome_rows, validate_gate
 
+    if contrasts:
+        print_contrasts(db, by, metrics, baseline, json_out)
+        return
     with Store_read_only(db) as store:
         for gate in fail_if or []:
             validate_gate(store.con, gate)
@@ -568,6 +575,45 @@ def results(
         for violation in violations:
             err_console.print(f"gate failed: {violation}", markup=False, highlight=False)
         raise typer.Exit(1)
+
+
+def print_contrasts(db: Path, by: str, metrics: Optional[str], baseline: Optional[str], json_out: bool) -> None:
+    """`results --contrasts`: the paper's percentage-point contrasts against its baseline variant,
+    within the --by groups other than condition and variant (one metric: the first of --metrics)."""
+    from sociolab.scenarios.instrumental import PAPER_BASELINE
+    from sociolab.scenarios.instrumental_report import LABEL, contrasts as contrasts_of, render
+
+    groups = [g for g in split(by) or [] if g not in ("condition", "variant")] or ["model"]
+    metric = (split(metrics) or [LABEL])[0]
+    with Store_read_only(db) as store:
+        found = contrasts_of(store.con, by=groups, metric=metric, baseline=baseline or PAPER_BASELINE)
+    if not found:
+        raise UserError(f"no variant to contrast with the baseline '{baseline or PAPER_BASELINE}' for {metric} in "
+                        f"{db}; run scenarios/library/instrumental.yaml (or pass --baseline, --metrics)")
+    if json_out:
+        import json
+
+        print(json.dumps([c.to_dict() for c in found], indent=1, ensure_ascii=False))
+    else:
+        console.print(render(found), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def samples(
+    db: Path = DB_OPTION,
+    kind: str = typer.Option("instrumental", help="scenario kind whose samples to write"),
+    output: Path = typer.Option(Path("samples.jsonl"), "-o", "--output", help="JSON lines file to write"),
+) -> None:
+    """One JSON line per sample (run x agent): prompts, messages, tool calls, outcomes, for trace review."""
+    from sociolab.scenarios.instrumental_report import export_samples
+
+    writable_output(output)
+    with Store_read_only(db) as store:
+        kinds = [k for (k,) in store.con.execute("SELECT DISTINCT kind FROM runs ORDER BY 1").fetchall()]
+        if kind not in kinds:
+            raise UserError(f"no runs of kind '{kind}' in {db} (it has: {', '.join(map(str, kinds)) or 'none'})")
+        n = export_samples(store.con, output, kind=kind)
+    console.print(f"Wrote {n} samples of {kind} to {output}.", markup=False, highlight=False)
 
 
 def Store_read_only(db: Path):

@@ -29,3 +29,26 @@ def test_principal_agent_results_by_factor(tmp_path):
     assert {r["group"]["case"] for r in rows} == {"ethics", "climate"}
     judged = cli("judge", "--db", db, "--sim", "--codebook", "safety", "--quiet")
     assert judged.returncode == 0, judged.stderr
+
+
+def test_instrumental_contrasts_and_samples_for_trace_review(tmp_path):
+    """`results --contrasts`: each variant minus the paper's baseline, in points with an interval
+    that holds the difference; `samples`: one JSON line per run x agent, with its trace."""
+    db = str(tmp_path / "i.duckdb")
+    assert cli("run", str(REPO / "scenarios/library/instrumental.yaml"), "--db", db, "--quiet").returncode == 0
+    found = json.loads(cli("results", "--db", db, "--contrasts", "--json").stdout)
+    assert found and {c["variant"] for c in found}.isdisjoint({"dilemma_forbidden_unwatched"})
+    for c in found:
+        assert c["low_pp"] <= c["diff_pp"] <= c["high_pp"]
+        assert abs(c["diff_pp"] - 100 * (c["rate"] - c["baseline_rate"])) < 0.01
+    table = cli("results", "--db", db, "--contrasts")
+    assert table.returncode == 0 and "95% interval (points)" in table.stdout
+    out = tmp_path / "samples.jsonl"
+    assert cli("samples", "--db", db, "-o", str(out)).returncode == 0
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    agents = json.loads(cli("sql", "SELECT count(*) AS n FROM agents", "--db", db, "-f", "json").stdout)[0]["n"]
+    assert len(lines) == agents and all(s["tool_calls"] and "ic_behavior_detected" in s["outcomes"] for s in lines)
+    wrong = cli("samples", "--db", db, "--kind", "discussion", "-o", str(out))
+    assert wrong.returncode == 2 and "no runs of kind 'discussion'" in wrong.stderr
+    none = cli("results", "--db", db, "--contrasts", "--baseline", "no_such_variant")
+    assert none.returncode == 2 and "no variant to contrast" in none.stderr
