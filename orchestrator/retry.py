@@ -30,6 +30,10 @@ PERMANENT_NAMES = frozenset({"ContextWindowExceededError", "ContentPolicyViolati
 
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 
+# litellm raises BadRequestError when it cannot parse a provider's *reply* (Gemini's truncated
+# JSON body): the request was fine, the answer garbled in transit, so it is worth another try.
+GARBLED_REPLY = re.compile(r"Error converting to valid response")
+
 PROVIDER_MODULES = ("litellm", "openai", "httpx", "httpcore", "aiohttp")
 
 
@@ -51,6 +55,8 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (TimeoutError, ConnectionError)):  # the transport's own, unwrapped
         return True
     names = {cls.__name__ for cls in type(exc).__mro__}
+    if type(exc).__name__ == "BadRequestError" and GARBLED_REPLY.search(str(exc)):
+        return True
     if type(exc).__name__ in PERMANENT_NAMES:
         return False
     if names & TRANSIENT_NAMES:

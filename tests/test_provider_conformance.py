@@ -220,6 +220,16 @@ async def test_rate_limit_and_server_errors_are_retried_honouring_retry_after(fa
     assert elapsed >= 0.4
 
 
+@pytest.mark.parametrize("family", FAMILIES, ids=IDS)
+async def test_a_truncated_reply_body_is_retried(family):
+    """A 200 whose JSON is cut off (a proxy, a dropped connection) is the transport's fault, not
+    the request's: every family retries it (litellm calls Gemini's a BadRequestError)."""
+    with family.server() as srv:
+        srv.push(Fault.malformed())
+        call = await client_for(family, srv.url, max_attempts=2).complete(family.model, MSGS, max_tokens=50)
+    assert call.ok and call.attempts == 2, (call.error_type, call.error)
+
+
 async def test_anthropic_overloaded_529_is_retried():
     family = FAMILIES[IDS.index("anthropic")]
     with family.server() as srv:
