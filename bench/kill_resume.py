@@ -18,8 +18,8 @@ all columns except wall-clock ones (TIMESTAMP columns and latency_ms). Between k
 completed runs plus stored codes must never go down; 10 kills in a row that store nothing new end
 the loop as "no progress".
 
-    python bench/kill_resume.py            # 5 cases, 13 case x schedule loops, ~3-4 min on 2 cores
-    python bench/kill_resume.py --quick    # 3 small cases x 1 schedule, < 60 s
+    python bench/kill_resume.py            # 5 cases (24-72 runs each), 13 case x schedule loops, ~2.5-5 min on 2 cores
+    python bench/kill_resume.py --quick    # 3 small cases x 1 schedule, ~30-40 s
 """
 
 from __future__ import annotations
