@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 LIBRARY = Path(__file__).parent / "library"
 FLUSH_EVERY = 400  # messages coded per write, at most
 FLUSH_SECONDS = 0.5  # and at least this often, so a killed judge run keeps nearly all it paid for
+YIELD_SECONDS = 0.005  # a worker that never waits (an in-process judge) lets the store's writer run this often
 
 
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -153,8 +154,15 @@ class Judging:
             queue.put_nowait(chunk)
 
         async def worker() -> None:
+            yielded = time.monotonic()
             while not queue.empty():
                 await self.code_chunk(judge, queue.get_nowait())
+                # An in-process (sim) judge answers without ever suspending, so a worker would
+                # run its whole queue before the store's writer task got a turn: yield now and
+                # then, so that codes are committed while judging goes on (a killed run keeps them).
+                if time.monotonic() - yielded > YIELD_SECONDS:
+                    await asyncio.sleep(0)
+                    yielded = time.monotonic()
 
         workers = min(self.config.concurrency, len(chunks)) or 1
         outcomes = await asyncio.gather(*(worker() for _ in range(workers)), return_exceptions=True)
