@@ -435,13 +435,15 @@ def analyze(
     codebook: Optional[str] = typer.Option(None, help="codebook name or path, when codes use several"),
     n_perm: int = typer.Option(10000, help="permutations per comparison"),
     seed: int = seed_option("permutation seed"),
+    comp_filter: str = typer.Option("none", "--comp-filter", help="compensation filter: none | broadcast (the "
+                                    "WarRoom study's: comp counts only on messages naming a crashed agent)"),
     json_out: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
 ) -> None:
     """Profiles, similarity per run and series, series comparisons, compensation, isolation."""
     from sociolab.analysis.analyze import render
 
     with Store_read_only(db) as store:
-        result = analyze_store(store.con, rule, codebook, compare, n_perm, seed)
+        result = analyze_store(store.con, rule, codebook, compare, n_perm, seed, comp_filter)
     if json_out:
         import json
 
@@ -459,13 +461,15 @@ def report(
     codebook: Optional[str] = typer.Option(None, help="codebook name or path, when codes use several"),
     n_perm: int = typer.Option(10000, help="permutations per comparison"),
     seed: int = seed_option("permutation seed"),
+    comp_filter: str = typer.Option("none", "--comp-filter", help="compensation filter: none | broadcast (the "
+                                    "WarRoom study's: comp counts only on messages naming a crashed agent)"),
 ) -> None:
     """Write one self-contained HTML report (tables and embedded plots)."""
     from sociolab.analysis.report import build_report
 
     writable_output(output)
     with Store_read_only(db) as store:
-        result = analyze_store(store.con, rule, codebook, compare, n_perm, seed)
+        result = analyze_store(store.con, rule, codebook, compare, n_perm, seed, comp_filter)
         page = build_report(store.con, result)
     write_output(output, page)
     console.print(f"Wrote {output} ({len(page) // 1024} KB): {result['data']['runs']} runs, "
@@ -473,15 +477,19 @@ def report(
 
 
 def analyze_store(con, rule: str, codebook: Optional[str], compare: Optional[list[str]], n_perm: int,
-                  seed: int) -> dict:
+                  seed: int, comp_filter: str = "none") -> dict:
     """`analyze` for the analyze and report commands: runs stored before suites declared their
     comparison family get their study's family (sociolab/studies), so old stores keep their numbers."""
     in_range("--n-perm", n_perm, 0, 1_000_000)
+    from typing import cast
+
     from sociolab.analysis.analyze import analyze as run_analysis
+    from sociolab.analysis.compensation import CompFilter, check_comp_filter
     from sociolab.studies import family_for_unlabelled_runs
 
     return run_analysis(con, rule=adjudication_rule(rule), codebook_id=codebook_id_of(codebook), comparisons=compare,
-                        n_perm=n_perm, seed=seed, fallback_family=family_for_unlabelled_runs(con))
+                        n_perm=n_perm, seed=seed, fallback_family=family_for_unlabelled_runs(con),
+                        comp_filter=cast("CompFilter", check_comp_filter(comp_filter)))
 
 
 def adjudication_rule(rule: str) -> Rule:

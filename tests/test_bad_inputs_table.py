@@ -100,6 +100,7 @@ CASES: list[tuple[list[str], str]] = [
     (["run", "scenario.yaml", "--db", ""], "give a database file name"),
     (["agreement", "--db", "s.duckdb", "--seed", "-1"], "--seed -1"),
     (["analyze", "--db", "s.duckdb", "--seed", "-1"], "--seed -1"),
+    (["analyze", "--db", "s.duckdb", "--comp-filter", "nope"], "unknown compensation filter"),
     (["agreement", "--csv", "sample.csv", "--raters", ",,"], "names nothing"),
     (["run", "scenario.yaml", "--db", "o.duckdb", "--concurrency", "1000000000"], "--concurrency 1000000000"),
     (["models", "check", "--model", ""], "give a model name"),
@@ -131,6 +132,10 @@ def test_each_bad_input_is_one_line_exit_2_and_no_stored_file_changes(work):
 
 
 def test_a_store_named_as_the_output_keeps_every_row(work):
-    """The `-o` cases above leave the store's bytes as they were; it also still reads."""
+    """The `-o` cases above leave the store's bytes as they were; it also still reads, and the
+    study's compensation filter is an option of analyze and report."""
     out = cli("sql", "SELECT count(*) AS n FROM messages", "--db", str(work / "s.duckdb"), "-f", "json")
     assert out.returncode == 0 and json.loads(out.stdout)[0]["n"] > 0
+    filtered = cli("analyze", "--db", str(work / "s.duckdb"), "--comp-filter", "broadcast", "--json", "--n-perm", "10")
+    assert filtered.returncode == 0, filtered.stderr
+    assert "broadcast" in json.dumps(json.loads(filtered.stdout))

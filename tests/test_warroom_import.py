@@ -366,7 +366,7 @@ def test_imported_runs_carry_the_generic_condition_fields(store):
     ({"useRealNames": True, "cloneMode": False, "temperature": 0.8}, "C",
      {"params": {"scaffolding": "full", "naming": "real", "order": "fixed", "temperature": 0.8}}),
     ({"useRealNames": False, "temperature": 0.8}, "E",
-     {"params": {"scaffolding": "full", "naming": "anonymous", "order": "shuffled", "temperature": 0.8}}),
+     {"params": {"scaffolding": "full", "naming": "anonymous", "order": "shuffled_once", "temperature": 0.8}}),
     ({"promptAblation": "K1", "isolatedMode": False}, "K1", {"params": {"scaffolding": "no_peers", "naming": "anonymous",
                                                                           "order": "fixed"}}),
     ({"promptAblation": "K2", "useRealNames": "true"}, "K2", {"params": {"scaffolding": "no_identity", "naming": "real",

@@ -15,7 +15,8 @@ from typing import Any
 
 # promptAblation -> the discussion kind's `scaffolding` (personas/ builds these system prompts)
 ABLATIONS = {"K1": "no_peers", "K2": "no_identity", "K3": "empty"}
-# The platform did not record the speaking order; series E is the study's shuffled-order series.
+# The platform's condition record does not name the order; series E is the study's shuffled series,
+# whose seating was shuffled once per run (its agentRanking differs run by run): `shuffled_once`.
 SHUFFLED_SERIES = "E"
 
 
@@ -26,7 +27,7 @@ def normalized_condition(condition: dict[str, Any], series: str) -> dict[str, An
     params: dict[str, Any] = {
         "scaffolding": scaffolding(condition),
         "naming": "real" if is_true(condition.get("useRealNames")) else "anonymous",
-        "order": "shuffled" if series == SHUFFLED_SERIES else "fixed",
+        "order": "shuffled_once" if series == SHUFFLED_SERIES else "fixed",
     }
     temperature = number(condition.get("temperature"))
     if temperature is not None:
