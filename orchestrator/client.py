@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Sequence
 from urllib.parse import urlparse
 
-from asyncio_throttle import Throttler
+from aiolimiter import AsyncLimiter
 from pydantic import BaseModel, ConfigDict, Field
 
 from .cache import ResponseCache, cache_key
@@ -130,7 +130,7 @@ class Budget:
 @dataclass
 class _Group:
     semaphore: asyncio.Semaphore
-    throttler: Throttler | None
+    pacer: AsyncLimiter | None
 
 
 @dataclass
@@ -139,6 +139,21 @@ class Admitted:
 
     group: _Group
     first_attempt: bool = True
+
+
+def pacer_for(limits: ModelLimits) -> AsyncLimiter | None:
+    """`requests_per_period` as a steady pace: one request every period / N seconds, never N at
+    once and then a silent rest of the period, which is what a sliding window sends and what a
+    provider's per-second limits punish. The leaky bucket holds N/50 requests (at least one), so
+    the few milliseconds a wake-up takes are not lost from the pace, and drains N - N/50 per
+    period, so no window of one period ever sees more than N. It wakes its waiters by timer, in
+    order, so many calls waiting cost nothing while they wait."""
+    n = limits.requests_per_period
+    if not n:
+        return None
+    holds = max(1, n // 50)
+    drains = n - holds if holds > 1 else n
+    return AsyncLimiter(holds, holds * limits.period_s / drains)
 
 
 def built_metadata(metadata: dict[str, Any] | Callable[[], dict[str, Any]] | None) -> dict[str, Any] | None:
@@ -244,8 +259,8 @@ class ModelClient:
             return await self._complete(request, fault, sleep, admitted=None)
         group = self._group(model)
         async with group.semaphore:
-            if group.throttler is not None:
-                async with group.throttler:
+            if group.pacer is not None:
+                async with group.pacer:
                     pass  # takes this call's slot of the rate limit now
             request = ModelRequest(model, messages(), params, seed, built_metadata(metadata),
                                    self.endpoints.get(model), self.settings.timeout_s)
@@ -336,14 +351,14 @@ class ModelClient:
         if admitted is not None:  # the caller holds an in-flight slot; a retry waits for the rate again
             if admitted.first_attempt:
                 admitted.first_attempt = False
-            elif admitted.group.throttler is not None:
-                async with admitted.group.throttler:
+            elif admitted.group.pacer is not None:
+                async with admitted.group.pacer:
                     pass
             return await self._call(provider, request, fault)
         group = self._group(request.model)
         async with group.semaphore:
-            if group.throttler is not None:
-                async with group.throttler:
+            if group.pacer is not None:
+                async with group.pacer:
                     return await self._call(provider, request, fault)
             return await self._call(provider, request, fault)
 
@@ -359,9 +374,7 @@ class ModelClient:
         key, limits = self.limits_for(model)
         group = self._groups.get(key)
         if group is None:
-            throttler = (Throttler(rate_limit=limits.requests_per_period, period=limits.period_s)
-                         if limits.requests_per_period else None)
-            group = self._groups[key] = _Group(asyncio.Semaphore(limits.in_flight), throttler)
+            group = self._groups[key] = _Group(asyncio.Semaphore(limits.in_flight), pacer_for(limits))
         return group
 
     def limits_for(self, model: str) -> tuple[str, ModelLimits]:

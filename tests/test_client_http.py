@@ -10,7 +10,7 @@ import pytest
 from sociolab.orchestrator.client import ClientSettings, ModelClient, ModelLimits
 from sociolab.config import load_plan
 from sociolab.base.errors import UserError
-from sociolab.orchestrator.provider import Endpoint
+from sociolab.orchestrator.provider import Endpoint, ProviderDefaults, ProviderReply
 from sociolab.runner import execute
 from sociolab.orchestrator.sim.server import FaultConfig, start_in_thread
 from sociolab.orchestrator.store import Store
@@ -142,3 +142,36 @@ def test_discussion_over_http_with_20_percent_faults_loses_no_message(tmp_path):
     assert faults > 0 and slow > 0 and attempts[1] > 1
     # every injected fault and every timed-out slow reply is a recorded retry (a reply can be both)
     assert max(faults, slow) <= attempts[0] - 16 <= faults + slow
+
+
+class StampingProvider(ProviderDefaults):
+    """Answers `stamp/*` at once, noting when each request arrived."""
+
+    name = "stamping"
+
+    def __init__(self) -> None:
+        self.arrivals: list[float] = []
+
+    def serves(self, model, endpoint):
+        return model.startswith("stamp/")
+
+    def in_process(self, model, endpoint):
+        return True
+
+    async def complete(self, request) -> ProviderReply:
+        self.arrivals.append(time.monotonic())
+        return ProviderReply(text="ok")
+
+
+async def test_a_rate_limit_is_a_steady_pace_not_a_burst():
+    """20 per second, 30 asked at once: one leaves every 50 ms, never 20 at once then a pause (a
+    sliding window's burst, which per-second limits of providers punish)."""
+    provider = StampingProvider()
+    settings = ClientSettings(models={"stamp/*": ModelLimits(requests_per_period=20, period_s=1.0, in_flight=64)})
+    client = ModelClient(settings, providers=[provider])
+    calls = await asyncio.gather(*(client.complete("stamp/x", MSGS, seed=i) for i in range(30)))
+    assert all(c.ok for c in calls)
+    arrivals = sorted(provider.arrivals)
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    assert min(gaps) >= 0.045, gaps  # a lower bound: a loaded machine only widens the gaps
+    assert sum(1 for t in arrivals if t - arrivals[0] < 0.5) <= 11
