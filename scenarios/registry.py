@@ -15,6 +15,7 @@ that a built-in kind or another plugin already has (sociolab never picks one of 
 from __future__ import annotations
 
 import functools
+import importlib
 
 from sociolab.base.errors import UserError
 from sociolab.base.plugins import PluginGroup, describe, distribution, load
@@ -30,27 +31,36 @@ class UnknownKind(UserError, KeyError):
     run-file loader catches it to add the file and line of `kind:`."""
 
 
-def builtin_kinds() -> dict[str, type[Scenario]]:
-    """The kinds that ship with sociolab, by name."""
-    from .agentic import SandboxTask
-    from .discussion import Discussion
-    from .games import RepeatedGames
-    from .instrumental import Instrumental
-    from .peer_preservation import PeerPreservation
-    from .principal_agent import PrincipalAgent
+# The kinds that ship with sociolab: name -> (module of this package, class). A kind's module is
+# imported when the kind is first asked for, so a discussion never loads the sandbox, the games or
+# the instrumental tasks (tests/test_plugins.py checks the table against the classes' own `kind`).
+BUILTIN = {
+    "discussion": ("discussion", "Discussion"),
+    "repeated_games": ("games", "RepeatedGames"),
+    "principal_agent": ("principal_agent", "PrincipalAgent"),
+    "sandbox_task": ("agentic", "SandboxTask"),
+    "peer_preservation": ("peer_preservation", "PeerPreservation"),
+    "instrumental": ("instrumental", "Instrumental"),
+}
 
-    return {cls.kind: cls for cls in (Discussion, RepeatedGames, PrincipalAgent, SandboxTask, PeerPreservation,
-                                      Instrumental)}
+
+def builtin_kind(kind: str) -> type[Scenario]:
+    module, name = BUILTIN[kind]
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+
+
+def builtin_kinds() -> dict[str, type[Scenario]]:
+    """The kinds that ship with sociolab, by name (imports them all)."""
+    return {kind: builtin_kind(kind) for kind in BUILTIN}
 
 
 def scenario_class(kind: str) -> type[Scenario]:
     """The class of `kind`: a plugin's (imported and checked on first use) or a built-in one."""
     if kind in PLUGINS.declared():
         return plugin_kind(kind)
-    builtin = builtin_kinds()
-    if kind in builtin:
-        return builtin[kind]
-    raise UnknownKind(f"unknown scenario kind '{kind}' (known kinds: {', '.join(sorted(builtin))}; "
+    if kind in BUILTIN:
+        return builtin_kind(kind)
+    raise UnknownKind(f"unknown scenario kind '{kind}' (known kinds: {', '.join(sorted(BUILTIN))}; "
                       f"{plugin_kinds_text()})")
 
 
@@ -73,7 +83,7 @@ def plugin_kinds_text() -> str:
 def plugin_kind(name: str) -> type[Scenario]:
     """Import and check the plugin class declared as `name`, once."""
     ep = PLUGINS.the_one(name)
-    if name in builtin_kinds():
+    if name in BUILTIN:
         raise UserError(f"{describe(ep)} declares kind '{name}', which is a built-in kind; rename the plugin's "
                         f"entry point and its class's `kind`, or uninstall {distribution(ep)}")
     cls = load(ep)

@@ -340,3 +340,19 @@ def test_a_plugin_kind_is_loaded_once(plugins):
     first = registry.scenario_class("once_kind")
     del sys.modules["once_mod"]  # a second import would make a new class
     assert registry.scenario_class("once_kind") is first and registry.kinds()["once_kind"] is first
+
+
+def test_built_in_kinds_are_imported_only_when_asked_for_and_the_table_matches_their_classes():
+    """A discussion never imports the sandbox, games or instrumental modules (start-up); the
+    name -> module table agrees with each class's own `kind`."""
+    import subprocess
+    import sys
+
+    from sociolab.scenarios.registry import BUILTIN, builtin_kinds
+
+    assert {name: cls.kind for name, cls in builtin_kinds().items()} == {name: name for name in BUILTIN}
+    probe = ("import sys; from sociolab.scenarios.registry import scenario_class; scenario_class('discussion'); "
+             "print(sorted(m for m in sys.modules if m.startswith('sociolab.scenarios.')))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "discussion" in loaded
+    assert not any(name in loaded for name in ("games", "instrumental", "peer_preservation", "agentic", "sandbox"))
