@@ -12,6 +12,7 @@ after its stored messages (sociolab/runner.py).
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -40,13 +41,27 @@ class Message:
     reasoning: str | None = None
 
 
+BATCH_ROWS = 5000  # a batched sink writes at least this often, whatever the time
+
+
 class EventSink:
+    """What a run records, written round by round.
+
+    `batch_seconds` > 0 (the runner's choice for virtual-time runs, whose rounds take
+    milliseconds): rounds are still committed whole and in order, but written together, once that
+    many seconds have passed since the last write (or BATCH_ROWS rows are waiting, or the run
+    ends); a kill then loses at most that much work, and a resume continues from the last round
+    written. Wall-clock runs write every round (batch_seconds = 0): their rounds cost money."""
+
     def __init__(self, store: Store, run_id: str, cache: ResponseCache | None = None,
-                 on_commit: Callable[[list[Message]], None] | None = None):
+                 on_commit: Callable[[list[Message]], None] | None = None, *, batch_seconds: float = 0.0):
         self.store = store
         self.run_id = run_id
         self.cache = cache
         self.on_commit = on_commit
+        self.batch_seconds = batch_seconds
+        self._pending = Batch()
+        self._written_at = time.monotonic()
         self.next_seq = 0
         self._messages: list[Message] = []
         self._events: list[EventRow] = []
@@ -67,9 +82,25 @@ class EventSink:
 
     async def flush(self) -> None:
         """Wait until everything committed so far is durable (and raise if a write failed)."""
+        if len(self._pending) or self._pending.updates:
+            await self._write_pending()
+        await self._written()
+
+    async def _written(self) -> None:
         if self._writing is not None:
             writing, self._writing = self._writing, None
             await writing
+
+    async def _write_pending(self) -> None:
+        """Start writing the committed rounds (after the write before it has finished)."""
+        await self._written()
+        batch, self._pending = self._pending, Batch()
+        self._written_at = time.monotonic()
+        self._writing = asyncio.create_task(self.store.write(batch))
+
+    def _write_due(self, final: bool) -> bool:
+        return (final or self.batch_seconds <= 0 or len(self._pending) >= BATCH_ROWS
+                or time.monotonic() - self._written_at >= self.batch_seconds)
 
     def tool_call(self, *, agent_id: str | None, message: "Message | None", step: int, tool: str,
                   arguments: Any, result: str, is_error: bool) -> None:
@@ -89,8 +120,10 @@ class EventSink:
         self._agent_updates.append((agent_id, values))
 
     async def commit_round(self, rounds_done: int, **run_updates: Any) -> list[Message]:
-        """Persist everything recorded since the last commit, in one transaction."""
-        batch = Batch()
+        """Commit everything recorded since the last commit, as one unit written in one
+        transaction (with the rounds before it that a batched sink still holds). `run_updates`
+        (the run's status) mark the last commit of a run: it is always written."""
+        batch = self._pending
         committed = sorted(self._messages, key=lambda m: (m.finished_s or 0.0, m.turn or 0))
         for message in committed:
             message.seq = seq = self.next_seq
@@ -113,8 +146,8 @@ class EventSink:
         for agent_id, values in self._agent_updates:
             batch.update("agents", {"run_id": self.run_id, "agent_id": agent_id}, **values)
         batch.update("runs", {"run_id": self.run_id}, rounds_done=rounds_done, **run_updates)
-        await self.flush()
-        self._writing = asyncio.create_task(self.store.write(batch))
+        if self._write_due(final=bool(run_updates)):
+            await self._write_pending()
         self._messages, self._events, self._agent_updates = [], [], []
         self._tool_calls, self._outcomes = [], []
         if self.on_commit:

@@ -43,6 +43,7 @@ from sociolab.orchestrator.store import Batch, Store
 log = logging.getLogger(__name__)
 
 BUG_ATTEMPTS = 2  # a run that raises is tried this many times in one invocation, then marked failed
+VIRTUAL_BATCH_SECONDS = 0.25  # a virtual-time (sim) run writes its rounds at most this often (orchestrator/sink.py)
 
 
 class Progress(Protocol):
@@ -245,7 +246,8 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
         await store.write(start)
     virtual = all(a.scripted or client.is_in_process(a.model) for a in agents)
     sink = EventSink(store, spec.run_id, client.cache,
-                     on_commit=(lambda msgs: progress.messages(spec, msgs)) if progress else None)
+                     on_commit=(lambda msgs: progress.messages(spec, msgs)) if progress else None,
+                     batch_seconds=VIRTUAL_BATCH_SECONDS if virtual else 0.0)
     if so_far is not None:
         sink.next_seq = so_far.next_seq
     run_client = RunClient(client)
