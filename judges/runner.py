@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 LIBRARY = Path(__file__).parent / "library"
 FLUSH_EVERY = 400  # messages coded per write, at most
 FLUSH_SECONDS = 0.5  # and at least this often, so a killed judge run keeps nearly all it paid for
+RUNS_PER_LOAD = 50  # conversations read at a time while judging
 YIELD_SECONDS = 0.005  # a worker that never waits (an in-process judge) lets the store's writer run this often
 
 
@@ -126,19 +127,26 @@ class Judging:
         self.flushed_at = time.monotonic()
 
     async def run(self, run_ids: list[str]) -> JudgeReport:
+        """Each judge in turn codes what it has not coded yet. What is left is found in DuckDB,
+        and the conversations it needs are read a few runs at a time (RUNS_PER_LOAD), so memory
+        does not grow with the store and a resume with nothing to code reads no conversation."""
         await self.store.write(codebook_batch(self.codebook))
-        items = await self.store.run_blocking(load_items, self.store, run_ids, self.config.window)
-        log.info("judging %d messages of %d runs with %s (codebook %s)", len(items), len(run_ids),
+        codable = await self.store.run_blocking(self.store.codable_count, run_ids)
+        log.info("judging %d messages of %d runs with %s (codebook %s)", codable, len(run_ids),
                  ", ".join(self.config.judges), self.codebook.codebook_id)
         try:
             for judge in self.config.judges:
-                done = await self.store.run_blocking(self.store.coded_message_ids, judge, self.codebook.codebook_id)
-                todo = [item for item in items if item.message_id not in done]
-                self.report.to_code[judge] = len(todo)
-                self.report.already[judge] = len(items) - len(todo)
+                todo = await self.store.run_blocking(self.store.uncoded, run_ids, judge, self.codebook.codebook_id)
+                self.report.to_code[judge] = sum(map(len, todo.values()))
+                self.report.already[judge] = codable - self.report.to_code[judge]
                 for key in ("coded", "uncodable", "failed"):
                     getattr(self.report, key)[judge] = 0
-                await self.code_all(judge, todo)
+                runs = sorted(todo)
+                for start in range(0, len(runs), RUNS_PER_LOAD):
+                    chunk = runs[start:start + RUNS_PER_LOAD]
+                    wanted = set().union(*(todo[r] for r in chunk))
+                    items = await self.store.run_blocking(load_items, self.store, chunk, self.config.window, wanted)
+                    await self.code_all(judge, items)
                 r = self.report
                 log.info("judge %s: %d coded, %d uncodable, %d failed at the provider, %d already coded",
                          judge, r.coded[judge], r.uncodable[judge], r.failed[judge], r.already[judge])
@@ -289,8 +297,9 @@ def select_runs(store: Store, run_glob: str | None, series: list[str] | None) ->
     return out
 
 
-def load_items(store: Store, run_ids: list[str], window: int) -> list[Item]:
-    """Every codable agent message of the runs, with its roster, errored peers and context."""
+def load_items(store: Store, run_ids: list[str], window: int, wanted: set[str] | None = None) -> list[Item]:
+    """Every codable agent message of the runs (or those of `wanted`, message ids chosen in SQL
+    by Store.uncoded), with its roster, errored peers and context."""
     agents: dict[str, list[tuple[str, int | None]]] = {}
     scripted: set[tuple[str, str]] = set()  # fixed-strategy players: their moves are not model output
     for agent in store.roster(run_ids):
@@ -304,8 +313,10 @@ def load_items(store: Store, run_ids: list[str], window: int) -> list[Item]:
         if run_id != current:
             current, history = run_id, []
         shown = f"⚠ {content}" if is_error else content
-        if (sender not in ("user", "system") and not is_error and content and content.strip()
-                and (run_id, sender) not in scripted):
+        codable = (message_id in wanted if wanted is not None else
+                   sender not in ("user", "system") and not is_error and content and content.strip()
+                   and (run_id, sender) not in scripted)
+        if codable:
             roster = [n for n, _ in agents.get(run_id, [])]
             errored = [n for n, er in agents.get(run_id, []) if er is not None and rnd is not None and er <= rnd]
             items.append(Item(message_id, run_id, name or sender, content,

@@ -674,6 +674,28 @@ class Store:
              LIMIT ?""", [str(seed), n, n]).fetchall()
         return list(map(SampledMessage._make, rows))
 
+    # Messages a judge codes: agents' replies (not the seed, platform notes, failed calls or blank
+    # replies), and not the moves of scripted players (fixed strategies, not model output).
+    CODABLE = """
+        FROM messages m LEFT JOIN agents a ON a.run_id = m.run_id AND a.agent_id = m.sender
+        WHERE m.run_id IN (SELECT unnest(?)) AND m.sender NOT IN ('user', 'system') AND NOT m.is_error
+          AND regexp_matches(m.content, '\\S') AND coalesce(a.provider, '') <> 'scripted'"""
+
+    def codable_count(self, run_ids: list[str]) -> int:
+        return int(self._scalar(f"SELECT count(*) {self.CODABLE}", [run_ids]))
+
+    def uncoded(self, run_ids: list[str], judge: str, codebook_id: str) -> dict[str, set[str]]:
+        """run id -> the codable messages `judge` has not coded under this codebook: computed in
+        DuckDB, so a resume with nothing left to code reads no conversation at all."""
+        rows = self.con.execute(
+            f"SELECT m.run_id, m.message_id {self.CODABLE} AND NOT EXISTS (SELECT 1 FROM codes c "
+            "WHERE c.message_id = m.message_id AND c.judge = ? AND c.codebook_id = ?)",
+            [run_ids, judge, codebook_id]).fetchall()
+        out: dict[str, set[str]] = {}
+        for run_id, message_id in rows:
+            out.setdefault(run_id, set()).add(message_id)
+        return out
+
     def coded_message_ids(self, judge: str, codebook_id: str) -> set[str]:
         """The messages `judge` has coded (or found uncodable) under this codebook."""
         rows = self.con.execute("SELECT DISTINCT message_id FROM codes WHERE judge = ? AND codebook_id = ?",

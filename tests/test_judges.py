@@ -90,6 +90,26 @@ def test_rerun_codes_only_what_is_missing(tmp_path):
     assert dupes == 0
 
 
+def test_a_rerun_with_nothing_to_code_reads_no_conversation_and_runs_load_a_few_at_a_time(tmp_path, monkeypatch):
+    """What is left to code is found in DuckDB (issue 12: memory flat in store size); the
+    conversations are read RUNS_PER_LOAD runs at a time."""
+    import sociolab.judges.runner as runner
+
+    store = make_store(tmp_path)
+    loads: list[int] = []
+    original = Store.conversation
+    monkeypatch.setattr(Store, "conversation", lambda self, run_ids: (loads.append(len(list(run_ids))),
+                                                                       original(self, run_ids))[1])
+    monkeypatch.setattr(runner, "RUNS_PER_LOAD", 2)
+    first = asyncio.run(judge_store(store, config()))
+    runs = store.con.execute("SELECT count(*) FROM runs").fetchone()[0]
+    assert runs > 2 and max(loads) == 2 and sum(loads) == runs * len(JUDGES)
+    assert all(first.coded[j] + first.uncodable[j] == codable(store) for j in JUDGES)
+    loads.clear()
+    again = asyncio.run(judge_store(store, config()))
+    assert loads == [] and all(again.to_code[j] == 0 and again.already[j] == codable(store) for j in JUDGES)
+
+
 def test_unparseable_replies_are_uncodable_never_false(tmp_path):
     store = make_store(tmp_path, repeats=1)
     sloppy = SimSettings(judges={"judge-sloppy": JudgeTraits(sensitivity=0.95, false_positive=0.02,
