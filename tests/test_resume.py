@@ -223,12 +223,12 @@ agents:
   crashes: [{agent: scout, from_round: 30}]
 params:
   seed_message: "@all Plan a festival for 5000 people, budget 40k."
-  rounds: 60
+  rounds: 80
 series:
-  X: {runs: 4}
-  Y: {runs: 4, params: {order: shuffled}}
+  X: {runs: 8}
+  Y: {runs: 8, params: {order: shuffled}}
 sim: {stand_ins: true}
-"""
+"""  # sized so that one uninterrupted invocation takes well over the 1.5 s between kills
 
 
 def progress_of(db: Path) -> tuple[list[int], int]:
