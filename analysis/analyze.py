@@ -46,8 +46,11 @@ from .agreement import fmt, to_json
 from .compensation import (CompFilter, check_comp_filter, compensation, isolation_baseline, require_conditions,
                            run_conditions)
 from .profiles import (RULES, Rule, agent_counts, aggregation_sensitivity, check_rule, connection, model_profiles,
-                       resolve_codebook, round_rates, series_key, series_similarity, values_by_series)
+                       PAGE_MESSAGES, message_pages, page_sql, resolve_codebook, round_rates, series_key,
+                       series_similarity, values_by_series)
 from .families import SeriesPair, present_pairs
+from .ratings import sql_str
+from .scratch import create_scratch, drop_scratch
 from .stats import compare_series
 
 CONDITION_FIELDS = ("scaffolding", "naming", "order", "clones")
@@ -199,12 +202,63 @@ def _series_entry(s, conditions: dict[str, dict[str, Any]]) -> dict[str, Any]:
                          "usable": r.usable, "messages": r.messages} for r in s.values]}
 
 
-def agreement_summary(con: Any, codebook_id: str) -> dict[str, Any]:
-    """Mean kappa per judge pair (over flags with a defined kappa) from the judge_agreement view."""
+AGREEMENT_CELLS_SQL = """
+    SELECT a.flag, a.judge AS judge_a, b.judge AS judge_b,
+           count(*) AS n,
+           count(*) FILTER (WHERE a.value AND b.value) AS tt,
+           count(*) FILTER (WHERE a.value AND NOT b.value) AS tf,
+           count(*) FILTER (WHERE NOT a.value AND b.value) AS ft,
+           count(*) FILTER (WHERE NOT a.value AND NOT b.value) AS ff
+      FROM codes a
+      JOIN codes b ON a.message_id = b.message_id AND a.codebook_id = b.codebook_id
+                  AND a.flag = b.flag AND a.judge < b.judge
+     WHERE a.status = 'coded' AND b.status = 'coded' AND a.codebook_id = {codebook} AND b.codebook_id = {codebook}
+       AND {page_a} AND {page_b}
+     GROUP BY ALL"""
+
+# The judge_agreement view's arithmetic (orchestrator/store.py), over the pages' summed cells.
+AGREEMENT_SQL = """
+    WITH cells AS (
+        SELECT flag, judge_a, judge_b, sum(n)::DOUBLE AS n, sum(tt)::DOUBLE AS tt, sum(tf)::DOUBLE AS tf,
+               sum(ft)::DOUBLE AS ft, sum(ff)::DOUBLE AS ff
+          FROM {cells} GROUP BY flag, judge_a, judge_b),
+    chance AS (
+        SELECT *, (tt + ff) / n AS po,
+               ((tt + tf) * (tt + ft) + (ff + ft) * (ff + tf)) / (n * n) AS pe
+          FROM cells)
+    SELECT flag, judge_a, judge_b, n::BIGINT AS n,
+           CASE WHEN pe < 1 THEN (po - pe) / (1 - pe) END AS kappa, po AS percent_agreement,
+           (tt + tf) / n AS prevalence_a, (tt + ft) / n AS prevalence_b,
+           tt::BIGINT AS tt, tf::BIGINT AS tf, ft::BIGINT AS ft, ff::BIGINT AS ff
+      FROM chance ORDER BY judge_a, judge_b, flag"""
+
+
+def agreement_rows(con: Any, codebook_id: str, page_messages: int = PAGE_MESSAGES) -> list[tuple]:
+    """The `judge_agreement` view's rows for one codebook (flag, judge_a, judge_b, n, kappa,
+    percent_agreement, prevalence_a, prevalence_b, tt, tf, ft, ff; ordered by judge pair and flag),
+    computed a page of messages at a time (`message_pages`): the view's self-join of the codes
+    holds every coded row in a hash table, a page's join only that page's. The pages' confusion
+    counts are summed, then kappa and the rest computed exactly as the view computes them."""
     con = connection(con)
-    by_flag = con.execute("""
-        SELECT flag, judge_a, judge_b, n, kappa, percent_agreement, prevalence_a, prevalence_b, tt, tf, ft, ff
-        FROM judge_agreement WHERE codebook_id = ? ORDER BY judge_a, judge_b, flag""", [codebook_id]).fetchall()
+    pages = message_pages(con, page_messages)
+
+    def cells(page) -> str:
+        return AGREEMENT_CELLS_SQL.format(codebook=sql_str(codebook_id), page_a=page_sql(page, "a.message_id"),
+                                          page_b=page_sql(page, "b.message_id"))
+    table = create_scratch(con, "agreement_cells", cells(pages[0]), "judge agreement")
+    try:
+        for page in pages[1:]:
+            con.execute(f"INSERT INTO {table} {cells(page)}")
+        return con.execute(AGREEMENT_SQL.format(cells=table)).fetchall()
+    finally:
+        drop_scratch(con, table)
+
+
+def agreement_summary(con: Any, codebook_id: str) -> dict[str, Any]:
+    """Mean kappa per judge pair (over flags with a defined kappa), from the judge_agreement
+    view's numbers (`agreement_rows`)."""
+    con = connection(con)
+    by_flag = agreement_rows(con, codebook_id)
     names = ("flag", "judge_a", "judge_b", "n", "kappa", "percent_agreement", "prevalence_a", "prevalence_b",
              "tt", "tf", "ft", "ff")
     rows = [dict(zip(names, r)) for r in by_flag]

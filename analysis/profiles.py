@@ -34,7 +34,7 @@ from typing import Any, Literal, Sequence
 
 import duckdb
 
-from sociolab.base.errors import UserError
+from sociolab.base.errors import UserError, first_line
 
 
 from .scratch import create_scratch, drop_scratch
@@ -225,7 +225,7 @@ def per_message_sql(codebook_id: str, flags: Sequence[str], restrict: str = "") 
         )"""
 
 
-def decided_sql(flags: Sequence[str], rule: str) -> str:
+def decided_sql(flags: Sequence[str], rule: str, restrict: str = "TRUE") -> str:
     """The CTE `decided`: per counted message (an agent's, not an error), its run, sender and round,
     and per flag i the decision d_i under the rule (NULL when no judge coded it), plus di_i and
     du_i, the decisions under intersection and under union (the study's sensitivity figure)."""
@@ -236,7 +236,7 @@ def decided_sql(flags: Sequence[str], rule: str) -> str:
         decided AS (
             SELECT m.run_id, m.sender, m.round, p.rows, {decisions}
             FROM per_message p JOIN messages m ON m.message_id = p.message_id
-            WHERE NOT m.is_error AND m.sender NOT IN ('user', 'system')
+            WHERE NOT m.is_error AND m.sender NOT IN ('user', 'system') AND {restrict}
         )"""
 
 
@@ -249,21 +249,70 @@ def any_true_sql(flags: Sequence[str]) -> str:
     return " OR ".join(f"d{i} = 1" for i, f in enumerate(flags) if f not in NOT_BEHAVIOUR_FLAGS) or "FALSE"
 
 
-def agent_counts_sql(codebook_id: str, flags: Sequence[str], rule: str) -> str:
-    """Per (run, agent): counted messages, `any_flag` (messages with any behaviour flag True: every
-    flag but those in NOT_BEHAVIOUR_FLAGS), and per flag i the coded count n_i, the True count t_i
-    under the rule, and the True counts under intersection (i_i) and union (u_i). One pass over
-    the coded rows of `codes` (`per_message_sql`), decided by the rule and summed per sender."""
+PAGE_MESSAGES = 20_000   # messages per page of the paged scans (about the study's 16k: one page at 1x)
+
+
+Page = tuple[str | None, str | None]      # [lo, hi) of message ids; None: open end
+
+
+def page_sql(page: Page, column: str = "message_id") -> str:
+    """The SQL condition `column` (a message id) is in the page."""
+    lo, hi = page
+    conds = ([f"{column} >= {sql_str(lo)}"] if lo is not None else []) + \
+            ([f"{column} < {sql_str(hi)}"] if hi is not None else [])
+    return " AND ".join(conds) or "TRUE"
+
+
+def message_pages(con: Any, per_page: int = PAGE_MESSAGES) -> list[Page]:
+    """Ranges of message ids that split the messages into pages of about
+    `per_page` messages each: half-open ranges of message ids between run ids, so that a run's
+    messages ('<run_id>#<seq>') usually fall in one page. The conditions partition every string
+    (the first and last ranges are open), so any row lands in exactly one page, whatever its id.
+    Reading the store a page at a time keeps the working memory of a scan flat in store size.
+    Only the runs' message counts are fetched (one row per run)."""
+    rows = connection(con).execute(
+        "SELECT run_id, count(*) FROM messages GROUP BY run_id ORDER BY run_id").fetchall()
+    bounds: list[str] = []
+    filled = 0
+    for run_id, n in rows:
+        if filled >= per_page:
+            bounds.append(run_id)
+            filled = 0
+        filled += n
+    edges: list[str | None] = [None, *bounds, None]
+    return list(zip(edges, edges[1:]))
+
+
+def agent_partial_sql(codebook_id: str, flags: Sequence[str], rule: str, page: Page = (None, None)) -> str:
+    """Per (run, agent), over one page of messages (`message_pages`): counted messages, `any_flag` (messages with any behaviour flag True: every
+    flag but those in NOT_BEHAVIOUR_FLAGS), max_rows, and per flag i the coded count n_i, the True
+    count t_i under the rule, and the True counts under intersection (i_i) and union (u_i).
+    Every message's codes are in one page, so the pages' rows sum to the whole store's."""
     k = len(flags)
     per_agent = ", ".join(f"count(d{i})::INTEGER AS n{i}, coalesce(sum(d{i}), 0)::INTEGER AS t{i}, "
                           f"coalesce(sum(di{i}), 0)::INTEGER AS i{i}, coalesce(sum(du{i}), 0)::INTEGER AS u{i}"
                           for i in range(k))
     return f"""
-        WITH {per_message_sql(codebook_id, flags)}, {decided_sql(flags, rule)}, per_agent AS (
-            SELECT run_id, sender AS agent_id, count(*) FILTER (WHERE {any_coded_sql(flags)})::INTEGER AS messages,
-                   count(*) FILTER (WHERE {any_true_sql(flags)})::INTEGER AS any_flag, max(rows) AS max_rows,
-                   {per_agent}
-            FROM decided GROUP BY run_id, sender
+        WITH {per_message_sql(codebook_id, flags, f"AND {page_sql(page)}")},
+             {decided_sql(flags, rule, page_sql(page, "m.message_id"))}
+        SELECT run_id, sender AS agent_id, count(*) FILTER (WHERE {any_coded_sql(flags)})::INTEGER AS messages,
+               count(*) FILTER (WHERE {any_true_sql(flags)})::INTEGER AS any_flag, max(rows) AS max_rows,
+               {per_agent}
+        FROM decided GROUP BY run_id, sender
+    """
+
+
+def agent_counts_sql(partial: str, flags: Sequence[str]) -> str:
+    """The per-agent counts from the pages' partial rows (table `partial`): summed per (run,
+    agent), agents with a counted message in a finished run, with series, name, model and label."""
+    k = len(flags)
+    sums = ", ".join(f"sum(n{i})::INTEGER AS n{i}, sum(t{i})::INTEGER AS t{i}, "
+                     f"sum(i{i})::INTEGER AS i{i}, sum(u{i})::INTEGER AS u{i}" for i in range(k))
+    return f"""
+        WITH per_agent AS (
+            SELECT run_id, agent_id, sum(messages)::INTEGER AS messages, sum(any_flag)::INTEGER AS any_flag,
+                   max(max_rows) AS max_rows{', ' + sums if sums else ''}
+            FROM {partial} GROUP BY run_id, agent_id
         )
         SELECT p.*, r.series, a.name, a.model, coalesce(a.model_label, a.model, p.agent_id) AS model_label
         FROM per_agent p JOIN runs r ON r.run_id = p.run_id AND r.status <> 'running'
@@ -288,8 +337,11 @@ def round_rates_sql(codebook_id: str, flags: Sequence[str], rule: str, series: s
 
 
 def agent_counts(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,
-                 traits: Sequence[str] | None = None) -> AgentCounts:
-    """Scan the codes once; keep per-agent counts in a temp table (see the module docstring)."""
+                 traits: Sequence[str] | None = None, page_messages: int = PAGE_MESSAGES) -> AgentCounts:
+    """Scan the codes once; keep per-agent counts in a temp table (see the module docstring).
+    The scan goes a page of about `page_messages` messages at a time (`message_pages`), each
+    page's per-agent sums kept in a small table and added up at the end: the same integers as one
+    pass over everything, with working memory that does not grow with the store."""
     con = connection(con)
     check_rule(rule)
     codebook_id = resolve_codebook(con, codebook_id)
@@ -301,7 +353,17 @@ def agent_counts(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
         if unknown:
             raise UserError(f"no codes for flag(s) {', '.join(unknown)} under {codebook_id}; "
                             f"flags: {', '.join(flags)}")
-    table = create_scratch(con, "agent_counts", agent_counts_sql(codebook_id, flags, rule), "profiles")
+    pages = message_pages(con, page_messages)
+    partial = create_scratch(con, "agent_partial", agent_partial_sql(codebook_id, flags, rule, pages[0]), "profiles")
+    try:
+        for page in pages[1:]:
+            try:
+                con.execute(f"INSERT INTO {partial} {agent_partial_sql(codebook_id, flags, rule, page)}")
+            except duckdb.Error as exc:
+                raise UserError(f"cannot compute profiles: {first_line(exc)}") from None
+        table = create_scratch(con, "agent_counts", agent_counts_sql(partial, flags), "profiles")
+    finally:
+        drop_scratch(con, partial)
     max_rows = con.execute(f"SELECT coalesce(max(max_rows), 0) FROM {table}").fetchone()[0]
     if max_rows > MAX_SLOT:       # some message has > 255 codes: check no flag has > 255 judges
         judges = con.execute("SELECT count(DISTINCT judge) FROM codes WHERE codebook_id = ?",
