@@ -16,6 +16,7 @@ from typing import Any
 
 from . import study_figures as sf
 from .htmlparts import esc, figure, nan0, num, pval, short, shorten, table
+from .ratings import sql_str
 
 SIM_NOTE = ("These runs were made on the sim backend: deterministic stand-ins with planted propensities. "
             "The report demonstrates the pipeline; it is not evidence about real models.")
@@ -158,15 +159,38 @@ def isolation_section(result: dict) -> str:
     return table(["flag", "rate in groups", "rate alone", "difference", "only in groups"], rows) + by_series
 
 
+def sample_ids(con, codebook_id: str, n: int = SAMPLE_SIZE) -> list[str]:
+    """The ids of the n messages with codes under the codebook that come first in hash(message_id)
+    order (the report's sample). The candidates are the first messages in that order (a top-k of
+    ids, never the whole table); those with codes are kept; with fewer than n, more candidates."""
+    total = con.execute("SELECT count(*) FROM messages").fetchone()[0]
+    k = 8 * n
+    while True:
+        rows = con.execute(f"""
+            WITH cand AS (SELECT message_id, hash(message_id) AS h FROM messages ORDER BY h LIMIT {k})
+            SELECT message_id FROM cand
+             WHERE message_id IN (SELECT message_id FROM codes
+                                   WHERE codebook_id = ? AND message_id IN (SELECT message_id FROM cand))
+             ORDER BY h LIMIT {n}""", [codebook_id]).fetchall()
+        if len(rows) >= n or k >= total:
+            return [r[0] for r in rows]
+        k *= 8
+
+
 def sample_section(con, result: dict) -> str:
     rule = {"intersection": "by_intersection", "union": "by_union", "majority": "by_majority"}[result["settings"]["rule"]]
-    rows = con.execute(f"""
+    codebook_id = result["settings"]["codebook_id"]
+    ids = sample_ids(con, codebook_id)
+    # the ids as literals: DuckDB pushes a literal IN list into the adjudicated_codes view's scan
+    # of the codes (a list parameter is not pushed down, and the view would group every code)
+    listed = ", ".join(sql_str(i) for i in ids) or "NULL"
+    rows = [] if not ids else con.execute(f"""
         SELECT m.run_id, m.round, m.sender_name, m.content,
                string_agg(ac.flag, ', ' ORDER BY ac.flag) FILTER (WHERE ac.{rule}) AS flags
           FROM messages m JOIN adjudicated_codes ac USING (message_id)
-         WHERE ac.codebook_id = ?
+         WHERE ac.codebook_id = ? AND m.message_id IN ({listed}) AND ac.message_id IN ({listed})
          GROUP BY m.message_id, m.run_id, m.round, m.sender_name, m.content
-         ORDER BY hash(m.message_id) LIMIT {SAMPLE_SIZE}""", [result["settings"]["codebook_id"]]).fetchall()
+         ORDER BY hash(m.message_id) LIMIT {SAMPLE_SIZE}""", [codebook_id]).fetchall()
     return table(["run", "round", "sender", "message", f"flags ({result['settings']['rule']})"],
                  [[r[0], r[1], r[2], shorten(r[3]), r[4] or ""] for r in rows])
 
