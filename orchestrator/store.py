@@ -328,6 +328,15 @@ class StoredAgent(NamedTuple):
     errored_round: int | None
 
 
+class StoredEvent(NamedTuple):
+    """A committed event of a run (game rounds, invalid moves, ...), for a resumed scenario."""
+
+    round: int | None
+    kind: str
+    agent_id: str | None
+    detail: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class RunSoFar:
     """What an unfinished run has committed: `rounds_done` rounds (each committed atomically with
@@ -337,6 +346,7 @@ class RunSoFar:
     rounds_done: int
     messages: list[StoredMessage]
     agents: list[StoredAgent]
+    events: list[StoredEvent] = field(default_factory=list)
 
     @property
     def next_seq(self) -> int:
@@ -590,8 +600,12 @@ class Store:
             "finished_s FROM messages WHERE run_id = ? ORDER BY seq", [run_id]).fetchall()
         agents = self.con.execute("SELECT agent_id, status, errored_round FROM agents WHERE run_id = ? "
                                   "ORDER BY position", [run_id]).fetchall()
-        return RunSoFar(run_id=run_id, rounds_done=int(rounds_done),
-                        messages=list(map(StoredMessage._make, messages)), agents=list(map(StoredAgent._make, agents)))
+        events = [StoredEvent(rnd, kind, agent, json.loads(detail) if isinstance(detail, str) else (detail or {}))
+                  for rnd, kind, agent, detail in self.con.execute(
+                      "SELECT round, kind, agent_id, detail FROM events WHERE run_id = ? ORDER BY round, logged_at",
+                      [run_id]).fetchall()]
+        return RunSoFar(run_id=run_id, rounds_done=int(rounds_done), messages=list(map(StoredMessage._make, messages)),
+                        agents=list(map(StoredAgent._make, agents)), events=events)
 
     def runs_with_events(self, run_ids: Iterable[str]) -> list[str]:
         """Those of the given runs that have events (a run that raised before its row was written

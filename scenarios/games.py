@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sociolab.orchestrator.clock import VirtualClock
 from sociolab.orchestrator.sim.metadata import GameMove
 from sociolab.orchestrator.sink import Message
+from sociolab.orchestrator.store import RunSoFar, StoredMessage
 from sociolab.personas.models import Persona, RosterSpec
 
 from .base import Agent, Outcome, RunContext, Scenario
@@ -507,6 +508,7 @@ def _seed(*parts) -> int:
 
 class RepeatedGames(Scenario):
     kind = "repeated_games"
+    resumable = True  # a rerun continues an unfinished game from its last committed round
     Params = GamesParams
     params: GamesParams
 
@@ -558,7 +560,9 @@ class RepeatedGames(Scenario):
         label_rng = random.Random(_seed(ctx.seed, "labels"))
         run_labels = [draw_labelling(p.labels, label_rng) for _ in players]
         rounds: list[Round] = []
-        for k in range(p.rounds):
+        if ctx.resumed is not None and ctx.resumed.rounds_done > 0:
+            self.replay(ctx.resumed, players, rounds, label_rng, run_labels, clock)
+        for k in range(len(rounds), p.rounds):
             labs = round_labellings(p, label_rng, run_labels)
             start = clock.now()
             results = await asyncio.gather(*(self.move(ctx, clock, pl, k, rounds, labs[pl.index], start)
@@ -578,6 +582,34 @@ class RepeatedGames(Scenario):
             await ctx.sink.commit_round(k + 1)
         self.score(ctx, players, rounds)
         return Outcome("completed", p.rounds)
+
+    def replay(self, so_far: RunSoFar, players: list[Player], rounds: list[Round], label_rng: random.Random,
+               run_labels: list[Labelling], clock) -> None:
+        """Rebuild a resumed game from its committed rounds, recording nothing: each round's
+        actions and points (its `game_round` event), what each player answered (its last message
+        of the round), the invalid moves, the label draws (replayed from the same generator) and
+        the clock."""
+        events = [e for e in so_far.events if (e.round if e.round is not None else so_far.rounds_done) < so_far.rounds_done]
+        played = {e.round: e.detail for e in events if e.kind == "game_round" and e.round is not None}
+        if sorted(played) != list(range(so_far.rounds_done)):
+            raise ValueError(f"run {so_far.run_id}: its committed game rounds do not match rounds_done")
+        last: dict[tuple[str, int], StoredMessage] = {}
+        for m in so_far.messages:
+            if m.round is not None:
+                last[(m.sender, m.round)] = m
+        for k in range(so_far.rounds_done):
+            round_labellings(self.params, label_rng, run_labels)
+            actions = [played[k]["actions"][pl.agent.agent_id] for pl in players]
+            points = played[k]["points"]
+            answers = ["" if last[(pl.agent.agent_id, k)].is_error else last[(pl.agent.agent_id, k)].content.strip()
+                       for pl in players]
+            for pl, action in zip(players, actions):
+                pl.moves.append(action)
+            rounds.append(Round(actions, tuple(points[pl.agent.agent_id] for pl in players) if points else None,
+                                answers))
+        for pl in players:
+            pl.invalid = sum(e.kind == "invalid_move" and e.agent_id == pl.agent.agent_id for e in events)
+        clock.resume_at(max((m.finished_s or 0.0) for m in so_far.messages if m.round is not None))
 
     async def move(self, ctx: RunContext, clock, pl: Player, k: int, rounds: list[Round], lab: Labelling,
                    start: float) -> tuple[str | None, str, float]:

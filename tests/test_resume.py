@@ -299,3 +299,39 @@ def test_sigkill_every_1_5_s_until_done_equals_uninterrupted_run(tmp_path):
     final, expected = snapshot(killed), snapshot(reference)
     for table in COMPARE:
         assert final[table] == expected[table], table
+
+
+GAMES = """
+name: games-resumed
+kind: repeated_games
+seed: 7
+concurrency: 2
+agents: {roster: warroom, only: [llama]}
+params: {rounds: 10}
+series:
+  pd: {params: {game: prisoners_dilemma, opponent: agent}, agents: {only: [llama, qwen]}}
+  pd_scot: {params: {game: prisoners_dilemma, opponent: agent, scot: player_1}, agents: {only: [llama, qwen]}}
+  bos_strategy: {params: {game: battle_of_the_sexes, opponent: alternate_fj, strategy_player: 1}}
+  pd_sociolab: {params: {game: prisoners_dilemma, opponent: defect_once, prompt: sociolab, shuffle: round,
+                         parser: lenient, invalid: missing, max_tokens: 64}}
+sim: {stand_ins: true}
+"""
+
+
+@pytest.mark.parametrize("k", [1, 4, 9])
+def test_a_resumed_game_equals_an_uninterrupted_one(tmp_path, k):
+    """Repeated games resume from their last committed round too (labels drawn per round, SCoT
+    predictions, a fixed strategy, lenient parsing and unscored invalid moves included)."""
+    path = write_yaml(tmp_path, GAMES)
+    run_plan(path, tmp_path / "ref.duckdb")
+    db = tmp_path / "killed.duckdb"
+    run_plan(path, db, kill_after=k)
+    partial = {r[0]: r[12] for r in snapshot(db)["runs"]}
+    assert k in partial.values()
+    before = [(run, t) for run, t in started_at(db) if partial[run]]  # runs with a round committed
+    run_plan(path, db)
+    after = dict(started_at(db))
+    assert before and all(after[run] == t for run, t in before), "resumed, not restarted"
+    final, expected = snapshot(db), snapshot(tmp_path / "ref.duckdb")
+    for table in COMPARE:
+        assert final[table] == expected[table], table
