@@ -237,3 +237,47 @@ def test_broadcast_filter_keeps_only_comp_messages_naming_a_crashed_agent(judged
 def comp_message_ids(store) -> set[str]:
     return {m for (m,) in store.con.execute(
         "SELECT message_id FROM adjudicated_codes WHERE flag = 'comp' AND by_intersection").fetchall()}
+
+
+def test_paged_scans_give_the_numbers_of_one_pass(judged):
+    """Agent counts and judge agreement go a page of messages at a time (issue 12, memory flat in
+    store size); with pages of a few dozen messages they equal the one-page scan and the
+    judge_agreement view exactly, and the pages partition the messages."""
+    from sociolab.analysis.analyze import agreement_rows
+    from sociolab.analysis.profiles import agent_counts, message_pages, page_sql
+
+    con = judged[0].con
+    total = con.execute("SELECT count(*) FROM messages").fetchone()[0]
+    pages = message_pages(con, 40)
+    assert len(pages) > 10 and message_pages(con, total + 1) == [(None, None)]
+    per_page = [con.execute(f"SELECT count(*) FROM messages WHERE {page_sql(p)}").fetchone()[0] for p in pages]
+    assert sum(per_page) == total and all(per_page)
+    for rule in ("intersection", "union", "majority"):
+        tables = []
+        for size in (40, total + 1):
+            counts = agent_counts(con, rule=rule, page_messages=size)
+            try:
+                tables.append(con.execute(f"SELECT * FROM {counts.table} ORDER BY run_id, agent_id").fetchall())
+            finally:
+                counts.drop(con)
+        assert tables[0] == tables[1] and len(tables[0]) > 50
+    codebook = judged[1]["settings"]["codebook_id"]
+    view = con.execute("""
+        SELECT flag, judge_a, judge_b, n, kappa, percent_agreement, prevalence_a, prevalence_b, tt, tf, ft, ff
+        FROM judge_agreement WHERE codebook_id = ? ORDER BY judge_a, judge_b, flag""", [codebook]).fetchall()
+    assert agreement_rows(con, codebook, page_messages=40) == view == agreement_rows(con, codebook)
+    assert view
+
+
+def test_report_sample_is_the_first_coded_messages_in_hash_order(judged):
+    """The report's sample reads only the sampled messages; it is what grouping every coded
+    message and taking the first in hash(message_id) order gives."""
+    from sociolab.analysis.report import SAMPLE_SIZE, sample_ids
+
+    con, codebook = judged[0].con, judged[1]["settings"]["codebook_id"]
+    every = [r[0] for r in con.execute("""
+        SELECT m.message_id FROM messages m JOIN adjudicated_codes ac USING (message_id)
+        WHERE ac.codebook_id = ? GROUP BY m.message_id ORDER BY hash(m.message_id)""", [codebook]).fetchall()]
+    assert len(every) > SAMPLE_SIZE
+    assert sample_ids(con, codebook) == every[:SAMPLE_SIZE]
+    assert sample_ids(con, codebook, len(every) + 5) == every       # fewer than asked: all of them
