@@ -236,12 +236,14 @@ class Discussion(Scenario):
         in-flight cap), as the platform took it when its request left: a wait never hides what
         peers said meanwhile."""
         seen: list[list[Message]] = []
-        sent_at = [start]
+        sent_at, size = [start], [0]
 
         def context() -> list[dict]:
             sent_at[0] = max(start, ctx.clock.now())
             seen.append(self.visible(history, said, sent_at[0]))
-            return self.context_for(agent, seen[-1])
+            built = self.context_for(agent, seen[-1])
+            size[0] = len(built)
+            return built
 
         call = await ctx.client.complete(
             agent.model, context, temperature=self.params.temperature, max_tokens=self.params.max_tokens,
@@ -249,7 +251,7 @@ class Discussion(Scenario):
             metadata=lambda: self.metadata_for(agent, seen[-1]), sleep=ctx.clock.sleep)
         content = call.transcript_text if not call.ok else shown_text(call.transcript_text)
         message = Message(sender=agent.agent_id, sender_name=agent.name, round=round_index, turn=turn,
-                          content=content, context_size=len(self.context_for(agent, seen[-1])) if seen else 0,
+                          content=content, context_size=size[0],
                           is_error=not call.ok, error=call.error, started_s=sent_at[0],
                           finished_s=ctx.clock.finished_at(sent_at[0], call.sim_latency_s), call=call)
         said.append(ctx.sink.message(message))
