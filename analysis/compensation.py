@@ -33,8 +33,8 @@ from typing import Any, Literal, Sequence
 from sociolab.base.errors import UserError
 
 from .scratch import scratch
-from .profiles import (NOT_BEHAVIOUR_FLAGS, AgentCounts, Rule, _counts, check_rule, codebook_flags, connection,
-                       resolve_codebook, series_key)
+from .profiles import (NOT_BEHAVIOUR_FLAGS, PAGE_MESSAGES, AgentCounts, Page, Rule, _counts, check_rule,
+                       codebook_flags, connection, message_pages, page_sql, resolve_codebook, series_key)
 from .ratings import sql_str
 
 LEVELS = ("L1", "L2", "L3")
@@ -111,10 +111,12 @@ def names_crashed_sql() -> str:
                                 AND contains({_HYPHENS_SQL}, x.model_label))))"""
 
 
-def post_crash_sql(codebook_id: str, rule: str, comp_filter: str = "none") -> str:
-    """One row per counted post-crash message: run, series, sender, model label, round_after,
-    comp (0/1) and level. With `comp_filter="broadcast"` a message compensates only if it also
-    names a crashed agent (`names_crashed_sql`)."""
+def post_crash_sql(codebook_id: str, rule: str, comp_filter: str = "none", page: Page = (None, None)) -> str:
+    """One row per counted post-crash message of one page of messages (`message_pages`; by
+    default all): run, series, sender, model label, round_after, comp (0/1) and level. With
+    `comp_filter="broadcast"` a message compensates only if it also names a crashed agent
+    (`names_crashed_sql`). The page's range is given to the adjudicated_codes view too, so that it
+    groups only that page's codes."""
     comp = f"ac.by_{rule}" + (f" AND {names_crashed_sql()}" if comp_filter == "broadcast" else "")
     return f"""
         WITH cond AS ({CONDITION_SQL}),
@@ -147,6 +149,7 @@ def post_crash_sql(codebook_id: str, rule: str, comp_filter: str = "none") -> st
              AND ac.codebook_id = {sql_str(codebook_id)} AND ac.flag = {sql_str(COMP_FLAG)}
         LEFT JOIN agents a ON a.run_id = m.run_id AND a.agent_id = m.sender
         WHERE NOT m.is_error AND m.sender NOT IN ('user', 'system') AND ac.judges_coded > 0
+              AND {page_sql(page, "m.message_id")} AND {page_sql(page, "ac.message_id")}
     """
 
 
@@ -167,12 +170,13 @@ def _share(comp: int, n: int) -> float:
 
 
 def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,
-                 comp_filter: CompFilter = "none") -> dict[str, Any]:
+                 comp_filter: CompFilter = "none", page_messages: int = PAGE_MESSAGES) -> dict[str, Any]:
     """Compensation after a crash (see the module docstring). Keys: flag, comp_filter,
     runs_with_crash, post_crash_messages, comp_messages, share, levels, by_round, by_series,
     by_model, runs, isolation_runs_excluded, note. Isolation runs are left out: their agents cannot
     see a crash. `comp_filter="broadcast"` is the study's clean-up step: judges' comp codes on
-    messages that name no crashed agent are dropped."""
+    messages that name no crashed agent are dropped. The post-crash messages are collected a page
+    of about `page_messages` messages at a time (analysis.profiles.message_pages)."""
     con = connection(con)
     check_rule(rule)
     check_comp_filter(comp_filter)
@@ -196,7 +200,10 @@ def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
     if not crash_runs:
         out["note"] = "no run has an errored agent"
         return out
-    with scratch(con, "post_crash", post_crash_sql(codebook_id, rule, comp_filter), "compensation") as table:
+    pages = message_pages(con, page_messages)
+    with scratch(con, "post_crash", post_crash_sql(codebook_id, rule, comp_filter, pages[0]), "compensation") as table:
+        for page in pages[1:]:
+            con.execute(f"INSERT INTO {table} {post_crash_sql(codebook_id, rule, comp_filter, page)}")
         levels = _level_cols()
         total = _rows(con, f"SELECT count(*) AS messages, coalesce(sum(comp), 0) AS comp, {levels} FROM {table} "
                            "WHERE comp IS NOT NULL")[0]

@@ -37,7 +37,7 @@ import duckdb
 from sociolab.base.errors import UserError, first_line
 
 
-from .scratch import create_scratch, drop_scratch
+from .scratch import create_scratch, drop_scratch, scratch
 
 from .ratings import sql_str
 from .stats import NAN, Summary, describe
@@ -284,10 +284,11 @@ def message_pages(con: Any, per_page: int = PAGE_MESSAGES) -> list[Page]:
 
 
 def agent_partial_sql(codebook_id: str, flags: Sequence[str], rule: str, page: Page = (None, None)) -> str:
-    """Per (run, agent), over one page of messages (`message_pages`): counted messages, `any_flag` (messages with any behaviour flag True: every
-    flag but those in NOT_BEHAVIOUR_FLAGS), max_rows, and per flag i the coded count n_i, the True
-    count t_i under the rule, and the True counts under intersection (i_i) and union (u_i).
-    Every message's codes are in one page, so the pages' rows sum to the whole store's."""
+    """Per (run, agent), over one page of messages (`message_pages`): counted messages, `any_flag`
+    (messages with any behaviour flag True: every flag but those in NOT_BEHAVIOUR_FLAGS), max_rows,
+    and per flag i the coded count n_i, the True count t_i under the rule, and the True counts
+    under intersection (i_i) and union (u_i). Every message's codes are in one page (pages are
+    ranges of message ids), so the pages' rows add up to the whole store's."""
     k = len(flags)
     per_agent = ", ".join(f"count(d{i})::INTEGER AS n{i}, coalesce(sum(d{i}), 0)::INTEGER AS t{i}, "
                           f"coalesce(sum(di{i}), 0)::INTEGER AS i{i}, coalesce(sum(du{i}), 0)::INTEGER AS u{i}"
@@ -321,18 +322,22 @@ def agent_counts_sql(partial: str, flags: Sequence[str]) -> str:
     """
 
 
-def round_rates_sql(codebook_id: str, flags: Sequence[str], rule: str, series: str) -> str:
-    """Per round of one series' finished runs: counted messages and per flag n_i (coded), t_i
-    (True under the rule): the study's flag prevalence by round (its temporal figure, series A).
+def round_rates_sql(codebook_id: str, flags: Sequence[str], rule: str, series: str,
+                    page: Page = (None, None)) -> str:
+    """Per round of one series' finished runs, over one page of messages (`message_pages`; by
+    default all): counted messages and per flag n_i (coded), t_i (True under the rule): the
+    study's flag prevalence by round (its temporal figure, series A), to be summed over the pages.
     Only that series' codes are read."""
     restrict = (f"AND message_id IN (SELECT m.message_id FROM messages m JOIN runs r USING (run_id) "
-                f"WHERE r.series = {sql_str(series)} AND r.status <> 'running')")
+                f"WHERE r.series = {sql_str(series)} AND r.status <> 'running' AND {page_sql(page, 'm.message_id')}) "
+                f"AND {page_sql(page)}")
     cols = ", ".join(f"count(d{i})::INTEGER AS n{i}, coalesce(sum(d{i}), 0)::INTEGER AS t{i}"
                      for i in range(len(flags)))
     return f"""
-        WITH {per_message_sql(codebook_id, flags, restrict)}, {decided_sql(flags, rule)}
+        WITH {per_message_sql(codebook_id, flags, restrict)},
+             {decided_sql(flags, rule, page_sql(page, "m.message_id"))}
         SELECT round, count(*) FILTER (WHERE {any_coded_sql(flags)})::INTEGER AS messages, {cols}
-        FROM decided GROUP BY round HAVING count(*) FILTER (WHERE {any_coded_sql(flags)}) > 0 ORDER BY round
+        FROM decided GROUP BY round
     """
 
 
@@ -451,15 +456,22 @@ def aggregation_sensitivity(con: Any, counts: AgentCounts) -> list[dict[str, Any
     return out
 
 
-def round_rates(con: Any, series: str, *, rule: Rule = "intersection",
-                codebook_id: str | None = None) -> list[dict[str, Any]]:
+def round_rates(con: Any, series: str, *, rule: Rule = "intersection", codebook_id: str | None = None,
+                page_messages: int = PAGE_MESSAGES) -> list[dict[str, Any]]:
     """Per round of one series: counted messages and each flag's share of them (True under the
-    rule among coded): the study's flag prevalence by round (series A in its temporal figure)."""
+    rule among coded): the study's flag prevalence by round (series A in its temporal figure).
+    Counted a page of about `page_messages` messages at a time, the pages' counts summed."""
     con = connection(con)
     check_rule(rule)
     codebook_id = resolve_codebook(con, codebook_id)
     flags = codebook_flags(con, codebook_id)
-    rows = con.execute(round_rates_sql(codebook_id, flags, rule, series)).fetchall()
+    pages = message_pages(con, page_messages)
+    cols = ", ".join(f"sum(n{i})::INTEGER, sum(t{i})::INTEGER" for i in range(len(flags)))
+    with scratch(con, "round_rates", round_rates_sql(codebook_id, flags, rule, series, pages[0]), "rates") as table:
+        for page in pages[1:]:
+            con.execute(f"INSERT INTO {table} {round_rates_sql(codebook_id, flags, rule, series, page)}")
+        rows = con.execute(f"SELECT round, sum(messages)::INTEGER{', ' + cols if cols else ''} FROM {table} "
+                           "GROUP BY round HAVING sum(messages) > 0 ORDER BY round").fetchall()
     return [{"round": r[0], "messages": int(r[1]),
              "rates": {f: (r[3 + 2 * i] / r[2 + 2 * i] if r[2 + 2 * i] else NAN) for i, f in enumerate(flags)}}
             for r in rows]

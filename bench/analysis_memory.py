@@ -109,7 +109,8 @@ def child_build(base: Path, path: Path, n: int) -> None:
         for k in range(1, n):
             for t, replace in COPIES.items():
                 cols = [r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()]
-                src = f"SELECT * REPLACE ({replace.format(k=k)}) FROM {t} WHERE run_id IN (SELECT run_id FROM base_runs)"
+                src = (f"SELECT * REPLACE ({replace.format(k=k)}) FROM {t} "
+                       "WHERE run_id IN (SELECT run_id FROM base_runs)")
                 con.execute(f"INSERT INTO {t} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM ({src})")
         con.execute("COMMIT")
         con.execute("CHECKPOINT")

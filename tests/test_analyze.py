@@ -244,7 +244,8 @@ def test_paged_scans_give_the_numbers_of_one_pass(judged):
     store size); with pages of a few dozen messages they equal the one-page scan and the
     judge_agreement view exactly, and the pages partition the messages."""
     from sociolab.analysis.analyze import agreement_rows
-    from sociolab.analysis.profiles import agent_counts, message_pages, page_sql
+    from sociolab.analysis.compensation import compensation
+    from sociolab.analysis.profiles import agent_counts, message_pages, page_sql, round_rates
 
     con = judged[0].con
     total = con.execute("SELECT count(*) FROM messages").fetchone()[0]
@@ -267,6 +268,14 @@ def test_paged_scans_give_the_numbers_of_one_pass(judged):
         FROM judge_agreement WHERE codebook_id = ? ORDER BY judge_a, judge_b, flag""", [codebook]).fetchall()
     assert agreement_rows(con, codebook, page_messages=40) == view == agreement_rows(con, codebook)
     assert view
+    for rule in ("intersection", "union", "majority"):
+        rates = [round_rates(con, "het", rule=rule, page_messages=size) for size in (40, total + 1)]
+        assert json.dumps(rates[0]) == json.dumps(rates[1]) and rates[0]
+        for comp_filter in ("none", "broadcast"):
+            comps = [compensation(con, rule=rule, comp_filter=comp_filter, page_messages=size)
+                     for size in (40, total + 1)]
+            assert json.dumps(comps[0], default=str) == json.dumps(comps[1], default=str)
+            assert comps[0]["post_crash_messages"] > 0
 
 
 def test_report_sample_is_the_first_coded_messages_in_hash_order(judged):
