@@ -250,6 +250,8 @@ def any_true_sql(flags: Sequence[str]) -> str:
 
 
 PAGE_MESSAGES = 20_000   # messages per page of the paged scans (about the study's 16k: one page at 1x)
+MAX_PAGES = 16           # at most this many pages: each page rescans the codes' message ids, so past
+                         # 16 x PAGE_MESSAGES messages the pages grow instead (time stays linear)
 
 
 Page = tuple[str | None, str | None]      # [lo, hi) of message ids; None: open end
@@ -268,10 +270,12 @@ def message_pages(con: Any, per_page: int = PAGE_MESSAGES) -> list[Page]:
     `per_page` messages each: half-open ranges of message ids between run ids, so that a run's
     messages ('<run_id>#<seq>') usually fall in one page. The conditions partition every string
     (the first and last ranges are open), so any row lands in exactly one page, whatever its id.
-    Reading the store a page at a time keeps the working memory of a scan flat in store size.
+    Reading the store a page at a time keeps the working memory of a scan flat in store size (up
+    to MAX_PAGES pages; past that, pages hold more messages, since every page rescans the codes).
     Only the runs' message counts are fetched (one row per run)."""
     rows = connection(con).execute(
         "SELECT run_id, count(*) FROM messages GROUP BY run_id ORDER BY run_id").fetchall()
+    per_page = max(per_page, -(-sum(n for _, n in rows) // MAX_PAGES))
     bounds: list[str] = []
     filled = 0
     for run_id, n in rows:
