@@ -104,6 +104,9 @@ def import_codes(store: Store, codebook: Codebook, path: Path, *, coder: str | N
             raise UserError("not UTF-8 text; save the CSV as UTF-8", file=path, line=reader.line_num + 1) from None
         except csv.Error as exc:  # a NUL byte, a field past the size bound, ...
             raise UserError(f"not a readable CSV: {exc}", file=path, line=reader.line_num + 1) from None
+    if not rows:
+        raise UserError("no coded rows: the CSV has its header but no record; fill the flag columns of the "
+                        "exported sample and import it again", file=path, line=2)
     store.replace_human_codes(rows)
     return ImportResult(coders, len(rows))
 

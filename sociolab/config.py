@@ -90,7 +90,8 @@ class RunFile(BaseModel):
     kind: str = "discussion"
     seed: int = 0
     repeats: int = Field(1, ge=1, le=MAX_RUNS)
-    seeds: list[int] | None = Field(None, max_length=MAX_RUNS, description="run every repeat once per seed")
+    seeds: list[int] | None = Field(None, min_length=1, max_length=MAX_RUNS,
+                                    description="run every repeat once per seed")
     concurrency: int = Field(4, ge=1, le=256, description="runs in flight at once")
     agents: dict[str, Any]
     params: dict[str, Any] = Field(default_factory=dict)

@@ -38,12 +38,14 @@ def work(tmp_path_factory) -> Path:
     shutil.copy(store, newer)
     with duckdb.connect(str(newer)) as con:
         con.execute("INSERT INTO schema_version (version) VALUES (999)")
+    (root / "header.csv").write_text((root / "sample.csv").read_text(encoding="utf-8").splitlines()[0] + "\n")
     big_cell = root / "big.csv"
     lines = (root / "sample.csv").read_text(encoding="utf-8").splitlines()
     big_cell.write_text("\n".join([lines[0], lines[1].replace(",,", ",x" * 2_600_000 + ",", 1)]) + "\n")
     suites = {"surrogate.yaml": TINY_DISCUSSION.replace("rounds: 2", 'rounds: 2\n  persona: "\\ud800"'),
               "repeats.yaml": TINY_DISCUSSION + "repeats: 100000000000\n",
               "seeds.yaml": TINY_DISCUSSION + "seeds: [1, 1]\n",
+              "noseeds.yaml": TINY_DISCUSSION + "seeds: []\n",
               "cross.yaml": TINY_DISCUSSION + "cross:\n" + "".join(f"  k{i}: [0,1,2,3,4,5,6,7,8,9]\n" for i in range(8)),
               "name.yaml": TINY_DISCUSSION.replace("name: t\n", "name: " + "x" * 100_000 + "\n", 1)}
     for name, text in suites.items():
@@ -90,6 +92,8 @@ CASES: list[tuple[list[str], str]] = [
     (["run", "surrogate.yaml", "--db", "o.duckdb"], "lone surrogate"),
     (["run", "repeats.yaml", "--db", "o.duckdb"], "less than or equal to 100000"),
     (["run", "seeds.yaml", "--db", "o.duckdb"], "seed 1 is listed twice"),
+    (["run", "noseeds.yaml", "--db", "o.duckdb"], "seeds: List should have at least 1 item"),
+    (["validate", "import", "header.csv", "--db", "s.duckdb"], "header.csv:2: no coded rows"),
     (["run", "cross.yaml", "--db", "o.duckdb"], "100,000,000 series"),
     (["run", "name.yaml", "--db", "o.duckdb"], "at most 100 characters"),
     (["run", "pipe.yaml", "--db", "o.duckdb"], "is a named pipe"),
