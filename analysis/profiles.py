@@ -250,8 +250,8 @@ def any_true_sql(flags: Sequence[str]) -> str:
 
 
 PAGE_MESSAGES = 20_000   # messages per page of the paged scans (about the study's 16k: one page at 1x)
-MAX_PAGES = 16           # at most this many pages: each page rescans the codes' message ids, so past
-                         # 16 x PAGE_MESSAGES messages the pages grow instead (time stays linear)
+MAX_PAGES = 4            # at most this many pages: each page rescans the codes' message ids, so past
+                         # 4 x PAGE_MESSAGES messages the pages grow instead (time stays linear)
 
 
 Page = tuple[str | None, str | None]      # [lo, hi) of message ids; None: open end
