@@ -61,7 +61,8 @@ class ClientSettings(BaseModel):
     max_attempts: int = Field(6, ge=1, le=50)
     initial_wait_s: float = Field(1.0, ge=0)
     max_wait_s: float = Field(60.0, ge=0)
-    cache: bool | None = Field(None, description="response cache: None = on for sim models only")
+    cache: bool | None = Field(None, description="response cache: None = the provider's default "
+                                                 "(off for the sim and for real providers)")
     sim_in_process: bool = Field(True, description="call sim models directly instead of through litellm")
     limits: ModelLimits = Field(default_factory=ModelLimits)
     models: dict[str, ModelLimits] = Field(default_factory=dict,

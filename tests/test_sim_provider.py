@@ -109,7 +109,7 @@ def test_what_the_client_asks_the_sim_provider():
     assert sim.serves("sim/x", None) and not sim.serves("openai/gpt-4o", None)
     assert sim.in_process("sim/x", None) and not sim.in_process("sim/x", remote)
     assert not SimProvider(via_litellm=True).in_process("sim/x", None)
-    assert not sim.caches_by_default("sim/x", None) and sim.caches_by_default("sim/x", remote)
+    assert not sim.caches_by_default("sim/x", None) and not sim.caches_by_default("sim/x", remote)
     assert sim.supports("sim/x", "tools") and sim.supports("sim/x", "seed")
     assert not sim.supports("sim/x", "response_schema")
     assert sim.list_price("sim/x").cost(1000, 1000) == 0.0

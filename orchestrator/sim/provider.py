@@ -40,7 +40,9 @@ class SimProvider:
         return not self.via_litellm and not _remote(endpoint)
 
     def caches_by_default(self, model: str, endpoint: Endpoint | None) -> bool:
-        return not self.in_process(model, endpoint)
+        """Never by default: a sim reply is free and a pure function of the request, so caching
+        it (behind litellm or a serve-sim) only costs time; `client: {cache: true}` turns it on."""
+        return False
 
     def check_ready(self, model: str, endpoint: Endpoint | None) -> None:
         """A serve-sim started with a key needs it: the variable named must be set."""
