@@ -394,12 +394,12 @@ def test_rewording_the_task_or_system_prompt_changes_no_action():
 def test_the_loop_through_litellms_custom_sim_provider_and_cache(tmp_path):
     local = run_demo(tmp_path, "    - {key: x, model: sim/x}", db="local.duckdb", sim=SIM_ALL)
     settings = SimSettings(models={"x": Propensities(**ALL)})
-    via = sim_client(settings, sim_in_process=False)
+    via = sim_client(settings, sim_in_process=False, cache=True)  # the sim caches only when asked
     provider = run_demo(tmp_path, "    - {key: x, model: sim/x}", db="provider.duckdb", client=via)
     q = "SELECT seq, agent_id, step, tool, arguments, result, is_error FROM tool_calls ORDER BY seq"
     assert rows(provider, q) == rows(local, q)
     assert rows(provider, "SELECT count(*) FROM llm_cache")[0][0] == 7
-    again_client = sim_client(settings, sim_in_process=False)
+    again_client = sim_client(settings, sim_in_process=False, cache=True)
     again_client.cache = via.cache
     again = run_demo(tmp_path, "    - {key: x, model: sim/x}", db="provider.duckdb.2", client=again_client)
     assert rows(again, q) == rows(local, q)
