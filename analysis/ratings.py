@@ -93,10 +93,7 @@ def load_wide_csv(con: duckdb.DuckDBPyConnection, path: str | Path, raters: list
     Anything wrong raises UserError naming the file, the CSV line and the column.
     """
     path = Path(path)
-    try:
-        regular_file(path, "CSV file")
-    except UserError as exc:
-        raise UserError(exc.message.replace("no such file", "no such CSV file; check the path"), file=path) from None
+    regular_file(path, "CSV file")
     raw = _read_raw(con, path)
     try:
         columns = [r[0] for r in con.execute(f"DESCRIBE {raw}").fetchall()]

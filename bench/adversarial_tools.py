@@ -15,8 +15,8 @@ sockets. Afterwards the parent compares a snapshot of the canary folder and the 
 directory (content hashes, sizes, mtimes, modes) and checks that the marker paths the calls tried
 to create (in /tmp and $HOME) do not exist. atime is not used (relatime makes it unreliable).
 
-    python bench/adversarial_tools.py            # every case (~20-60 s on 2 cores)
-    python bench/adversarial_tools.py --quick    # every 6th case (< 15 s)
+    python bench/adversarial_tools.py            # every case (~5-12 s on 2 cores)
+    python bench/adversarial_tools.py --quick    # every 6th case (~2 s)
 
 Prints counts by case family and by host-effect category, every host effect seen, and the total;
 exits 1 if any host effect, any exception out of `Workspace.execute`, or any internal error.

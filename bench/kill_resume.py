@@ -1,8 +1,8 @@
 """Kills survived with identical tables: SIGKILL `sociolab run` / `sociolab judge` until done.
 
 Why: the store promises that a killed command loses nothing and that a rerun finishes the work as
-if nothing had happened (docs/architecture.md, "Group commit"). tests/test_resume.py checks one
-discussion suite at one kill interval; this measures the promise across scenario kinds (a
+if nothing had happened (docs/architecture.md, "Group commit"). tests/test_resume.py checks discussions
+and games at set kill points and one SIGKILL loop; this measures the promise across scenario kinds (a
 discussion, repeated games, an agentic safety scenario, principal-agent) and `judge --sim`, at
 several kill schedules (seeded), through the real command in a subprocess. The children run
 HEAD's sociolab (exported with `git archive`), not a working tree others may be editing;

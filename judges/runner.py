@@ -297,15 +297,12 @@ def select_runs(store: Store, run_glob: str | None, series: list[str] | None) ->
     return out
 
 
-def load_items(store: Store, run_ids: list[str], window: int, wanted: set[str] | None = None) -> list[Item]:
-    """Every codable agent message of the runs (or those of `wanted`, message ids chosen in SQL
-    by Store.uncoded), with its roster, errored peers and context."""
+def load_items(store: Store, run_ids: list[str], window: int, wanted: set[str]) -> list[Item]:
+    """The messages of `wanted` (ids chosen in SQL by Store.uncoded, which says what is codable)
+    in these runs, with their roster, errored peers and context."""
     agents: dict[str, list[tuple[str, int | None]]] = {}
-    scripted: set[tuple[str, str]] = set()  # fixed-strategy players: their moves are not model output
     for agent in store.roster(run_ids):
         agents.setdefault(agent.run_id, []).append((agent.name, agent.errored_round))
-        if agent.provider == "scripted":
-            scripted.add((agent.run_id, agent.agent_id))
     items: list[Item] = []
     history: list[tuple[str, str]] = []
     current = None
@@ -313,10 +310,7 @@ def load_items(store: Store, run_ids: list[str], window: int, wanted: set[str] |
         if run_id != current:
             current, history = run_id, []
         shown = f"⚠ {content}" if is_error else content
-        codable = (message_id in wanted if wanted is not None else
-                   sender not in ("user", "system") and not is_error and content and content.strip()
-                   and (run_id, sender) not in scripted)
-        if codable:
+        if message_id in wanted:
             roster = [n for n, _ in agents.get(run_id, [])]
             errored = [n for n, er in agents.get(run_id, []) if er is not None and rnd is not None and er <= rnd]
             items.append(Item(message_id, run_id, name or sender, content,
@@ -332,13 +326,12 @@ def estimate_judging(store: Store, config: JudgeConfig, *, run_glob: str | None 
     themselves, ~4 characters a token) and answer tokens (the answer format's size), and cost."""
     codebook = load_codebook(config.codebook)
     run_ids = select_runs(store, run_glob, series)
-    items = load_items(store, run_ids, config.window)
     client = client_without_checks(config)
     judging = Judging(store, config, codebook, client)
     out = []
     for judge in config.judges:
-        done = store.coded_message_ids(judge, codebook.codebook_id)
-        todo = [item for item in items if item.message_id not in done]
+        uncoded = store.uncoded(run_ids, judge, codebook.codebook_id)
+        todo = load_items(store, sorted(uncoded), config.window, set().union(*uncoded.values()))
         chunks = [todo[i:i + config.batch] for i in range(0, len(todo), config.batch)]
         prompt_chars = sum(len(m["content"]) for chunk in chunks for m in judging.prompt_for(chunk))
         answer_chars = sum(len(answer_template(codebook, [i.message_id for i in chunk] if len(chunk) > 1 else None))

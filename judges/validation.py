@@ -70,10 +70,7 @@ MAX_FIELD = 16 * 1024 * 1024  # a message's text with its context; the csv modul
 
 def import_codes(store: Store, codebook: Codebook, path: Path, *, coder: str | None = None) -> ImportResult:
     """Read a coded sample CSV into human_codes; every problem names the file and line."""
-    try:
-        regular_file(path, "CSV file")
-    except UserError as exc:
-        raise UserError(exc.message.replace("no such file", "no such CSV file"), file=path) from None
+    regular_file(path, "CSV file")
     csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD))
     rows: list[HumanCodeRow] = []
     coders: dict[str, int] = {}

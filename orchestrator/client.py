@@ -133,6 +133,11 @@ class _Group:
     semaphore: asyncio.Semaphore
     pacer: AsyncLimiter | None
 
+    async def pace(self) -> None:
+        """Wait for this call's place in the group's rate limit."""
+        if self.pacer is not None:
+            await self.pacer.acquire()
+
 
 @dataclass
 class Admitted:
@@ -260,9 +265,7 @@ class ModelClient:
             return await self._complete(request, fault, sleep, admitted=None)
         group = self._group(model)
         async with group.semaphore:
-            if group.pacer is not None:
-                async with group.pacer:
-                    pass  # takes this call's slot of the rate limit now
+            await group.pace()
             request = ModelRequest(model, messages(), params, seed, built_metadata(metadata),
                                    self.endpoints.get(model), self.settings.timeout_s)
             return await self._complete(request, fault, sleep, admitted=Admitted(group))
@@ -352,15 +355,12 @@ class ModelClient:
         if admitted is not None:  # the caller holds an in-flight slot; a retry waits for the rate again
             if admitted.first_attempt:
                 admitted.first_attempt = False
-            elif admitted.group.pacer is not None:
-                async with admitted.group.pacer:
-                    pass
+            else:
+                await admitted.group.pace()
             return await self._call(provider, request, fault)
         group = self._group(request.model)
         async with group.semaphore:
-            if group.pacer is not None:
-                async with group.pacer:
-                    return await self._call(provider, request, fault)
+            await group.pace()
             return await self._call(provider, request, fault)
 
     @staticmethod

@@ -698,23 +698,22 @@ class Store:
     def codable_count(self, run_ids: list[str]) -> int:
         return int(self._scalar(f"SELECT count(*) {self.CODABLE}", [run_ids]))
 
-    def uncoded(self, run_ids: list[str], judge: str, codebook_id: str) -> dict[str, set[str]]:
-        """run id -> the codable messages `judge` has not coded under this codebook: computed in
-        DuckDB, so a resume with nothing left to code reads no conversation at all."""
-        rows = self.con.execute(
-            f"SELECT m.run_id, m.message_id {self.CODABLE} AND NOT EXISTS (SELECT 1 FROM codes c "
-            "WHERE c.message_id = m.message_id AND c.judge = ? AND c.codebook_id = ?)",
-            [run_ids, judge, codebook_id]).fetchall()
+    def uncoded(self, run_ids: list[str], judge: str | None = None, codebook_id: str | None = None
+                ) -> dict[str, set[str]]:
+        """run id -> the codable messages `judge` has not coded under this codebook (every codable
+        message without a judge): computed in DuckDB, so a resume with nothing left to code reads
+        no conversation at all."""
+        if judge is None:
+            rows = self.con.execute(f"SELECT m.run_id, m.message_id {self.CODABLE}", [run_ids]).fetchall()
+        else:
+            rows = self.con.execute(
+                f"SELECT m.run_id, m.message_id {self.CODABLE} AND NOT EXISTS (SELECT 1 FROM codes c "
+                "WHERE c.message_id = m.message_id AND c.judge = ? AND c.codebook_id = ?)",
+                [run_ids, judge, codebook_id]).fetchall()
         out: dict[str, set[str]] = {}
         for run_id, message_id in rows:
             out.setdefault(run_id, set()).add(message_id)
         return out
-
-    def coded_message_ids(self, judge: str, codebook_id: str) -> set[str]:
-        """The messages `judge` has coded (or found uncodable) under this codebook."""
-        rows = self.con.execute("SELECT DISTINCT message_id FROM codes WHERE judge = ? AND codebook_id = ?",
-                                [judge, codebook_id]).fetchall()
-        return {r[0] for r in rows}
 
     def counts(self) -> dict[str, Any]:
         """What the file holds, for end-of-run summaries."""

@@ -39,6 +39,11 @@ DECOMMISSIONED = "The model `{model}` has been decommissioned and is no longer s
 
 
 PERMANENT_ERROR_WORDS = ("decommissioned", "not found", "not supported", "does not exist", "no longer available")
+
+
+def is_permanent_error(error: str) -> bool:
+    """The platform's test for a model that is gone for good (its PERM_KEYWORDS)."""
+    return any(word in error.lower() for word in PERMANENT_ERROR_WORDS)
 THINK_BLOCK = re.compile(r"<think>[\s\S]*?</think>\s*")
 
 
@@ -152,8 +157,8 @@ class Discussion(Scenario):
                 return Outcome("incomplete", round_index + 1, "a provider failure after retries")
             self.after_failures(ctx, round_index, seats, order, failed)
             if self.stops(round_index, order, failed):
-                reason = f"{len(failed)} of {len(order)} agents failed in round {round_index}"
-                return await self.stop(ctx, round_index, reason, self.stop_status(round_index, order, failed))
+                return await self.stop(ctx, round_index, failure_reason(round_index, order, failed),
+                                       self.stop_status(round_index, order, failed))
             await ctx.sink.commit_round(round_index + 1)
         return Outcome("completed", self.rounds_planned())
 
@@ -202,8 +207,8 @@ class Discussion(Scenario):
                 return Outcome("incomplete", round_index + 1, "a provider failure after retries")
             self.after_failures(ctx, round_index, seats, order, failed, record=False)
             if self.stops(round_index, order, failed):
-                reason = f"{len(failed)} of {len(order)} agents failed in round {round_index}"
-                return Outcome(self.stop_status(round_index, order, failed), round_index + 1, reason)
+                return Outcome(self.stop_status(round_index, order, failed), round_index + 1,
+                               failure_reason(round_index, order, failed))
         ctx.clock.resume_at(max(finished_s(m) for m in said))
         return history
 
@@ -374,9 +379,13 @@ class Seats:
     def drops(self, agent_id: str, error: str) -> bool:
         rules = self.rules
         return (rules.after_error == "drop"
-                or (rules.drop_permanent_errors and any(word in error.lower() for word in PERMANENT_ERROR_WORDS))
+                or (rules.drop_permanent_errors and is_permanent_error(error))
                 or (rules.drop_after_consecutive is not None
                     and self.failed_in_a_row[agent_id] >= rules.drop_after_consecutive))
+
+
+def failure_reason(round_index: int, order: list[Agent], failed: list[Message]) -> str:
+    return f"{len(failed)} of {len(order)} agents failed in round {round_index}"
 
 
 def shown_text(text: str) -> str:

@@ -589,7 +589,7 @@ class RepeatedGames(Scenario):
         actions and points (its `game_round` event), what each player answered (its last message
         of the round), the invalid moves, the label draws (replayed from the same generator) and
         the clock."""
-        events = [e for e in so_far.events if (e.round if e.round is not None else so_far.rounds_done) < so_far.rounds_done]
+        events = [e for e in so_far.events if e.round is not None and e.round < so_far.rounds_done]
         played = {e.round: e.detail for e in events if e.kind == "game_round" and e.round is not None}
         if sorted(played) != list(range(so_far.rounds_done)):
             raise ValueError(f"run {so_far.run_id}: its committed game rounds do not match rounds_done")

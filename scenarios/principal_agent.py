@@ -347,7 +347,7 @@ def chosen_role(p: PrincipalAgentParams, choice: int, roles: list[Role]) -> Role
     if p.variant == "paper" and p.parser == "paper":
         value = paper_choice_value(choice, p.reversed)
         return PAPER_ROLES[value - 1] if value in (1, 2) else "other"
-    return roles[choice - 1]
+    return roles[choice - 1] if 1 <= choice <= len(roles) else "other"  # a number no product has
 
 
 def metrics(p: PrincipalAgentParams, form: Form, roles: list[Role]) -> dict[str, float | None]:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+# The WarRoom corpus (208 transcripts): tests that need all of it skip when it is absent.
+WARROOM_TRANSCRIPTS = Path(os.environ.get("SOCIOLAB_WARROOM_DIR") or SHARED / "datasets/warroom/transcripts")
 
 
 # The smallest useful run file: a two-agent, two-round discussion on sim stand-ins.

@@ -46,6 +46,8 @@ def work(tmp_path_factory) -> Path:
               "repeats.yaml": TINY_DISCUSSION + "repeats: 100000000000\n",
               "seeds.yaml": TINY_DISCUSSION + "seeds: [1, 1]\n",
               "noseeds.yaml": TINY_DISCUSSION + "seeds: []\n",
+              "timestamp.yaml": TINY_DISCUSSION.replace("rounds: 2", "rounds: !!timestamp 7"),
+              "runs.yaml": TINY_DISCUSSION + "series:\n  A: {runs: 100000000000}\n",
               "cross.yaml": TINY_DISCUSSION + "cross:\n" + "".join(f"  k{i}: [0,1,2,3,4,5,6,7,8,9]\n" for i in range(8)),
               "name.yaml": TINY_DISCUSSION.replace("name: t\n", "name: " + "x" * 100_000 + "\n", 1)}
     for name, text in suites.items():
@@ -93,6 +95,8 @@ CASES: list[tuple[list[str], str]] = [
     (["run", "repeats.yaml", "--db", "o.duckdb"], "less than or equal to 100000"),
     (["run", "seeds.yaml", "--db", "o.duckdb"], "seed 1 is listed twice"),
     (["run", "noseeds.yaml", "--db", "o.duckdb"], "seeds: List should have at least 1 item"),
+    (["run", "timestamp.yaml", "--db", "o.duckdb"], "timestamp.yaml:9:"),
+    (["run", "runs.yaml", "--db", "o.duckdb"], "less than or equal to 100000"),
     (["validate", "import", "header.csv", "--db", "s.duckdb"], "header.csv:2: no coded rows"),
     (["run", "cross.yaml", "--db", "o.duckdb"], "100,000,000 series"),
     (["run", "name.yaml", "--db", "o.duckdb"], "at most 100 characters"),
@@ -115,7 +119,7 @@ CASES: list[tuple[list[str], str]] = [
     (["run", "scenario.yaml", "--concurrency", "abc"], "Invalid value for '--concurrency'"),
     (["--log-file", ".", "run", "scenario.yaml"], "is a directory"),
     # a line break in a file name stays on the one line
-    (["run", "two\nlines.yaml", "--db", "o.duckdb"], "two\\nlines.yaml: no such file"),
+    (["run", "two\nlines.yaml", "--db", "o.duckdb"], "two\\nlines.yaml: no such YAML file"),
 ]
 
 
@@ -135,11 +139,18 @@ def test_each_bad_input_is_one_line_exit_2_and_no_stored_file_changes(work):
         assert sorted(r[0] for r in con.execute("SHOW TABLES").fetchall()) == ["schema_version", "users"]
 
 
-def test_a_store_named_as_the_output_keeps_every_row(work):
-    """The `-o` cases above leave the store's bytes as they were; it also still reads, and the
-    study's compensation filter is an option of analyze and report."""
-    out = cli("sql", "SELECT count(*) AS n FROM messages", "--db", str(work / "s.duckdb"), "-f", "json")
-    assert out.returncode == 0 and json.loads(out.stdout)[0]["n"] > 0
-    filtered = cli("analyze", "--db", str(work / "s.duckdb"), "--comp-filter", "broadcast", "--json", "--n-perm", "10")
-    assert filtered.returncode == 0, filtered.stderr
-    assert "broadcast" in json.dumps(json.loads(filtered.stdout))
+def test_a_store_named_as_the_output_keeps_every_row(work, tmp_path):
+    """`report -o` and `validate export -o` naming the store are refused, and the store still
+    holds every row it held (it used to be overwritten by the HTML report or the CSV)."""
+    store = tmp_path / "s.duckdb"
+    shutil.copy(work / "s.duckdb", store)
+
+    def messages() -> int:
+        out = cli("sql", "SELECT count(*) AS n FROM messages", "--db", str(store), "-f", "json")
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)[0]["n"]
+
+    before = messages()
+    for args in (["report", "-o", str(store)], ["validate", "export", "-o", str(store)]):
+        assert cli(*args, "--db", str(store)).returncode == 2
+    assert before > 0 and messages() == before

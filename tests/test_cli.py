@@ -90,7 +90,7 @@ def test_missing_api_key_names_the_variable(tmp_path):
 
 def test_other_user_errors(tmp_path):
     missing = cli("run", str(tmp_path / "nope.yaml"))
-    assert missing.returncode == 2 and "nope.yaml: no such file" in missing.stderr
+    assert missing.returncode == 2 and "nope.yaml: no such YAML file" in missing.stderr
     no_db = cli("sql", "SELECT 1", "--db", str(tmp_path / "none.duckdb"))
     assert no_db.returncode == 2 and "no such database file" in no_db.stderr
     db = tmp_path / "q.duckdb"

@@ -143,7 +143,7 @@ def test_load_by_path_and_unknown_name(tmp_path):
     assert load_codebook(str(p)).name == "tiny"
     with pytest.raises(UserError, match="unknown codebook 'nope'.*warroom"):
         load_codebook("nope")
-    with pytest.raises(UserError, match="no such file"):
+    with pytest.raises(UserError, match="no such YAML file"):
         load_codebook(str(tmp_path / "missing.yaml"))
 
 

@@ -207,3 +207,13 @@ def test_library_suite_runs_offline_through_the_cli(tmp_path):
               for (f,) in con.execute("SELECT factors FROM runs").fetchall()}
     assert len(levels) == 96
     assert con.execute("SELECT count(DISTINCT agent_id) FROM outcomes WHERE metric = 'override'").fetchone()[0] == 7
+
+
+def test_a_choice_no_product_has_is_nobodys_whatever_the_parser():
+    """`Choice: 7` (or 0) of three products is 'other': never an IndexError, never wrapped to the
+    last product (sociolab_v1 with the paper's lenient parser, which accepts any number)."""
+    from sociolab.scenarios.principal_agent import chosen_role
+
+    lenient = PrincipalAgentParams(variant="sociolab_v1")
+    roles = ["customer", "other", "principal"]
+    assert [chosen_role(lenient, c, roles) for c in (0, 1, 3, 7)] == ["other", "customer", "principal", "other"]

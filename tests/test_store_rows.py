@@ -229,11 +229,16 @@ def test_calls_by_model_counts_only_calls_that_did_not_fail(store):
     assert store.calls_by_model() == [ModelCalls("sim/a", 2, 15, 3)]
 
 
-def test_coded_message_ids_are_per_judge_and_codebook(store):
+def test_uncoded_messages_are_per_judge_and_codebook(store):
     discussion(store)
-    assert store.coded_message_ids("j1", "cb@1") == {"s/A/001#1", "s/A/001#4"}
-    assert store.coded_message_ids("j1", "cb@2") == set()
-    assert store.coded_message_ids("j2", "cb@1") == {"s/B/001#1"}
+    runs = [r for (r,) in store.con.execute("SELECT run_id FROM runs").fetchall()]
+    codable = set().union(*store.uncoded(runs).values())
+    assert {"s/A/001#1", "s/A/001#4", "s/B/001#1"} <= codable
+    left = set().union(*store.uncoded(runs, "j1", "cb@1").values())
+    assert left == codable - {"s/A/001#1", "s/A/001#4"}
+    assert set().union(*store.uncoded(runs, "j1", "cb@2").values()) == codable
+    assert set().union(*store.uncoded(runs, "j2", "cb@1").values()) == codable - {"s/B/001#1"}
+    assert store.codable_count(runs) == len(codable)
 
 
 def test_sample_messages_draws_codable_agent_messages_per_stratum(store):

@@ -15,7 +15,7 @@ from sociolab.orchestrator.sim.agent import CUES
 from sociolab.orchestrator.rows import HumanCodeRow, MessageRow, RunRow
 from sociolab.orchestrator.store import SCHEMA_VERSION, Batch, Store
 
-from tests.conftest import REPO, SHARED, write_yaml
+from tests.conftest import REPO, WARROOM_TRANSCRIPTS, write_yaml
 
 WARROOM_SUITE = REPO / "scenarios/library/warroom.yaml"
 STUDY_COUNTS = {"A": 21, "B": 21, "C": 21, "E": 21, "F": 21, "G": 21, "H": 15, "I": 11, "J": 11,
@@ -40,10 +40,10 @@ def test_library_suite_has_the_studys_series_and_run_counts():
     assert len({spec.run_id for spec in plan.runs}) == 208 and len({spec.seed for spec in plan.runs}) == 208
 
 
-@pytest.mark.skipif(not (SHARED / "datasets/warroom/transcripts").is_dir(),
+@pytest.mark.skipif(not WARROOM_TRANSCRIPTS.is_dir(),
                     reason="the WarRoom corpus (../shared/datasets/warroom) is not next to this clone")
 def test_library_suite_matches_the_published_transcript_counts():
-    published = {d.name: len(list(d.glob("*.json"))) for d in (SHARED / "datasets/warroom/transcripts").iterdir()}
+    published = {d.name: len(list(d.glob("*.json"))) for d in WARROOM_TRANSCRIPTS.iterdir()}
     assert published == STUDY_COUNTS
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -20,16 +19,15 @@ from sociolab.base.errors import UserError
 from sociolab.orchestrator.store import Store
 from sociolab.studies.warroom import ImportSummary, import_warroom
 
+from tests.conftest import WARROOM_TRANSCRIPTS
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "warroom"
 FIXTURE_TRANSCRIPTS = FIXTURES / "transcripts"
 RUNS = ["warroom/A/run19", "warroom/B/run13", "warroom/F/run08"]
 
 
 def corpus_dir() -> Path:
-    env = os.environ.get("SOCIOLAB_WARROOM_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared/datasets/warroom/transcripts"
+    return WARROOM_TRANSCRIPTS
 
 
 @pytest.fixture

@@ -24,11 +24,11 @@ from sociolab.runner import execute
 from sociolab.scenarios.discussion import Discussion, DiscussionParams, Seats
 from sociolab.studies.warroom_schedule import CorpusRun, crash_schedule, read_corpus_run
 
-from tests.conftest import REPO, SHARED, write_yaml
+from tests.conftest import REPO, WARROOM_TRANSCRIPTS, write_yaml
 
 SUITE = REPO / "scenarios/library/warroom.yaml"
 FIXTURES = sorted((REPO / "tests/fixtures/warroom/transcripts").glob("*/*.json"))
-CORPUS = sorted((SHARED / "datasets/warroom/transcripts").glob("*/*.json"))
+CORPUS = sorted(WARROOM_TRANSCRIPTS.glob("*/*.json"))
 
 
 def persona_keys(run: CorpusRun, spec) -> dict[str, str]:

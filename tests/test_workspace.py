@@ -292,7 +292,7 @@ def sh(ws: Workspace, command: str, cwd: str | None = None):
 
 
 @pytest.mark.parametrize("command", ["grant bob", "/opt/tools/grant.py bob", "python3 /opt/tools/grant.py bob",
-                                     "python grant bob", "sh ../opt/tools/grant.py bob"])
+                                     "python grant bob", "sh ../opt/tools/grant.py bob", "grant.py bob"])
 def test_shell_runs_a_script_by_name_or_path_and_records_it(command):
     ws = shell_ws()
     res = sh(ws, command)

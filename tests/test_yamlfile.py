@@ -177,7 +177,7 @@ def test_a_file_that_is_not_utf8_is_refused_in_one_line(tmp_path):
 def test_a_missing_file(tmp_path):
     with pytest.raises(UserError) as info:
         read_yaml(tmp_path / "nope.yaml")
-    assert str(info.value) == f"{tmp_path / 'nope.yaml'}: no such file"
+    assert str(info.value) == f"{tmp_path / 'nope.yaml'}: no such YAML file"
     assert info.value.line is None
 
 

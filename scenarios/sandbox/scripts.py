@@ -108,8 +108,9 @@ class Scripts:
         return "(no output)" if out is None or out == "" else str(out)
 
     def find(self, name_or_path: str) -> Script | None:
-        """The script registered under this name or (normalised) stub path, if any."""
-        return self.by_name.get(name_or_path) or self.by_name.get(self._by_path.get(name_or_path, ""))
+        """The script registered under this name, this name + `.py`, or (normalised) stub path, if any."""
+        return (self.by_name.get(name_or_path) or self.by_name.get(name_or_path.removesuffix(".py"))
+                or self.by_name.get(self._by_path.get(name_or_path, "")))
 
     def _find(self, name: str, resolve: Callable[[str], str]) -> Script:
         bad = shell_metacharacter(name) or next((ch for ch in _NAME_ONLY if ch in name), None)

@@ -25,7 +25,7 @@ def status(path: Path, what: str) -> os.stat_result:
     try:
         return os.stat(path)
     except FileNotFoundError:
-        raise UserError("no such file" if what != "folder" else "no such folder", file=path) from None
+        raise UserError(f"no such {what}", file=path) from None
     except OSError as exc:
         raise UserError(f"cannot read: {exc.strerror or type(exc).__name__}", file=path) from None
 
@@ -45,6 +45,6 @@ def regular_file(path: str | Path, what: str = "file") -> Path:
 def folder(path: str | Path, what: str = "folder") -> Path:
     """`path` if it is a directory."""
     path = Path(path)
-    if not stat.S_ISDIR(status(path, "folder").st_mode):
+    if not stat.S_ISDIR(status(path, what).st_mode):
         raise UserError(f"not a directory; give a {what}", file=path)
     return path

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sociolab.personas.models import Crash
+from sociolab.scenarios.discussion import is_permanent_error
 
 from .warroom import RUN_FILE
 
 # A failed call is stored as "⚠ " + the provider's message; two replies in the corpus merely start
 # with a warning sign followed by markdown ("⚠ **Agent-E** ...", "⚠️ **Note ..."), and are replies.
 FAILED_CALL = re.compile(r"^⚠ (?!\*\*)")
-PERMANENT_WORDS = ("decommissioned", "not found", "not supported", "does not exist", "no longer available")
 
 Seat = tuple[str, int]  # (the corpus' agent key, round)
 
@@ -74,7 +74,7 @@ def crash_schedule(run: CorpusRun, persona_keys: dict[str, str]) -> list[Crash]:
     crashes = []
     for agent, rounds in sorted(by_agent.items()):
         texts = list(rounds.values())
-        permanent = any(word in t.lower() for t in texts for word in PERMANENT_WORDS)
+        permanent = any(is_permanent_error(t) for t in texts)
         crashes.append(Crash(agent=persona_keys[agent], at_rounds=sorted(rounds), message=texts[0],
                              mode="permanent" if permanent else "transient"))
     return crashes
