@@ -106,3 +106,28 @@ def cli_batch(cases: list[tuple[list[str], Path]], limit: int = 60) -> list[subp
     assert done.returncode == 0, done.stderr[-3000:]
     return [subprocess.CompletedProcess(argv, code, out, err)
             for (argv, _), (code, out, err) in zip(cases, json.loads(done.stdout))]
+
+
+def recording_provider(prefix: str, answer):
+    """An in-process provider for tests: serves the models named `<prefix>...`, answers
+    `answer(request)` (a ProviderReply, or its text), and keeps every request in `.requests`."""
+    from sociolab.orchestrator.provider import ProviderDefaults, ProviderReply
+
+    class RecordingProvider(ProviderDefaults):
+        name = "recording"
+
+        def __init__(self) -> None:
+            self.requests: list = []
+
+        def serves(self, model, endpoint):
+            return model.startswith(prefix)
+
+        def in_process(self, model, endpoint):
+            return True
+
+        async def complete(self, request):
+            self.requests.append(request)
+            reply = answer(request)
+            return reply if isinstance(reply, ProviderReply) else ProviderReply(text=reply)
+
+    return RecordingProvider()

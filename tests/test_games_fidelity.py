@@ -18,14 +18,14 @@ import pytest
 
 from sociolab.config import load_plan
 from sociolab.orchestrator.client import ClientSettings, ModelClient
-from sociolab.orchestrator.provider import ModelRequest, ProviderDefaults, ProviderReply
+from sociolab.orchestrator.provider import ModelRequest
 from sociolab.orchestrator.store import Store
 from sociolab.runner import execute
 from sociolab.scenarios.games import (A, B, PRESETS, GamesParams, Labelling, Round, paper_messages, parse_exact,
                                       parse_reply, prompt_for, round_points, scot_choice_prompt,
                                       scot_prediction_prompt)
 
-from tests.conftest import write_yaml
+from tests.conftest import recording_provider, write_yaml
 
 ORIGINALS = Path(__file__).parent / "fixtures" / "originals" / "repeatedgames"
 JF = Labelling(("J", "F"), {"J": A, "F": B})
@@ -121,27 +121,7 @@ def test_the_named_parsers_widen_what_is_accepted(reply, exact, strict, lenient)
 # Runs, with a provider that records what it was asked
 # ---------------------------------------------------------------------------------------------
 
-class Recorder(ProviderDefaults):
-    """Serves `rec/<name>` models; answers from `answer(request)`; keeps every request."""
-
-    name = "recorder"
-
-    def __init__(self, answer):
-        self.answer = answer
-        self.requests: list[ModelRequest] = []
-
-    def serves(self, model, endpoint):
-        return model.startswith("rec/")
-
-    def in_process(self, model, endpoint):
-        return True
-
-    async def complete(self, request) -> ProviderReply:
-        self.requests.append(request)
-        return ProviderReply(text=self.answer(request))
-
-
-def play(tmp_path, params: str, answer, agents: str = "[{key: x, model: rec/x}]") -> tuple[Recorder, Store]:
+def play(tmp_path, params: str, answer, agents: str = "[{key: x, model: rec/x}]") -> tuple[object, Store]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = write_yaml(tmp_path, f"""
         name: fid
@@ -150,7 +130,7 @@ def play(tmp_path, params: str, answer, agents: str = "[{key: x, model: rec/x}]"
         agents: {{personas: {agents}}}
         params: {params}
     """)
-    recorder = Recorder(answer)
+    recorder = recording_provider("rec/", answer)
     store = Store.open(tmp_path / "g.duckdb")
     report = asyncio.run(execute(load_plan(path), store, client=ModelClient(ClientSettings(), providers=[recorder])))
     assert report.completed == 1

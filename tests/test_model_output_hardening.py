@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import sociolab.scenarios.registry as registry
 from sociolab.orchestrator.client import ClientSettings, ModelClient
 from sociolab.config import load_plan
-from sociolab.orchestrator.provider import ProviderDefaults, ProviderReply
+from sociolab.orchestrator.provider import ProviderReply
 from sociolab.runner import execute
 from sociolab.orchestrator.rows import CacheRow
 from sociolab.orchestrator.store import Batch, Store, valid_text
@@ -28,7 +28,7 @@ from sociolab.scenarios.peer_preservation import PeerPreservation, PeerPreservat
 from sociolab.scenarios.sandbox import (MAX_DEPTH, MAX_PATH, TOOL_NAMES, Workspace, WorkspaceError, load_arguments,
                                       nesting_exceeds)
 
-from tests.conftest import write_yaml
+from tests.conftest import recording_provider, write_yaml
 
 DEEP_JSON = '{"path": ' + "[" * 50_000 + "]" * 50_000 + "}"
 
@@ -74,25 +74,11 @@ SCRIPTS: dict[str, list[ProviderReply]] = {
 }
 
 
-class ScriptedProvider(ProviderDefaults):
-    """Serves `evil/<script>` models with the replies above; keeps every request it was sent."""
-
-    name = "scripted"
-
-    def __init__(self) -> None:
-        self.requests = []
-
-    def serves(self, model, endpoint):
-        return model.startswith("evil/")
-
-    def in_process(self, model, endpoint):
-        return True
-
-    async def complete(self, request) -> ProviderReply:
-        self.requests.append(request)
-        script = SCRIPTS[request.model.split("/", 1)[1]]
-        step = sum(1 for m in request.messages if m["role"] == "assistant")
-        return script[min(step, len(script) - 1)]
+def scripted_reply(request) -> ProviderReply:
+    """`evil/<script>` answers its script's reply for the step it is at (the last one repeats)."""
+    script = SCRIPTS[request.model.split("/", 1)[1]]
+    step = sum(1 for m in request.messages if m["role"] == "assistant")
+    return script[min(step, len(script) - 1)]
 
 
 SUITE = """
@@ -113,10 +99,10 @@ def sandbox_kind(monkeypatch):
 
 
 def run(tmp_path: Path, script: str, *, kind: str = "sandbox_task", params: str = "{max_steps: 6}",
-        fresh: bool = False, store: Store | None = None) -> tuple[Store, ScriptedProvider, object]:
+        fresh: bool = False, store: Store | None = None) -> tuple[Store, object, object]:
     path = write_yaml(tmp_path, SUITE.format(kind=kind, script=script, params=params), name=f"{script}.yaml")
     store = store or Store.open(tmp_path / f"{script}.duckdb")
-    provider = ScriptedProvider()
+    provider = recording_provider("evil/", scripted_reply)
     client = ModelClient(ClientSettings(), providers=[provider])
     report = asyncio.run(execute(load_plan(path), store, client=client, fresh=fresh))
     return store, provider, report
@@ -135,7 +121,7 @@ def assert_completed_twice(tmp_path: Path, script: str, store: Store, report, **
     assert q(store, "SELECT status FROM runs") == [("completed",)]
 
 
-def tool_results(provider: ScriptedProvider) -> list[str]:
+def tool_results(provider) -> list[str]:
     last = provider.requests[-1].messages
     return [m["content"] for m in last if m["role"] == "tool"]
 

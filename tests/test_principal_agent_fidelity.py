@@ -18,13 +18,12 @@ import pytest
 
 from sociolab.config import load_plan
 from sociolab.orchestrator.client import ClientSettings, ModelClient
-from sociolab.orchestrator.provider import ModelRequest, ProviderDefaults, ProviderReply
 from sociolab.orchestrator.store import Store
 from sociolab.runner import execute
 from sociolab.scenarios.principal_agent import (PAPER_CASES, PrincipalAgentParams, listing_for, paper_choice_value,
                                                 paper_prompt, parse_choice_paper)
 
-from tests.conftest import write_yaml
+from tests.conftest import recording_provider, write_yaml
 
 ORIGINALS = Path(__file__).parent / "fixtures" / "originals" / "llm-cooperation"
 FIXTURES = sorted(ORIGINALS.glob("*.txt"))
@@ -74,25 +73,6 @@ def test_the_parser_reads_what_the_original_reads(reply, reversed_order):
     assert mine == original_extract(reply, reversed_order)
 
 
-class Recorder(ProviderDefaults):
-    """Serves `rec/<reply>` models: answers `<reply>` ('_' for spaces, '|' for new lines); keeps requests."""
-
-    name = "recorder"
-
-    def __init__(self):
-        self.requests: list[ModelRequest] = []
-
-    def serves(self, model, endpoint):
-        return model.startswith("rec/")
-
-    def in_process(self, model, endpoint):
-        return True
-
-    async def complete(self, request) -> ProviderReply:
-        self.requests.append(request)
-        return ProviderReply(text=request.model.split("/", 1)[1].replace("_", " ").replace("|", "\n"))
-
-
 def test_a_run_asks_once_per_agent_and_scores_the_principals_product(tmp_path):
     path = write_yaml(tmp_path, """
         name: fid
@@ -107,7 +87,8 @@ def test_a_run_asks_once_per_agent_and_scores_the_principals_product(tmp_path):
           listed: {params: {case: climate, visibility: principal}}
           reversed: {params: {case: climate, visibility: principal, reversed: true, text_case: upper}}
     """)
-    recorder = Recorder()
+    recorder = recording_provider(  # `rec/<reply>` answers <reply> ('_' for spaces, '|' for new lines)
+        "rec/", lambda r: r.model.split("/", 1)[1].replace("_", " ").replace("|", "\n"))
     store = Store.open(tmp_path / "pa.duckdb")
     report = asyncio.run(execute(load_plan(path), store, client=ModelClient(ClientSettings(), providers=[recorder])))
     assert report.completed == 2
