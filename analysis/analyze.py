@@ -46,7 +46,7 @@ from .agreement import fmt, to_json
 from .compensation import (CompFilter, check_comp_filter, compensation, isolation_baseline, require_conditions,
                            run_conditions)
 from .profiles import (RULES, Rule, agent_counts, aggregation_sensitivity, check_rule, connection, model_profiles,
-                       PAGE_MESSAGES, message_pages, page_sql, resolve_codebook, round_rates, series_key,
+                       PAGE_MESSAGES, Page, message_pages, page_sql, resolve_codebook, round_rates, series_key,
                        series_similarity, values_by_series)
 from .families import SeriesPair, present_pairs
 from .ratings import sql_str
@@ -125,7 +125,8 @@ def analyze(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = 
         raise UserError("n_perm must be >= 0")
     require_conditions(con)
     codebook_id = resolve_codebook(con, codebook_id)
-    counts = agent_counts(con, rule=rule, codebook_id=codebook_id)
+    pages = message_pages(con)      # one GROUP BY over the messages, shared by every paged scan
+    counts = agent_counts(con, rule=rule, codebook_id=codebook_id, pages=pages)
     try:
         series = series_similarity(con, counts=counts)
         by_model = model_profiles(con, counts=counts)
@@ -169,11 +170,12 @@ def analyze(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = 
         "profiles": {"flags": list(counts.flags), "trait_flags": list(counts.traits),
                      "by_model": by_model, "by_series_model": by_series_model},
         "comparisons": compared,
-        "compensation": compensation(con, rule=rule, codebook_id=codebook_id, comp_filter=comp_filter),
+        "compensation": compensation(con, rule=rule, codebook_id=codebook_id, comp_filter=comp_filter,
+                                     pages=pages),
         "isolation": isolation,
-        "agreement": agreement_summary(con, codebook_id),
+        "agreement": agreement_summary(con, codebook_id, pages=pages),
         "rounds": {"series": baseline,
-                   "by_round": round_rates(con, baseline, rule=rule, codebook_id=codebook_id) if baseline else []},
+                   "by_round": round_rates(con, baseline, rule=rule, codebook_id=codebook_id, pages=pages) if baseline else []},
         "sensitivity": sensitivity,
     }
     return to_json(result)
@@ -233,14 +235,17 @@ AGREEMENT_SQL = """
       FROM chance ORDER BY judge_a, judge_b, flag"""
 
 
-def agreement_rows(con: Any, codebook_id: str, page_messages: int = PAGE_MESSAGES) -> list[tuple]:
+def agreement_rows(con: Any, codebook_id: str, page_messages: int = PAGE_MESSAGES,
+                   pages: Sequence[Page] | None = None) -> list[tuple]:
     """The `judge_agreement` view's rows for one codebook (flag, judge_a, judge_b, n, kappa,
     percent_agreement, prevalence_a, prevalence_b, tt, tf, ft, ff; ordered by judge pair and flag),
     computed a page of messages at a time (`message_pages`): the view's self-join of the codes
     holds every coded row in a hash table, a page's join only that page's. The pages' confusion
-    counts are summed, then kappa and the rest computed exactly as the view computes them."""
+    counts are summed, then kappa and the rest computed exactly as the view computes them.
+    `pages`: the store's `message_pages`, if the caller has them (else computed here)."""
     con = connection(con)
-    pages = message_pages(con, page_messages)
+    if pages is None:
+        pages = message_pages(con, page_messages)
 
     def cells(page) -> str:
         return AGREEMENT_CELLS_SQL.format(codebook=sql_str(codebook_id), page_a=page_sql(page, "a.message_id"),
@@ -254,11 +259,11 @@ def agreement_rows(con: Any, codebook_id: str, page_messages: int = PAGE_MESSAGE
         drop_scratch(con, table)
 
 
-def agreement_summary(con: Any, codebook_id: str) -> dict[str, Any]:
+def agreement_summary(con: Any, codebook_id: str, pages: Sequence[Page] | None = None) -> dict[str, Any]:
     """Mean kappa per judge pair (over flags with a defined kappa), from the judge_agreement
-    view's numbers (`agreement_rows`)."""
+    view's numbers (`agreement_rows`; over the given `pages`, else the store's own)."""
     con = connection(con)
-    by_flag = agreement_rows(con, codebook_id)
+    by_flag = agreement_rows(con, codebook_id, pages=pages)
     names = ("flag", "judge_a", "judge_b", "n", "kappa", "percent_agreement", "prevalence_a", "prevalence_b",
              "tt", "tf", "ft", "ff")
     rows = [dict(zip(names, r)) for r in by_flag]

@@ -170,13 +170,15 @@ def _share(comp: int, n: int) -> float:
 
 
 def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,
-                 comp_filter: CompFilter = "none", page_messages: int = PAGE_MESSAGES) -> dict[str, Any]:
+                 comp_filter: CompFilter = "none", page_messages: int = PAGE_MESSAGES,
+                 pages: Sequence[Page] | None = None) -> dict[str, Any]:
     """Compensation after a crash (see the module docstring). Keys: flag, comp_filter,
     runs_with_crash, post_crash_messages, comp_messages, share, levels, by_round, by_series,
     by_model, runs, isolation_runs_excluded, note. Isolation runs are left out: their agents cannot
     see a crash. `comp_filter="broadcast"` is the study's clean-up step: judges' comp codes on
     messages that name no crashed agent are dropped. The post-crash messages are collected a page
-    of about `page_messages` messages at a time (analysis.profiles.message_pages)."""
+    of about `page_messages` messages at a time (analysis.profiles.message_pages), or over the
+    given `pages`."""
     con = connection(con)
     check_rule(rule)
     check_comp_filter(comp_filter)
@@ -200,7 +202,8 @@ def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
     if not crash_runs:
         out["note"] = "no run has an errored agent"
         return out
-    pages = message_pages(con, page_messages)
+    if pages is None:
+        pages = message_pages(con, page_messages)
     with scratch(con, "post_crash", post_crash_sql(codebook_id, rule, comp_filter, pages[0]), "compensation") as table:
         for page in pages[1:]:
             con.execute(f"INSERT INTO {table} {post_crash_sql(codebook_id, rule, comp_filter, page)}")

@@ -346,11 +346,13 @@ def round_rates_sql(codebook_id: str, flags: Sequence[str], rule: str, series: s
 
 
 def agent_counts(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = None,
-                 traits: Sequence[str] | None = None, page_messages: int = PAGE_MESSAGES) -> AgentCounts:
+                 traits: Sequence[str] | None = None, page_messages: int = PAGE_MESSAGES,
+                 pages: Sequence[Page] | None = None) -> AgentCounts:
     """Scan the codes once; keep per-agent counts in a temp table (see the module docstring).
     The scan goes a page of about `page_messages` messages at a time (`message_pages`), each
     page's per-agent sums kept in a small table and added up at the end: the same integers as one
-    pass over everything, with working memory that does not grow with the store."""
+    pass over everything, with working memory that does not grow with the store. `pages`: the
+    store's `message_pages`, if the caller has them (else computed here)."""
     con = connection(con)
     check_rule(rule)
     codebook_id = resolve_codebook(con, codebook_id)
@@ -362,7 +364,8 @@ def agent_counts(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
         if unknown:
             raise UserError(f"no codes for flag(s) {', '.join(unknown)} under {codebook_id}; "
                             f"flags: {', '.join(flags)}")
-    pages = message_pages(con, page_messages)
+    if pages is None:
+        pages = message_pages(con, page_messages)
     partial = create_scratch(con, "agent_partial", agent_partial_sql(codebook_id, flags, rule, pages[0]), "profiles")
     try:
         for page in pages[1:]:
@@ -461,15 +464,17 @@ def aggregation_sensitivity(con: Any, counts: AgentCounts) -> list[dict[str, Any
 
 
 def round_rates(con: Any, series: str, *, rule: Rule = "intersection", codebook_id: str | None = None,
-                page_messages: int = PAGE_MESSAGES) -> list[dict[str, Any]]:
+                page_messages: int = PAGE_MESSAGES, pages: Sequence[Page] | None = None) -> list[dict[str, Any]]:
     """Per round of one series: counted messages and each flag's share of them (True under the
     rule among coded): the study's flag prevalence by round (series A in its temporal figure).
-    Counted a page of about `page_messages` messages at a time, the pages' counts summed."""
+    Counted a page of about `page_messages` messages at a time (or over the given `pages`), the
+    pages' counts summed."""
     con = connection(con)
     check_rule(rule)
     codebook_id = resolve_codebook(con, codebook_id)
     flags = codebook_flags(con, codebook_id)
-    pages = message_pages(con, page_messages)
+    if pages is None:
+        pages = message_pages(con, page_messages)
     cols = ", ".join(f"sum(n{i})::INTEGER, sum(t{i})::INTEGER" for i in range(len(flags)))
     with scratch(con, "round_rates", round_rates_sql(codebook_id, flags, rule, series, pages[0]), "rates") as table:
         for page in pages[1:]:

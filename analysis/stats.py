@@ -104,18 +104,24 @@ def mann_whitney(x: Values, y: Values) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def mann_whitney_z(x: Values, y: Values) -> float:
+def mann_whitney_z(x: Values, y: Values, u1: float | None = None) -> float:
     """Z of the Mann-Whitney test for U1 (normal approximation, tie-corrected variance, no
     continuity correction): the statistic behind the study's effect size r = Z / sqrt(N). NaN
-    when a group is empty or every value is tied (no variance)."""
-    from scipy.stats import rankdata
+    when a group is empty or every value is tied (no variance). `u1`: U1 of the same x and y if
+    the caller has it (`mann_whitney(x, y)[0]`), so only the tie term and sigma are computed."""
+    return _z_from_u(clean(x), clean(y), u1)
 
-    a, b = clean(x), clean(y)
+
+def _z_from_u(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], u1: float | None) -> float:
+    """`mann_whitney_z` of cleaned samples a and b; U1 ranked here when not given."""
     n1, n2 = a.size, b.size
     if n1 == 0 or n2 == 0:
         return NAN
     pooled = np.concatenate([a, b])
-    u1 = float(rankdata(pooled)[:n1].sum()) - n1 * (n1 + 1) / 2
+    if u1 is None:
+        from scipy.stats import rankdata
+
+        u1 = float(rankdata(pooled)[:n1].sum()) - n1 * (n1 + 1) / 2
     n = n1 + n2
     _, ties = np.unique(pooled, return_counts=True)
     tie_term = float((ties ** 3 - ties).sum()) / (n * (n - 1)) if n > 1 else 0.0
@@ -275,7 +281,7 @@ def compare_series(values_by_series: Mapping[str, Values],
     rows: list[Comparison] = []
     for (pair, x, y), pp in zip(data, p_perm):
         u, p = mann_whitney(x, y)
-        z = mann_whitney_z(x, y)
+        z = _z_from_u(x, y, u)          # x, y already clean; U1 from scipy, not ranked again
         sa, sb = describe(x), describe(y)
         rows.append(Comparison(pair.a, pair.b, pair.title(), int(x.size), int(y.size), sa.mean, sb.mean,
                                sa.median, sb.median, sa.mean - sb.mean, u, p, rank_biserial(u, x.size, y.size), pp,

@@ -278,6 +278,49 @@ def test_paged_scans_give_the_numbers_of_one_pass(judged):
             assert comps[0]["post_crash_messages"] > 0
 
 
+def test_analyze_pages_the_messages_once_and_given_pages_count_as_their_own(judged, monkeypatch):
+    """analyze computes message_pages once and hands the pages to every paged scan; a scan given
+    pages returns what it returns when it computes the same pages itself."""
+    import sociolab.analysis.analyze as an
+    import sociolab.analysis.compensation as comp
+    import sociolab.analysis.profiles as prof
+    from sociolab.analysis.stats import mann_whitney, mann_whitney_z
+
+    con = judged[0].con
+    codebook = judged[1]["settings"]["codebook_id"]
+    pages = prof.message_pages(con, 40)
+    assert len(pages) > 1
+    assert an.agreement_rows(con, codebook, pages=pages) == an.agreement_rows(con, codebook, page_messages=40)
+    assert json.dumps(prof.round_rates(con, "het", pages=pages)) == \
+        json.dumps(prof.round_rates(con, "het", page_messages=40))
+    assert json.dumps(comp.compensation(con, pages=pages), default=str) == \
+        json.dumps(comp.compensation(con, page_messages=40), default=str)
+    tables = []
+    for kw in ({"pages": pages}, {"page_messages": 40}):
+        counts = prof.agent_counts(con, **kw)
+        try:
+            tables.append(con.execute(f"SELECT * FROM {counts.table} ORDER BY run_id, agent_id").fetchall())
+        finally:
+            counts.drop(con)
+    assert tables[0] == tables[1]
+
+    calls = []
+    real = prof.message_pages
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+    for module in (an, comp, prof):
+        monkeypatch.setattr(module, "message_pages", counted)
+    again = analyze(con, comparisons=["het:hom"], n_perm=2000)
+    assert len(calls) == 1
+    assert json.dumps(again, sort_keys=True) == json.dumps(judged[1], sort_keys=True)
+
+    x, y = [0.1, 0.2, 0.2, None, 0.5], [0.2, 0.3, float("nan"), 0.3, 0.05]
+    assert mann_whitney_z(x, y, mann_whitney(x, y)[0]) == mann_whitney_z(x, y)
+    assert math.isnan(mann_whitney_z([], y, math.nan)) and math.isnan(mann_whitney_z([1.0], [1.0], 0.5))
+
+
 def test_report_sample_is_the_first_coded_messages_in_hash_order(judged):
     """The report's sample reads only the sampled messages; it is what grouping every coded
     message and taking the first in hash(message_id) order gives."""
