@@ -37,7 +37,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,31 +45,19 @@ from _common import machine, table
 
 import yaml
 from kill_resume import export_head, revision
-from tests.wire import Fault, anthropic_messages, gemini, openai_chat, openai_compat
+from tests.wire import Fault
+from tests.wire.families import PLANTED_KEY, Family, family as family_named
 
 sociolab: Any = None  # imported in main(), from HEAD's files unless --worktree
 
-KEY_ENV, KEY = "SOCIOLAB_BENCH_WIRE_KEY", "sk-bench-wire-key-000"
+KEY_ENV = "SOCIOLAB_BENCH_WIRE_KEY"
 TIMEOUT_S = 1.0
 CLIENT = {"timeout_s": TIMEOUT_S, "max_attempts": 4, "initial_wait_s": 0.01, "max_wait_s": 0.3, "cache": False}
 AGENTS = 3
 
 
-@dataclass(frozen=True)
-class Family:
-    name: str
-    model: str
-    start: Callable[..., Any]
-    options: tuple = ()
-
-
-FAMILIES = [
-    Family("openai", "openai/gpt-4o", openai_chat.start),
-    Family("anthropic", "anthropic/claude-sonnet-4-5", anthropic_messages.start),
-    Family("gemini", "gemini/gemini-2.5-flash", gemini.start),
-    Family("openai-compatible (groq)", "groq/qwen/qwen3-32b", openai_compat.start,
-           (("host", "groq"), ("reasoning", "think"))),
-]
+# The four families of the issue, as the conformance tests name and serve them.
+FAMILIES = [family_named(name) for name in ("openai", "anthropic", "gemini", "groq")]
 
 
 def faults_for(family: Family) -> dict[str, Callable[[], Fault]]:
@@ -143,7 +130,7 @@ def measure(family: Family, rate: float, runs: int, rounds: int, work: Path, see
     db = work / f"{family.name.split()[0]}-{int(rate * 100)}.duckdb"
     row: dict[str, Any] = {"family": family.name, "rate": rate, "crash": ""}
     t0 = time.monotonic()
-    with family.start(api_key=KEY, **dict(family.options)) as srv:
+    with family.server() as srv:
         srv.push(*(fault for _, fault in planned))
         file = work / "suite.yaml"
         file.write_text(suite(family, srv.url, runs, rounds), encoding="utf-8")
@@ -213,7 +200,7 @@ def main() -> None:
     import sociolab as imported
     from sociolab.orchestrator.litellm_boot import get_litellm
     sociolab = imported
-    os.environ[KEY_ENV] = KEY
+    os.environ[KEY_ENV] = PLANTED_KEY
     logging.basicConfig(level=logging.ERROR, format="  log %(levelname)s %(name)s: %(message)s")
     rates, runs, rounds = ([0.0, 0.5], 3, 3) if args.quick else ([0.0, 0.1, 0.3, 0.5], 6, 4)
     where = f"working tree at {revision()}" if args.worktree else f"commit {revision(False)}"

@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -30,41 +29,13 @@ from sociolab.runner import execute
 from sociolab.orchestrator.store import Store
 
 from tests.conftest import REPO, cli, write_yaml
-from tests.wire import Fault, Reply, RequestView, anthropic_messages, gemini, openai_chat, openai_compat
+from tests.wire import Fault, Reply, RequestView, openai_chat, openai_compat
+from tests.wire.families import FAMILIES, PLANTED_KEY, Family
 
 KEY_ENV = "SOCIOLAB_WIRE_TEST_KEY"
-PLANTED_KEY = "sk-planted-wire-key-7d1e0c9b44"
 QUICK = {"initial_wait_s": 0.01, "max_wait_s": 0.3, "max_attempts": 3, "timeout_s": 10, "cache": False}
 
 
-@dataclass(frozen=True)
-class Family:
-    name: str
-    model: str
-    start: Callable[..., Any]
-    options: tuple = ()
-    priced: bool = False          # in litellm's bundled price list
-    drops: tuple[str, ...] = ()   # parameters the discussion turn cannot send to this model
-    reasoning: bool = False       # the server sends reasoning text
-
-    def server(self, **kwargs: Any):
-        return self.start(api_key=PLANTED_KEY, **dict(self.options), **kwargs)
-
-
-FAMILIES = [
-    Family("openai", "openai/gpt-4o", openai_chat.start, priced=True),
-    Family("openai-reasoning", "openai/o4-mini", openai_chat.start, priced=True, drops=("temperature",)),
-    Family("anthropic", "anthropic/claude-sonnet-4-5", anthropic_messages.start, priced=True, drops=("seed",)),
-    Family("gemini", "gemini/gemini-2.5-flash", gemini.start, priced=True),
-    Family("groq", "groq/qwen/qwen3-32b", openai_compat.start, (("host", "groq"), ("reasoning", "think")),
-           reasoning=True),
-    Family("vllm", "hosted_vllm/qwen3-32b", openai_compat.start, (("reasoning", "reasoning_content"),),
-           reasoning=True),
-    Family("openrouter", "openrouter/deepseek/deepseek-r1", openai_compat.start,
-           (("host", "openrouter"), ("reasoning", "reasoning")), reasoning=True),
-    Family("together", "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo", openai_compat.start, priced=True),
-    Family("ollama", "openai/llama3.2", openai_compat.start, (("host", "ollama"),)),
-]
 IDS = [f.name for f in FAMILIES]
 
 
