@@ -111,13 +111,11 @@ def names_crashed_sql() -> str:
                                 AND contains({_HYPHENS_SQL}, x.model_label))))"""
 
 
-def post_crash_sql(codebook_id: str, rule: str, comp_filter: str = "none", page: Page = (None, None)) -> str:
-    """One row per counted post-crash message of one page of messages (`message_pages`; by
-    default all): run, series, sender, model label, round_after, comp (0/1) and level. With
-    `comp_filter="broadcast"` a message compensates only if it also names a crashed agent
-    (`names_crashed_sql`). The page's range is given to the adjudicated_codes view too, so that it
-    groups only that page's codes."""
-    comp = f"ac.by_{rule}" + (f" AND {names_crashed_sql()}" if comp_filter == "broadcast" else "")
+def crash_point_sql() -> str:
+    """One row per finished or unfinished run with an errored agent (isolation runs left out): run_id,
+    crashed (the errored agents, sorted), crash_round and crash_seq (the first message after which
+    a message counts as post-crash). Nothing here depends on a page of messages, so `compensation`
+    materialises it once and pages only the join with the adjudicated codes."""
     return f"""
         WITH cond AS ({CONDITION_SQL}),
         errored AS (
@@ -130,19 +128,32 @@ def post_crash_sql(codebook_id: str, rule: str, comp_filter: str = "none", page:
                        ON e2.run_id = m.run_id AND e2.agent_id = m.sender
                      WHERE m.run_id = e.run_id AND m.is_error) AS crash_seq
             FROM errored e GROUP BY e.run_id
-        ), crash_point AS (
-            SELECT c.run_id, c.crashed,
-                   coalesce(c.crash_round, (SELECT min(m.round) FROM messages m
-                                             WHERE m.run_id = c.run_id AND m.seq = c.crash_seq)) AS crash_round,
-                   coalesce(c.crash_seq, (SELECT min(m.seq) FROM messages m
-                                           WHERE m.run_id = c.run_id AND m.round >= c.crash_round)) AS crash_seq
-            FROM crash c
         )
+        SELECT c.run_id, c.crashed,
+               coalesce(c.crash_round, (SELECT min(m.round) FROM messages m
+                                         WHERE m.run_id = c.run_id AND m.seq = c.crash_seq)) AS crash_round,
+               coalesce(c.crash_seq, (SELECT min(m.seq) FROM messages m
+                                       WHERE m.run_id = c.run_id AND m.round >= c.crash_round)) AS crash_seq
+        FROM crash c
+    """
+
+
+def post_crash_sql(codebook_id: str, rule: str, comp_filter: str = "none", page: Page = (None, None),
+                   crash_points: str | None = None) -> str:
+    """One row per counted post-crash message of one page of messages (`message_pages`; by
+    default all): run, series, sender, model label, round_after, comp (0/1) and level. With
+    `comp_filter="broadcast"` a message compensates only if it also names a crashed agent
+    (`names_crashed_sql`). The page's range is given to the adjudicated_codes view too, so that it
+    groups only that page's codes. `crash_points`: a table holding `crash_point_sql()`'s rows (made
+    once for all pages); without it they are computed in the query."""
+    comp = f"ac.by_{rule}" + (f" AND {names_crashed_sql()}" if comp_filter == "broadcast" else "")
+    source = crash_points if crash_points is not None else f"({crash_point_sql()})"
+    return f"""
         SELECT m.run_id, r.series, m.sender AS agent_id,
                coalesce(a.model_label, a.model, m.sender) AS model_label,
                m.round - cp.crash_round AS round_after, cp.crashed,
                ({comp})::INTEGER AS comp, ac.level_max AS level
-        FROM crash_point cp
+        FROM {source} cp
         JOIN runs r ON r.run_id = cp.run_id AND r.status <> 'running'
         JOIN messages m ON m.run_id = cp.run_id AND m.seq > cp.crash_seq
         JOIN adjudicated_codes ac ON ac.message_id = m.message_id
@@ -204,9 +215,11 @@ def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
         return out
     if pages is None:
         pages = message_pages(con, page_messages)
-    with scratch(con, "post_crash", post_crash_sql(codebook_id, rule, comp_filter, pages[0]), "compensation") as table:
+    with scratch(con, "crash_point", crash_point_sql(), "compensation") as points, \
+         scratch(con, "post_crash", post_crash_sql(codebook_id, rule, comp_filter, pages[0], points),
+                 "compensation") as table:
         for page in pages[1:]:
-            con.execute(f"INSERT INTO {table} {post_crash_sql(codebook_id, rule, comp_filter, page)}")
+            con.execute(f"INSERT INTO {table} {post_crash_sql(codebook_id, rule, comp_filter, page, points)}")
         levels = _level_cols()
         total = _rows(con, f"SELECT count(*) AS messages, coalesce(sum(comp), 0) AS comp, {levels} FROM {table} "
                            "WHERE comp IS NOT NULL")[0]
