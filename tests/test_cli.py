@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.conftest import tables, REPO, cli, write_yaml
+from tests.conftest import REPO, cli, write_yaml
 
 QUICKSTART = REPO / "scenarios/library/quickstart.yaml"
 
@@ -124,68 +121,6 @@ def test_bad_input_never_loses_stored_runs(tmp_path):
     assert cli("run", str(broken), "--db", str(db)).returncode == 2
     rows = cli("sql", "SELECT count(*) FROM messages", "--db", str(db), "-f", "csv").stdout.splitlines()
     assert rows[1] == "42"
-
-
-SUITE = """
-name: killme
-seed: 5
-concurrency: 3
-agents:
-  roster: warroom
-  only: [llama, gptoss, kimi, qwen, scout]
-  crashes: [{agent: scout, from_round: 3}]
-params:
-  seed_message: "@all Plan a festival for 5000 people, budget 40k."
-  rounds: 8
-series:
-  X: {runs: 70}
-  Y: {runs: 70, params: {order: shuffled}}
-sim: {stand_ins: true}
-"""
-
-COMPARE = {
-    "runs": "SELECT run_id, series, repeat, seed, status, rounds_done, config_hash FROM runs ORDER BY 1",
-    "agents": "SELECT * FROM agents ORDER BY run_id, position",
-    "messages": "SELECT message_id, seq, round, turn, sender, content, context_size, is_error, error, "
-                "started_s, finished_s FROM messages ORDER BY message_id",
-    "llm_calls": "SELECT message_id, model, prompt_tokens, completion_tokens, attempts, error FROM llm_calls "
-                 "ORDER BY message_id",
-    "events": "SELECT run_id, round, kind, agent_id, detail FROM events ORDER BY ALL",
-}
-
-
-def snapshot(db: Path) -> dict:
-    return tables(db, COMPARE)
-
-
-@pytest.mark.slow
-def test_sigkill_mid_suite_then_rerun_equals_uninterrupted_run(tmp_path):
-    suite = write_yaml(tmp_path, SUITE)
-    reference = tmp_path / "ref.duckdb"
-    assert cli("run", str(suite), "--db", str(reference), "--quiet").returncode == 0
-
-    killed = tmp_path / "killed.duckdb"
-    proc = subprocess.Popen([sys.executable, "-m", "sociolab.cli", "run", str(suite), "--db", str(killed),
-                             "--quiet"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wal = Path(str(killed) + ".wal")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (wal.exists() and wal.stat().st_size > 200_000):
-        time.sleep(0.02)  # wait until a good number of rounds are committed
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    partial = snapshot(killed)
-    statuses = [r[4] for r in partial["runs"]]
-    assert 0 < statuses.count("completed") < 140, "the kill should land mid-suite"
-
-    resumed = cli("run", str(suite), "--db", str(killed))
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming" in resumed.stdout
-    final = snapshot(killed)
-    expected = snapshot(reference)
-    for table in COMPARE:
-        assert final[table] == expected[table], table
-    ids = [r[0] for r in final["messages"]]
-    assert len(ids) == len(set(ids))
 
 
 def test_import_warroom_fixture_through_the_cli(tmp_path):

@@ -299,6 +299,9 @@ def test_sigkill_every_1_5_s_until_done_equals_uninterrupted_run(tmp_path):
     final, expected = snapshot(killed), snapshot(reference)
     for table in COMPARE:
         assert final[table] == expected[table], table
+    again = cli("run", str(suite), "--db", str(killed))  # a finished suite: said so, nothing redone
+    assert again.returncode == 0 and "resuming: 16 of 16 runs already complete" in again.stdout, again.stdout
+    assert snapshot(killed) == final
 
 
 GAMES = """
