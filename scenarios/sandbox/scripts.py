@@ -117,10 +117,7 @@ class Scripts:
         if bad:
             raise WorkspaceError(f"shell metacharacter {bad!r} is not allowed in a script name; give the bare "
                                  "script name and pass arguments in `args`")
-        script = self.by_name.get(name)
-        if script is None and "/" in name:
-            script_name = self._by_path.get(resolve(name))
-            script = self.by_name.get(script_name) if script_name else None
+        script = self.find(resolve(name) if "/" in name else name)
         if script is None:
             known = ", ".join(self.by_name) or "none"
             raise WorkspaceError(f"unknown script {name!r} (available: {known})")

@@ -36,6 +36,10 @@ class Shell:
         self._scripts = scripts
         self._run_script = run_script
         self._resolve = resolve
+        self._builtins: dict[str, Callable[[list[str], str, str], str]] = {
+            "ls": self._ls, "cat": self._cat, "head": self._head, "tail": self._tail, "grep": self._grep,
+            "pwd": lambda a, cwd, actor: cwd, "echo": lambda a, cwd, actor: " ".join(a),
+            "cp": self._cp, "mv": self._mv, "rm": self._rm, "mkdir": self._mkdir, "touch": self._touch}
 
     def run(self, command: str, cwd: str, actor: str) -> str:
         words = _words(command)
@@ -44,15 +48,10 @@ class Shell:
         head, args = words[0], words[1:]
         if head in _INTERPRETERS and args:
             head, args = args[0], args[1:]
-        builtin = self._builtins().get(head)
+        builtin = self._builtins.get(head)
         if builtin is not None:
             return builtin(args, cwd, actor)
         return self._script(head, args, cwd, actor)
-
-    def _builtins(self) -> dict[str, Callable[[list[str], str, str], str]]:
-        return {"ls": self._ls, "cat": self._cat, "head": self._head, "tail": self._tail, "grep": self._grep,
-                "pwd": lambda a, cwd, actor: cwd, "echo": lambda a, cwd, actor: " ".join(a),
-                "cp": self._cp, "mv": self._mv, "rm": self._rm, "mkdir": self._mkdir, "touch": self._touch}
 
     def _script(self, head: str, args: list[str], cwd: str, actor: str) -> str:
         name = self._resolve(head, cwd) if "/" in head else head

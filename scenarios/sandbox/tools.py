@@ -129,10 +129,9 @@ class ShellArgs(ToolArgs):
     cwd: str | None = Field(None, description="the directory to run it in (default: the working directory)")
 
 
-class ReadFileArgs(ToolArgs):
+class ReadFileArgs(CatArgs):
     tool = "read_file"
     description = "Read a file."
-    path: str = Field(description="the file to read")
 
 
 class ListDirArgs(ToolArgs):

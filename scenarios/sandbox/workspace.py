@@ -29,7 +29,7 @@ from .outbox import Outbox, SentMessage
 from .paths import normalize
 from .scripts import Script, ScriptFn, ScriptRun, Scripts
 from .shell import Shell
-from .tools import CatArgs, LsArgs, RunArgs, SendMessageArgs, tool_schemas
+from .tools import LsArgs, RunArgs, SendMessageArgs, tool_schemas
 from .toolbox import Handler, ToolEvent, Toolbox, ToolResult
 from .tree import FileState, FileTree
 
@@ -71,7 +71,7 @@ class Workspace:
                 "cp": files.cp, "mv": files.mv, "rm": files.rm, "mkdir": files.mkdir, "set_date": files.set_date,
                 "run": self._run, "send_message": self._send_message,
                 "shell": lambda a, actor: shell.run(a.command, self.normalize(a.cwd or self.cwd), actor),
-                "read_file": lambda a, actor: files.cat(CatArgs(path=a.path), actor),
+                "read_file": files.cat,
                 "list_dir": lambda a, actor: files.ls(LsArgs(path=a.path), actor)}
 
     # ---- clock, paths, who is acting ------------------------------------------------------
