@@ -241,7 +241,7 @@ def planned_steps(plan: SimPlan, took: dict[str, bool], available: set[str]) -> 
 
 # the same action in the toolset of "Instrumental Choices" (shell, read_file, write_file, list_dir)
 _AS_FILE_TOOL = {"ls": "list_dir", "cat": "read_file"}
-_AS_COMMAND = {"ls": "ls", "cat": "cat", "cp": "cp", "mv": "mv", "rm": "rm", "mkdir": "mkdir"}
+_AS_COMMAND = frozenset({"ls", "cat", "cp", "mv", "rm", "mkdir"})   # a shell command of the same name
 
 
 def offered_as(action: SimAction, available: set[str]) -> SimAction | None:

@@ -92,7 +92,12 @@ def cooperative_label(move: GameMove) -> str:
         return y      # x dominates
     if all(mine[(y, o)] > mine[(x, o)] for o in move.labels):
         return x
-    # coordination: the option the partner gets most from when both choose it
+    return partner_preferred_label(move)
+
+
+def partner_preferred_label(move: GameMove) -> str:
+    """The option the partner gets most from when both choose it (the first on a tie)."""
+    x, y = move.labels
     return x if move.payoffs[x][x][1] >= move.payoffs[y][y][1] else y
 
 
@@ -133,8 +138,7 @@ def predicted_label(move: GameMove) -> str:
     last = next((m for m in reversed(move.partner_moves) if m is not None), None)
     if last is not None:
         return last
-    x, y = move.labels
-    return x if move.payoffs[x][x][1] >= move.payoffs[y][y][1] else y
+    return partner_preferred_label(move)
 
 
 # ----------------------------------------------------------------------------------------------
