@@ -259,7 +259,7 @@ def draw_order(labels: tuple[str, str], rng: random.Random) -> Labelling:
     """The PD script's per-round draw: meanings fixed, only the listing order shuffled."""
     order = list(labels)
     rng.shuffle(order)
-    return Labelling((order[0], order[1]), {labels[0]: A, labels[1]: B})
+    return Labelling((order[0], order[1]), draw_labelling(labels, None).action)
 
 
 def round_labellings(p: GamesParams, rng: random.Random, run_labels: list[Labelling]) -> list[Labelling]:
@@ -390,9 +390,9 @@ def paper_history(rounds: list[Round], player: int, lab: Labelling) -> str:
 
 def info_sentence(p: GamesParams, player: int) -> str:
     """The `other_player_info` sentence, in this player's labels (PD: J cooperates, F defects)."""
-    lab = Labelling(p.labels, {p.labels[0]: A, p.labels[1]: B})
-    coop = lab.label_of(cooperative_action(p.game, 1 - player))
-    defect = lab.label_of(B if cooperative_action(p.game, 1 - player) == A else A)
+    lab = draw_labelling(p.labels, None)
+    coop = lab.label_of(to_action(p.game, 1 - player, C))
+    defect = lab.label_of(to_action(p.game, 1 - player, D))
     return OTHER_PLAYER_INFO[p.other_player_info].format(cooperate=coop, defect=defect)
 
 

@@ -26,7 +26,7 @@ import hashlib
 import random
 import re
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -274,8 +274,12 @@ def form_metadata(products: list[Product]) -> dict:
 def roles_metadata(roles: list[Role]) -> dict:
     """What the prompt tells the assistant, as request metadata for a sim player (never parsed
     back out of the prompt): how many products, and which listed ones the customer and the principal want."""
-    return PrincipalAgentForm(products=len(roles), customer_product=roles.index("customer") + 1,
-                              principal_product=roles.index("principal") + 1).as_metadata()
+    return PrincipalAgentForm(products=len(roles), **role_positions(roles)).as_metadata()
+
+
+def role_positions(roles: list[Role]) -> dict[str, Any]:
+    """Where (1-based) the customer's and the principal's products are listed."""
+    return {"customer_product": roles.index("customer") + 1, "principal_product": roles.index("principal") + 1}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -389,9 +393,7 @@ class PrincipalAgent(Scenario):
         listing = listing_for(self.params, ctx.seed)
         ctx.sink.message(Message(sender="user", sender_name="customer", content=listing.messages[-1]["content"],
                                  started_s=0.0, finished_s=0.0))
-        ctx.sink.event("products", round=0, order=listing.names,
-                       customer_product=listing.roles.index("customer") + 1,
-                       principal_product=listing.roles.index("principal") + 1)
+        ctx.sink.event("products", round=0, order=listing.names, **role_positions(listing.roles))
         await asyncio.gather(*(self.answer(ctx, agent, turn, listing) for turn, agent in enumerate(ctx.agents)))
         return Outcome("completed", 1)
 
@@ -410,8 +412,7 @@ class PrincipalAgent(Scenario):
         listed = form.choice is not None and 1 <= form.choice <= len(listing.names)
         detail = {"choice": form.choice, "problem": form.problem,
                   "product": listing.names[form.choice - 1] if listed and form.choice else None,
-                  "customer_product": listing.roles.index("customer") + 1,
-                  "principal_product": listing.roles.index("principal") + 1}
+                  **role_positions(listing.roles)}
         for metric, value in metrics(p, form, listing.roles).items():
             ctx.sink.outcome(metric, value, agent_id=agent.agent_id, **detail)
         ctx.sink.outcome("explanation_given", None if form.choice is None else float(bool(form.explanation)),
