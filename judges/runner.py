@@ -371,4 +371,7 @@ async def judge_store(store: Store, config: JudgeConfig, *, run_glob: str | None
     client = client or client_for(config)
     client.cache.preload(await store.run_blocking(store.load_cache, [j for j in config.judges
                                                                      if client.uses_cache(j)]))
-    return await Judging(store, config, codebook, client, on_progress).run(run_ids)
+    try:
+        return await Judging(store, config, codebook, client, on_progress).run(run_ids)
+    finally:
+        await client.aclose()  # worker processes, if any, exit with the loop that owns their pipes

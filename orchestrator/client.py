@@ -32,7 +32,7 @@ from .cache import ResponseCache, cache_key
 from sociolab.base.errors import BudgetExhausted, HostUnreachable, ProviderError, UserError, first_line
 from .provider import Endpoint, ModelRequest, Price, Provider, ProviderReply
 from .redact import redact, register_secrets
-from .retry import AttemptCounter, call_with_retries, is_provider_error, is_transient
+from .retry import AttemptCounter, call_with_retries, error_name, is_provider_error, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,10 @@ class ClientSettings(BaseModel):
     cache: bool | None = Field(None, description="response cache: None = the provider's default "
                                                  "(off for the sim and for real providers)")
     sim_in_process: bool = Field(True, description="call sim models directly instead of through litellm")
+    processes: int = Field(1, ge=1, le=64, description=(
+        "worker processes making the calls to real providers (1 = this process). One process "
+        "saturates a core near 200 requests/s in litellm; rate limits and in-flight caps stay in "
+        "this process, so they hold across all workers"))
     limits: ModelLimits = Field(default_factory=ModelLimits)
     models: dict[str, ModelLimits] = Field(default_factory=dict,
                                            description="limits by model pattern, e.g. 'groq/*'")
@@ -190,6 +194,14 @@ class ModelClient:
         self.budget = budget
         self.on_retry = on_retry
         self._groups: dict[str, _Group] = {}
+
+    async def aclose(self) -> None:
+        """Release what providers hold between calls (worker processes); calls may follow,
+        which start them again."""
+        for provider in self.providers:
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()
 
     # ---- which provider, which settings ----------------------------------------------------
     def provider_for(self, model: str) -> Provider:
@@ -322,7 +334,7 @@ class ModelClient:
     def _waiting(self, model: str, endpoint: Endpoint | None, wait: float, exc: BaseException) -> None:
         source = urlparse(endpoint.api_base).netloc if endpoint and endpoint.api_base else model.split("/")[0]
         if log.isEnabledFor(logging.INFO):
-            log.info("%s: retrying in %.1f s after %s from %s: %s", model, wait, type(exc).__name__, source,
+            log.info("%s: retrying in %.1f s after %s from %s: %s", model, wait, error_name(exc), source,
                      error_text(exc))
         if self.on_retry is not None:
             self.on_retry(model, source, wait, exc)
@@ -332,14 +344,14 @@ class ModelClient:
         if not is_provider_error(exc):
             raise exc  # our own bug: never recorded as if the model had failed
         register_secrets(self.provider_for(model).secrets(model, endpoint))  # a client never checked
-        if type(exc).__name__ == "AuthenticationError":
+        if error_name(exc) == "AuthenticationError":
             where = f" at {endpoint.api_base}" if endpoint and endpoint.api_base else ""
             hint = self.provider_for(model).key_hint(model, endpoint)
             raise UserError(f"model {model}{where}: the provider refused the API key "
                             f"({error_text(exc)}); {hint}") from None
         if isinstance(exc, HostUnreachable):
             raise UserError(f"model {model}: {error_text(exc)}; check the api_base or the network") from None
-        done.error, done.error_type = error_text(exc), type(exc).__name__
+        done.error, done.error_type = error_text(exc), error_name(exc)
         done.transient = is_transient(exc)
 
     def _fill(self, done: Completion, reply: ProviderReply, model: str) -> None:
@@ -425,9 +437,10 @@ def cache_entry(done: Completion) -> dict[str, Any]:
 
 def default_providers(settings: ClientSettings, sim_settings: Any = None) -> list[Provider]:
     """The sim for `sim/` models, then litellm for everything else."""
-    from .litellm_provider import LitellmProvider
+    from .process_pool import provider_for_processes
     from .sim.provider import SimProvider
 
-    return [SimProvider(sim_settings, via_litellm=not settings.sim_in_process), LitellmProvider()]
+    return [SimProvider(sim_settings, via_litellm=not settings.sim_in_process),
+            provider_for_processes(settings.processes)]
 
 

@@ -48,6 +48,12 @@ def is_provider_error(exc: BaseException) -> bool:
     return any(cls.__module__.split(".")[0] in PROVIDER_MODULES for cls in type(exc).__mro__)
 
 
+def error_name(exc: BaseException) -> str:
+    """The error's class name as the provider raised it, also when it was raised in a worker
+    process and crossed over as a RemoteProviderError (orchestrator/process_frames.py)."""
+    return getattr(exc, "remote_type", None) or type(exc).__name__
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for rate limits, timeouts, connection failures and 5xx; False for everything else."""
     if isinstance(exc, ProviderError):

@@ -13,9 +13,10 @@ from sociolab.orchestrator.sink import Message
 def describe_wait(model: str, source: str, seconds: float, error: BaseException) -> str:
     """'waiting 12.0 s: 429 from groq (groq/llama-3.3-70b-versatile)', for a retry about to wait."""
     from sociolab.orchestrator.redact import redact
+    from sociolab.orchestrator.retry import error_name
 
     status = getattr(error, "status_code", None)
-    what = f"{status}" if status else type(error).__name__
+    what = f"{status}" if status else error_name(error)
     return redact(f"waiting {seconds:.1f} s: {what} from {source} ({model})") or ""
 
 

@@ -127,6 +127,7 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
     finally:
         if progress:
             progress.stop()
+        await client.aclose()  # worker processes, if any, exit with the loop that owns their pipes
     return report
 
 
