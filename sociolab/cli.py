@@ -786,6 +786,23 @@ def models_to_check(file: Optional[Path], names: list[str], sim: bool):
     return client, list(dict.fromkeys(models))
 
 
+@app.command()
+def schema(
+    which: str = typer.Argument("scenario", help="scenario (scenario and suite files) | judges | codebook | roster"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file instead of stdout"),
+) -> None:
+    """The JSON Schema of a YAML file, for editors: `params` typed by `kind`, plugin kinds included."""
+    from sociolab.schema import KINDS_OF_FILE, rendered, schema_for
+
+    if which not in KINDS_OF_FILE:
+        raise UserError(f"unknown kind of file '{which}': give one of {', '.join(KINDS_OF_FILE)}")
+    text = rendered(schema_for(which))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_output(writable_output(output), text)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a UserError becomes one line on stderr and exit code 2."""
     try:

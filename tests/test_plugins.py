@@ -194,6 +194,27 @@ def test_an_unknown_kind_lists_the_plugin_kinds_and_without_the_plugin_ultimatum
     assert "unknown scenario kind 'ultimatum'" in line and "no plugin kinds installed" in line
 
 
+def test_the_schema_types_the_plugin_kinds_params_so_its_files_validate_in_an_editor(site, tmp_path):
+    """`sociolab schema` with the plugin installed: the kind is known, its params typed, and the
+    demo's file and docs/extending.md's example of it are valid (a typo in its params is not)."""
+    import json
+    import re
+
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    done = cli("schema", env=with_plugins(site))
+    assert done.returncode == 0, done.stderr
+    validator = Draft202012Validator(json.loads(done.stdout))
+    assert "ultimatum" in validator.schema["properties"]["kind"]["enum"]
+    guide = (REPO / "docs" / "extending.md").read_text(encoding="utf-8")
+    example = next(yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", guide, re.S) if "kind: ultimatum" in b)
+    for doc in (yaml.safe_load(demo_run_file(tmp_path).read_text(encoding="utf-8")), example):
+        assert list(validator.iter_errors(doc)) == []
+    typo = {**example, "series": {"small": {"params": {"stak": 10}}}}
+    assert [e.message for e in validator.iter_errors(typo)] == ["Additional properties are not allowed ('stak' was unexpected)"]
+
+
 def test_a_plugin_that_fails_to_import_stops_its_kind_in_one_line_and_leaves_the_others_working(site, tmp_path):
     broken = tmp_path / "broken"
     fake_distribution(broken, "broken-kind", {"sociolab.scenarios": {"coinflip": "coinflip_kind:CoinFlip"}},
