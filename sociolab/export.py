@@ -85,6 +85,8 @@ def open_source(db: str | Path) -> Store:
     """The store opened read-only and never migrated: export must not change its input. A missing
     file, another program's file and a newer sociolab's file are one line each."""
     path = regular_file(db, "database file")
+    if not is_duckdb_file(path):
+        raise UserError("not a DuckDB database file; check --db", file=path)
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
@@ -99,6 +101,12 @@ def open_source(db: str | Path) -> Store:
         store.close()
         raise
     return store
+
+
+def is_duckdb_file(path: Path) -> bool:
+    """DuckDB files carry the magic bytes `DUCK` at offset 8 of their first block."""
+    with path.open("rb") as fh:
+        return fh.read(12)[8:12] == b"DUCK"
 
 
 def relations(con: duckdb.DuckDBPyConnection) -> list[Relation]:

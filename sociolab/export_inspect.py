@@ -317,7 +317,9 @@ def outcome_scores(rows: list[tuple], episode: bool) -> dict[str, "Score"]:
         missing = [r[1] for r in found if r[3] is None]
         if not present:
             continue
-        details = {r[1] or "run": json.loads(r[4]) for r in found if r[4]}
+        details: Any = {r[1] or "run": json.loads(r[4]) for r in found if r[4]}
+        if episode and len(found) == 1:
+            details = json.loads(found[0][4]) if found[0][4] else None
         value: Any = present[0][3] if episode or (len(found) == 1 and found[0][1] is None) \
             else {r[1] or "run": r[3] for r in present}
         scores[metric] = Score(value=value, metadata={"detail": details, "missing": missing} if missing
