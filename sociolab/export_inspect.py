@@ -17,8 +17,10 @@ inspect_ai's own log classes and written by its `write_eval_log`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -83,8 +85,9 @@ def export_inspect(db: str | Path, to: str | Path, overwrite: bool = False) -> l
                             "export its tables with --format parquet", file=db)
         folder.mkdir(exist_ok=True)
         written = []
+        export_id = uuid.uuid4().hex[:22]  # one Inspect "run" per export: its logs are grouped together
         for group in groups(store.con):
-            log = eval_log(store.con, group)
+            log = eval_log(store.con, group, export_id)
             path = fresh_file(folder, group.file_name, Path(db))
             write_eval_log(log, str(path), format="eval")
             written.append((path, len(log.samples or [])))
@@ -107,6 +110,8 @@ CODES = f"""SELECT c.run_id, c.message_id, cb.name, c.flag, c.judge, c.value, c.
              ORDER BY c.message_id, cb.name, c.flag, c.judge"""
 OUTCOMES = f"""SELECT run_id, agent_id, metric, value, detail::VARCHAR FROM outcomes WHERE {IN_GROUP}
                 ORDER BY run_id, agent_id NULLS FIRST, metric"""
+CREDITS = f"""SELECT DISTINCT json_extract_string(config, '$.imported.credit') AS credit FROM runs
+               WHERE {IN_GROUP} AND credit IS NOT NULL ORDER BY 1"""
 USAGE = f"""SELECT l.run_id, coalesce(l.agent_id, m.sender), l.model, sum(l.prompt_tokens), sum(l.completion_tokens),
                    CASE WHEN count(*) = count(l.cost_usd) THEN sum(l.cost_usd) END
               FROM llm_calls l LEFT JOIN messages m USING (message_id)
@@ -115,7 +120,7 @@ USAGE = f"""SELECT l.run_id, coalesce(l.agent_id, m.sender), l.model, sum(l.prom
 
 @dataclass
 class GroupData:
-    """Every row of a group's runs, by run: read in seven queries, not seven per run."""
+    """Every row of a group's runs, by run: read in eight queries, not seven per run."""
 
     runs: list[tuple]
     agents: dict[str, list[tuple]]
@@ -124,6 +129,7 @@ class GroupData:
     codes: dict[str, list[tuple]]
     outcomes: dict[str, list[tuple]]
     usage: dict[str, list[tuple]]
+    credits: list[str]  # the credit lines of imported study data, to pass on with them
 
 
 def by_run(rows: Iterable[tuple]) -> dict[str, list[tuple]]:
@@ -140,12 +146,12 @@ def read_group(con: duckdb.DuckDBPyConnection, group: Group) -> GroupData:
         return by_run(con.execute(sql, key).fetchall())
 
     return GroupData(con.execute(RUNS, key).fetchall(), rows(AGENTS), rows(MESSAGES), rows(TOOLS), rows(CODES),
-                     rows(OUTCOMES), rows(USAGE))
+                     rows(OUTCOMES), rows(USAGE), [c for (c,) in con.execute(CREDITS, key).fetchall()])
 
 
 # ---- building the log ----------------------------------------------------------------------
 
-def eval_log(con: duckdb.DuckDBPyConnection, group: Group) -> "EvalLog":
+def eval_log(con: duckdb.DuckDBPyConnection, group: Group, export_id: str) -> "EvalLog":
     from inspect_ai.log import EvalConfig, EvalDataset, EvalLog, EvalSpec, EvalStats
 
     from sociolab import __version__
@@ -156,12 +162,13 @@ def eval_log(con: duckdb.DuckDBPyConnection, group: Group) -> "EvalLog":
     started = [r[6] for r in data.runs if r[6] is not None]
     finished = [r[7] for r in data.runs if r[7] is not None]
     created = iso(min(started)) if started else datetime.now(timezone.utc).isoformat()
-    spec = EvalSpec(created=created, task=group.suite, task_args={"series": group.series} if group.series else {},
+    task_id = hashlib.sha256(json.dumps([group.suite, group.series]).encode()).hexdigest()[:22]
+    spec = EvalSpec(created=created, run_id=export_id, task=group.suite, task_id=task_id, task_args={"series": group.series} if group.series else {},
                     dataset=EvalDataset(name=group.suite, samples=len(samples), sample_ids=[s.id for s in samples]),
                     model=models[0] if len(models) == 1 else f"sociolab/{len(models)}-models",
                     config=EvalConfig(), packages={"sociolab": __version__},
                     metadata={"source": "sociolab", "series": group.series, "models": models,
-                              "kinds": sorted({r[1] for r in data.runs})})
+                              "kinds": sorted({r[1] for r in data.runs}), "credit": data.credits})
     stats = EvalStats(started_at=created, completed_at=iso(max(finished)) if finished else "",
                       model_usage=summed_usage(s.model_usage for s in samples))
     done = all(r[2] in ("completed", "stopped") for r in data.runs)

@@ -14,6 +14,7 @@ import pytest
 from inspect_ai.log import list_eval_logs, read_eval_log
 
 from tests.conftest import cli
+from tests.test_export import WARROOM_FIXTURES
 from tests.test_export import fingerprint, store_db  # noqa: F401 - the fixture, shared with test_export
 
 
@@ -110,3 +111,20 @@ def test_a_missing_inspect_ai_is_one_clear_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "inspect_ai.log", None)
     with pytest.raises(UserError, match=r"needs inspect_ai.*pip install 'sociolab\[inspect\]'"):
         require_inspect()
+
+
+def test_imported_transcripts_export_with_platform_notes_and_their_credit(tmp_path):
+    db = tmp_path / "w.duckdb"
+    assert cli("import", "warroom", str(WARROOM_FIXTURES), "--db", str(db)).returncode == 0
+    done = cli("export", "--format", "inspect", "--to", str(tmp_path / "logs"), "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    runs = dict(sql(db, "SELECT series, count(*) FROM runs GROUP BY ALL"))
+    logs = {p.name: read_eval_log(str(p)) for p in (tmp_path / "logs").glob("*.eval")}
+    assert {name: len(log.samples or []) for name, log in logs.items()} == {f"warroom_{s}.eval": n
+                                                                            for s, n in runs.items()}
+    for log in logs.values():
+        assert len(log.eval.metadata["credit"]) == 1 and "CC BY 4.0" in log.eval.metadata["credit"][0]
+    notes = sql(db, "SELECT count(*) FROM messages WHERE sender = 'system'")[0][0]
+    exported = sum(1 for log in logs.values() for s in log.samples or [] for m in s.messages
+                   if m.metadata["speaker"] == "system")
+    assert exported == notes > 0
