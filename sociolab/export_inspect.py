@@ -73,9 +73,9 @@ def groups(con: duckdb.DuckDBPyConnection) -> list[Group]:
 def export_inspect(db: str | Path, to: str | Path, overwrite: bool = False) -> list[tuple[Path, int]]:
     """Write one `.eval` log per suite and series of `db` into the folder `to` (checked as the
     table export checks it); returns (path, samples) per log."""
+    require_inspect()
     from inspect_ai.log import write_eval_log
 
-    require_inspect()
     folder = target_folder(to, overwrite)
     with open_source(db) as store:
         version = store.schema_version()

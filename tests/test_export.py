@@ -140,6 +140,10 @@ def test_imported_study_data_carry_their_credit_into_the_manifest(tmp_path):
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
     assert len(manifest["credits"]) == 1 and "CC BY 4.0" in manifest["credits"][0]
     assert "warroom" in manifest["credits"][0]
+    from sociolab.analysis.report import imported_notes
+
+    with duckdb.connect(str(db), read_only=True) as con:  # the report's words, kept in step
+        assert manifest["credits"] == imported_notes(con)
     assert "## Credit and licence" in (tmp_path / "out/README.md").read_text()
     assert "Credit:" in done.stdout and "CC BY 4.0" in done.stdout
 

@@ -5,7 +5,7 @@ judge codes and outcomes as scores, model usage equal to the store's."""
 
 from __future__ import annotations
 
-import sys
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -104,13 +104,16 @@ def test_agentic_runs_are_one_sample_per_agent_episode_with_tool_calls_and_outco
         assert model in sample.model_usage
 
 
-def test_a_missing_inspect_ai_is_one_clear_line(monkeypatch):
-    from sociolab.base.errors import UserError
-    from sociolab.export_inspect import require_inspect
-
-    monkeypatch.setitem(sys.modules, "inspect_ai.log", None)
-    with pytest.raises(UserError, match=r"needs inspect_ai.*pip install 'sociolab\[inspect\]'"):
-        require_inspect()
+def test_a_missing_inspect_ai_is_one_clear_line_and_writes_nothing(store_db, tmp_path):  # noqa: F811
+    blocker = tmp_path / "blocker"
+    (blocker / "inspect_ai").mkdir(parents=True)
+    (blocker / "inspect_ai/__init__.py").write_text("raise ImportError('inspect_ai hidden by the test')\n")
+    path = os.pathsep.join(p for p in (str(blocker), os.environ.get("PYTHONPATH", "")) if p)
+    done = cli("export", "--format", "inspect", "--to", str(tmp_path / "logs"), "--db", str(store_db),
+               env={"PYTHONPATH": path})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "needs inspect_ai" in done.stderr and "pip install 'sociolab[inspect]'" in done.stderr
+    assert not (tmp_path / "logs").exists()
 
 
 def test_imported_transcripts_export_with_platform_notes_and_their_credit(tmp_path):
