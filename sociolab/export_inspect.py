@@ -60,9 +60,15 @@ class Group:
     series: str | None
 
     @property
-    def file_name(self) -> str:
+    def task_id(self) -> str:
+        """Stable across exports, distinct for every suite and series."""
+        return hashlib.sha256(json.dumps([self.suite, self.series]).encode()).hexdigest()[:22]
+
+    def file_name(self, taken: set[str]) -> str:
+        """`<suite>_<series>.eval` (`_all` without series), made safe for file systems; a name
+        that two groups would share after that gets the task id's start."""
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{self.suite}_{self.series or 'all'}")
-        return f"{safe}.eval"
+        return f"{safe}.eval" if f"{safe}.eval" not in taken else f"{safe}-{self.task_id[:8]}.eval"
 
 
 def groups(con: duckdb.DuckDBPyConnection) -> list[Group]:
@@ -84,11 +90,11 @@ def export_inspect(db: str | Path, to: str | Path, overwrite: bool = False) -> l
                             "once with this sociolab to migrate it (e.g. sociolab sql 'SELECT 1' --db FILE), or "
                             "export its tables with --format parquet", file=db)
         folder.mkdir(exist_ok=True)
-        written = []
+        written: list[tuple[Path, int]] = []
         export_id = uuid.uuid4().hex[:22]  # one Inspect "run" per export: its logs are grouped together
         for group in groups(store.con):
             log = eval_log(store.con, group, export_id)
-            path = fresh_file(folder, group.file_name, Path(db))
+            path = fresh_file(folder, group.file_name({p.name for p, _ in written}), Path(db))
             write_eval_log(log, str(path), format="eval")
             written.append((path, len(log.samples or [])))
     return written
@@ -120,7 +126,7 @@ USAGE = f"""SELECT l.run_id, coalesce(l.agent_id, m.sender), l.model, sum(l.prom
 
 @dataclass
 class GroupData:
-    """Every row of a group's runs, by run: read in eight queries, not seven per run."""
+    """Every row of a group's runs, by run: read in eight queries per log, not per run."""
 
     runs: list[tuple]
     agents: dict[str, list[tuple]]
@@ -162,8 +168,8 @@ def eval_log(con: duckdb.DuckDBPyConnection, group: Group, export_id: str) -> "E
     started = [r[6] for r in data.runs if r[6] is not None]
     finished = [r[7] for r in data.runs if r[7] is not None]
     created = iso(min(started)) if started else datetime.now(timezone.utc).isoformat()
-    task_id = hashlib.sha256(json.dumps([group.suite, group.series]).encode()).hexdigest()[:22]
-    spec = EvalSpec(created=created, run_id=export_id, task=group.suite, task_id=task_id, task_args={"series": group.series} if group.series else {},
+    spec = EvalSpec(created=created, run_id=export_id, task=group.suite, task_id=group.task_id,
+                    task_args={"series": group.series} if group.series else {},
                     dataset=EvalDataset(name=group.suite, samples=len(samples), sample_ids=[s.id for s in samples]),
                     model=models[0] if len(models) == 1 else f"sociolab/{len(models)}-models",
                     config=EvalConfig(), packages={"sociolab": __version__},

@@ -131,3 +131,13 @@ def test_imported_transcripts_export_with_platform_notes_and_their_credit(tmp_pa
     exported = sum(1 for log in logs.values() for s in log.samples or [] for m in s.messages
                    if m.metadata["speaker"] == "system")
     assert exported == notes > 0
+
+
+def test_log_names_are_safe_and_never_shared():
+    from sociolab.export_inspect import Group
+
+    assert Group("t", None).file_name(set()) == "t_all.eval"
+    assert Group("my study", "a/b").file_name(set()) == "my-study_a-b.eval"
+    second = Group("t", "all").file_name({"t_all.eval"})
+    assert second.startswith("t_all-") and second.endswith(".eval") and second != "t_all.eval"
+    assert Group("t", "all").task_id != Group("t", None).task_id
