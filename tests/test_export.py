@@ -230,3 +230,46 @@ def test_a_missing_dataframe_library_is_one_clear_line(store_db, monkeypatch):
     monkeypatch.setitem(sys.modules, "polars", None)
     with pytest.raises(UserError, match=r"runs_df needs polars"):
         sociolab.runs_df(store_db, polars=True)
+
+
+def older_store(path: Path, version: int) -> Path:
+    """A store as a sociolab of schema `version` left it (the migrations up to it, nothing after)."""
+    from sociolab.orchestrator.store import MIGRATIONS
+
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP "
+                    "DEFAULT current_timestamp)")
+        for number, migration in enumerate(MIGRATIONS[:version], start=1):
+            con.execute(migration)
+            con.execute("INSERT INTO schema_version (version) VALUES (?)", [number])
+    return path
+
+
+def test_an_older_store_is_exported_as_it_is_never_migrated(tmp_path):
+    from sociolab.orchestrator.store import SCHEMA_VERSION
+
+    db = older_store(tmp_path / "old.duckdb", SCHEMA_VERSION - 1)
+    before = fingerprint(db)
+    done = export(db, tmp_path / "out", "parquet")
+    assert done.returncode == 0, done.stderr
+    assert fingerprint(db) == before
+    manifest = json.loads((tmp_path / "out/manifest.json").read_text())
+    assert manifest["schema_version"] == SCHEMA_VERSION - 1
+    assert f"this sociolab writes v{SCHEMA_VERSION}" in (tmp_path / "out/README.md").read_text()
+    refused = export(db, tmp_path / "logs", "inspect")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--format inspect reads" in refused.stderr
+    assert not (tmp_path / "logs").exists() and fingerprint(db) == before
+
+
+def test_newer_and_foreign_databases_are_refused_untouched(tmp_path):
+    newer = older_store(tmp_path / "newer.duckdb", 1)
+    with duckdb.connect(str(newer)) as con:
+        con.execute("INSERT INTO schema_version (version) VALUES (999)")
+    foreign = tmp_path / "foreign.duckdb"
+    with duckdb.connect(str(foreign)) as con:
+        con.execute("CREATE TABLE users (id INTEGER)")
+    for db, expected in ((newer, "newer than this sociolab"), (foreign, "not a sociolab database")):
+        before = fingerprint(db)
+        done = export(db, tmp_path / "out", "csv")
+        assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1, done.stderr
+        assert fingerprint(db) == before and not (tmp_path / "out").exists()
