@@ -9,8 +9,10 @@ and the small public Python API:
     report = sociolab.run("scenarios/library/demo.yaml", db="demo.duckdb")
     with sociolab.open("demo.duckdb") as results:
         results.sql("SELECT model, count(*) FROM messages GROUP BY ALL")
+    messages = sociolab.messages_df("demo.duckdb")   # pandas (polars=True: polars); also codes_df,
+                                                     # runs_df, outcomes_df: `pip install sociolab[dataframes]`
 
-`run` and `open` are imported on first use, so `import sociolab` stays cheap.
+`run`, `open` and the `*_df` functions are imported on first use, so `import sociolab` stays cheap.
 """
 
 from __future__ import annotations
@@ -19,16 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
 
-__all__ = ["__version__", "run", "run_async", "open", "Results", "UserError"]
+FRAMES = ("messages_df", "codes_df", "runs_df", "outcomes_df")
+__all__ = ["__version__", "run", "run_async", "open", "Results", "UserError", *FRAMES]
 
 if TYPE_CHECKING:
-    from sociolab.api import Results, open, run, run_async
+    from sociolab.api import Results, codes_df, messages_df, open, outcomes_df, run, run_async, runs_df
     from sociolab.base.errors import UserError
 
 
 def __getattr__(name: str) -> Any:
     """The public API, imported when first asked for (PEP 562)."""
-    if name in ("run", "run_async", "open", "Results"):
+    if name in ("run", "run_async", "open", "Results", *FRAMES):
         from sociolab import api
 
         return getattr(api, name)

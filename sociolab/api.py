@@ -23,7 +23,7 @@ from sociolab.orchestrator.client import RetryListener
 from sociolab.orchestrator.store import Store
 from sociolab.runner import Progress, RunReport, client_for, execute
 
-__all__ = ["run", "run_async", "open", "Results", "RunReport"]
+__all__ = ["run", "run_async", "open", "Results", "RunReport", "messages_df", "codes_df", "runs_df", "outcomes_df"]
 
 
 async def run_async(file: str | Path, db: str | Path = "sociolab.duckdb", *, sim: bool = False,
@@ -97,3 +97,49 @@ class Results:
 def open(db: str | Path = "sociolab.duckdb") -> Results:  # noqa: A001 - sociolab.open reads as intended
     """Open a store read-only (it stays usable by a run writing elsewhere, never written to)."""
     return Results(Store.open_read_only(db))
+
+
+# ---- dataframes (the `dataframes` extra: pandas, polars, pyarrow) ------------------------------
+
+FRAME_QUERIES = {
+    "messages": "SELECT * FROM messages ORDER BY run_id, seq",
+    "codes": "SELECT * FROM codes ORDER BY run_id, message_id, codebook_id, flag, judge",
+    "runs": "SELECT * FROM runs ORDER BY started_at, run_id",
+    "outcomes": "SELECT * FROM outcomes ORDER BY run_id, agent_id NULLS FIRST, metric",
+}
+
+
+def frame(table: str, db: str | Path, polars: bool) -> Any:
+    """One table of a store opened read-only, as a pandas DataFrame (or a polars one). The
+    libraries are an optional extra; without them, one line says how to get them. JSON columns
+    come as JSON text."""
+    needed = ("polars", "pyarrow") if polars else ("pandas",)
+    for module in needed:
+        try:
+            __import__(module)
+        except ImportError:
+            raise UserError(f"{table}_df needs {module}, which is not installed: "
+                            "pip install 'sociolab[dataframes]'") from None
+    with Store.open_read_only(db) as store:
+        relation = store.con.sql(FRAME_QUERIES[table])
+        return relation.pl() if polars else relation.df()
+
+
+def messages_df(db: str | Path = "sociolab.duckdb", *, polars: bool = False) -> Any:
+    """Every message of every run (docs/schema.md, `messages`), in conversation order."""
+    return frame("messages", db, polars)
+
+
+def codes_df(db: str | Path = "sociolab.duckdb", *, polars: bool = False) -> Any:
+    """Every judge code: one row per message x judge x flag (`codes`; `value` is NULL when uncodable)."""
+    return frame("codes", db, polars)
+
+
+def runs_df(db: str | Path = "sociolab.duckdb", *, polars: bool = False) -> Any:
+    """Every run with its suite, series, kind, config (JSON text), status and times, oldest first."""
+    return frame("runs", db, polars)
+
+
+def outcomes_df(db: str | Path = "sociolab.duckdb", *, polars: bool = False) -> Any:
+    """Every scored outcome of the game and safety scenarios: run, agent, metric, value, detail."""
+    return frame("outcomes", db, polars)

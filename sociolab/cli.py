@@ -700,6 +700,43 @@ def split(value: Optional[str]) -> list[str] | None:
 
 
 
+EXPORT_FORMATS = ("parquet", "csv", "jsonl", "inspect")
+
+
+@app.command()
+def export(
+    format: str = typer.Option(..., "--format", "-f", help="parquet | csv | jsonl (tables and views, typed) | "
+                               "inspect (Inspect AI .eval logs, for `inspect view`)"),
+    to: Path = typer.Option(..., "--to", help="folder to write; created if missing, else it must be empty"),
+    tables: Optional[str] = typer.Option(None, "--tables", help="only these tables and views, comma-separated "
+                                         "(default: all; not with --format inspect)"),
+    db: Path = DB_OPTION,
+    overwrite: bool = typer.Option(False, "--overwrite", help="write into a non-empty folder, replacing the files "
+                                   "of the same names (other files are left alone)"),
+) -> None:
+    """Write the store out for other tools: Parquet, CSV or JSON Lines with a manifest, or Inspect logs."""
+    from sociolab.export import check_format
+
+    check_format(format, EXPORT_FORMATS)
+    if format == "inspect":
+        if tables is not None:
+            raise UserError("--tables applies to parquet, csv and jsonl; --format inspect writes every run")
+        from sociolab.export_inspect import export_inspect
+
+        logs = export_inspect(db, to, overwrite=overwrite)
+        console.print(f"Wrote {len(logs)} Inspect log(s), {sum(n for _, n in logs)} samples, to {to}. "
+                      f"Open them with: inspect view --log-dir {to}", markup=False, highlight=False)
+        return
+    from sociolab.export import export_tables
+
+    manifest = export_tables(db, to, format, split(tables), overwrite=overwrite)
+    rows = sum(f.rows for f in manifest.files)
+    console.print(f"Wrote {len(manifest.files)} {format} file(s), {rows:,} rows, and manifest.json + README.md "
+                  f"to {to}.", markup=False, highlight=False)
+    for credit in manifest.credits:
+        console.print(f"Credit: {credit}", markup=False, highlight=False)
+
+
 @app.command("import")
 def import_study(
     study: str = typer.Argument(..., help="the study whose published data to load (e.g. warroom)"),
