@@ -70,6 +70,22 @@ class EventSink:
         self._outcomes: list[OutcomeRow] = []
         self._tool_seq = 0
         self._writing: asyncio.Task[None] | None = None
+        self._carried: Batch | None = None  # rows to write with the first rounds (carry)
+
+    def carry(self, batch: Batch) -> None:
+        """Write `batch` (a run's own row and roster) in the same transaction as the first
+        rounds, instead of in one of its own: a short sim run is then one transaction.
+        `write_carried` writes it alone if the run ends before that write starts."""
+        self._pending = Batch.merged([batch, self._pending])
+        self._carried = batch
+
+    async def write_carried(self) -> None:
+        """Write the carried batch now, alone, unless a write has already taken it: a run that
+        raises keeps the run row it would have had with a write of its own (then marked failed,
+        or continued by a resume with a higher budget)."""
+        if self._carried is not None:
+            batch, self._carried = self._carried, None
+            await self.store.write(batch)
 
     def message(self, message: Message) -> Message:
         self._messages.append(message)
@@ -95,6 +111,7 @@ class EventSink:
         """Start writing the committed rounds (after the write before it has finished)."""
         await self._written()
         batch, self._pending = self._pending, Batch()
+        self._carried = None
         self._written_at = time.monotonic()
         self._writing = asyncio.create_task(self.store.write(batch))
 

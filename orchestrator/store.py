@@ -20,7 +20,7 @@ import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
 
@@ -28,7 +28,7 @@ import duckdb
 
 from sociolab.base.errors import UserError, first_line
 
-from .rows import COLUMNS, VALUES, AgentRow, EventRow, HumanCodeRow, Row, RunRow, row_of
+from .rows import COLUMNS, ROW_CLASS, VALUES, AgentRow, EventRow, HumanCodeRow, Row, RunRow, row_of
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +266,31 @@ class Batch:
             for row_class, rows in batch.rows.items():
                 out.rows.setdefault(row_class, []).extend(rows)
             out.updates.extend(batch.updates)
+        return out
+
+    def folded(self) -> "Batch":
+        """The same writes with every update of a row this batch inserts (addressed by its
+        primary key, `Row.KEY`) applied to that row before the insert, in order, so later values
+        win as they would in the UPDATE. A run that starts and finishes in one batch (a short
+        sim run) is then inserted with its final status: one statement less, same rows. Updates
+        of rows already stored are kept."""
+        by_key: dict[tuple[str, tuple[Any, ...]], tuple[list[Row], int]] = {}
+        for row_class, rows in self.rows.items():
+            if row_class.KEY:
+                for i, row in enumerate(rows):
+                    by_key[row_class.TABLE, tuple(getattr(row, k) for k in row_class.KEY)] = (rows, i)
+        if not by_key:
+            return self
+        out = Batch(rows={row_class: list(rows) for row_class, rows in self.rows.items()})
+        for table, where, values in self.updates:
+            keyed = table in ROW_CLASS and tuple(where) == ROW_CLASS[table].KEY
+            target = by_key.get((table, tuple(where.values()))) if keyed else None
+            if target is None:
+                out.updates.append((table, where, values))
+                continue
+            rows, i = target
+            copy = out.rows[type(rows[i])]
+            copy[i] = replace(copy[i], **values)
         return out
 
     def __len__(self) -> int:
@@ -509,6 +534,7 @@ class Store:
         """Write a batch in one transaction (blocking)."""
         if not batch.rows and not batch.updates:
             return
+        batch = batch.folded()
         with self.transaction():
             for row_class, rows in batch.rows.items():
                 insert_rows(self.con, row_class, rows)

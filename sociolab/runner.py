@@ -242,19 +242,25 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
                            persona=a.persona.key, model=a.model, model_label=a.persona.label,
                            system_prompt=a.system_prompt, status="active",
                            provider="scripted" if a.scripted else client.provider_for(a.model).name))
-    if so_far is None:
-        await store.write(start)
     virtual = all(a.scripted or client.is_in_process(a.model) for a in agents)
     sink = EventSink(store, spec.run_id, client.cache,
                      on_commit=(lambda msgs: progress.messages(spec, msgs)) if progress else None,
                      batch_seconds=VIRTUAL_BATCH_SECONDS if virtual else 0.0)
+    if so_far is None and virtual:
+        sink.carry(start)  # written with its first rounds: a short sim run is one transaction
+    elif so_far is None:
+        await store.write(start)
     if so_far is not None:
         sink.next_seq = so_far.next_seq
     run_client = RunClient(client)
     ctx = RunContext(run_id=spec.run_id, seed=spec.seed, agents=agents, client=run_client, sink=sink,
                      clock=VirtualClock() if virtual else WallClock(), rng=rng,
                      resumed=so_far)
-    outcome = await scenario.run(ctx)
+    try:
+        outcome = await scenario.run(ctx)
+    except Exception:
+        await sink.write_carried()
+        raise
     status, reason = outcome.status, outcome.stop_reason
     if run_client.provider_failures and not scenario.provider_errors_are_results() and status != "failed":
         status = "incomplete"
