@@ -107,13 +107,17 @@ class EventSink:
             writing, self._writing = self._writing, None
             await writing
 
-    async def _write_pending(self) -> None:
-        """Start writing the committed rounds (after the write before it has finished)."""
+    async def _write_pending(self, *, last: bool = False) -> None:
+        """Start writing the committed rounds (after the write before it has finished). A
+        batched sink's last write may wait out what is left of its batch window in the store,
+        for the next runs' rows to share its transaction (Store.write `within`)."""
         await self._written()
         batch, self._pending = self._pending, Batch()
         self._carried = None
-        self._written_at = time.monotonic()
-        self._writing = asyncio.create_task(self.store.write(batch))
+        now = time.monotonic()
+        within = max(0.0, self.batch_seconds - (now - self._written_at)) if last else 0.0
+        self._written_at = now
+        self._writing = asyncio.create_task(self.store.write(batch, within=within))
 
     def _write_due(self, final: bool) -> bool:
         return (final or self.batch_seconds <= 0 or len(self._pending) >= BATCH_ROWS
@@ -164,7 +168,7 @@ class EventSink:
             batch.update("agents", {"run_id": self.run_id, "agent_id": agent_id}, **values)
         batch.update("runs", {"run_id": self.run_id}, rounds_done=rounds_done, **run_updates)
         if self._write_due(final=bool(run_updates)):
-            await self._write_pending()
+            await self._write_pending(last=bool(run_updates))
         self._messages, self._events, self._agent_updates = [], [], []
         self._tool_calls, self._outcomes = [], []
         if self.on_commit:

@@ -397,6 +397,8 @@ class Store:
         self._executor: ThreadPoolExecutor | None = None
         self._queue: list[tuple[Batch, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._holding = False  # see hold_writes
+        self._timer: asyncio.TimerHandle | None = None  # when the held batches are due
         self.created = False  # this open made the file: a command that fails leaves none behind
 
     # ---- opening -------------------------------------------------------------------------
@@ -540,18 +542,47 @@ class Store:
                 insert_rows(self.con, row_class, rows)
             apply_updates(self.con, batch.updates)
 
-    async def write(self, batch: Batch) -> None:
+    async def write(self, batch: Batch, *, within: float = 0.0) -> None:
         """Write a batch on the store's own thread, keeping DuckDB off the event loop.
 
         Group commit: batches that arrive while a write is in progress are merged into the next
         transaction. DuckDB's cost is mostly per statement, so concurrent runs share it; each
-        caller still returns only once its own rows are committed.
+        caller still returns only once its own rows are committed. While the store holds writes
+        (`hold_writes`), a batch given `within` > 0 seconds (a sim run's last rows) waits up to
+        that long for later batches to share its transaction: runs played one after another
+        then share one instead of paying a transaction each.
         """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._queue.append((batch, future))
+        if within > 0 and self._holding:
+            self._write_at(loop.time() + within)
+        else:
+            self._write_queued()
+        await future
+
+    def hold_writes(self, hold: bool) -> None:
+        """Let batches written `within` some seconds wait for company (the runner holds writes
+        while runs remain to be started); stopping writes what is held at once."""
+        self._holding = hold
+        if not hold and self._queue:
+            self._write_queued()
+
+    def _write_queued(self) -> None:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain_queue())
-        await future
+
+    def _write_at(self, when: float) -> None:
+        """Write the queue at `when` at the latest (the earliest due time of its held batches)."""
+        if self._timer is not None and self._timer.when() <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(when, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        self._write_queued()
 
     async def _drain_queue(self) -> None:
         while self._queue:
