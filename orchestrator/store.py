@@ -565,10 +565,16 @@ class Store:
         """Let batches written `within` some seconds wait for company (the runner holds writes
         while runs remain to be started); stopping writes what is held at once."""
         self._holding = hold
-        if not hold and self._queue:
+        if not hold:
             self._write_queued()
 
     def _write_queued(self) -> None:
+        """Write what is queued now; a pending due time is moot (and must not outlive its loop)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._queue:
+            return
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain_queue())
 
