@@ -411,24 +411,33 @@ class _Entry(NamedTuple):
     error_mark: bool     # the text after the prefix starts with the platform's error mark
 
 
-# (role, content) -> _Entry. A group chat shows every message to every later speaker, so each is read
-# once instead of at every later call (the calls' cost was quadratic in the conversation). A pure
-# function's results: replies are the same with or without it. Cleared when full.
-_ENTRIES: dict[tuple[str, str], _Entry] = {}
-_ENTRIES_MAX = 8192
+class _EntryReader:
+    """(role, content) -> _Entry, remembered. A group chat shows every message to every later
+    speaker, so each is read once instead of at every later call (the calls' cost was quadratic
+    in the conversation). A pure function's results: replies are the same with or without it.
+    Cleared when full. Callable, and its memory is its own, not a module-level table of texts."""
+
+    def __init__(self, size: int = 8192):
+        self.size = size
+        self.known: dict[tuple[str, str], _Entry] = {}
+
+    def __call__(self, role: str, c: str) -> _Entry:
+        return self.known.get((role, c)) or self.read(role, c)
+
+    def read(self, role: str, c: str) -> _Entry:
+        name, end, mark = None, 0, False
+        if role == "user":
+            mt = _RE_PREFIX.match(c) if c[:1] == "[" else None
+            if mt is not None:
+                name, end = mt.group(1).strip(), mt.end()
+                mark = c[end:end + 8].lstrip()[:1] == "⚠"
+        if len(self.known) >= self.size:
+            self.known.clear()
+        entry = self.known[role, c] = _Entry(f"{role[:1]}{len(c)}|{c[:40]}|{c[-40:]}", name, end, mark)
+        return entry
 
 
-def _read_entry(role: str, c: str) -> _Entry:
-    name, end, mark = None, 0, False
-    if role == "user":
-        mt = _RE_PREFIX.match(c) if c[:1] == "[" else None
-        if mt is not None:
-            name, end = mt.group(1).strip(), mt.end()
-            mark = c[end:end + 8].lstrip()[:1] == "⚠"
-    if len(_ENTRIES) >= _ENTRIES_MAX:
-        _ENTRIES.clear()
-    entry = _ENTRIES[role, c] = _Entry(f"{role[:1]}{len(c)}|{c[:40]}|{c[-40:]}", name, end, mark)
-    return entry
+_read_entry = _EntryReader()
 
 
 def _detect_lang(text: str) -> str:
@@ -531,6 +540,7 @@ def chat_reply(model: str, messages: list[dict], *, seed: int | None = None, tem
         hparts.append(repr((turn.name, turn.peers)))
     append = hparts.append
     read_marks = turn is None or turn.errored is None  # no metadata: read the platform's error mark
+    known = _read_entry.known
     for i, m in enumerate(messages):
         role = m.get("role") or ""
         c = m.get("content")
@@ -539,7 +549,7 @@ def chat_reply(model: str, messages: list[dict], *, seed: int | None = None, tem
         prompt_chars += len(c)
         if role == "system" and turn is not None:
             continue  # the system prompt's wording must not matter when the metadata says who is here
-        entry = _ENTRIES.get((role, c)) or _read_entry(role, c)
+        entry = known.get((role, c)) or _read_entry.read(role, c)
         append(entry.hash_part)
         if role == "user":
             name = entry.name
