@@ -32,6 +32,7 @@ class Row:
     TABLE: ClassVar[str]
     DB_FILLED: ClassVar[tuple[str, ...]] = ()   # columns after the fields, filled by their DEFAULT
     CONTENT_KEYED: ClassVar[bool] = False       # identified by its content: writing it twice is a no-op
+    KEY: ClassVar[tuple[str, ...]] = ()         # its primary key, where a batch's updates address it by key
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +40,7 @@ class RunRow(Row):
     """A run: status 'running' when it starts; progress and outcome are set by batch updates."""
 
     TABLE: ClassVar[str] = "runs"
+    KEY: ClassVar[tuple[str, ...]] = ("run_id",)
     run_id: str
     source: str
     suite: str | None = None
@@ -62,6 +64,7 @@ class AgentRow(Row):
     """One agent of a run's roster."""
 
     TABLE: ClassVar[str] = "agents"
+    KEY: ClassVar[tuple[str, ...]] = ("run_id", "agent_id")
     run_id: str
     agent_id: str
     position: int

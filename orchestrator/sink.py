@@ -70,6 +70,22 @@ class EventSink:
         self._outcomes: list[OutcomeRow] = []
         self._tool_seq = 0
         self._writing: asyncio.Task[None] | None = None
+        self._carried: Batch | None = None  # rows to write with the first rounds (carry)
+
+    def carry(self, batch: Batch) -> None:
+        """Write `batch` (a run's own row and roster) in the same transaction as the first
+        rounds, instead of in one of its own: a short sim run is then one transaction.
+        `write_carried` writes it alone if the run ends before that write starts."""
+        self._pending = Batch.merged([batch, self._pending])
+        self._carried = batch
+
+    async def write_carried(self) -> None:
+        """Write the carried batch now, alone, unless a write has already taken it: a run that
+        raises keeps the run row it would have had with a write of its own (then marked failed,
+        or continued by a resume with a higher budget)."""
+        if self._carried is not None:
+            batch, self._carried = self._carried, None
+            await self.store.write(batch)
 
     def message(self, message: Message) -> Message:
         self._messages.append(message)
@@ -91,12 +107,17 @@ class EventSink:
             writing, self._writing = self._writing, None
             await writing
 
-    async def _write_pending(self) -> None:
-        """Start writing the committed rounds (after the write before it has finished)."""
+    async def _write_pending(self, *, last: bool = False) -> None:
+        """Start writing the committed rounds (after the write before it has finished). A
+        batched sink's last write may wait out what is left of its batch window in the store,
+        for the next runs' rows to share its transaction (Store.write `within`)."""
         await self._written()
         batch, self._pending = self._pending, Batch()
-        self._written_at = time.monotonic()
-        self._writing = asyncio.create_task(self.store.write(batch))
+        self._carried = None
+        now = time.monotonic()
+        within = max(0.0, self.batch_seconds - (now - self._written_at)) if last else 0.0
+        self._written_at = now
+        self._writing = asyncio.create_task(self.store.write(batch, within=within))
 
     def _write_due(self, final: bool) -> bool:
         return (final or self.batch_seconds <= 0 or len(self._pending) >= BATCH_ROWS
@@ -147,7 +168,7 @@ class EventSink:
             batch.update("agents", {"run_id": self.run_id, "agent_id": agent_id}, **values)
         batch.update("runs", {"run_id": self.run_id}, rounds_done=rounds_done, **run_updates)
         if self._write_due(final=bool(run_updates)):
-            await self._write_pending()
+            await self._write_pending(last=bool(run_updates))
         self._messages, self._events, self._agent_updates = [], [], []
         self._tool_calls, self._outcomes = [], []
         if self.on_commit:

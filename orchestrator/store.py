@@ -20,7 +20,7 @@ import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
 
@@ -28,7 +28,7 @@ import duckdb
 
 from sociolab.base.errors import UserError, first_line
 
-from .rows import COLUMNS, VALUES, AgentRow, EventRow, HumanCodeRow, Row, RunRow, row_of
+from .rows import COLUMNS, ROW_CLASS, VALUES, AgentRow, EventRow, HumanCodeRow, Row, RunRow, row_of
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +268,31 @@ class Batch:
             out.updates.extend(batch.updates)
         return out
 
+    def folded(self) -> "Batch":
+        """The same writes with every update of a row this batch inserts (addressed by its
+        primary key, `Row.KEY`) applied to that row before the insert, in order, so later values
+        win as they would in the UPDATE. A run that starts and finishes in one batch (a short
+        sim run) is then inserted with its final status: one statement less, same rows. Updates
+        of rows already stored are kept."""
+        by_key: dict[tuple[str, tuple[Any, ...]], tuple[list[Row], int]] = {}
+        for row_class, rows in self.rows.items():
+            if row_class.KEY:
+                for i, row in enumerate(rows):
+                    by_key[row_class.TABLE, tuple(getattr(row, k) for k in row_class.KEY)] = (rows, i)
+        if not by_key:
+            return self
+        out = Batch(rows={row_class: list(rows) for row_class, rows in self.rows.items()})
+        for table, where, values in self.updates:
+            keyed = table in ROW_CLASS and tuple(where) == ROW_CLASS[table].KEY
+            target = by_key.get((table, tuple(where.values()))) if keyed else None
+            if target is None:
+                out.updates.append((table, where, values))
+                continue
+            rows, i = target
+            copy = out.rows[type(rows[i])]
+            copy[i] = replace(copy[i], **values)
+        return out
+
     def __len__(self) -> int:
         return sum(len(r) for r in self.rows.values())
 
@@ -372,6 +397,8 @@ class Store:
         self._executor: ThreadPoolExecutor | None = None
         self._queue: list[tuple[Batch, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._holding = False  # see hold_writes
+        self._timer: asyncio.TimerHandle | None = None  # when the held batches are due
         self.created = False  # this open made the file: a command that fails leaves none behind
 
     # ---- opening -------------------------------------------------------------------------
@@ -509,23 +536,59 @@ class Store:
         """Write a batch in one transaction (blocking)."""
         if not batch.rows and not batch.updates:
             return
+        batch = batch.folded()
         with self.transaction():
             for row_class, rows in batch.rows.items():
                 insert_rows(self.con, row_class, rows)
             apply_updates(self.con, batch.updates)
 
-    async def write(self, batch: Batch) -> None:
+    async def write(self, batch: Batch, *, within: float = 0.0) -> None:
         """Write a batch on the store's own thread, keeping DuckDB off the event loop.
 
         Group commit: batches that arrive while a write is in progress are merged into the next
         transaction. DuckDB's cost is mostly per statement, so concurrent runs share it; each
-        caller still returns only once its own rows are committed.
+        caller still returns only once its own rows are committed. While the store holds writes
+        (`hold_writes`), a batch given `within` > 0 seconds (a sim run's last rows) waits up to
+        that long for later batches to share its transaction: runs played one after another
+        then share one instead of paying a transaction each.
         """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._queue.append((batch, future))
+        if within > 0 and self._holding:
+            self._write_at(loop.time() + within)
+        else:
+            self._write_queued()
+        await future
+
+    def hold_writes(self, hold: bool) -> None:
+        """Let batches written `within` some seconds wait for company (the runner holds writes
+        while runs remain to be started); stopping writes what is held at once."""
+        self._holding = hold
+        if not hold:
+            self._write_queued()
+
+    def _write_queued(self) -> None:
+        """Write what is queued now; a pending due time is moot (and must not outlive its loop)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._queue:
+            return
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain_queue())
-        await future
+
+    def _write_at(self, when: float) -> None:
+        """Write the queue at `when` at the latest (the earliest due time of its held batches)."""
+        if self._timer is not None and self._timer.when() <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(when, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        self._write_queued()
 
     async def _drain_queue(self) -> None:
         while self._queue:

@@ -106,6 +106,10 @@ class Discussion(Scenario):
     Params = DiscussionParams
     params: DiscussionParams
 
+    def __init__(self, params: BaseModel):
+        super().__init__(params)
+        self._peer_lines: dict[tuple[str, str, bool], str] = {}  # see peer_line
+
     def rounds_planned(self) -> int:
         return 1 if self.params.scaffolding == "isolation" else self.params.rounds
 
@@ -292,11 +296,18 @@ class Discussion(Scenario):
                     out.append({"role": "assistant", "content": text})
                 elif p.own_errors_visible:
                     out.append({"role": "assistant", "content": f"{ERROR_MARK} {text}"})
-            elif not m.is_error:
-                out.append({"role": "user", "content": f"[{m.sender_name}]: {text}"})
-            elif p.show_errors:
-                out.append({"role": "user", "content": f"[{m.sender_name}]: {ERROR_MARK} {text}"})
+            elif not m.is_error or p.show_errors:
+                out.append({"role": "user", "content": self.peer_line(m.sender_name, text, m.is_error)})
         return out
+
+    def peer_line(self, name: str, text: str, is_error: bool) -> str:
+        """`[Name]: text` as peers see a message, built once per message and run: every later
+        speaker gets the same string, so neither it nor the sim reading it redo the work."""
+        key = (name, text, is_error)
+        line = self._peer_lines.get(key)
+        if line is None:
+            line = self._peer_lines[key] = f"[{name}]: {ERROR_MARK} {text}" if is_error else f"[{name}]: {text}"
+        return line
 
     def crash_fault(self, agent: Agent, round_index: int) -> ProviderError | None:
         """Crash injection: the provider error this agent's call raises in this round, if any."""

@@ -29,7 +29,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Callable, Protocol
 
 from sociolab.orchestrator.client import Budget, ModelClient, RetryListener, RunClient, default_providers, error_text
 from sociolab.orchestrator.clock import VirtualClock, WallClock
@@ -102,13 +102,17 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
     if progress:
         progress.start(plan, todo, skipped)
     limit = asyncio.Semaphore(plan.file.concurrency)
+    not_started = len(todo)
 
     async def one(spec: RunSpec) -> None:
-        async with limit:
+        nonlocal not_started
+        async with RunSlot(limit) as slot:
+            not_started -= 1
+            store.hold_writes(not_started > 0)  # a sim run's last write waits only for runs to come
             log.info("run %s started", spec.run_id)
             t0 = time.perf_counter()
             status = await run_with_bug_retries(spec, store, client, progress, report,
-                                                resume=spec.run_id in resume)
+                                                resume=spec.run_id in resume, played=slot.release)
             log.info("run %s %s after %.2f s", spec.run_id, status, time.perf_counter() - t0)
         if status == "completed":
             report.completed += 1
@@ -125,21 +129,46 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
     try:
         await asyncio.gather(*(one(spec) for spec in todo))
     finally:
+        store.hold_writes(False)
         if progress:
             progress.stop()
         await client.aclose()  # worker processes, if any, exit with the loop that owns their pipes
     return report
 
 
+class RunSlot:
+    """One of the `concurrency` slots, given back when the run has played (`release`), before
+    its last rows are written: the next run plays meanwhile (a sim run's last write may even
+    wait for it, Store.write `within`). A redo after a failed last write runs outside the slot."""
+
+    def __init__(self, limit: asyncio.Semaphore):
+        self.limit = limit
+        self.held = False
+
+    async def __aenter__(self) -> "RunSlot":
+        await self.limit.acquire()
+        self.held = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.limit.release()
+
+
 async def run_with_bug_retries(spec: RunSpec, store: Store, client: ModelClient, progress: Progress | None,
-                               report: RunReport, *, resume: bool = False) -> str:
+                               report: RunReport, *, resume: bool = False,
+                               played: Callable[[], None] | None = None) -> str:
     """Run one run; a run that raises (a bug, or something unforeseen) is redone from scratch,
     at most BUG_ATTEMPTS times in all, then marked failed with its traceback logged and stored,
     while the other runs go on. A deterministic bug would otherwise fail every rerun forever
     without a record; a rerun after a fix redoes failed runs."""
     for attempt in range(1, BUG_ATTEMPTS + 1):
         try:
-            return await run_one(spec, store, client, progress, resume=resume and attempt == 1)
+            return await run_one(spec, store, client, progress, resume=resume and attempt == 1, played=played)
         except UserError:
             raise  # the user must fix something (e.g. a refused API key): stop everything
         except BudgetExhausted:
@@ -223,9 +252,10 @@ async def record_internal_error(store: Store, run_id: str, exc: BaseException, e
 
 
 async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Progress | None, *,
-                  resume: bool = False) -> str:
+                  resume: bool = False, played: Callable[[], None] | None = None) -> str:
     """Play one run and store its status; with `resume`, continue it from what it committed
-    (its run and agent rows are kept) instead of writing it afresh."""
+    (its run and agent rows are kept) instead of writing it afresh. `played` is called once
+    the run's last rows are committed to its sink, before they are written."""
     from sociolab.scenarios.base import RunContext
     from sociolab.scenarios.registry import scenario_class
 
@@ -243,19 +273,25 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
                            persona=a.persona.key, model=a.model, model_label=a.persona.label,
                            system_prompt=a.system_prompt, status="active",
                            provider="scripted" if a.scripted else client.provider_for(a.model).name))
-    if so_far is None:
-        await store.write(start)
     virtual = all(a.scripted or client.is_in_process(a.model) for a in agents)
     sink = EventSink(store, spec.run_id, client.cache,
                      on_commit=(lambda msgs: progress.messages(spec, msgs)) if progress else None,
                      batch_seconds=VIRTUAL_BATCH_SECONDS if virtual else 0.0)
+    if so_far is None and virtual:
+        sink.carry(start)  # written with its first rounds: a short sim run is one transaction
+    elif so_far is None:
+        await store.write(start)
     if so_far is not None:
         sink.next_seq = so_far.next_seq
     run_client = RunClient(client)
     ctx = RunContext(run_id=spec.run_id, seed=spec.seed, agents=agents, client=run_client, sink=sink,
                      clock=VirtualClock() if virtual else WallClock(), rng=rng,
                      resumed=so_far)
-    outcome = await scenario.run(ctx)
+    try:
+        outcome = await scenario.run(ctx)
+    except Exception:
+        await sink.write_carried()
+        raise
     status, reason = outcome.status, outcome.stop_reason
     if run_client.provider_failures and not scenario.provider_errors_are_results() and status != "failed":
         status = "incomplete"
@@ -263,5 +299,7 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
                   "a rerun redoes this run")
         sink.event("run_incomplete", provider_failures=run_client.provider_failures)
     await sink.commit_round(outcome.rounds_done, status=status, stop_reason=reason, finished_at=utcnow())
+    if played is not None:
+        played()
     await sink.flush()
     return status

@@ -274,3 +274,55 @@ def test_a_virtual_time_run_writes_its_rounds_in_batches_with_the_same_result(tm
             assert asyncio.run(runner.execute(plan, store)).ok
     assert tables(tmp_path / "b0.0.duckdb", queries) == tables(tmp_path / "b60.0.duckdb", queries)
     assert writes[60.0] < writes[0.0] - 5  # 8 rounds: one write for the run instead of one per round
+
+
+def test_sim_runs_played_one_after_another_share_transactions_with_the_same_result(tmp_path, monkeypatch):
+    """A sim run's last write waits (within its batch window) for the next runs' rows, and its own
+    run row and roster go with its first rounds: three runs one at a time take fewer
+    transactions than runs, and store exactly what writing every round stores."""
+    import asyncio
+
+    import sociolab.runner as runner
+    from sociolab.config import load_plan
+
+    from tests.conftest import TINY_DISCUSSION, tables, write_yaml
+
+    text = TINY_DISCUSSION.replace("seed: 3", "seed: 3\nrepeats: 3\nconcurrency: 1")
+    plan = load_plan(write_yaml(tmp_path, text))
+    queries = {"messages": "SELECT message_id, seq, round, turn, sender, content FROM messages ORDER BY message_id",
+               "runs": "SELECT run_id, status, rounds_done, rounds_planned, stop_reason, finished_at IS NULL "
+                       "FROM runs ORDER BY run_id",
+               "agents": "SELECT * FROM agents ORDER BY run_id, position",
+               "calls": "SELECT message_id, model, prompt_tokens, completion_tokens FROM llm_calls ORDER BY 1"}
+    writes: dict[float, int] = {}
+    original = Store.write_now
+    for seconds in (0.0, 60.0):
+        monkeypatch.setattr(runner, "VIRTUAL_BATCH_SECONDS", seconds)
+        monkeypatch.setattr(Store, "write_now", lambda self, batch: (writes.__setitem__(seconds, writes.get(
+            seconds, 0) + 1), original(self, batch))[1])
+        with Store.open(tmp_path / f"s{seconds}.duckdb") as store:
+            report = asyncio.run(runner.execute(plan, store))
+        assert report.ok and report.completed == 3
+    assert tables(tmp_path / "s0.0.duckdb", queries) == tables(tmp_path / "s60.0.duckdb", queries)
+    assert writes[60.0] < 3 <= writes[0.0]
+
+
+def test_a_batch_folds_updates_of_the_rows_it_inserts_into_them():
+    """Updates addressed by the primary key of a row in the same batch become that row's values
+    (later ones win); updates of rows stored earlier stay updates."""
+    from sociolab.orchestrator.store import Batch
+
+    batch = Batch()
+    batch.add(RunRow(run_id="r1", source="sociolab", kind="discussion", status="running"))
+    batch.add(AgentRow(run_id="r1", agent_id="a", position=1, name="A", model="sim/a"))
+    batch.update("runs", {"run_id": "r1"}, rounds_done=1)
+    batch.update("agents", {"run_id": "r1", "agent_id": "a"}, status="errored", errored_round=0)
+    batch.update("runs", {"run_id": "r1"}, rounds_done=2, status="completed")
+    batch.update("runs", {"run_id": "r0"}, status="failed")
+    folded = batch.folded()
+    run, = folded.rows[RunRow]
+    agent, = folded.rows[AgentRow]
+    assert (run.rounds_done, run.status) == (2, "completed")
+    assert (agent.status, agent.errored_round) == ("errored", 0)
+    assert folded.updates == [("runs", {"run_id": "r0"}, {"status": "failed"})]
+    assert batch.rows[RunRow][0].status == "running" and len(batch.updates) == 4  # the batch itself is unchanged

@@ -402,6 +402,44 @@ _RECENT_TOP = 3
 
 
 
+class _Entry(NamedTuple):
+    """What `chat_reply` reads from one conversation message, whoever is asked."""
+
+    hash_part: str       # its part of the material that seeds the reply's draws
+    name: str | None     # a user message "[Name]: text": the speaker (stripped); None if not so prefixed
+    end: int             # where the text after that prefix starts
+    error_mark: bool     # the text after the prefix starts with the platform's error mark
+
+
+class _EntryReader:
+    """(role, content) -> _Entry, remembered. A group chat shows every message to every later
+    speaker, so each is read once instead of at every later call (the calls' cost was quadratic
+    in the conversation). A pure function's results: replies are the same with or without it.
+    Cleared when full. Callable, and its memory is its own, not a module-level table of texts."""
+
+    def __init__(self, size: int = 8192):
+        self.size = size
+        self.known: dict[tuple[str, str], _Entry] = {}
+
+    def __call__(self, role: str, c: str) -> _Entry:
+        return self.known.get((role, c)) or self.read(role, c)
+
+    def read(self, role: str, c: str) -> _Entry:
+        name, end, mark = None, 0, False
+        if role == "user":
+            mt = _RE_PREFIX.match(c) if c[:1] == "[" else None
+            if mt is not None:
+                name, end = mt.group(1).strip(), mt.end()
+                mark = c[end:end + 8].lstrip()[:1] == "⚠"
+        if len(self.known) >= self.size:
+            self.known.clear()
+        entry = self.known[role, c] = _Entry(f"{role[:1]}{len(c)}|{c[:40]}|{c[-40:]}", name, end, mark)
+        return entry
+
+
+_read_entry = _EntryReader()
+
+
 def _detect_lang(text: str) -> str:
     fr = en = 0
     for w in _RE_WORD.findall(text[:800].lower()):
@@ -501,35 +539,35 @@ def chat_reply(model: str, messages: list[dict], *, seed: int | None = None, tem
     if turn is not None:  # who is here comes from the metadata, so it seeds the draws instead of the prompt
         hparts.append(repr((turn.name, turn.peers)))
     append = hparts.append
+    read_marks = turn is None or turn.errored is None  # no metadata: read the platform's error mark
+    known = _read_entry.known
     for i, m in enumerate(messages):
         role = m.get("role") or ""
         c = m.get("content")
         if type(c) is not str:
             c = content_text(m)
-        n_c = len(c)
-        prompt_chars += n_c
+        prompt_chars += len(c)
         if role == "system" and turn is not None:
             continue  # the system prompt's wording must not matter when the metadata says who is here
-        append(f"{role[:1]}{n_c}|{c[:40]}|{c[-40:]}")
+        entry = known.get((role, c)) or _read_entry.read(role, c)
+        append(entry.hash_part)
         if role == "user":
-            mt = _RE_PREFIX.match(c) if c[:1] == "[" else None
-            if mt is None:
+            name = entry.name
+            if name is None:
                 if seed_text is None:
                     seed_text = c
                 continue
-            name = mt.group(1).strip()
             if not name or name == me:
                 continue
-            end = mt.end()
             if name in counts:
                 counts[name] += 1
             else:
                 counts[name] = 1
                 order.append(name)
-            last_body[name] = (c, end)
+            last_body[name] = (c, entry.end)
             last_idx[name] = i
-            if turn is None or turn.errored is None:  # no metadata: read the platform's mark
-                errored[name] = c[end:end + 8].lstrip()[:1] == "⚠"
+            if read_marks:
+                errored[name] = entry.error_mark
         elif role == "assistant":
             own += 1
         elif role == "system" and not sys_seen:
