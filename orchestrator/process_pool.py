@@ -52,6 +52,10 @@ class WorkerProcess:
         self.calls = 0
         self._answers = bytearray()
         self._stderr = bytearray()
+        self._unsent = bytearray()
+        self._writing = False
+        assert process.stdin is not None
+        os.set_blocking(process.stdin.fileno(), False)
         for pipe, on_ready in ((process.stdout, self._read_answers), (process.stderr, self._read_stderr)):
             assert pipe is not None
             os.set_blocking(pipe.fileno(), False)
@@ -65,14 +69,32 @@ class WorkerProcess:
         return cls(process, index, asyncio.get_running_loop())
 
     def send(self, message: tuple) -> None:
-        """Write one frame. The worker reads all the time, so the write blocks only for as long
-        as copying a large request into the pipe takes."""
+        """Queue one frame and write what the pipe takes now; the rest goes out when the pipe
+        drains (a busy worker reads late), so the event loop never blocks on a full pipe."""
+        if not self.alive:
+            return  # its calls were failed when it went; nothing will read this
+        waiting = bool(self._unsent)
+        self._unsent += frame(message)
+        if not waiting:
+            self._write_some()
+
+    def _write_some(self) -> None:
         assert self.process.stdin is not None
+        fd = self.process.stdin.fileno()
         try:
-            self.process.stdin.write(frame(message))
-            self.process.stdin.flush()
-        except (BrokenPipeError, ValueError):
+            written = os.write(fd, self._unsent)
+        except BlockingIOError:
+            written = 0
+        except (BrokenPipeError, OSError):
             self._gone()  # it died before reading: its calls are retried elsewhere
+            return
+        del self._unsent[:written]
+        if self._unsent and not self._writing:
+            self.loop.add_writer(fd, self._write_some)
+            self._writing = True
+        elif not self._unsent and self._writing:
+            self.loop.remove_writer(fd)
+            self._writing = False
 
     def _read_answers(self) -> None:
         assert self.process.stdout is not None
@@ -113,8 +135,12 @@ class WorkerProcess:
         if not self.alive:
             return
         self.alive = False
-        assert self.process.stdout is not None
+        assert self.process.stdout is not None and self.process.stdin is not None
         self.loop.remove_reader(self.process.stdout.fileno())
+        if self._writing:
+            self.loop.remove_writer(self.process.stdin.fileno())
+            self._writing = False
+        self._unsent.clear()
         code = self.process.poll()
         if self.pending:
             log.warning("provider worker %d (pid %d) exited (code %s) holding %d call(s); they will be retried. "
@@ -134,6 +160,8 @@ class WorkerProcess:
             for pipe in (self.process.stdout, self.process.stderr):
                 assert pipe is not None
                 self.loop.remove_reader(pipe.fileno())
+            if self._writing and self.process.stdin is not None:
+                self.loop.remove_writer(self.process.stdin.fileno())
             self._fail_pending("the model client was closed during the call")
         self.alive = False
         for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
