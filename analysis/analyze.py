@@ -40,6 +40,8 @@ import json
 import math
 from typing import Any, Sequence
 
+import duckdb
+
 from sociolab.base.errors import UserError
 
 from .agreement import fmt, to_json
@@ -50,6 +52,7 @@ from .profiles import (RULES, Rule, agent_counts, aggregation_sensitivity, check
                        series_similarity, values_by_series)
 from .families import SeriesPair, present_pairs
 from .judge_cells import judge_cells
+from .memory import within_budget
 from .scratch import drop_scratch
 from .stats import compare_series
 
@@ -123,6 +126,15 @@ def analyze(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = 
     check_comp_filter(comp_filter)
     if n_perm < 0:
         raise UserError("n_perm must be >= 0")
+    return within_budget(con, lambda: _analyze(con, rule=rule, codebook_id=codebook_id, comparisons=comparisons,
+                                               n_perm=n_perm, seed=seed, fallback_family=fallback_family,
+                                               comp_filter=comp_filter))
+
+
+def _analyze(con: duckdb.DuckDBPyConnection, *, rule: Rule, codebook_id: str | None,
+             comparisons: Sequence[tuple[str, str] | str] | None, n_perm: int, seed: int,
+             fallback_family: Sequence[SeriesPair], comp_filter: CompFilter) -> dict[str, Any]:
+    """`analyze` once its arguments are checked, on a connection under analysis.memory's budget."""
     require_conditions(con)
     codebook_id = resolve_codebook(con, codebook_id)
     pages = message_pages(con)      # one GROUP BY over the messages, shared by every paged scan

@@ -445,11 +445,19 @@ def analyze(
     with Store_read_only(db) as store:
         result = analyze_store(store.con, rule, codebook, compare, n_perm, seed, comp_filter)
     if json_out:
-        import json
-
-        print(json.dumps(result, indent=1, ensure_ascii=False))
+        print_json(result)
     else:
         render(result, console)
+
+
+def print_json(result: dict) -> None:
+    """The result as indented JSON on stdout, written as it is encoded: json.dumps would hold the
+    whole text (and every piece of it) at once, tens of MB for a store of 20,000 runs."""
+    import json
+    import sys
+
+    json.dump(result, sys.stdout, indent=1, ensure_ascii=False)
+    sys.stdout.write("\n")
 
 
 @app.command()
