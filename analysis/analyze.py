@@ -53,7 +53,7 @@ from .profiles import (RULES, Rule, agent_counts, aggregation_sensitivity, check
 from .families import SeriesPair, present_pairs
 from .judge_cells import judge_cells
 from .memory import within_budget
-from .scratch import drop_scratch
+from .scratch import drop_scratch, one_row
 from .stats import compare_series
 
 CONDITION_FIELDS = ("scaffolding", "naming", "order", "clones")
@@ -145,8 +145,7 @@ def _analyze(con: duckdb.DuckDBPyConnection, *, rule: Rule, codebook_id: str | N
         by_series_model = model_profiles(con, counts=counts, by_series=True)
         isolation = isolation_baseline(con, counts=counts)
         sensitivity = aggregation_sensitivity(con, counts)
-        agents_profiled, messages = con.execute(
-            f"SELECT count(*), coalesce(sum(messages), 0) FROM {counts.table}").fetchone()
+        agents_profiled, messages = one_row(con, f"SELECT count(*), coalesce(sum(messages), 0) FROM {counts.table}")
     finally:
         counts.drop(con)
 
