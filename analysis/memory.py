@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 MEMORY_LIMIT = "128MB"   # 100x the WarRoom study (22M codes) runs in it; 96MB does not (compensation)
 THREADS = 1
+# `sociolab judge`: with nothing (or little) left to code its DuckDB work is one anti-join per judge
+# of the messages with the codes, which spills well; 64MB keeps it within 1.6x from 1x to 100x.
+JUDGE_MEMORY_LIMIT = "64MB"
 T = TypeVar("T")
 
 
@@ -73,12 +76,13 @@ def budget(con: duckdb.DuckDBPyConnection, memory_limit: str | None = None,
         restore(con, "threads", own_threads, default_threads)
 
 
-def within_budget(con: duckdb.DuckDBPyConnection, compute: Callable[[], T]) -> T:
+def within_budget(con: duckdb.DuckDBPyConnection, compute: Callable[[], T], memory_limit: str | None = None,
+                  threads: int | None = None) -> T:
     """compute() under the budget; if it runs out of the budget, compute() again without it."""
     try:
-        with budget(con):
+        with budget(con, memory_limit, threads):
             return compute()
     except duckdb.OutOfMemoryException as exc:
-        log.warning("analysis needed more than its %s DuckDB memory budget (%s); computing it again with the "
-                    "connection's own memory limit", MEMORY_LIMIT, str(exc).splitlines()[0])
+        log.warning("%s DuckDB memory budget too small (%s); computing again with the connection's own "
+                    "memory limit", memory_limit or MEMORY_LIMIT, str(exc).splitlines()[0])
     return compute()

@@ -136,3 +136,18 @@ def test_read_only_stores_spill_into_a_private_folder_removed_on_close(tmp_path)
     ro.close()
     assert not spill.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.duckdb"]
+
+
+def test_judge_runs_under_its_budget(tmp_path):
+    """`sociolab judge` selects what is left to code under JUDGE_MEMORY_LIMIT, then gives the
+    store's connection its own settings back."""
+    from sociolab.cli import judge_within_budget
+
+    store = Store.open(tmp_path / "j.duckdb")
+    own = memory.settings(store.con)
+    seen = judge_within_budget(store, lambda: memory.settings(store.con))
+    probe = duckdb.connect()
+    probe.execute(f"SET memory_limit = '{memory.JUDGE_MEMORY_LIMIT}'")
+    assert seen == (memory.settings(probe)[0], memory.THREADS)
+    assert memory.settings(store.con) == own
+    store.close()
