@@ -487,10 +487,12 @@ def report(
     """Write one self-contained HTML report (tables and embedded plots)."""
     from sociolab.analysis.report import build_report
 
+    from sociolab.analysis.memory import within_budget
+
     writable_output(output)
     with Store_read_only(db) as store:
         result = analyze_store(store.con, rule, codebook, compare, n_perm, seed, comp_filter)
-        page = build_report(store.con, result)
+        page = within_budget(store.con, lambda: build_report(store.con, result))  # its sample scans the store
     write_output(output, page)
     console.print(f"Wrote {output} ({len(page) // 1024} KB): {result['data']['runs']} runs, "
                   f"{result['data']['messages']} coded messages. Open it in a browser.", markup=False)
