@@ -40,17 +40,20 @@ import json
 import math
 from typing import Any, Sequence
 
+import duckdb
+
 from sociolab.base.errors import UserError
 
 from .agreement import fmt, to_json
 from .compensation import (CompFilter, check_comp_filter, compensation, isolation_baseline, require_conditions,
                            run_conditions)
 from .profiles import (RULES, Rule, agent_counts, aggregation_sensitivity, check_rule, connection, model_profiles,
-                       PAGE_MESSAGES, Page, message_pages, page_sql, resolve_codebook, round_rates, series_key,
+                       PAGE_MESSAGES, Page, message_pages, resolve_codebook, round_rates, series_key,
                        series_similarity, values_by_series)
 from .families import SeriesPair, present_pairs
-from .ratings import sql_str
-from .scratch import create_scratch, drop_scratch
+from .judge_cells import judge_cells
+from .memory import within_budget
+from .scratch import drop_scratch, one_row
 from .stats import compare_series
 
 CONDITION_FIELDS = ("scaffolding", "naming", "order", "clones")
@@ -123,6 +126,15 @@ def analyze(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = 
     check_comp_filter(comp_filter)
     if n_perm < 0:
         raise UserError("n_perm must be >= 0")
+    return within_budget(con, lambda: _analyze(con, rule=rule, codebook_id=codebook_id, comparisons=comparisons,
+                                               n_perm=n_perm, seed=seed, fallback_family=fallback_family,
+                                               comp_filter=comp_filter))
+
+
+def _analyze(con: duckdb.DuckDBPyConnection, *, rule: Rule, codebook_id: str | None,
+             comparisons: Sequence[tuple[str, str] | str] | None, n_perm: int, seed: int,
+             fallback_family: Sequence[SeriesPair], comp_filter: CompFilter) -> dict[str, Any]:
+    """`analyze` once its arguments are checked, on a connection under analysis.memory's budget."""
     require_conditions(con)
     codebook_id = resolve_codebook(con, codebook_id)
     pages = message_pages(con)      # one GROUP BY over the messages, shared by every paged scan
@@ -133,8 +145,7 @@ def analyze(con: Any, *, rule: Rule = "intersection", codebook_id: str | None = 
         by_series_model = model_profiles(con, counts=counts, by_series=True)
         isolation = isolation_baseline(con, counts=counts)
         sensitivity = aggregation_sensitivity(con, counts)
-        agents_profiled, messages = con.execute(
-            f"SELECT count(*), coalesce(sum(messages), 0) FROM {counts.table}").fetchone()
+        agents_profiled, messages = one_row(con, f"SELECT count(*), coalesce(sum(messages), 0) FROM {counts.table}")
     finally:
         counts.drop(con)
 
@@ -204,21 +215,7 @@ def _series_entry(s, conditions: dict[str, dict[str, Any]]) -> dict[str, Any]:
                          "usable": r.usable, "messages": r.messages} for r in s.values]}
 
 
-AGREEMENT_CELLS_SQL = """
-    SELECT a.flag, a.judge AS judge_a, b.judge AS judge_b,
-           count(*) AS n,
-           count(*) FILTER (WHERE a.value AND b.value) AS tt,
-           count(*) FILTER (WHERE a.value AND NOT b.value) AS tf,
-           count(*) FILTER (WHERE NOT a.value AND b.value) AS ft,
-           count(*) FILTER (WHERE NOT a.value AND NOT b.value) AS ff
-      FROM codes a
-      JOIN codes b ON a.message_id = b.message_id AND a.codebook_id = b.codebook_id
-                  AND a.flag = b.flag AND a.judge < b.judge
-     WHERE a.status = 'coded' AND b.status = 'coded' AND a.codebook_id = {codebook} AND b.codebook_id = {codebook}
-       AND {page_a} AND {page_b}
-     GROUP BY ALL"""
-
-# The judge_agreement view's arithmetic (orchestrator/store.py), over the pages' summed cells.
+# The judge_agreement view's arithmetic (orchestrator/store.py), over judge_cells' confusion cells.
 AGREEMENT_SQL = """
     WITH cells AS (
         SELECT flag, judge_a, judge_b, sum(n)::DOUBLE AS n, sum(tt)::DOUBLE AS tt, sum(tf)::DOUBLE AS tf,
@@ -238,22 +235,16 @@ AGREEMENT_SQL = """
 def agreement_rows(con: Any, codebook_id: str, page_messages: int = PAGE_MESSAGES,
                    pages: Sequence[Page] | None = None) -> list[tuple]:
     """The `judge_agreement` view's rows for one codebook (flag, judge_a, judge_b, n, kappa,
-    percent_agreement, prevalence_a, prevalence_b, tt, tf, ft, ff; ordered by judge pair and flag),
-    computed a page of messages at a time (`message_pages`): the view's self-join of the codes
-    holds every coded row in a hash table, a page's join only that page's. The pages' confusion
-    counts are summed, then kappa and the rest computed exactly as the view computes them.
-    `pages`: the store's `message_pages`, if the caller has them (else computed here)."""
+    percent_agreement, prevalence_a, prevalence_b, tt, tf, ft, ff; ordered by judge pair and flag).
+    The confusion cells come from `judge_cells` (mask patterns a page of messages at a time,
+    `message_pages`, instead of the view's self-join of every coded row); kappa and the rest are
+    then computed exactly as the view computes them. `pages`: the store's `message_pages`, if the
+    caller has them (else computed here)."""
     con = connection(con)
     if pages is None:
         pages = message_pages(con, page_messages)
-
-    def cells(page) -> str:
-        return AGREEMENT_CELLS_SQL.format(codebook=sql_str(codebook_id), page_a=page_sql(page, "a.message_id"),
-                                          page_b=page_sql(page, "b.message_id"))
-    table = create_scratch(con, "agreement_cells", cells(pages[0]), "judge agreement")
+    table = judge_cells(con, codebook_id, pages)
     try:
-        for page in pages[1:]:
-            con.execute(f"INSERT INTO {table} {cells(page)}")
         return con.execute(AGREEMENT_SQL.format(cells=table)).fetchall()
     finally:
         drop_scratch(con, table)

@@ -371,6 +371,8 @@ def agent_counts(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
         for page in pages[1:]:
             try:
                 con.execute(f"INSERT INTO {partial} {agent_partial_sql(codebook_id, flags, rule, page)}")
+            except duckdb.OutOfMemoryException:
+                raise                     # analysis.memory.within_budget lifts its budget
             except duckdb.Error as exc:
                 raise UserError(f"cannot compute profiles: {first_line(exc)}") from None
         table = create_scratch(con, "agent_counts", agent_counts_sql(partial, flags), "profiles")

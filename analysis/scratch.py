@@ -17,10 +17,14 @@ from sociolab.base.errors import UserError, first_line
 
 
 def create_scratch(con: duckdb.DuckDBPyConnection, prefix: str, sql: str, what: str) -> str:
-    """CREATE TEMP TABLE <prefix>_<random> AS <sql>; a failure becomes one clear UserError."""
+    """CREATE TEMP TABLE <prefix>_<random> AS <sql>; a failure becomes one clear UserError, except
+    running out of memory, which analysis.memory.within_budget answers by lifting its budget."""
     table = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         con.execute(f"CREATE TEMP TABLE {table} AS {sql}")
+    except duckdb.OutOfMemoryException:
+        drop_scratch(con, table)
+        raise
     except duckdb.Error as exc:
         drop_scratch(con, table)
         raise UserError(f"cannot compute {what}: {first_line(exc)}") from None

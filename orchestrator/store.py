@@ -18,6 +18,8 @@ import asyncio
 import json
 import logging
 import re
+import tempfile
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -383,6 +385,11 @@ SAMPLE_STRATA = {"series": "coalesce(r.series, r.suite, '')", "run": "m.run_id",
                  "model": "coalesce(a.model_label, a.model)", "round": "m.round::VARCHAR"}
 
 
+def spill_path() -> str:
+    """A new, unpredictable folder name in the system's temp directory (not created here)."""
+    return str(Path(tempfile.gettempdir()) / f"sociolab-spill-{uuid.uuid4().hex}")
+
+
 class Store:
     """A DuckDB file, migrated on open. Use `Store.open` for writing, `open_read_only` for queries.
 
@@ -428,11 +435,7 @@ class Store:
         path = str(path)
         if path != ":memory:" and not Path(path).exists():
             raise UserError("no such database file; run `sociolab run FILE` first or pass --db", file=path)
-        try:
-            con = duckdb.connect(path, read_only=True)
-        except duckdb.Error as exc:
-            raise UserError(f"cannot open the database read-only: {first_line(exc)}", file=path) from None
-        store = cls(con, path)
+        store = cls.connect_read_only(path)
         version = store.schema_version()
         if version == 0 and path != ":memory:":
             store.close()
@@ -445,8 +448,25 @@ class Store:
         if version < SCHEMA_VERSION:
             store.close()  # an older sociolab file: bring its schema up to date once, then read
             cls.open(path).close()
-            store = cls(duckdb.connect(path, read_only=True), path)
+            store = cls.connect_read_only(path)
         return store
+
+    @classmethod
+    def connect_read_only(cls, path: str) -> "Store":
+        """A read-only connection that spills (what does not fit DuckDB's memory limit, e.g. under
+        analysis.memory's budget) into a private folder of the system's temp directory, which
+        DuckDB creates only if it spills and removes when the database is closed. Its default,
+        `<db>.tmp`, would write beside a file opened read-only, and fails where that folder is
+        not writable."""
+        try:
+            con = duckdb.connect(path, read_only=True)
+        except duckdb.Error as exc:
+            raise UserError(f"cannot open the database read-only: {first_line(exc)}", file=path) from None
+        try:
+            con.execute("SET temp_directory = ?", [spill_path()])
+        except duckdb.NotImplementedException:
+            pass  # another connection of this process to the same file has spilled already: keep its folder
+        return cls(con, path)
 
     def schema_version(self) -> int:
         exists = self._scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'")

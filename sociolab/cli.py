@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,6 +21,7 @@ from sociolab.base.errors import UserError, first_line
 if TYPE_CHECKING:
     from sociolab.analysis.profiles import Rule
 
+T = TypeVar("T")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="sociolab: behavioural experiments with groups of LLM agents.")
 
@@ -304,8 +305,8 @@ def judge(
     with Store.open(db) as store:
         with progress:
             try:
-                report = asyncio.run(judge_store(store, cfg, run_glob=runs, series=only_series, client=client,
-                                                 on_progress=progress.update))
+                report = judge_within_budget(store, lambda: asyncio.run(judge_store(
+                    store, cfg, run_glob=runs, series=only_series, client=client, on_progress=progress.update)))
             except BudgetExhausted:
                 report = None
     if report is None:
@@ -318,6 +319,17 @@ def judge(
     console.print(f"{report.calls} judge calls, {cost_text(report.cost_usd, sorted(report.unpriced))}. "
                   f"Next: sociolab agreement --db {db}", markup=False, highlight=False)
     exit_if_judge_calls_failed(report)
+
+
+def judge_within_budget(store, judge: Callable[[], T]) -> T:
+    """judge() with the store's DuckDB under a memory budget (issue 12): selecting what is left to
+    code is an anti-join of the messages with every stored code, whose hash table and cached blocks
+    grew with the store (1.1 GB on 22M codes with nothing left to code). Over the budget, DuckDB
+    spills into `<db>.tmp`; a statement that cannot spill makes judge() run again without the
+    budget, and a rerun codes only what is not stored yet."""
+    from sociolab.analysis.memory import JUDGE_MEMORY_LIMIT, within_budget
+
+    return within_budget(store.con, judge, memory_limit=JUDGE_MEMORY_LIMIT)
 
 
 def validated_judge_config(cfg, updates: dict):
@@ -445,11 +457,19 @@ def analyze(
     with Store_read_only(db) as store:
         result = analyze_store(store.con, rule, codebook, compare, n_perm, seed, comp_filter)
     if json_out:
-        import json
-
-        print(json.dumps(result, indent=1, ensure_ascii=False))
+        print_json(result)
     else:
         render(result, console)
+
+
+def print_json(result: dict) -> None:
+    """The result as indented JSON on stdout, written as it is encoded: json.dumps would hold the
+    whole text (and every piece of it) at once, tens of MB for a store of 20,000 runs."""
+    import json
+    import sys
+
+    json.dump(result, sys.stdout, indent=1, ensure_ascii=False)
+    sys.stdout.write("\n")
 
 
 @app.command()
@@ -467,10 +487,12 @@ def report(
     """Write one self-contained HTML report (tables and embedded plots)."""
     from sociolab.analysis.report import build_report
 
+    from sociolab.analysis.memory import within_budget
+
     writable_output(output)
     with Store_read_only(db) as store:
         result = analyze_store(store.con, rule, codebook, compare, n_perm, seed, comp_filter)
-        page = build_report(store.con, result)
+        page = within_budget(store.con, lambda: build_report(store.con, result))  # its sample scans the store
     write_output(output, page)
     console.print(f"Wrote {output} ({len(page) // 1024} KB): {result['data']['runs']} runs, "
                   f"{result['data']['messages']} coded messages. Open it in a browser.", markup=False)
