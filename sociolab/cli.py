@@ -496,7 +496,7 @@ def judge(
         console.print(f"{j}: {report.coded[j]} coded, {report.uncodable[j]} uncodable, {counted(report.failed[j], 'failed call')}, "
                       f"{report.already[j]} already coded.", markup=False)
     console.print(f"{counted(report.calls, 'judge call')}, {cost_text(report.cost_usd, sorted(report.unpriced))}. "
-                  f"Next: sociolab agreement --db {db}", markup=False, highlight=False)
+                  f"Next: sociolab agreement --db {db}", markup=False, highlight=False, soft_wrap=True)
     exit_if_judge_calls_failed(report)
 
 
@@ -725,7 +725,7 @@ def replicate(
         result = run_analysis(store.con, fallback_family=pack.family())
         write_output(output, build_report(store.con, result))
     console.print(f"Wrote {output}: {result['data']['runs']} runs, {result['data']['messages']} coded messages. "
-                  f"The numbers: sociolab analyze --db {db} --json", markup=False)
+                  f"The numbers: sociolab analyze --db {db} --json", markup=False, soft_wrap=True)
     exit_if_judge_calls_failed(judged)
 
 
@@ -846,7 +846,7 @@ def validate_export(
         shortfall = sample_shortfall(store, n, sum(counts.values()), len(counts))
     console.print(f"Wrote {counted(sum(counts.values()), 'message')} ({counted(len(counts), 'stratum', 'strata')} "
                   f"by {stratify}) to {output}.{shortfall} Fill the flag columns (true/empty) and the coder column, "
-                  f"then: sociolab validate import {output} --db {db}", markup=False)
+                  f"then: sociolab validate import {output} --db {db}", markup=False, soft_wrap=True)
 
 
 def sample_shortfall(store, asked: int, written: int, strata: int) -> str:
@@ -860,7 +860,7 @@ def sample_shortfall(store, asked: int, written: int, strata: int) -> str:
         return f" That is fewer than --n {asked}: the store has only {counted(pool, 'codable message')}."
     return (f" That is {asked - written} fewer than --n {asked}: each of the {counted(strata, 'stratum', 'strata')} "
             f"gets round({asked} x its share of the {pool} codable messages), at least 1, and these rounded "
-            "shares add up to less than n.")
+            f"shares add up to {written}.")
 
 
 @validate_app.command("import")
@@ -879,7 +879,7 @@ def validate_import(
         result = import_codes(store, load_codebook(codebook), file, coder=coder)
     who = ", ".join(f"{c}: {counted(k, 'message')}" for c, k in result.coders.items())
     console.print(f"Imported {counted(result.codes, 'human code')} ({who}). Next: sociolab agreement --db {db}",
-                  markup=False)
+                  markup=False, soft_wrap=True)
 
 
 def split(value: Optional[str]) -> list[str] | None:
@@ -920,7 +920,7 @@ def export(
 
         logs = export_inspect(db, to, overwrite=overwrite)
         console.print(f"Wrote {counted(len(logs), 'Inspect log')}, {counted(sum(n for _, n in logs), 'sample')}, to {to}. "
-                      f"Open them with: inspect view --log-dir {to}", markup=False, highlight=False)
+                      f"Open them with: inspect view --log-dir {to}", markup=False, highlight=False, soft_wrap=True)
         return
     from sociolab.export import export_tables
 
@@ -1074,12 +1074,14 @@ def main(argv: list[str] | None = None) -> None:
     show_flags_as_flags(app)
     try:
         code = app(args=argv, standalone_mode=False)
+        if code == INTERRUPTED:  # typer turns Ctrl-C inside a command into this exit code
+            raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)
     except KeyboardInterrupt:
         err_console.print(interrupted_text(sys.argv[1:] if argv is None else argv), markup=False, highlight=False,
                           soft_wrap=True)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except Exception as exc:  # click's usage errors arrive here in non-standalone mode
         problem = user_problem(exc)
         if problem is not None:
@@ -1094,6 +1096,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 RESUMABLE = ("run", "judge", "replicate")
 GLOBAL_OPTIONS_WITH_VALUES = ("--log-file", "--env-file")
 
