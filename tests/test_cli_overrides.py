@@ -194,3 +194,15 @@ def test_python_api_takes_the_same_overrides(tmp_path, tiny):
     assert rows(tmp_path / "a.duckdb", "SELECT DISTINCT model FROM agents") == [("sim/gpt-4o",)]
     with pytest.raises(sociolab.UserError, match="no param 'rownds'"):
         run(tiny, db=tmp_path / "a.duckdb", params={"rownds": 3})
+
+
+def test_judge_takes_its_judges_from_the_command_line(tmp_path, tiny):
+    db = str(tmp_path / "j.duckdb")
+    assert cli("run", str(tiny), "--db", db, "-q").returncode == 0
+    done = cli("judge", "--db", db, "--sim", "--judges", "openai/gpt-4o,anthropic/claude-x", "-q")
+    assert done.returncode == 0, done.stderr
+    assert rows(tmp_path / "j.duckdb", "SELECT DISTINCT judge FROM codes ORDER BY 1") == [
+        ("sim/judge-claude-x",), ("sim/judge-gpt-4o",)]
+    assert "sim/judge-gpt-4o: " in done.stdout and "judge calls" in done.stdout
+    bad, = cli_batch([(["judge", "--db", db, "--sim", "--judges", ","], tmp_path)])
+    assert "judge option judges" in one_line_error(bad)
