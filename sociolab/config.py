@@ -180,7 +180,11 @@ class Overrides:
                 everyone = model
             else:
                 per_agent.append((key, model))
-        return cls.build(everyone, dict(per_agent), dict(parse_param_override(t) for t in params))
+        agent_models = dict(per_agent)
+        if len(agent_models) < len(set(per_agent)):
+            twice = next(k for k, _ in per_agent if len({m for kk, m in per_agent if kk == k}) > 1)
+            raise UserError(f"--model {twice}=...: given twice with different models; give each persona one")
+        return cls.build(everyone, agent_models, dict(parse_param_override(t) for t in params))
 
     @classmethod
     def build(cls, model: str | None = None, agent_models: Mapping[str, str] | None = None,
@@ -189,8 +193,9 @@ class Overrides:
         for key in params or {}:
             if not key or any(not part for part in str(key).split(".")):
                 raise UserError(f"-P '{key}': give a param name, dotted for nested params (e.g. -P rounds=3)")
-        if model is not None and not model.strip():
-            raise UserError("--model '': give a model name, e.g. --model openai/gpt-4o-mini")
+        for name in [model] + list((agent_models or {}).values()):
+            if name is not None and not name.strip():
+                raise UserError("--model '': give a model name, e.g. --model openai/gpt-4o-mini")
         return cls(model, tuple(sorted((agent_models or {}).items())),
                    tuple(sorted((str(k), json_safe(v)) for k, v in (params or {}).items())))
 

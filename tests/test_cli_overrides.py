@@ -206,3 +206,8 @@ def test_judge_takes_its_judges_from_the_command_line(tmp_path, tiny):
     assert "sim/judge-gpt-4o: " in done.stdout and "judge calls" in done.stdout
     bad, = cli_batch([(["judge", "--db", db, "--sim", "--judges", ","], tmp_path)])
     assert "judge option judges" in one_line_error(bad)
+
+
+def test_one_persona_given_two_models_is_refused(tmp_path, tiny):
+    done, = cli_batch([(["run", str(tiny), "--model", "llama=a/x", "--model", "llama=b/y", "--dry-run"], tmp_path)])
+    assert "--model llama=...: given twice with different models" in one_line_error(done)
