@@ -103,7 +103,6 @@ def seed_option(help: str):
 DB_OPTION = typer.Option("sociolab.duckdb", "--db", help="DuckDB file to use.", callback=log_beside_db)
 
 
-
 def counted(n: int, noun: str, plural: str | None = None, *, grouped: bool = False) -> str:
     """`1 run`, `2 runs`: sociolab/progress.py's, imported on first use (it loads rich.progress,
     which `sociolab --help` need not)."""
@@ -129,8 +128,8 @@ def run(
     concurrency: Optional[int] = typer.Option(None, help="runs in flight at once (default: the file's)"),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: no call starts once this is spent; "
                                              "the store stays resumable and the command exits 1"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print calls, estimated tokens and cost "
-                                 "per model; call nothing, write nothing"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print calls, estimated tokens and cost per model; "
+                                 "call nothing, write nothing"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display"),
 ) -> None:
     """Run a scenario or a suite; a rerun resumes where the last one stopped."""
@@ -277,6 +276,7 @@ def codebook_rows() -> list[tuple[str, str]]:
 
 
 def roster_rows() -> list[tuple[str, str]]:
+    """Library rosters, with their number of personas and description."""
     from sociolab.base.yamlfile import read_yaml, validate
     from sociolab.personas.models import LIBRARY, RosterFile
 
@@ -288,13 +288,14 @@ def roster_rows() -> list[tuple[str, str]]:
 
 
 def judge_config_rows() -> list[tuple[str, str]]:
+    """The library's judge configs; judges.yaml is what `sociolab judge` uses by default."""
     from sociolab.judges.runner import LIBRARY, load_judge_config
 
     rows = []
     for path in sorted(LIBRARY.glob("judges*.yaml")):
         cfg = load_judge_config(path)
-        rows.append((path.stem, f"judges {', '.join(cfg.judges)}; codebook {cfg.codebook} (the default of "
-                                "sociolab judge)" if path.stem == "judges" else f"judges {', '.join(cfg.judges)}"))
+        default = " (the default of sociolab judge)" if path.stem == "judges" else ""
+        rows.append((path.stem, f"judges {', '.join(cfg.judges)}; codebook {cfg.codebook}{default}"))
     return rows
 
 
