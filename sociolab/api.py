@@ -15,29 +15,45 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from sociolab.base.errors import UserError
-from sociolab.config import load_plan
+from sociolab.config import Overrides, Plan, load_plan
 from sociolab.orchestrator.client import RetryListener
 from sociolab.orchestrator.store import Store
 from sociolab.runner import Progress, RunReport, client_for, execute
 
-__all__ = ["run", "run_async", "open", "Results", "RunReport", "messages_df", "codes_df", "runs_df", "outcomes_df"]
+__all__ = ["run", "run_async", "run_plan_async", "open", "Results", "RunReport", "messages_df", "codes_df", "runs_df", "outcomes_df"]
 
 
 async def run_async(file: str | Path, db: str | Path = "sociolab.duckdb", *, sim: bool = False,
                     series: Iterable[str] | None = None, fresh: bool = False, concurrency: int | None = None,
                     max_cost: float | None = None, progress: Progress | None = None,
-                    on_retry: RetryListener | None = None) -> RunReport:
+                    on_retry: RetryListener | None = None, model: str | None = None,
+                    agent_models: Mapping[str, str] | None = None,
+                    params: Mapping[str, Any] | None = None) -> RunReport:
     """Run every run of a scenario or suite file that `db` does not hold complete yet.
 
-    `sim` replaces each model by a sim stand-in named after it; `series` keeps only these series;
-    `fresh` redoes complete runs; `concurrency` overrides the file's runs in flight; `max_cost`
-    (USD) starts no priced call once spent, leaving the store resumable."""
-    if max_cost is not None and not max_cost >= 0:
-        raise UserError(f"max_cost {max_cost}: give a budget in USD, 0 or more")
-    plan = load_plan(Path(file), sim=sim, only_series=list(series) if series is not None else None)
+    `file` is a path or a library scenario's name (`"quickstart"`). `sim` replaces each model by a
+    sim stand-in named after it; `series` keeps only these series; `fresh` redoes complete runs;
+    `concurrency` overrides the file's runs in flight; `max_cost` (USD) starts no priced call once
+    spent, leaving the store resumable. `model` replaces every agent's model, `agent_models` one
+    persona's by key, `params` sets params (dotted keys for nested ones), as `sociolab run --model`
+    and `-P` do: they are stored in each run's config."""
+    check_max_cost(max_cost)
+    overrides = Overrides.build(model, agent_models, params)
+    plan = load_plan(Path(file), sim=sim, only_series=list(series) if series is not None else None,
+                     overrides=overrides)
+    return await run_plan_async(plan, db, fresh=fresh, concurrency=concurrency, max_cost=max_cost,
+                                progress=progress, on_retry=on_retry)
+
+
+async def run_plan_async(plan: Plan, db: str | Path = "sociolab.duckdb", *, fresh: bool = False,
+                         concurrency: int | None = None, max_cost: float | None = None,
+                         progress: Progress | None = None, on_retry: RetryListener | None = None) -> RunReport:
+    """`run_async` for a plan already loaded (`sociolab.config.load_plan`): the CLI reads the
+    plan first, to say after the run what to try next for its kind."""
+    check_max_cost(max_cost)
     if concurrency is not None:
         if concurrency < 1:
             raise UserError(f"concurrency {concurrency}: give at least 1")
@@ -47,6 +63,12 @@ async def run_async(file: str | Path, db: str | Path = "sociolab.duckdb", *, sim
         report = await execute(plan, store, progress, fresh=fresh, client=client)
     report.spent_usd = client.budget.spent_usd if client.budget is not None else None
     return report
+
+
+def check_max_cost(max_cost: float | None) -> None:
+    """Before any file is read: a budget that cannot be one is the first thing to say."""
+    if max_cost is not None and not max_cost >= 0:
+        raise UserError(f"max_cost {max_cost}: give a budget in USD, 0 or more")
 
 
 def run(file: str | Path, db: str | Path = "sociolab.duckdb", **options: Any) -> RunReport:

@@ -49,6 +49,9 @@ def global_options(
                                             help="append the log here (INFO and up, with tracebacks) from the "
                                                  "start; default: <db>.log next to --db, written only when "
                                                  "something goes wrong"),
+    env_file: Optional[Path] = typer.Option(None, "--env-file", dir_okay=False,
+                                            help="read API keys from this file instead of ./.env (variables "
+                                                 "already set win)"),
 ) -> None:
     """Options for every command: `sociolab --verbose run ...`."""
     import logging
@@ -56,7 +59,31 @@ def global_options(
     from sociolab.orchestrator.logs import setup_logging
 
     setup_logging(verbose, log_file)
+    load_env_file(env_file)
     logging.getLogger(__name__).info("sociolab %s", ctx.invoked_subcommand)
+
+
+def load_env_file(path: Optional[Path]) -> None:
+    """API keys from a `.env` file, as Inspect and promptfoo read them: `--env-file PATH`, else
+    `./.env` if there is one. A variable already set in the environment is never overridden.
+    Every value read is registered for redaction, so no key from the file reaches the screen,
+    the log or the store; nothing of the file is stored or printed."""
+    import os
+
+    from dotenv import dotenv_values
+
+    from sociolab.orchestrator.redact import register_secrets
+
+    if path is None:
+        path = Path(".env")
+        if not path.is_file():
+            return
+    elif not path.is_file():
+        raise UserError(f"--env-file {path}: no such file")
+    values = {name: value for name, value in dotenv_values(path).items() if value is not None}
+    register_secrets(list(values.values()))
+    for name, value in values.items():
+        os.environ.setdefault(name, value)
 
 
 def log_beside_db(db: Path) -> Path:
@@ -77,11 +104,26 @@ def seed_option(help: str):
 DB_OPTION = typer.Option("sociolab.duckdb", "--db", help="DuckDB file to use.", callback=log_beside_db)
 
 
+def counted(n: int, noun: str, plural: str | None = None, *, grouped: bool = False) -> str:
+    """`1 run`, `2 runs`: sociolab/progress.py's, imported on first use (it loads rich.progress,
+    which `sociolab --help` need not)."""
+    from sociolab.progress import counted as count_text
+
+    return count_text(n, noun, plural, grouped=grouped)
+
+
 @app.command()
 def run(
-    file: Path = typer.Argument(..., help="scenario or suite YAML file"),
+    file: Path = typer.Argument(..., help="scenario or suite YAML file, or a library scenario's name "
+                                "(sociolab list)"),
     db: Path = DB_OPTION,
-    sim: bool = typer.Option(False, "--sim", help="replace every model with a sim stand-in named after it"),
+    sim: bool = typer.Option(False, "--sim", help="replace every model with a sim stand-in named "
+                             "after it (after --model: the stand-in of the model given)"),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="NAME: every agent's model; KEY=NAME: "
+                                              "persona KEY's (repeatable); stored in the runs' config"),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-P", help="key=value: set a param of the file "
+                                              "(dotted keys for nested ones, values read as YAML; repeatable); "
+                                              "stored in the runs' config"),
     series: Optional[str] = typer.Option(None, help="run only these series (comma-separated)"),
     fresh: bool = typer.Option(False, "--fresh", help="redo runs that are already complete"),
     concurrency: Optional[int] = typer.Option(None, help="runs in flight at once (default: the file's)"),
@@ -94,7 +136,8 @@ def run(
     """Run a scenario or a suite; a rerun resumes where the last one stopped."""
     import asyncio
 
-    from sociolab.api import run_async
+    from sociolab.api import run_plan_async
+    from sociolab.config import Overrides, load_plan
     from sociolab.progress import RichProgress
     from sociolab.orchestrator.store import Store
 
@@ -102,32 +145,159 @@ def run(
     if concurrency is not None:
         in_range("--concurrency", concurrency, 1, 256)
     only = series.split(",") if series else None
+    plan = load_plan(file, sim=sim, only_series=only, overrides=Overrides.parse(model or [], param or []))
     if dry_run:
-        from sociolab.config import load_plan
         from sociolab.estimate import rehearse
 
-        plan = load_plan(file, sim=sim, only_series=only)
-        print_estimate(f"{len(plan.runs)} runs of {file}", asyncio.run(rehearse(plan)))
+        print_estimate(f"{counted(len(plan.runs), 'run')} of {file}", asyncio.run(rehearse(plan)))
         return
     progress = RichProgress(console, enabled=not quiet)
-    report = asyncio.run(run_async(file, db, sim=sim, series=only, fresh=fresh, concurrency=concurrency,
-                                   max_cost=max_cost, progress=progress, on_retry=progress.retry))
+    report = asyncio.run(run_plan_async(plan, db, fresh=fresh, concurrency=concurrency, max_cost=max_cost,
+                                        progress=progress, on_retry=progress.retry))
     with Store.open(db) as store:
         counts = store.counts()
+        scored = has_outcomes(store, plan.file.name)
     print_summary(db, report, counts)
+    print_next_step(db, scored)
     print_run_failures(report)
     if report.incomplete:
-        err_console.print(f"{len(report.incomplete)} run(s) incomplete: a provider failed after retries "
+        err_console.print(f"{counted(len(report.incomplete), 'run')} incomplete: a provider failed after retries "
                           f"(see llm_calls.error); rerun the same command to redo them", markup=False)
     if report.spent_usd is not None:
         console.print(f"This invocation spent ${report.spent_usd:.4f} of its ${max_cost:.4f} budget "
                       "(calls of runs left unfinished included: they are redone, and paid again, by a rerun).",
                       markup=False, highlight=False)
     if report.unfinished_by_budget:
-        err_console.print(f"budget of ${max_cost:.4f} reached: {len(report.unfinished_by_budget)} run(s) left "
-                          "unfinished; rerun with a higher --max-cost to finish them", markup=False)
+        err_console.print(f"budget of ${max_cost:.4f} reached: {counted(len(report.unfinished_by_budget), 'run')} "
+                          "left unfinished; rerun with a higher --max-cost to finish them", markup=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def has_outcomes(store, suite: str) -> bool:
+    """Whether the suite's runs scored outcomes (games, safety scenarios): then `results` is next."""
+    (found,) = store.con.execute("SELECT EXISTS (SELECT 1 FROM outcomes o JOIN runs r USING (run_id) "
+                                 "WHERE r.suite = ?)", [suite]).fetchone()
+    return bool(found)
+
+
+@app.command("list")
+def list_library() -> None:
+    """What there is to run and code with: scenario kinds, library scenarios, codebooks, rosters, judge configs."""
+    console.print("[bold]Scenario kinds[/bold] (kind: in a file; docs/scenarios.md)")
+    print_rows(scenario_kinds())
+    console.print("\n[bold]Library scenarios[/bold] (sociolab run NAME)")
+    print_rows(library_scenario_rows())
+    console.print("\n[bold]Codebooks[/bold] (sociolab judge --codebook NAME)")
+    print_rows(codebook_rows())
+    console.print("\n[bold]Rosters[/bold] (agents: {roster: NAME})")
+    print_rows(roster_rows())
+    console.print("\n[bold]Judge configs[/bold] (sociolab judge --config FILE)")
+    print_rows(judge_config_rows())
+
+
+def print_rows(rows: list[tuple[str, str]]) -> None:
+    """`  name   what it is`, one line each, names aligned; stored text is never read as markup."""
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, what in rows:
+        console.print(f"  {name.ljust(width)}  {what}".rstrip(), markup=False, highlight=False, soft_wrap=True)
+
+
+def first_sentence(text: str | None, limit: int = 120) -> str:
+    """A description's first sentence, at most `limit` characters, for a one-line listing."""
+    import re
+
+    flat = " ".join((text or "").split())
+    end = re.search(r"[a-z0-9)\"']\. ", flat)  # not after an initial: "(H. El Kandoussi"
+    sentence = flat[:end.start() + 2] if end else flat
+    return sentence if len(sentence) <= limit else sentence[:limit - 3].rstrip() + "..."
+
+
+def scenario_kinds() -> list[tuple[str, str]]:
+    """Built-in and plugin kinds with their docstring's first line (the class's, else its module's).
+    A plugin that cannot be loaded is listed with why, not left out."""
+    from sociolab.base.plugins import distribution
+    from sociolab.scenarios.registry import BUILTIN, PLUGINS, scenario_class
+
+    rows = []
+    for kind in sorted(BUILTIN) + sorted(k for k in PLUGINS.declared() if k not in BUILTIN):
+        origin = "" if kind in BUILTIN else \
+            f" (plugin {' and '.join(distribution(ep) for ep in PLUGINS.declared()[kind])})"
+        try:
+            cls = scenario_class(kind)
+        except UserError as exc:
+            rows.append((kind, f"cannot be loaded: {exc}"))
+            continue
+        doc = cls.__doc__ or getattr(sys.modules.get(cls.__module__), "__doc__", None)
+        rows.append((kind, first_sentence(doc) + origin))
+    return rows
+
+
+def library_scenario_rows() -> list[tuple[str, str]]:
+    """Library scenario files: name, the file's `name:`, how many runs, its description (or its
+    first comment line, after the editor's schema line)."""
+    from sociolab.config import describe_file, library_scenarios
+
+    rows = []
+    for name, path in library_scenarios().items():
+        runfile, runs = describe_file(path)
+        about = runfile.description or first_comment(path)
+        rows.append((name, f"{runfile.kind}, {counted(runs, 'run')}: {first_sentence(about)}"))
+    return rows
+
+
+def first_comment(path: Path) -> str:
+    """The comment block that opens a YAML file, without the yaml-language-server line: what a
+    library file without `description:` says about itself."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        if "yaml-language-server" not in line:
+            lines.append(line.lstrip("#").strip())
+    return " ".join(lines)
+
+
+def codebook_rows() -> list[tuple[str, str]]:
+    """Library and plugin codebooks with their flags."""
+    from sociolab.base.plugins import distribution
+    from sociolab.judges.codebook import PLUGINS, library_names, load_codebook
+
+    rows = []
+    for name in library_names() + sorted(k for k in PLUGINS.declared() if k not in library_names()):
+        origin = "" if name in library_names() else \
+            f" (plugin {' and '.join(distribution(ep) for ep in PLUGINS.declared()[name])})"
+        try:
+            codebook = load_codebook(name)
+        except UserError as exc:
+            rows.append((name, f"cannot be loaded: {exc}{origin}"))
+            continue
+        rows.append((name, f"{counted(len(codebook.flag_names), 'flag')}: {', '.join(codebook.flag_names)}{origin}"))
+    return rows
+
+
+def roster_rows() -> list[tuple[str, str]]:
+    """Library rosters, with their number of personas and description."""
+    from sociolab.base.yamlfile import read_yaml, validate
+    from sociolab.personas.models import LIBRARY, RosterFile
+
+    rows = []
+    for path in sorted(LIBRARY.glob("*.yaml")):
+        roster = validate(read_yaml(path), RosterFile)
+        rows.append((path.stem, f"{counted(len(roster.personas), 'persona')}: {first_sentence(roster.description)}"))
+    return rows
+
+
+def judge_config_rows() -> list[tuple[str, str]]:
+    """The library's judge configs; judges.yaml is what `sociolab judge` uses by default."""
+    from sociolab.judges.runner import LIBRARY, load_judge_config
+
+    rows = []
+    for path in sorted(LIBRARY.glob("judges*.yaml")):
+        cfg = load_judge_config(path)
+        default = " (the default of sociolab judge)" if path.stem == "judges" else ""
+        rows.append((path.stem, f"judges {', '.join(cfg.judges)}; codebook {cfg.codebook}{default}"))
+    return rows
 
 
 def print_run_failures(report) -> None:
@@ -164,7 +334,7 @@ def print_estimate(what: str, estimates) -> None:
     console.print(table)
     known = [e.cost_usd for e in estimates if e.cost_usd is not None]
     unknown = [e.model for e in estimates if e.cost_usd is None]
-    line = f"Total: {sum(e.calls for e in estimates)} calls, " + (f"${sum(known):.4f}" if known else "cost unknown")
+    line = f"Total: {counted(sum(e.calls for e in estimates), 'call')}, " + (f"${sum(known):.4f}" if known else "cost unknown")
     if unknown and known:
         line += f" + unknown for {', '.join(unknown)}"
     if unknown:
@@ -193,14 +363,25 @@ def print_summary(db: Path, report, counts: dict) -> None:
     if report.failed:
         done += f", {len(report.failed)} failed (left unfinished; rerun to redo them)"
     console.print(f"\n[bold]Runs:[/bold] {report.planned} planned: {done}.")
-    console.print(f"[bold]Store:[/bold] {escape(str(db.resolve()))} holds {counts['runs']} runs, "
-                  f"{counts['agents']} agents, "
-                  f"{counts['messages']} agent messages ({counts['errors']} errors), "
-                  f"{counts['llm_calls']} LLM calls, {counts['tokens']:,} tokens, "
+    console.print(f"[bold]Store:[/bold] {escape(str(db.resolve()))} holds {counted(counts['runs'], 'run')}, "
+                  f"{counted(counts['agents'], 'agent')}, "
+                  f"{counted(counts['messages'], 'agent message')} ({counted(counts['errors'], 'error')}), "
+                  f"{counted(counts['llm_calls'], 'LLM call')}, {counted(counts['tokens'], 'token', grouped=True)}, "
                   f"{cost_text(counts['cost_usd'], counts['unpriced_models'])}.", highlight=False)
-    console.print("[bold]Try:[/bold] sociolab sql \"SELECT sender_name, count(*) AS messages, "
-                  "round(avg(length(content))) AS avg_chars FROM messages WHERE sender <> 'user' "
-                  f"GROUP BY ALL ORDER BY messages DESC\" --db {escape(str(db))}")
+
+
+def print_next_step(db: Path, scored: bool) -> None:
+    """The command to try next, never wrapped inside it (soft_wrap: the terminal may fold the line,
+    a copy still pastes as one command): the rates for a scored run, a query for a conversation."""
+    import shlex
+
+    where = shlex.quote(str(db))
+    if scored:
+        hint = f"sociolab results --db {where}"
+    else:
+        hint = ("sociolab sql \"SELECT sender_name, count(*) AS messages, round(avg(length(content))) AS avg_chars "
+                f"FROM messages WHERE sender <> 'user' GROUP BY ALL ORDER BY messages DESC\" --db {where}")
+    console.print(f"[bold]Try:[/bold] {escape(hint)}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -314,10 +495,10 @@ def judge(
                           "--max-cost to code the rest", markup=False)
         raise typer.Exit(1)
     for j in cfg.judges:
-        console.print(f"{j}: {report.coded[j]} coded, {report.uncodable[j]} uncodable, {report.failed[j]} failed "
-                      f"calls, {report.already[j]} already coded.", markup=False)
-    console.print(f"{report.calls} judge calls, {cost_text(report.cost_usd, sorted(report.unpriced))}. "
-                  f"Next: sociolab agreement --db {db}", markup=False, highlight=False)
+        console.print(f"{j}: {report.coded[j]} coded, {report.uncodable[j]} uncodable, {counted(report.failed[j], 'failed call')}, "
+                      f"{report.already[j]} already coded.", markup=False)
+    console.print(f"{counted(report.calls, 'judge call')}, {cost_text(report.cost_usd, sorted(report.unpriced))}. "
+                  f"Next: sociolab agreement --db {db}", markup=False, highlight=False, soft_wrap=True)
     exit_if_judge_calls_failed(report)
 
 
@@ -556,7 +737,7 @@ def replicate(
     if sim:
         config = config.model_copy(update={"judges": [judge_stand_in(j) for j in config.judges]})
     with Store.open(db) as store:
-        console.print(f"[bold]1/3 run[/bold] {len(plan.runs)} runs of {escape(pack.suite.name)}")
+        console.print(f"[bold]1/3 run[/bold] {counted(len(plan.runs), 'run')} of {escape(pack.suite.name)}")
         ran = asyncio.run(execute(plan, store, RichProgress(console, enabled=not quiet)))
         print_run_failures(ran)
         console.print(f"[bold]2/3 judge[/bold] with {escape(', '.join(config.judges))}")
@@ -567,7 +748,7 @@ def replicate(
         result = run_analysis(store.con, fallback_family=pack.family())
         write_output(output, build_report(store.con, result))
     console.print(f"Wrote {output}: {result['data']['runs']} runs, {result['data']['messages']} coded messages. "
-                  f"The numbers: sociolab analyze --db {db} --json", markup=False)
+                  f"The numbers: sociolab analyze --db {db} --json", markup=False, soft_wrap=True)
     exit_if_judge_calls_failed(judged)
 
 
@@ -643,7 +824,7 @@ def samples(
         if kind not in kinds:
             raise UserError(f"no runs of kind '{kind}' in {db} (it has: {', '.join(map(str, kinds)) or 'none'})")
         n = export_samples(store.con, output, kind=kind)
-    console.print(f"Wrote {n} samples of {kind} to {output}.", markup=False, highlight=False)
+    console.print(f"Wrote {counted(n, 'sample')} of {kind} to {output}.", markup=False, highlight=False)
 
 
 def Store_read_only(db: Path):
@@ -685,9 +866,24 @@ def validate_export(
     with Store.open_read_only(db) as store:
         counts = export_sample(store, load_codebook(codebook), output, n=n, stratify=stratify,
                                context=context, seed=seed)
-    console.print(f"Wrote {sum(counts.values())} messages ({len(counts)} strata by {stratify}) to {output}. "
-                  f"Fill the flag columns (true/empty) and the coder column, then: "
-                  f"sociolab validate import {output} --db {db}", markup=False)
+        shortfall = sample_shortfall(store, n, sum(counts.values()), len(counts))
+    console.print(f"Wrote {counted(sum(counts.values()), 'message')} ({counted(len(counts), 'stratum', 'strata')} "
+                  f"by {stratify}) to {output}.{shortfall} Fill the flag columns (true/empty) and the coder column, "
+                  f"then: sociolab validate import {output} --db {db}", markup=False, soft_wrap=True)
+
+
+def sample_shortfall(store, asked: int, written: int, strata: int) -> str:
+    """Why a sample has fewer messages than --n asked for, or ''. The pool is the one
+    Store.sample_messages draws from: agents' replies that are not errors and not blank."""
+    if written >= asked:
+        return ""
+    (pool,) = store.con.execute("SELECT count(*) FROM messages WHERE sender NOT IN ('user', 'system') "
+                                "AND NOT is_error AND trim(content) <> ''").fetchone()
+    if pool <= written:
+        return f" That is fewer than --n {asked}: the store has only {counted(pool, 'codable message')}."
+    return (f" That is {asked - written} fewer than --n {asked}: each of the {counted(strata, 'stratum', 'strata')} "
+            f"gets round({asked} x its share of the {pool} codable messages), at least 1, and these rounded "
+            f"shares add up to {written}.")
 
 
 @validate_app.command("import")
@@ -704,9 +900,9 @@ def validate_import(
 
     with Store.open(db) as store:
         result = import_codes(store, load_codebook(codebook), file, coder=coder)
-    who = ", ".join(f"{c}: {k} messages" for c, k in result.coders.items())
-    console.print(f"Imported {result.codes} human codes ({who}). Next: sociolab agreement --db {db}",
-                  markup=False)
+    who = ", ".join(f"{c}: {counted(k, 'message')}" for c, k in result.coders.items())
+    console.print(f"Imported {counted(result.codes, 'human code')} ({who}). Next: sociolab agreement --db {db}",
+                  markup=False, soft_wrap=True)
 
 
 def split(value: Optional[str]) -> list[str] | None:
@@ -746,14 +942,14 @@ def export(
         from sociolab.export_inspect import export_inspect
 
         logs = export_inspect(db, to, overwrite=overwrite)
-        console.print(f"Wrote {len(logs)} Inspect log(s), {sum(n for _, n in logs)} samples, to {to}. "
-                      f"Open them with: inspect view --log-dir {to}", markup=False, highlight=False)
+        console.print(f"Wrote {counted(len(logs), 'Inspect log')}, {counted(sum(n for _, n in logs), 'sample')}, to {to}. "
+                      f"Open them with: inspect view --log-dir {to}", markup=False, highlight=False, soft_wrap=True)
         return
     from sociolab.export import export_tables
 
     manifest = export_tables(db, to, format, split(tables), overwrite=overwrite)
     rows = sum(f.rows for f in manifest.files)
-    console.print(f"Wrote {len(manifest.files)} {format} file(s), {rows:,} rows, and manifest.json + README.md "
+    console.print(f"Wrote {counted(len(manifest.files), format + ' file')}, {counted(rows, 'row', grouped=True)}, and manifest.json + README.md "
                   f"to {to}.", markup=False, highlight=False)
     for credit in manifest.credits:
         console.print(f"Credit: {credit}", markup=False, highlight=False)
@@ -774,8 +970,8 @@ def import_study(
     with Store.open(db) as store:
         summary = pack.import_data(store, directory)
     series = ", ".join(f"{k}: {v}" for k, v in sorted(summary.series.items()))
-    console.print(f"Imported {summary.runs} runs ({series}), {summary.agents} agents, "
-                  f"{summary.messages} messages ({summary.errors} errors) into {db.resolve()}.", markup=False)
+    console.print(f"Imported {counted(summary.runs, 'run')} ({series}), {counted(summary.agents, 'agent')}, "
+                  f"{counted(summary.messages, 'message')} ({counted(summary.errors, 'error')}) into {db.resolve()}.", markup=False)
     console.print(f"Credit: {pack.citation}", markup=False, highlight=False)
 
 
@@ -812,7 +1008,7 @@ def models_check(
     console.print(table)
     failed = [r.model for r in rows if not r.ok]
     if failed:
-        err_console.print(f"{len(failed)} of {len(rows)} model(s) failed: {', '.join(failed)}", markup=False)
+        err_console.print(f"{len(failed)} of {counted(len(rows), 'model')} failed: {', '.join(failed)}", markup=False)
         raise typer.Exit(1)
 
 
@@ -862,15 +1058,53 @@ def schema(
         write_output(writable_output(output), text)
 
 
+class FlagsShownAsFlags:
+    """typer shows `<bool>` after every flag in --help (`--sim <bool>`), as if it took a value; a
+    flag's empty metavar shows nothing. Mixed into every command and group, so commands added
+    later get it too."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class FlagCommand(FlagsShownAsFlags, typer.core.TyperCommand):
+    pass
+
+
+class FlagGroup(FlagsShownAsFlags, typer.core.TyperGroup):
+    pass
+
+
+def show_flags_as_flags(typer_app: typer.Typer) -> None:
+    """Give every command of `typer_app` and of its sub-apps the classes above (before typer
+    builds them, on the first call)."""
+    if not typer_app.info.cls or typer_app.info.cls is typer.core.TyperGroup:  # typer's default (a falsy placeholder)
+        typer_app.info.cls = FlagGroup
+    for command in typer_app.registered_commands:
+        if not command.cls or command.cls is typer.core.TyperCommand:  # no class of the command's own
+            command.cls = FlagCommand
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            show_flags_as_flags(group.typer_instance)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a UserError becomes one line on stderr and exit code 2."""
+    show_flags_as_flags(app)
     try:
         code = app(args=argv, standalone_mode=False)
+        if code == INTERRUPTED:  # typer turns Ctrl-C inside a command into this exit code
+            raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)
     except KeyboardInterrupt:
-        err_console.print("interrupted; completed rounds are stored, rerun the same command to resume")
-        sys.exit(130)
+        err_console.print(interrupted_text(sys.argv[1:] if argv is None else argv), markup=False, highlight=False,
+                          soft_wrap=True)
+        sys.exit(INTERRUPTED)
     except Exception as exc:  # click's usage errors arrive here in non-standalone mode
         problem = user_problem(exc)
         if problem is not None:
@@ -883,6 +1117,31 @@ def main(argv: list[str] | None = None) -> None:
         if not report_unexpected(exc):
             raise
         sys.exit(1)
+
+
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+RESUMABLE = ("run", "judge", "replicate")
+GLOBAL_OPTIONS_WITH_VALUES = ("--log-file", "--env-file")
+
+
+def interrupted_text(argv: list[str]) -> str:
+    """What Ctrl-C leaves and, for a resumable command, the exact command that resumes it."""
+    import shlex
+
+    words = iter(argv)
+    command = None
+    for word in words:
+        if word in GLOBAL_OPTIONS_WITH_VALUES:
+            next(words, None)
+        elif not word.startswith("-"):
+            command = word
+            break
+    if command not in RESUMABLE:
+        return "interrupted"
+    text = f"interrupted; what was stored is kept. To resume, rerun: {shlex.join(['sociolab', *argv])}"
+    if "--fresh" in argv:
+        text += " (without --fresh, so the runs it completed are not redone again)"
+    return text
 
 
 def user_problem(exc: Exception) -> str | None:

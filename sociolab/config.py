@@ -9,6 +9,10 @@ A suite may declare its comparison family (`analysis: {comparisons: [{a, b, labe
 pairs of series `sociolab analyze` tests by default. It is checked against the file's series and
 stored with every run (runs.config `$.analysis`), outside the config hash, so declaring or editing
 it never forces a rerun.
+
+A file may be named by its library name (`quickstart` for scenarios/library/quickstart.yaml:
+`resolve_scenario`), and the command line may change a file without editing it (`Overrides`:
+`--model`, `-P key=value`); overrides are part of every run's config and so of its hash.
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ import hashlib
 import itertools
 import math
 import json
-from dataclasses import dataclass
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sociolab.analysis.families import SeriesPair
 from sociolab.personas.models import Persona, RosterSpec, resolve_personas
@@ -31,7 +39,7 @@ from sociolab.base.errors import UserError
 from sociolab.orchestrator.provider import Endpoint, Price
 from sociolab.orchestrator.sim.naming import stand_in
 from sociolab.orchestrator.sim.settings import SimSettings
-from sociolab.base.yamlfile import YamlDoc, model_from, read_yaml, validate
+from sociolab.base.yamlfile import YamlDoc, explain, format_loc, is_union_tag, model_from, read_yaml, validate
 
 
 # Bounds on what one file may plan: every run is planned in memory before the first starts, and a
@@ -115,6 +123,123 @@ class RunFile(BaseModel):
         return seeds
 
 
+PERSONA_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What the command line changes in a file without editing it, as Inspect's `--model` and
+    `-T` do: every agent's model (`--model NAME`), one persona's (`--model KEY=NAME`), and params
+    (`-P key=value`, dotted keys for nested params). Stored with each run's config, so a rerun
+    with other overrides is refused like any other change."""
+
+    model: str | None = None
+    agent_models: tuple[tuple[str, str], ...] = ()
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.model or self.agent_models or self.params)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.model:
+            out["model"] = self.model
+        if self.agent_models:
+            out["models"] = dict(self.agent_models)
+        if self.params:
+            out["params"] = dict(self.params)
+        return out
+
+    def nested_params(self) -> dict[str, Any]:
+        """`{"a.b": 1}` as `{"a": {"b": 1}}`, to merge over the file's params."""
+        out: dict[str, Any] = {}
+        for key, value in self.params:
+            *parents, last = key.split(".")
+            node = out
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+        return out
+
+    def model_for(self, key: str) -> str | None:
+        """The model persona `key` gets instead of its own, if any: its key's (or, for a clone,
+        its source persona's), else everyone's."""
+        per_agent = dict(self.agent_models)
+        return per_agent.get(key) or per_agent.get(clone_source(key) or "") or self.model
+
+    @classmethod
+    def parse(cls, models: Iterable[str] = (), params: Iterable[str] = ()) -> "Overrides":
+        """From the command line's `--model` and `-P` texts; a malformed one is a UserError."""
+        everyone, per_agent = None, []
+        for text in models:
+            key, model = parse_model_override(text)
+            if key is None:
+                if everyone is not None and everyone != model:
+                    raise UserError(f"--model {everyone} and --model {model}: give one model for every agent, "
+                                    "or KEY=NAME for one persona")
+                everyone = model
+            else:
+                per_agent.append((key, model))
+        agent_models = dict(per_agent)
+        if len(agent_models) < len(set(per_agent)):
+            twice = next(k for k, _ in per_agent if len({m for kk, m in per_agent if kk == k}) > 1)
+            raise UserError(f"--model {twice}=...: given twice with different models; give each persona one")
+        return cls.build(everyone, agent_models, dict(parse_param_override(t) for t in params))
+
+    @classmethod
+    def build(cls, model: str | None = None, agent_models: Mapping[str, str] | None = None,
+              params: Mapping[str, Any] | None = None) -> "Overrides":
+        """From Python values (`sociolab.run(..., model=, agent_models=, params=)`), checked."""
+        for key in params or {}:
+            if not key or any(not part for part in str(key).split(".")):
+                raise UserError(f"-P '{key}': give a param name, dotted for nested params (e.g. -P rounds=3)")
+        for name in [model] + list((agent_models or {}).values()):
+            if name is not None and not name.strip():
+                raise UserError("--model '': give a model name, e.g. --model openai/gpt-4o-mini")
+        return cls(model, tuple(sorted((agent_models or {}).items())),
+                   tuple(sorted((str(k), json_safe(v)) for k, v in (params or {}).items())))
+
+
+def parse_model_override(text: str) -> tuple[str | None, str]:
+    """`NAME` -> (None, NAME); `KEY=NAME` -> (KEY, NAME) when KEY looks like a persona key."""
+    key, sep, model = text.partition("=")
+    if not sep or not PERSONA_KEY.match(key):
+        key, model = "", text
+    if not model.strip():
+        raise UserError(f"--model '{text}': give a model name (NAME for every agent, KEY=NAME for one persona)")
+    return (key or None), model.strip()
+
+
+def parse_param_override(text: str) -> tuple[str, Any]:
+    """`-P key=value`: the value read as YAML (`3`, `0.5`, `true`, `null`, `'3'`, `[a, b]`)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UserError(f"-P '{text}': give key=value, e.g. -P rounds=3 (dotted keys for nested params: "
+                        "-P a.b=1)")
+    return key, yaml_value(raw)
+
+
+def yaml_value(raw: str) -> Any:
+    """A value as YAML reads it; text YAML reads as a mapping or cannot read (`@all hi`, `a: b`)
+    stays the text as typed, so a sentence never turns into a structure."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    return raw if isinstance(value, dict) else json_safe(value, raw)
+
+
+def json_safe(value: Any, fallback: Any = None) -> Any:
+    """`value` if it can be stored as JSON (a run's config is), else `fallback` (its text):
+    YAML reads `2024-01-01` as a date."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return str(value) if fallback is None else fallback
+    return value
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One run to execute: everything needed, nothing left to look up."""
@@ -130,6 +255,7 @@ class RunSpec:
     personas: tuple[Persona, ...]
     sim: SimSettings = SimSettings()
     comparisons: tuple[SeriesPair, ...] = ()   # the suite's comparison family, stored for analysis
+    overrides: Overrides = field(default_factory=Overrides)  # what the command line changed
 
     def config_json(self) -> dict[str, Any]:
         """What is stored as the run's config: what it does, plus its suite's comparison family."""
@@ -150,6 +276,8 @@ class RunSpec:
         sim = self.sim.model_dump(mode="json", exclude_defaults=True)
         if sim:
             out["sim"] = sim
+        if self.overrides:
+            out["overrides"] = self.overrides.to_json()
         return out
 
     def config_hash(self) -> str:
@@ -181,16 +309,20 @@ class Plan:
         return sorted({p.model for spec in self.runs for p in spec.personas})
 
 
-def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | None = None) -> Plan:
-    """Read, validate and expand a scenario or suite file. Raises UserError on bad input."""
+def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | None = None,
+              overrides: Overrides | None = None) -> Plan:
+    """Read, validate and expand a scenario or suite file (a path, or a library scenario's name),
+    with the command line's overrides. Raises UserError on bad input."""
     from sociolab.scenarios.registry import scenario_class
 
-    doc = read_yaml(path)
+    doc = read_yaml(resolve_scenario(path))
     runfile = validate(doc, RunFile)
+    overrides = overrides or Overrides()
     try:
         kind_cls = scenario_class(runfile.kind)
     except KeyError as exc:
         raise UserError(str(exc.args[0]), file=doc.path, line=doc.line_of(("kind",))) from None
+    check_param_keys(doc, runfile.kind, kind_cls.Params, overrides)
     sim = sim or runfile.sim.stand_ins
     series = crossed(doc, runfile)
     family = comparison_family(doc, runfile, series)
@@ -202,10 +334,12 @@ def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | N
         series = {k: v for k, v in series.items() if k in only_series}
     refuse_too_many_runs(doc, runfile, series)
     runs: list[RunSpec] = []
+    keys_seen: set[str] = set()
     for series_name, spec in series.items():
         loc = series_location(runfile, series_name)
-        roster, personas = resolve_roster(doc, runfile, spec, loc, sim)
-        params = resolve_params(doc, runfile, spec, loc, kind_cls.Params)
+        roster, personas = resolve_roster(doc, runfile, spec, loc, sim, overrides)
+        keys_seen.update(persona_keys(roster, personas))
+        params = resolve_params(doc, runfile, spec, loc, kind_cls.Params, overrides)
         try:  # place the agents once now, so naming problems surface before anything runs
             kind_cls(params).place_agents(personas, roster)
         except ValueError as exc:
@@ -220,14 +354,122 @@ def load_plan(path: str | Path, *, sim: bool = False, only_series: list[str] | N
                                 "shorten the suite name, series names or cross levels", file=doc.path,
                                 line=doc.line_of(loc))
             runs.append(RunSpec(run_id, runfile.name, series_name, repeat, derive_seed(runfile.seed, run_id, seed),
-                                runfile.kind, params, roster, tuple(personas), runfile.sim.settings(), family))
+                                runfile.kind, params, roster, tuple(personas), runfile.sim.settings(), family,
+                                overrides))
+    refuse_unknown_agent_keys(doc, overrides, keys_seen)
     return Plan(runfile, runs, doc.path)
+
+
+# ---- library scenarios by name ------------------------------------------------------------------
+
+def library_dir() -> Path:
+    """scenarios/library, wherever sociolab is installed (package data of the wheel)."""
+    return Path(str(resources.files("sociolab.scenarios").joinpath("library")))
+
+
+def library_scenarios() -> dict[str, Path]:
+    """Library scenario files by name (the file's stem): what `sociolab run NAME` accepts."""
+    return {p.stem: p for p in sorted(library_dir().glob("*.yaml"))}
+
+
+def resolve_scenario(path: str | Path) -> Path:
+    """The file to read for `sociolab run NAME_OR_PATH`: an existing file, or anything that looks
+    like a path (a separator, a .yaml ending), as given; otherwise the library scenario NAME, so
+    `sociolab run quickstart` works from any folder. A name that is neither is one line listing
+    the library's names."""
+    text = str(path)
+    looks_like_path = os.sep in text or "/" in text or text.endswith((".yaml", ".yml"))
+    if looks_like_path or os.path.lexists(text):  # lexists never raises, even on a name too long
+        return Path(text)
+    library = library_scenarios()
+    if text in library:
+        return library[text]
+    raise UserError(f"'{text}' is neither a file nor a library scenario (library scenarios: "
+                    f"{', '.join(library)}; or give a path to a YAML file)")
+
+
+def run_count(runfile: RunFile, series: Mapping[str | None, SeriesSpec]) -> int:
+    """How many runs a file plans, counted without planning them."""
+    per_seed = len(runfile.seeds) if runfile.seeds is not None else 1
+    return sum((spec.runs or runfile.repeats) * per_seed for spec in series.values())
+
+
+def describe_file(path: Path) -> tuple[RunFile, int]:
+    """A scenario file's validated contents and its number of runs, for `sociolab list`."""
+    doc = read_yaml(path)
+    runfile = validate(doc, RunFile)
+    return runfile, run_count(runfile, crossed(doc, runfile))
+
+
+# ---- the command line's overrides ---------------------------------------------------------------
+
+def check_param_keys(doc: YamlDoc, kind: str, params_cls: type[BaseModel], overrides: Overrides) -> None:
+    """Every `-P` key must name a param of the kind (a nested one through a nested model): a typo
+    is an error naming the file and the keys that exist, never a silently ignored setting."""
+    for key, _ in overrides.params:
+        cls: type[BaseModel] | None = params_cls
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            if cls is None:
+                break  # below a value that is not a model: its validation decides
+            if part not in cls.model_fields:
+                where = f"params.{'.'.join(parts[:depth])}" if depth else f"kind {kind}"
+                raise UserError(f"-P {key}: {where} has no param '{part}' (params: {', '.join(cls.model_fields)})",
+                                file=doc.path)
+            cls = nested_model(cls.model_fields[part].annotation)
+
+
+def nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The model class of a nested params section, or None for any other value."""
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def override_problem(params_cls: type[BaseModel], merged: dict[str, Any], overrides: Overrides) -> str | None:
+    """The first validation error, if it is about a value the command line gave: reported as
+    `-P key=value: ...` rather than at a line of the file that does not hold it."""
+    try:
+        params_cls.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = format_loc(tuple(x for x in err["loc"] if not is_union_tag(x)))
+        for key, value in overrides.params:
+            if loc == key or loc.startswith((key + ".", key + "[")) or key.startswith(loc + "."):
+                return f"-P {key}={json.dumps(value, ensure_ascii=False)}: {explain(err)}"
+    return None
+
+
+def with_models(personas: list[Persona], overrides: Overrides) -> list[Persona]:
+    """`--model`: each persona given its override model; the file's api_base and api_key_env
+    belonged to the model it replaces, so they go with it."""
+    out = []
+    for p in personas:
+        model = overrides.model_for(p.key)
+        out.append(p if model is None else p.model_copy(update={"model": model, "api_base": None,
+                                                                "api_key_env": None}))
+    return out
+
+
+def clone_source(key: str) -> str | None:
+    """`llama` for a clone's key `llama-3` (agents.clones), so `--model llama=...` reaches every clone."""
+    base, _, number = key.rpartition("-")
+    return base if number.isdigit() and base else None
+
+
+def persona_keys(roster: RosterSpec, personas: list[Persona]) -> set[str]:
+    """The keys `--model KEY=NAME` may name in one series: its agents' keys and a clone source."""
+    return {p.key for p in personas} | ({roster.clones.of} if roster.clones else set())
+
+
+def refuse_unknown_agent_keys(doc: YamlDoc, overrides: Overrides, keys_seen: set[str]) -> None:
+    unknown = [key for key, _ in overrides.agent_models if key not in keys_seen]
+    if unknown:
+        raise UserError(f"--model {unknown[0]}=...: no agent '{unknown[0]}' in this file "
+                        f"(agents: {', '.join(sorted(keys_seen))})", file=doc.path)
 
 
 def refuse_too_many_runs(doc: YamlDoc, runfile: RunFile, series: dict[str | None, SeriesSpec]) -> None:
     """Count the runs before planning any, so `repeats: 100000000000` is an error, not a MemoryError."""
-    per_seed = len(runfile.seeds) if runfile.seeds is not None else 1
-    total = sum((spec.runs or runfile.repeats) * per_seed for spec in series.values())
+    total = run_count(runfile, series)
     if total > MAX_RUNS:
         raise UserError(f"this file plans {total:,} runs, more than {MAX_RUNS:,}; lower repeats, runs or seeds, "
                         "or split it into several files", file=doc.path, line=doc.line_of(("repeats",)))
@@ -304,8 +546,10 @@ def crossed(doc: YamlDoc, runfile: RunFile) -> dict[str | None, SeriesSpec]:
     return out
 
 
-def resolve_roster(doc: YamlDoc, runfile: RunFile, spec: SeriesSpec, loc: tuple,
-                   sim: bool) -> tuple[RosterSpec, list[Persona]]:
+def resolve_roster(doc: YamlDoc, runfile: RunFile, spec: SeriesSpec, loc: tuple, sim: bool,
+                   overrides: Overrides) -> tuple[RosterSpec, list[Persona]]:
+    """The series' agents; `--model` replaces models first, so `--sim` then gives the stand-in
+    of the model asked for."""
     merged = deep_merge(runfile.agents, spec.agents)
     where = loc + ("agents",) if spec.agents else ("agents",)
     roster = model_from(doc, RosterSpec, merged, where)
@@ -313,13 +557,19 @@ def resolve_roster(doc: YamlDoc, runfile: RunFile, spec: SeriesSpec, loc: tuple,
         personas = resolve_personas(roster, doc.path.parent)
     except ValueError as exc:
         raise UserError(f"{'.'.join(map(str, where))}: {exc}", file=doc.path, line=doc.line_of(where)) from None
+    personas = with_models(personas, overrides)
     if sim:
         personas = [sim_stand_in(p) for p in personas]
     return roster, personas
 
 
-def resolve_params(doc: YamlDoc, runfile: RunFile, spec: SeriesSpec, loc: tuple, params_cls: type[BaseModel]):
-    merged = deep_merge(runfile.params, spec.params)
+def resolve_params(doc: YamlDoc, runfile: RunFile, spec: SeriesSpec, loc: tuple, params_cls: type[BaseModel],
+                   overrides: Overrides):
+    """The file's params, the series' over them, the command line's `-P` over both."""
+    merged = deep_merge(deep_merge(runfile.params, spec.params), overrides.nested_params())
+    problem = override_problem(params_cls, merged, overrides) if overrides.params else None
+    if problem:
+        raise UserError(problem, file=doc.path)
     where = loc + ("params",) if spec.params else ("params",)
     return model_from(doc, params_cls, merged, where)
 

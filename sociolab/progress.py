@@ -10,6 +10,12 @@ from sociolab.config import Plan, RunSpec
 from sociolab.orchestrator.sink import Message
 
 
+def counted(n: int, noun: str, plural: str | None = None, *, grouped: bool = False) -> str:
+    """`1 run`, `2 runs`: a count as a person writes it (`grouped`: 12,345)."""
+    number = f"{n:,}" if grouped else str(n)
+    return f"{number} {noun if n == 1 else plural or noun + 's'}"
+
+
 def describe_wait(model: str, source: str, seconds: float, error: BaseException) -> str:
     """'waiting 12.0 s: 429 from groq (groq/llama-3.3-70b-versatile)', for a retry about to wait."""
     from sociolab.orchestrator.redact import redact
@@ -36,7 +42,7 @@ class RichProgress:
 
     def start(self, plan: Plan, todo: list[RunSpec], skipped: int) -> None:
         if skipped:
-            self.console.print(f"resuming: {skipped} of {len(plan.runs)} runs already complete")
+            self.console.print(f"resuming: {skipped} of {counted(len(plan.runs), 'run')} already complete")
         per_series: dict[str | None, int] = {}
         for spec in todo:
             per_series[spec.series] = per_series.get(spec.series, 0) + 1
@@ -77,8 +83,10 @@ class RichProgress:
     def _info(self) -> str:
         t = self.totals
         cost = f"${t['cost']:.4f}" + (f" + unknown ({len(self.unpriced)} unpriced)" if self.unpriced else "")
-        return (f"{t['messages']} messages, {t['errors']} errors, {t['calls']} calls "
-                f"({t['retries']} retries), {t['tokens']:,} tokens, {cost}")
+        n = {key: int(value) for key, value in t.items() if key != "cost"}  # the totals dict also holds the cost
+        return (f"{counted(n['messages'], 'message')}, {counted(n['errors'], 'error')}, "
+                f"{counted(n['calls'], 'call')} ({counted(n['retries'], 'retry', 'retries')}), "
+                f"{counted(n['tokens'], 'token', grouped=True)}, {cost}")
 
 
 class JudgeProgress:
@@ -107,5 +115,5 @@ class JudgeProgress:
             self._progress.start()
         done = sum(report.coded.values()) + sum(report.uncodable.values()) + sum(report.failed.values())
         info = (f"{sum(report.uncodable.values())} uncodable, {sum(report.failed.values())} failed, "
-                f"{report.calls} calls, ${report.cost_usd:.4f}")
+                f"{counted(report.calls, 'call')}, ${report.cost_usd:.4f}")
         self._progress.update(self._task, total=sum(report.to_code.values()), completed=done, info=info)

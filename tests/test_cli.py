@@ -21,7 +21,7 @@ def test_quickstart_runs_offline_and_explains_itself(tmp_path):
     out = cli("run", str(QUICKSTART), "--db", str(db))
     assert out.returncode == 0, out.stderr
     assert str(db) in out.stdout and "sociolab sql" in out.stdout
-    assert re.search(r"holds 1 runs, 7 agents, \d+ agent messages \(1 errors\)", out.stdout)
+    assert re.search(r"holds 1 run, 7 agents, \d+ agent messages \(1 error\)", out.stdout)
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(DISTINCT model) FROM agents").fetchone()[0] == 7
     assert con.execute("SELECT count(*) FROM messages WHERE round IS NOT NULL").fetchone()[0] == 6 * 7 - 1  # scout fails in round 4 and is dropped
@@ -167,7 +167,7 @@ def test_serve_sim_subprocess_drives_a_run_over_http(tmp_path):
             """)
         out = cli("run", str(path), "--db", str(tmp_path / "h.duckdb"))
         assert out.returncode == 0, out.stderr
-        assert re.search(r"holds 1 runs, 3 agents, 9 agent messages \(0 errors\)", out.stdout)
+        assert re.search(r"holds 1 run, 3 agents, 9 agent messages \(0 errors\)", out.stdout)
         retries = cli("sql", "SELECT sum(attempts) - count(*) FROM llm_calls", "--db", str(tmp_path / "h.duckdb"),
                       "-f", "csv").stdout.splitlines()[1]
         assert int(retries) > 0

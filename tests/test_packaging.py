@@ -65,6 +65,17 @@ def test_the_wheel_carries_data_types_and_licence(wheel):
     for library in ("sociolab/scenarios/library/warroom.yaml", "sociolab/personas/library/warroom.yaml",
                     "sociolab/judges/library/warroom.yaml", "sociolab/judges/library/judges.yaml"):
         assert library in names
+    for folder in ("scenarios", "personas", "judges"):  # every library file: `sociolab run NAME` and `list` read them
+        for path in (REPO / folder / "library").glob("*.yaml"):
+            assert f"sociolab/{folder}/library/{path.name}" in names, path
+
+
+def test_the_wheel_requires_python_dotenv(wheel):
+    """`.env` files are read with python-dotenv: a plain `pip install` must bring it."""
+    archive = zipfile.ZipFile(wheel)
+    (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+    requires = [line for line in archive.read(metadata).decode().splitlines() if line.startswith("Requires-Dist:")]
+    assert any(line.startswith("Requires-Dist: python-dotenv") for line in requires), requires
 
 
 def test_every_package_folder_is_listed_in_pyproject():
@@ -101,6 +112,11 @@ def test_installed_sociolab_runs_from_a_folder_with_its_own_scenarios_package(si
     assert where.startswith(str(site))
     ran = sociolab("run", "q.yaml", "--db", "q.duckdb", "-q")
     assert ran.returncode == 0, ran.stderr
+    by_name = sociolab("run", "quickstart", "--db", "n.duckdb", "-q")  # the library file, from the installed package
+    assert by_name.returncode == 0 and "holds 1 run, 7 agents" in by_name.stdout, by_name.stderr
+    listed = sociolab("list")
+    assert listed.returncode == 0 and "quickstart         discussion, 1 run" in listed.stdout, listed.stderr
+    assert "warroom  8 personas" in listed.stdout and "safety   7 flags" in listed.stdout
     stored = sociolab("sql", "SELECT (SELECT count(*) FROM agents), (SELECT count(*) FROM runs WHERE status = "
                       "'completed')", "--db", "q.duckdb", "-f", "csv")
     assert stored.stdout.splitlines()[1:] == ["7,1"], stored.stdout + stored.stderr
