@@ -39,7 +39,7 @@ def path_part(value: str) -> str:
 
 def url(path: str, params: dict[str, Any] | None = None) -> str:
     """A link, escaped for an attribute; empty and None parameters are left out."""
-    kept = {k: v for k, v in (params or {}).items() if v not in (None, "", False)}
+    kept = {k: v for k, v in (params or {}).items() if v is not None and v != "" and v is not False}
     query = f"?{urlencode(kept)}" if kept else ""
     return text(path + query)
 

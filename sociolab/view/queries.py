@@ -72,16 +72,18 @@ class MessageFilter:
     rule: str = "intersection"
     errors: bool = False  # failed calls only
 
-    def where(self) -> tuple[str, list[Any]]:
-        """The SQL condition over `messages m` and its parameters."""
+    def where(self, run_id: str | None = None) -> tuple[str, list[Any]]:
+        """The SQL condition over `messages m` and its parameters; given the run, the flag's
+        adjudicated codes are read for that run only."""
         clauses, params = ["true"], []
         if self.text:
             clauses.append("contains(lower(m.content), lower(?))")
             params.append(self.text)
         if self.flag:
             column = RULES[self.rule]
+            in_run = f"AND run_id IN ({literals([run_id])})" if run_id is not None else ""
             clauses.append(f"m.message_id IN (SELECT message_id FROM adjudicated_codes "
-                           f"WHERE flag = ? AND {column} AND run_id = m.run_id)")
+                           f"WHERE flag = ? AND {column} {in_run})")
             params.append(self.flag)
         if self.errors:
             clauses.append("m.is_error")
@@ -136,6 +138,12 @@ def placeholders(values: Sequence[Any]) -> str:
     return ", ".join("?" for _ in values) or "NULL"
 
 
+def literals(values: Sequence[str]) -> str:
+    """Ids as SQL string literals: DuckDB pushes a literal IN list into the adjudicated_codes view's
+    scan of the codes, where a parameter list is not pushed and the view would group every code."""
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values) or "NULL"
+
+
 def count_runs(con: duckdb.DuckDBPyConnection, filters: RunFilter) -> int:
     where, params = filters.where()
     return int(con.execute(f"SELECT count(*) FROM runs r WHERE {where}", params).fetchone()[0])  # type: ignore[index]
@@ -155,8 +163,10 @@ def runs_page(con: duckdb.DuckDBPyConnection, filters: RunFilter, offset: int,
     counts = {r[0]: r[1:] for r in con.execute(f"""
         SELECT run_id, count(*), count(*) FILTER (WHERE is_error)
           FROM messages WHERE run_id IN ({placeholders(ids)}) GROUP BY run_id""", ids).fetchall()}
-    return [RunRow(*row, models=models.get(row[0]) or "", messages=counts.get(row[0], (0, 0))[0],
-                   errors=counts.get(row[0], (0, 0))[1]) for row in rows]
+    names = ("run_id", "suite", "series", "kind", "status", "stop_reason", "rounds_done", "rounds_planned",
+             "started_at")
+    return [RunRow(**dict(zip(names, row)), models=models.get(row[0]) or "",
+                   messages=counts.get(row[0], (0, 0))[0], errors=counts.get(row[0], (0, 0))[1]) for row in rows]
 
 
 def facet(con: duckdb.DuckDBPyConnection, column: str) -> list[str]:
@@ -215,7 +225,7 @@ MESSAGE_COLUMNS = f"""m.message_id, m.run_id, m.seq, m.round, m.turn, m.sender, 
 def conversation_page(con: duckdb.DuckDBPyConnection, run_id: str, filters: MessageFilter, after: int,
                       limit: int = MESSAGES_PER_PAGE) -> list[Message]:
     """Up to `limit` + 1 messages of a run after seq `after` (the extra one says a next page exists)."""
-    where, params = filters.where()
+    where, params = filters.where(run_id)
     rows = con.execute(f"""
         SELECT {MESSAGE_COLUMNS} FROM messages m
          WHERE m.run_id = ? AND m.seq > ? AND {where} ORDER BY m.seq LIMIT ?""",
@@ -242,24 +252,24 @@ def with_details(con: duckdb.DuckDBPyConnection, messages: list[Message]) -> lis
         return messages
     by_id = {m.message_id: m for m in messages}
     ids, run_ids = list(by_id), sorted({m.run_id for m in messages})
-    scope = f"run_id IN ({placeholders(run_ids)}) AND message_id IN ({placeholders(ids)})"
+    scope = f"run_id IN ({literals(run_ids)}) AND message_id IN ({literals(ids)})"
     for message_id, *code in con.execute(f"""
             SELECT message_id, judge, codebook_id, flag, value, level, status, left(rationale, 2000)
-              FROM codes WHERE {scope} ORDER BY judge, flag""", [*run_ids, *ids]).fetchall():
+              FROM codes WHERE {scope} ORDER BY judge, flag""").fetchall():
         by_id[message_id].codes.append(Code(*code))
     for message_id, codebook, flag, *values in con.execute(f"""
             SELECT message_id, codebook_id, flag, by_intersection, by_union, by_majority
-              FROM adjudicated_codes WHERE {scope}""", [*run_ids, *ids]).fetchall():
+              FROM adjudicated_codes WHERE {scope}""").fetchall():
         by_id[message_id].adjudicated[(codebook, flag)] = tuple(values)
     for message_id, *call in con.execute(f"""
             SELECT message_id, seq, step, tool, left(arguments::VARCHAR, {RESULT_LIMIT}),
                    left(result, {RESULT_LIMIT}), length(result), is_error
-              FROM tool_calls WHERE {scope} ORDER BY seq""", [*run_ids, *ids]).fetchall():
+              FROM tool_calls WHERE {scope} ORDER BY seq""").fetchall():
         by_id[message_id].tools.append(ToolCall(call[0], call[1], call[2], call[3], call[4] or "",
                                                 call[5] or 0, bool(call[6])))
     for message_id, attempts, cached in con.execute(f"""
             SELECT message_id, max(attempts), bool_or(cached) FROM llm_calls
-             WHERE purpose = 'agent' AND {scope} GROUP BY message_id""", [*run_ids, *ids]).fetchall():
+             WHERE purpose = 'agent' AND {scope} GROUP BY message_id""").fetchall():
         by_id[message_id].attempts, by_id[message_id].cached = attempts, bool(cached)
     return messages
 

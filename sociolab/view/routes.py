@@ -42,9 +42,11 @@ class Response:
 class Viewer:
     """Answers a path and query with a page, over one read-only connection."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, db_name: str):
+    def __init__(self, con: duckdb.DuckDBPyConnection, db_name: str, runs_per_page: int = q.RUNS_PER_PAGE,
+                 messages_per_page: int = q.MESSAGES_PER_PAGE):
         self.con = con
         self.db_name = db_name
+        self.runs_per_page, self.messages_per_page = runs_per_page, messages_per_page
 
     def handle(self, path: str, query: dict[str, str]) -> Response:
         """The response to a GET; a bad parameter or unknown id is a 4xx page, a failed query a 500
@@ -81,9 +83,9 @@ class Viewer:
         filters = run_filter(query)
         offset = whole_number(query, "offset", 0)
         total = q.count_runs(con, filters)
-        runs = q.runs_page(con, filters, offset)
+        runs = q.runs_page(con, filters, offset, self.runs_per_page)
         facets = {name: q.facet(con, name) for name in ("suite", "series", "model", "status", "kind")}
-        return Response(200, pages.runs_list(self.db_name, runs, total, offset, q.RUNS_PER_PAGE, filters, facets))
+        return Response(200, pages.runs_list(self.db_name, runs, total, offset, self.runs_per_page, filters, facets))
 
     def run(self, con: duckdb.DuckDBPyConnection, run_id: str, query: dict[str, str]) -> Response:
         header = q.run_header(con, run_id)
@@ -91,8 +93,8 @@ class Viewer:
             raise BadRequest(404, f"no run '{run_id}' in this store")
         filters = message_filter(query)
         after = whole_number(query, "after", -1, low=-1)
-        messages = q.conversation_page(con, run_id, filters, after)
-        has_more = len(messages) > q.MESSAGES_PER_PAGE
+        messages = q.conversation_page(con, run_id, filters, after, self.messages_per_page)
+        has_more = len(messages) > self.messages_per_page
         return Response(200, pages.run_view(self.db_name, header, q.agents(con, run_id), q.events(con, run_id),
                                             q.outcomes(con, run_id), messages, has_more, after, filters,
                                             q.flags(con)))
@@ -109,8 +111,8 @@ class Viewer:
         filters, runs = message_filter(query), run_filter(query)
         after = query.get("after", "")
         searched = bool(filters.text or filters.flag or filters.errors)
-        messages = q.search_page(con, filters, runs, after) if searched else []
-        has_more = len(messages) > q.MESSAGES_PER_PAGE
+        messages = q.search_page(con, filters, runs, after, self.messages_per_page) if searched else []
+        has_more = len(messages) > self.messages_per_page
         facets = {name: q.facet(con, name) for name in ("suite", "series")}
         return Response(200, pages.search_view(self.db_name, messages, has_more, after, filters, runs, q.flags(con),
                                                facets, searched))
