@@ -196,14 +196,25 @@ def test_adjudicated_values_are_the_stores(server, store):
     assert shown == expected and any(expected.values())
 
 
-def test_planted_markup_is_shown_as_text_never_as_markup(server):
+def test_planted_markup_is_shown_as_text_never_as_markup(server, store):
+    assert sql(store, "SELECT content FROM messages WHERE run_id = ? AND seq = 0", [DISCUSSION_RUN])[0][0] == PLANTED
     _, page, _ = server.get(f"/run/{DISCUSSION_RUN}")
     assert "<script" not in page and "<img" not in page and "onerror='" not in page
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in page
     assert "onerror=&#x27;window.__pwned=2&#x27;" in page
-    assert "\x1b" not in page and "\u241b[31mred" in page  # ESC shown as its control picture
+    assert "\x1b" not in page and "\\x1b[31mred\\x1b[0m" in page  # ESC shown as \x1b
     assert "\u202e" not in page and "&lt;U+202E&gt;evil&lt;U+202C&gt;" in page
     assert "&amp; &#x27;quotes&#x27; &quot;dq&quot;" in page
+
+
+def test_every_control_character_is_shown_as_text():
+    from sociolab.view.html import text
+
+    every = "".join(chr(c) for c in [*range(0x00, 0xA0), 0x202E, 0x2066, 0x200F, 0xFEFF])
+    shown = text(every)
+    assert not [c for c in shown if (ord(c) < 32 and c not in "\t\n\r") or 0x7F <= ord(c) < 0xA0
+                or c in "\u202e\u2066\u200f\ufeff<>'\""]
+    assert "\\x00" in shown and "\\x1b" in shown and "\\x9b" in shown and "&lt;U+202E&gt;" in shown
 
 
 def test_a_flag_filter_shows_exactly_the_messages_adjudicated_true(server, store):
@@ -268,7 +279,7 @@ def test_an_agentic_run_shows_tool_calls_results_and_outcomes(server, store):
     assert status == 200
     calls = sql(store, "SELECT tool, result FROM tool_calls WHERE run_id = ? ORDER BY seq", [AGENTIC_RUN])
     assert len(calls) > 3 and len(re.findall(r"<div class='tool( error)?'>", page)) == len(calls)
-    shown = [unescape(t) for t in re.findall(r"🔧 <code>([a-z_]+)\(", page)]
+    shown = [unescape(t) for t in re.findall(r"<span class='badge'>tool</span> <code>([a-z_]+)\(", page)]
     assert shown == [tool for tool, _ in calls]
     first_line = calls[0][1].splitlines()[0]
     assert unescape(page).count(first_line) >= 1

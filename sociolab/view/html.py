@@ -13,9 +13,10 @@ import html
 from typing import Any
 from urllib.parse import quote, urlencode
 
-# C0 controls (but tab and newline) -> Unicode control pictures; DEL; C1 controls as \xNN
-_CONTROLS = {c: chr(0x2400 + c) for c in range(32) if c not in (9, 10)}
-_CONTROLS[127] = "\u2421"
+# C0 controls (but tab, newline and carriage return, which HTML reads as a line break), DEL and C1
+# controls -> \xNN, as text: a terminal escape reads as `\x1b[31m`, and no font is needed to show it
+_CONTROLS: dict[int, str] = {c: f"\\x{c:02x}" for c in range(32) if c not in (9, 10, 13)}
+_CONTROLS[127] = "\\x7f"
 _CONTROLS.update({c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})
 # bidirectional embeddings, overrides and isolates, and zero-width marks: named, not applied
 _CONTROLS.update({c: f"<U+{c:04X}>" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F,

@@ -200,7 +200,8 @@ def tools_html(tools: list[ToolCall]) -> str:
         cut = (f"<div class='truncated'>… {t.result_chars - RESULT_LIMIT:,} more characters</div>"
                if t.result_chars > RESULT_LIMIT else "")
         failed = "<span class='badge error'>tool error</span>" if t.is_error else ""
-        items.append(f"<div class='tool{' error' if t.is_error else ''}'>🔧 <code>{text(t.tool)}"
+        items.append(f"<div class='tool{' error' if t.is_error else ''}'><span class='badge'>tool</span> "
+                     f"<code>{text(t.tool)}"
                      f"({text(t.arguments)})</code>{failed}"
                      f"<details><summary>result ({t.result_chars:,} characters)</summary><pre>{text(t.result)}</pre>"
                      f"{cut}</details></div>")
