@@ -73,18 +73,21 @@ class MessageFilter:
     errors: bool = False  # failed calls only
 
     def where(self, run_id: str | None = None) -> tuple[str, list[Any]]:
-        """The SQL condition over `messages m` and its parameters; given the run, the flag's
-        adjudicated codes are read for that run only."""
+        """The SQL condition over `messages m` and its parameters. Given the run, the flag's
+        adjudicated codes are read for that run only, as the range of its message ids
+        (`{run_id}#{seq}`, docs/schema.md): the view's run_id is an aggregate, so a filter on it
+        would group every code first (1.4 s on 14M codes), while one on message_id, the view's
+        grouping key, reaches the scan (0.04 s)."""
         clauses, params = ["true"], []
         if self.text:
             clauses.append("contains(lower(m.content), lower(?))")
             params.append(self.text)
         if self.flag:
             column = RULES[self.rule]
-            in_run = f"AND run_id IN ({literals([run_id])})" if run_id is not None else ""
+            in_run = "AND message_id >= ? AND message_id < ?" if run_id is not None else ""
             clauses.append(f"m.message_id IN (SELECT message_id FROM adjudicated_codes "
                            f"WHERE flag = ? AND {column} {in_run})")
-            params.append(self.flag)
+            params += [self.flag, *([run_id + "#", run_id + "$"] if run_id is not None else [])]
         if self.errors:
             clauses.append("m.is_error")
         return " AND ".join(clauses), params
