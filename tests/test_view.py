@@ -380,3 +380,21 @@ def test_the_report_links_each_section_to_the_view(store, server, tmp_path):
         assert status in (200, 302), path
         if status == 302:
             assert server.get(headers["Location"])[0] == 200
+
+
+def test_a_bug_in_a_page_is_a_500_and_the_server_goes_on(store, monkeypatch, caplog):
+    from sociolab.view import queries
+
+    def broken(con):
+        raise KeyError("planted")
+
+    running = Server(store)
+    try:
+        monkeypatch.setattr(queries, "flags", broken)
+        status, page, _ = running.get(f"/run/{DISCUSSION_RUN}")
+        assert status == 500 and "a bug in sociolab view (KeyError)" in page
+        assert any("planted" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+        monkeypatch.undo()
+        assert running.get(f"/run/{DISCUSSION_RUN}")[0] == 200
+    finally:
+        running.close()

@@ -17,6 +17,8 @@ from typing import Callable
 
 import duckdb
 
+from sociolab.base.errors import first_line
+
 from . import pages
 from . import queries as q
 from .html import path_part
@@ -49,8 +51,8 @@ class Viewer:
         self.runs_per_page, self.messages_per_page = runs_per_page, messages_per_page
 
     def handle(self, path: str, query: dict[str, str]) -> Response:
-        """The response to a GET; a bad parameter or unknown id is a 4xx page, a failed query a 500
-        whose traceback goes to the log."""
+        """The response to a GET; a bad parameter or unknown id is a 4xx page, a failed query or a
+        bug a 500 whose traceback goes to the log (the server keeps serving other pages)."""
         route = self.route(path)
         if route is None:
             return self.error(404, f"no page at {path}")
@@ -62,7 +64,10 @@ class Viewer:
             return self.error(exc.status, str(exc))
         except duckdb.Error as exc:
             log.exception("sociolab view: %s failed", path)
-            return self.error(500, f"the query failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            return self.error(500, f"the query failed: {first_line(exc)}")
+        except Exception as exc:  # a bug: the page says so, the log file gets the traceback
+            log.exception("sociolab view: %s failed", path)
+            return self.error(500, f"a bug in sociolab view ({type(exc).__name__}); the traceback is in the log file")
         finally:
             cursor.close()
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import socketserver
+import sys
 import threading
 import webbrowser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sociolab.base.errors import UserError
@@ -63,6 +64,15 @@ class ViewServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = HOST, self.server_address[1]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that closes a connection mid-page is routine (debug log); anything else is
+        logged with its traceback instead of socketserver's print to stderr."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):
+            log.debug("sociolab view: %s closed the connection (%s)", client_address[0], exc)
+        else:
+            log.error("sociolab view: a request from %s failed", client_address[0], exc_info=exc)
 
     @property
     def url(self) -> str:
