@@ -157,6 +157,8 @@ def test_runs_are_paged(store):
         assert seen == [r[0] for r in sql(store, "SELECT run_id FROM runs ORDER BY run_id")]
         _, page, _ = small.get("/?offset=2")
         assert "rel='prev' href='/?offset=0'" in page
+        _, page, _ = small.get("/?offset=1")  # an offset off the page grid still pages back to the start
+        assert "rel='prev' href='/?offset=0'" in page and "rel='next' href='/?offset=3'" in page
     finally:
         small.close()
 

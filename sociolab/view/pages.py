@@ -40,7 +40,7 @@ def runs_list(db_name: str, runs: list[RunRow], total: int, offset: int, limit: 
     body = (f"<h1>Runs</h1>{form}{shown}"
             + table(["run", "suite", "series", "kind", "status", "models", "rounds", "messages", "errors",
                      "started (UTC)"], rows, "runs")
-            + pager(url("/", {**params, "offset": offset - limit}) if offset > 0 else None,
+            + pager(url("/", {**params, "offset": max(0, offset - limit)}) if offset > 0 else None,
                     url("/", {**params, "offset": offset + limit}) if offset + limit < total else None))
     return page("Runs", body, db_name)
 

@@ -174,11 +174,8 @@ def runs_page(con: duckdb.DuckDBPyConnection, filters: RunFilter, offset: int,
 
 def facet(con: duckdb.DuckDBPyConnection, column: str) -> list[str]:
     """The values a run filter offers (at most FACET_LIMIT): suite, series, status, kind or model."""
-    if column == "model":
-        sql = "SELECT DISTINCT model FROM agents WHERE model IS NOT NULL ORDER BY 1 LIMIT ?"
-    else:
-        assert column in ("suite", "series", "status", "kind")
-        sql = f"SELECT DISTINCT {column} FROM runs WHERE {column} IS NOT NULL ORDER BY 1 LIMIT ?"
+    table = {"model": "agents", "suite": "runs", "series": "runs", "status": "runs", "kind": "runs"}[column]
+    sql = f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY 1 LIMIT ?"
     return [str(r[0]) for r in con.execute(sql, [FACET_LIMIT]).fetchall()]
 
 
