@@ -38,7 +38,13 @@ def table(headers: list[str], rows: list[list]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+class Markup(str):
+    """A table cell that is already HTML (a link the report built), not text to escape."""
+
+
 def esc(value: Any) -> str:
+    if isinstance(value, Markup):
+        return str(value)
     return html.escape("" if value is None else str(value))
 
 

@@ -13,35 +13,40 @@ import html
 import json
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote
 
 from . import study_figures as sf
-from .htmlparts import esc, figure, nan0, num, pval, short, shorten, table
+from .htmlparts import Markup, esc, figure, nan0, num, pval, short, shorten, table
 from .ratings import sql_str
 
 SIM_NOTE = ("These runs were made on the sim backend: deterministic stand-ins with planted propensities. "
             "The report demonstrates the pipeline; it is not evidence about real models.")
 SAMPLE_SIZE = 12
+VIEW_PORT = 8700  # `sociolab view`'s default port (sociolab/view/server.py; a test keeps the two equal)
 
 
-def build_report(con, result: dict[str, Any]) -> str:
-    """The whole HTML page for an `analyze()` result computed on `con`."""
+def build_report(con, result: dict[str, Any], view_port: int = VIEW_PORT) -> str:
+    """The whole HTML page for an `analyze()` result computed on `con`. Each section links to the
+    runs or messages behind it in `sociolab view` at 127.0.0.1:`view_port` (its default port)."""
     sections = [
-        ("How these numbers were made", sf.pipeline_section(result)),
-        ("Runs and messages per series", series_table(result)),
-        ("Judge agreement per flag", agreement_section(result) + sf.confusion_table(result)),
-        ("Label aggregation: intersection vs union", sf.sensitivity_section(result)),
-        ("Behavioural profiles per model", profile_section(result) + sf.baseline_profile_section(result)),
+        ("How these numbers were made", sf.pipeline_section(result), "/"),
+        ("Runs and messages per series", series_table(result), "/"),
+        ("Judge agreement per flag", agreement_section(result) + sf.confusion_table(result), "/messages"),
+        ("Label aggregation: intersection vs union", sf.sensitivity_section(result), "/messages"),
+        ("Behavioural profiles per model", profile_section(result) + sf.baseline_profile_section(result), "/"),
         ("Profile similarity by series", similarity_section(result) + sf.mean_similarity_figure(result)
-         + sf.density_section(result)),
-        ("Series comparisons", comparisons_table(result)),
-        ("Profile shift with real names", sf.profile_shift_section(result)),
-        ("Flags over the rounds", sf.rounds_section(result)),
-        ("Compensation after a crash", compensation_section(result) + sf.compensation_figures(result)),
-        ("Group behaviours absent in isolation", isolation_section(result) + sf.isolation_figure(result)),
-        ("A sample of coded messages", sample_section(con, result)),
+         + sf.density_section(result), "/"),
+        ("Series comparisons", comparisons_table(result), "/"),
+        ("Profile shift with real names", sf.profile_shift_section(result), "/"),
+        ("Flags over the rounds", sf.rounds_section(result), "/messages"),
+        ("Compensation after a crash", compensation_section(result) + sf.compensation_figures(result),
+         "/messages?errors=1"),
+        ("Group behaviours absent in isolation", isolation_section(result) + sf.isolation_figure(result), "/"),
+        ("A sample of coded messages", sample_section(con, result, view_port), "/messages"),
     ]
     notes = provenance_notes(con)
-    body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>" for title, content in sections)
+    body = "".join(f"<section><h2>{html.escape(title)}</h2>{view_link(view_port, path)}{content}</section>"
+                   for title, content, path in sections)
     settings = result["settings"]
     header = (f"<p class='meta'>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · codebook "
               f"<code>{esc(settings['codebook_id'])}</code> · adjudication: {esc(settings['rule'])} · "
@@ -74,6 +79,17 @@ def imported_notes(con: Any) -> list[str]:
         FROM runs WHERE source <> 'sociolab' GROUP BY source ORDER BY source""").fetchall()
     return [" ".join([f"Includes {n} run{'' if n == 1 else 's'} imported from '{source}'.", *(credits or [])])
             for source, n, credits in rows]
+
+
+def view_url(port: int, path: str) -> str:
+    """A page of `sociolab view` (served on 127.0.0.1 only): `/`, `/run/<run_id>`, `/message/<id>`, `/messages`."""
+    return html.escape(f"http://127.0.0.1:{port}{path}", quote=True)
+
+
+def view_link(port: int, path: str) -> str:
+    """The section's runs or messages in the viewer, which must be running on the same store."""
+    return (f"<p class='view'><a href='{view_url(port, path)}'>Open in sociolab view</a> (start it first: "
+            f"<code>sociolab view --db DB</code>, on port {port})</p>")
 
 
 # ---- sections ------------------------------------------------------------------------------
@@ -177,7 +193,7 @@ def sample_ids(con, codebook_id: str, n: int = SAMPLE_SIZE) -> list[str]:
         k *= 8
 
 
-def sample_section(con, result: dict) -> str:
+def sample_section(con, result: dict, view_port: int = VIEW_PORT) -> str:
     rule = {"intersection": "by_intersection", "union": "by_union", "majority": "by_majority"}[result["settings"]["rule"]]
     codebook_id = result["settings"]["codebook_id"]
     ids = sample_ids(con, codebook_id)
@@ -185,14 +201,16 @@ def sample_section(con, result: dict) -> str:
     # of the codes (a list parameter is not pushed down, and the view would group every code)
     listed = ", ".join(sql_str(i) for i in ids) or "NULL"
     rows = [] if not ids else con.execute(f"""
-        SELECT m.run_id, m.round, m.sender_name, m.content,
+        SELECT m.run_id, m.round, m.sender_name, m.content, m.message_id,
                string_agg(ac.flag, ', ' ORDER BY ac.flag) FILTER (WHERE ac.{rule}) AS flags
           FROM messages m JOIN adjudicated_codes ac USING (message_id)
          WHERE ac.codebook_id = ? AND m.message_id IN ({listed}) AND ac.message_id IN ({listed})
          GROUP BY m.message_id, m.run_id, m.round, m.sender_name, m.content
          ORDER BY hash(m.message_id) LIMIT {SAMPLE_SIZE}""", [codebook_id]).fetchall()
-    return table(["run", "round", "sender", "message", f"flags ({result['settings']['rule']})"],
-                 [[r[0], r[1], r[2], shorten(r[3]), r[4] or ""] for r in rows])
+    return table(["run", "round", "sender", "message", f"flags ({result['settings']['rule']})", "view"],
+                 [[r[0], r[1], r[2], shorten(r[3]), r[5] or "",
+                   Markup(f"<a href='{view_url(view_port, '/message/' + quote(r[4], safe='/'))}'>open</a>")]
+                  for r in rows])
 
 
 # ---- plots ---------------------------------------------------------------------------------
@@ -259,4 +277,5 @@ th{background:#f5f5f7}tr:nth-child(even) td{background:#fafafa}
 img{max-width:100%;display:block;margin:.8em 0}.meta{color:#555;font-size:.9em}
 .note{background:#fff4d6;border-left:4px solid #e0a800;padding:.5em .8em}
 code{background:#f0f0f0;padding:0 .25em}
+.view{font-size:.85em;color:#555;margin:.2em 0}
 """

@@ -975,6 +975,23 @@ def import_study(
     console.print(f"Credit: {pack.citation}", markup=False, highlight=False)
 
 
+@app.command()
+def view(
+    db: Path = DB_OPTION,
+    port: int = typer.Option(8700, "--port", help="port on 127.0.0.1 (0 picks a free one)"),
+    no_browser: bool = typer.Option(False, "--no-browser", help="only print the address; open no browser"),
+) -> None:
+    """Browse runs and transcripts in a web browser (127.0.0.1 only; the store is opened read-only)."""
+    from sociolab.view import serve
+
+    def ready(url: str) -> None:
+        console.print(f"Serving {db} read-only at {url} (Ctrl-C to stop)", markup=False, highlight=False)
+        sys.stdout.flush()
+
+    serve(db, port, open_browser=not no_browser, ready=ready)
+    console.print("Stopped.", markup=False, highlight=False)
+
+
 models_app = typer.Typer(no_args_is_help=True, help="Check the models a file names before spending on them.")
 app.add_typer(models_app, name="models")
 
