@@ -53,7 +53,7 @@ from .profiles import (RULES, Rule, agent_counts, aggregation_sensitivity, check
 from .families import SeriesPair, present_pairs
 from .judge_cells import judge_cells
 from .memory import within_budget
-from .scratch import drop_scratch, one_row
+from .scratch import drop_scratch, one_row, scratch
 from .stats import compare_series
 
 CONDITION_FIELDS = ("scaffolding", "naming", "order", "clones")
@@ -82,10 +82,13 @@ def declared_family(con: Any) -> list[SeriesPair]:
     """The comparison family the store's runs were stored with (`$.analysis.comparisons` of
     runs.config, written from a suite's `analysis:` section or by an importer). Families of several
     suites are merged in suite order; a pair keeps its first label."""
-    rows = connection(con).execute("""
-        SELECT DISTINCT suite, json_extract(config, '$.analysis.comparisons')::VARCHAR AS family
-        FROM runs WHERE json_extract(config, '$.analysis.comparisons') IS NOT NULL
-        ORDER BY suite NULLS LAST, family""").fetchall()
+    con = connection(con)
+    # Each run's family first, then the distinct ones: DuckDB 2.0 ran out of a 64MB budget grouping
+    # the JSON function's results directly (100x the study), not a table of them.
+    with scratch(con, "families", "SELECT suite, json_extract(config, '$.analysis.comparisons')::VARCHAR AS family "
+                 "FROM runs", "comparison families") as families:
+        rows = con.execute(f"SELECT DISTINCT suite, family FROM {families} WHERE family IS NOT NULL "
+                           "ORDER BY suite NULLS LAST, family").fetchall()
     merged: dict[tuple[str, str], SeriesPair] = {}
     for _, family in rows:
         for entry in json.loads(family):
