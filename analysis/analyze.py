@@ -45,8 +45,8 @@ import duckdb
 from sociolab.base.errors import UserError
 
 from .agreement import fmt, to_json
-from .compensation import (CompFilter, check_comp_filter, compensation, isolation_baseline, require_conditions,
-                           run_conditions)
+from .compensation import (CONDITION_SQL, CompFilter, check_comp_filter, compensation, isolation_baseline,
+                           require_conditions)
 from .profiles import (RULES, Rule, agent_counts, aggregation_sensitivity, check_rule, connection, model_profiles,
                        PAGE_MESSAGES, Page, message_pages, resolve_codebook, round_rates, series_key,
                        series_similarity, values_by_series)
@@ -141,6 +141,10 @@ def _analyze(con: duckdb.DuckDBPyConnection, *, rule: Rule, codebook_id: str | N
     require_conditions(con)
     codebook_id = resolve_codebook(con, codebook_id)
     pages = message_pages(con)      # one GROUP BY over the messages, shared by every paged scan
+    # The scans with the largest DuckDB working memory first, while Python holds little (issue 12:
+    # the peak RSS is what Python holds plus what DuckDB uses at that moment).
+    comp = compensation(con, rule=rule, codebook_id=codebook_id, comp_filter=comp_filter, pages=pages)
+    agreement = agreement_summary(con, codebook_id, pages=pages)
     counts = agent_counts(con, rule=rule, codebook_id=codebook_id, pages=pages)
     try:
         series = series_similarity(con, counts=counts)
@@ -158,7 +162,7 @@ def _analyze(con: duckdb.DuckDBPyConnection, *, rule: Rule, codebook_id: str | N
     compared = compare_series(values, pairs, n_perm=n_perm, seed=seed)
     baseline = pairs[0].a if pairs else (known[0] if known else None)
 
-    conditions = run_conditions(con)
+    conditions = series_conditions(con)
     result = {
         "settings": {
             "rule": rule, "codebook_id": codebook_id, "flags": list(counts.flags),
@@ -184,10 +188,9 @@ def _analyze(con: duckdb.DuckDBPyConnection, *, rule: Rule, codebook_id: str | N
         "profiles": {"flags": list(counts.flags), "trait_flags": list(counts.traits),
                      "by_model": by_model, "by_series_model": by_series_model},
         "comparisons": compared,
-        "compensation": compensation(con, rule=rule, codebook_id=codebook_id, comp_filter=comp_filter,
-                                     pages=pages),
+        "compensation": comp,
         "isolation": isolation,
-        "agreement": agreement_summary(con, codebook_id, pages=pages),
+        "agreement": agreement,
         "rounds": {"series": baseline,
                    "by_round": round_rates(con, baseline, rule=rule, codebook_id=codebook_id, pages=pages) if baseline else []},
         "sensitivity": sensitivity,
@@ -206,11 +209,26 @@ def _data(con, codebook_id: str, agents: int, messages: int, series) -> dict[str
             "sources": sources}
 
 
-def _series_entry(s, conditions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def series_conditions(con: duckdb.DuckDBPyConnection) -> dict[Any, dict[str, set[Any]]]:
+    """series -> condition field -> the set of its runs' values (None included), from
+    `run_conditions`' rows read a batch at a time: a set per series and field, not a dict per run
+    (20,800 of them at 100x the study)."""
+    cur = con.execute(f"SELECT series, {', '.join(f'{chr(34)}{f}{chr(34)}' for f in CONDITION_FIELDS)} "
+                      f"FROM ({CONDITION_SQL})")
+    out: dict[Any, dict[str, set[Any]]] = {}
+    while rows := cur.fetchmany(4096):
+        for series, *values in rows:
+            fields = out.setdefault(series, {f: set() for f in CONDITION_FIELDS})
+            for f, v in zip(CONDITION_FIELDS, values):
+                fields[f].add(v)
+    return out
+
+
+def _series_entry(s, conditions: dict[Any, dict[str, set[Any]]]) -> dict[str, Any]:
     cond: dict[str, Any] = {}
-    mine = [c for c in conditions.values() if c["series"] == s.series]
+    mine = conditions.get(s.series, {})
     for f in CONDITION_FIELDS:
-        vals = {c[f] for c in mine}
+        vals = set(mine.get(f, ()))
         cond[f] = (vals.pop() if len(vals) == 1 else "mixed") if vals else None
     return {"series": s.series, "condition": cond, "runs": s.runs, "runs_coded": s.runs_coded,
             "messages": s.messages, "similarity": s.summary,

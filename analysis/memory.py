@@ -29,14 +29,15 @@ import duckdb
 
 log = logging.getLogger(__name__)
 
-MEMORY_LIMIT = "64MB"    # 100x the WarRoom study (22M codes) runs in it since the scans keep no per-message rows
+MEMORY_LIMIT = "64MB"    # 100x the WarRoom study (22M codes) runs in it: no scan keeps a row per message
 THREADS = 1
 # After a query whose allocations peaked above this, DuckDB hands its allocator's freed memory back
 # to the system; by default 128 MiB, so up to that much of freed hash tables stayed in the RSS on
 # top of the memory limit between queries.
 FLUSH_THRESHOLD = "8MB"
 # `sociolab judge`: with nothing (or little) left to code its DuckDB work is one anti-join per judge
-# of the messages with the codes, which spills well; 64MB keeps it within 1.6x from 1x to 100x.
+# of the messages with the codes, which spills; 48MB keeps it within 1.5x from 1x to 100x (32MB is
+# too small for the anti-join: judge would then run again without the budget).
 JUDGE_MEMORY_LIMIT = "48MB"
 T = TypeVar("T")
 
