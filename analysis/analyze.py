@@ -145,6 +145,7 @@ def _analyze(con: duckdb.DuckDBPyConnection, *, rule: Rule, codebook_id: str | N
     # the peak RSS is what Python holds plus what DuckDB uses at that moment).
     comp = compensation(con, rule=rule, codebook_id=codebook_id, comp_filter=comp_filter, pages=pages)
     agreement = agreement_summary(con, codebook_id, pages=pages)
+    store = _store_counts(con, codebook_id)
     counts = agent_counts(con, rule=rule, codebook_id=codebook_id, pages=pages)
     try:
         series = series_similarity(con, counts=counts)
@@ -159,10 +160,10 @@ def _analyze(con: duckdb.DuckDBPyConnection, *, rule: Rule, codebook_id: str | N
     values = values_by_series(series)
     known = sorted({s.series for s in series if s.series is not None}, key=series_key)
     pairs, source, note = choose_comparisons(con, comparisons, fallback_family, values, known)
-    compared = compare_series(values, pairs, n_perm=n_perm, seed=seed)
     baseline = pairs[0].a if pairs else (known[0] if known else None)
-
+    rounds = round_rates(con, baseline, rule=rule, codebook_id=codebook_id, pages=pages) if baseline else []
     conditions = series_conditions(con)
+    compared = compare_series(values, pairs, n_perm=n_perm, seed=seed)   # imports scipy: after the scans
     result = {
         "settings": {
             "rule": rule, "codebook_id": codebook_id, "flags": list(counts.flags),
@@ -183,7 +184,7 @@ def _analyze(con: duckdb.DuckDBPyConnection, *, rule: Rule, codebook_id: str | N
                 "p_holm": "Holm step-down over the comparisons listed (p_holm from p, p_perm_holm from p_perm)",
             },
         },
-        "data": _data(con, codebook_id, int(agents_profiled), int(messages), series),
+        "data": _data(store, int(agents_profiled), int(messages), series),
         "series": [_series_entry(s, conditions) for s in series],
         "profiles": {"flags": list(counts.flags), "trait_flags": list(counts.traits),
                      "by_model": by_model, "by_series_model": by_series_model},
@@ -191,22 +192,28 @@ def _analyze(con: duckdb.DuckDBPyConnection, *, rule: Rule, codebook_id: str | N
         "compensation": comp,
         "isolation": isolation,
         "agreement": agreement,
-        "rounds": {"series": baseline,
-                   "by_round": round_rates(con, baseline, rule=rule, codebook_id=codebook_id, pages=pages) if baseline else []},
+        "rounds": {"series": baseline, "by_round": rounds},
         "sensitivity": sensitivity,
     }
     return to_json(result)
 
 
-def _data(con, codebook_id: str, agents: int, messages: int, series) -> dict[str, Any]:
-    runs, finished = con.execute("SELECT count(*), count(*) FILTER (WHERE status <> 'running') FROM runs").fetchone()
+def _store_counts(con: duckdb.DuckDBPyConnection, codebook_id: str) -> dict[str, Any]:
+    """The store's runs (all, finished), judges of the codebook, codebooks and sources: read before
+    the per-run results exist, since two of them scan every code."""
+    runs, finished = one_row(con, "SELECT count(*), count(*) FILTER (WHERE status <> 'running') FROM runs")
     judges = [r[0] for r in con.execute("SELECT DISTINCT judge FROM codes WHERE codebook_id = ? ORDER BY 1",
                                         [codebook_id]).fetchall()]
     codebooks = [r[0] for r in con.execute("SELECT DISTINCT codebook_id FROM codes ORDER BY 1").fetchall()]
     sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM runs ORDER BY 1").fetchall()]
-    return {"runs": int(runs), "runs_finished": int(finished), "runs_coded": sum(s.runs_coded for s in series),
-            "agents_profiled": agents, "messages": messages, "judges": judges, "codebooks": codebooks,
+    return {"runs": int(runs), "runs_finished": int(finished), "judges": judges, "codebooks": codebooks,
             "sources": sources}
+
+
+def _data(store: dict[str, Any], agents: int, messages: int, series) -> dict[str, Any]:
+    return {"runs": store["runs"], "runs_finished": store["runs_finished"],
+            "runs_coded": sum(s.runs_coded for s in series), "agents_profiled": agents, "messages": messages,
+            "judges": store["judges"], "codebooks": store["codebooks"], "sources": store["sources"]}
 
 
 def series_conditions(con: duckdb.DuckDBPyConnection) -> dict[Any, dict[str, set[Any]]]:
