@@ -45,15 +45,15 @@ import duckdb
 from sociolab.base.errors import UserError
 
 from .agreement import fmt, to_json
-from .compensation import (CompFilter, check_comp_filter, compensation, isolation_baseline, require_conditions,
-                           run_conditions)
+from .compensation import (CONDITION_SQL, CompFilter, check_comp_filter, compensation, isolation_baseline,
+                           require_conditions)
 from .profiles import (RULES, Rule, agent_counts, aggregation_sensitivity, check_rule, connection, model_profiles,
                        PAGE_MESSAGES, Page, message_pages, resolve_codebook, round_rates, series_key,
                        series_similarity, values_by_series)
 from .families import SeriesPair, present_pairs
 from .judge_cells import judge_cells
 from .memory import within_budget
-from .scratch import drop_scratch, one_row
+from .scratch import drop_scratch, one_row, scratch
 from .stats import compare_series
 
 CONDITION_FIELDS = ("scaffolding", "naming", "order", "clones")
@@ -82,10 +82,13 @@ def declared_family(con: Any) -> list[SeriesPair]:
     """The comparison family the store's runs were stored with (`$.analysis.comparisons` of
     runs.config, written from a suite's `analysis:` section or by an importer). Families of several
     suites are merged in suite order; a pair keeps its first label."""
-    rows = connection(con).execute("""
-        SELECT DISTINCT suite, json_extract(config, '$.analysis.comparisons')::VARCHAR AS family
-        FROM runs WHERE json_extract(config, '$.analysis.comparisons') IS NOT NULL
-        ORDER BY suite NULLS LAST, family""").fetchall()
+    con = connection(con)
+    # Each run's family first, then the distinct ones: DuckDB 2.0 ran out of a 64MB budget grouping
+    # the JSON function's results directly (100x the study), not a table of them.
+    with scratch(con, "families", "SELECT suite, json_extract(config, '$.analysis.comparisons')::VARCHAR AS family "
+                 "FROM runs", "comparison families") as families:
+        rows = con.execute(f"SELECT DISTINCT suite, family FROM {families} WHERE family IS NOT NULL "
+                           "ORDER BY suite NULLS LAST, family").fetchall()
     merged: dict[tuple[str, str], SeriesPair] = {}
     for _, family in rows:
         for entry in json.loads(family):
@@ -138,6 +141,11 @@ def _analyze(con: duckdb.DuckDBPyConnection, *, rule: Rule, codebook_id: str | N
     require_conditions(con)
     codebook_id = resolve_codebook(con, codebook_id)
     pages = message_pages(con)      # one GROUP BY over the messages, shared by every paged scan
+    # The scans with the largest DuckDB working memory first, while Python holds little (issue 12:
+    # the peak RSS is what Python holds plus what DuckDB uses at that moment).
+    comp = compensation(con, rule=rule, codebook_id=codebook_id, comp_filter=comp_filter, pages=pages)
+    agreement = agreement_summary(con, codebook_id, pages=pages)
+    store = _store_counts(con, codebook_id)
     counts = agent_counts(con, rule=rule, codebook_id=codebook_id, pages=pages)
     try:
         series = series_similarity(con, counts=counts)
@@ -152,10 +160,10 @@ def _analyze(con: duckdb.DuckDBPyConnection, *, rule: Rule, codebook_id: str | N
     values = values_by_series(series)
     known = sorted({s.series for s in series if s.series is not None}, key=series_key)
     pairs, source, note = choose_comparisons(con, comparisons, fallback_family, values, known)
-    compared = compare_series(values, pairs, n_perm=n_perm, seed=seed)
     baseline = pairs[0].a if pairs else (known[0] if known else None)
-
-    conditions = run_conditions(con)
+    rounds = round_rates(con, baseline, rule=rule, codebook_id=codebook_id, pages=pages) if baseline else []
+    conditions = series_conditions(con)
+    compared = compare_series(values, pairs, n_perm=n_perm, seed=seed)   # imports scipy: after the scans
     result = {
         "settings": {
             "rule": rule, "codebook_id": codebook_id, "flags": list(counts.flags),
@@ -176,38 +184,58 @@ def _analyze(con: duckdb.DuckDBPyConnection, *, rule: Rule, codebook_id: str | N
                 "p_holm": "Holm step-down over the comparisons listed (p_holm from p, p_perm_holm from p_perm)",
             },
         },
-        "data": _data(con, codebook_id, int(agents_profiled), int(messages), series),
+        "data": _data(store, int(agents_profiled), int(messages), series),
         "series": [_series_entry(s, conditions) for s in series],
         "profiles": {"flags": list(counts.flags), "trait_flags": list(counts.traits),
                      "by_model": by_model, "by_series_model": by_series_model},
         "comparisons": compared,
-        "compensation": compensation(con, rule=rule, codebook_id=codebook_id, comp_filter=comp_filter,
-                                     pages=pages),
+        "compensation": comp,
         "isolation": isolation,
-        "agreement": agreement_summary(con, codebook_id, pages=pages),
-        "rounds": {"series": baseline,
-                   "by_round": round_rates(con, baseline, rule=rule, codebook_id=codebook_id, pages=pages) if baseline else []},
+        "agreement": agreement,
+        "rounds": {"series": baseline, "by_round": rounds},
         "sensitivity": sensitivity,
     }
     return to_json(result)
 
 
-def _data(con, codebook_id: str, agents: int, messages: int, series) -> dict[str, Any]:
-    runs, finished = con.execute("SELECT count(*), count(*) FILTER (WHERE status <> 'running') FROM runs").fetchone()
+def _store_counts(con: duckdb.DuckDBPyConnection, codebook_id: str) -> dict[str, Any]:
+    """The store's runs (all, finished), judges of the codebook, codebooks and sources: read before
+    the per-run results exist, since two of them scan every code."""
+    runs, finished = one_row(con, "SELECT count(*), count(*) FILTER (WHERE status <> 'running') FROM runs")
     judges = [r[0] for r in con.execute("SELECT DISTINCT judge FROM codes WHERE codebook_id = ? ORDER BY 1",
                                         [codebook_id]).fetchall()]
     codebooks = [r[0] for r in con.execute("SELECT DISTINCT codebook_id FROM codes ORDER BY 1").fetchall()]
     sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM runs ORDER BY 1").fetchall()]
-    return {"runs": int(runs), "runs_finished": int(finished), "runs_coded": sum(s.runs_coded for s in series),
-            "agents_profiled": agents, "messages": messages, "judges": judges, "codebooks": codebooks,
+    return {"runs": int(runs), "runs_finished": int(finished), "judges": judges, "codebooks": codebooks,
             "sources": sources}
 
 
-def _series_entry(s, conditions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _data(store: dict[str, Any], agents: int, messages: int, series) -> dict[str, Any]:
+    return {"runs": store["runs"], "runs_finished": store["runs_finished"],
+            "runs_coded": sum(s.runs_coded for s in series), "agents_profiled": agents, "messages": messages,
+            "judges": store["judges"], "codebooks": store["codebooks"], "sources": store["sources"]}
+
+
+def series_conditions(con: duckdb.DuckDBPyConnection) -> dict[Any, dict[str, set[Any]]]:
+    """series -> condition field -> the set of its runs' values (None included), from
+    `run_conditions`' rows read a batch at a time: a set per series and field, not a dict per run
+    (20,800 of them at 100x the study)."""
+    cur = con.execute(f"SELECT series, {', '.join(f'{chr(34)}{f}{chr(34)}' for f in CONDITION_FIELDS)} "
+                      f"FROM ({CONDITION_SQL})")
+    out: dict[Any, dict[str, set[Any]]] = {}
+    while rows := cur.fetchmany(4096):
+        for series, *values in rows:
+            fields = out.setdefault(series, {f: set() for f in CONDITION_FIELDS})
+            for f, v in zip(CONDITION_FIELDS, values):
+                fields[f].add(v)
+    return out
+
+
+def _series_entry(s, conditions: dict[Any, dict[str, set[Any]]]) -> dict[str, Any]:
     cond: dict[str, Any] = {}
-    mine = [c for c in conditions.values() if c["series"] == s.series]
+    mine = conditions.get(s.series, {})
     for f in CONDITION_FIELDS:
-        vals = {c[f] for c in mine}
+        vals = set(mine.get(f, ()))
         cond[f] = (vals.pop() if len(vals) == 1 else "mixed") if vals else None
     return {"series": s.series, "condition": cond, "runs": s.runs, "runs_coded": s.runs_coded,
             "messages": s.messages, "similarity": s.summary,

@@ -30,6 +30,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
+import duckdb
+
 from sociolab.base.errors import UserError
 
 from .scratch import scratch
@@ -111,25 +113,39 @@ def names_crashed_sql() -> str:
                                 AND contains({_HYPHENS_SQL}, x.model_label))))"""
 
 
+def names_crashed_in_sql(refs: str, own_model: str) -> str:
+    """`names_crashed_sql`'s test without its correlated subqueries: `refs` is the run's errored
+    agents as a list of {agent_id, name, model_label} (crash_point_sql's `refs`) and `own_model` the
+    sender's model label (NULL when it has no agents row). DuckDB decorrelates the EXISTS by
+    grouping every post-crash message's text, which ran out of a 64MB budget at 10x the study; this
+    is a per-row expression over a list of a few agents (the same decisions: tests compare them)."""
+    return f"""len(list_filter({refs}, lambda x: x.agent_id <> m.sender
+                  AND ((coalesce(x.name, '') <> '' AND contains({_HYPHENS_SQL}, x.name))
+                       OR (coalesce(x.model_label, '') <> '' AND x.model_label IS DISTINCT FROM {own_model}
+                           AND contains({_HYPHENS_SQL}, x.model_label))))) > 0"""
+
+
 def crash_point_sql() -> str:
     """One row per finished or unfinished run with an errored agent (isolation runs left out): run_id,
-    crashed (the errored agents, sorted), crash_round and crash_seq (the first message after which
+    crashed (the errored agents, sorted), refs (each errored agent's id, name and model label, for
+    `names_crashed_in_sql`), crash_round and crash_seq (the first message after which
     a message counts as post-crash). Nothing here depends on a page of messages, so `compensation`
     materialises it once and pages only the join with the adjudicated codes."""
     return f"""
         WITH cond AS ({CONDITION_SQL}),
         errored AS (
-            SELECT a.run_id, a.agent_id, a.errored_round FROM agents a JOIN cond USING (run_id)
+            SELECT a.run_id, a.agent_id, a.name, a.model_label, a.errored_round FROM agents a JOIN cond USING (run_id)
             WHERE a.status = 'errored' AND coalesce(cond.scaffolding, '') <> 'isolation'
         ), crash AS (
             SELECT e.run_id, min(e.errored_round) AS crash_round,
                    list(DISTINCT e.agent_id ORDER BY e.agent_id) AS crashed,
+                   list(struct_pack(agent_id := e.agent_id, name := e.name, model_label := e.model_label)) AS refs,
                    (SELECT min(m.seq) FROM messages m JOIN errored e2
                        ON e2.run_id = m.run_id AND e2.agent_id = m.sender
                      WHERE m.run_id = e.run_id AND m.is_error) AS crash_seq
             FROM errored e GROUP BY e.run_id
         )
-        SELECT c.run_id, c.crashed,
+        SELECT c.run_id, c.crashed, c.refs,
                coalesce(c.crash_round, (SELECT min(m.round) FROM messages m
                                          WHERE m.run_id = c.run_id AND m.seq = c.crash_seq)) AS crash_round,
                coalesce(c.crash_seq, (SELECT min(m.seq) FROM messages m
@@ -143,10 +159,11 @@ def post_crash_sql(codebook_id: str, rule: str, comp_filter: str = "none", page:
     """One row per counted post-crash message of one page of messages (`message_pages`; by
     default all): run, series, sender, model label, round_after, comp (0/1) and level. With
     `comp_filter="broadcast"` a message compensates only if it also names a crashed agent
-    (`names_crashed_sql`). The page's range is given to the adjudicated_codes view too, so that it
+    (`names_crashed_sql`, computed as `names_crashed_in_sql`). The page's range is given to the adjudicated_codes view too, so that it
     groups only that page's codes. `crash_points`: a table holding `crash_point_sql()`'s rows (made
     once for all pages); without it they are computed in the query."""
-    comp = f"ac.by_{rule}" + (f" AND {names_crashed_sql()}" if comp_filter == "broadcast" else "")
+    comp = f"ac.by_{rule}" + (f" AND {names_crashed_in_sql('cp.refs', 'a.model_label')}"
+                               if comp_filter == "broadcast" else "")
     source = crash_points if crash_points is not None else f"({crash_point_sql()})"
     return f"""
         SELECT m.run_id, r.series, m.sender AS agent_id,
@@ -170,6 +187,24 @@ def _level_cols(prefix: str = "") -> str:
                         f"NOT IN {tuple(LEVELS)})) AS unspecified"])
 
 
+COUNTS = ("messages", "comp", *LEVELS, "unspecified")
+
+
+def partial_sql(codebook_id: str, rule: str, comp_filter: str, page: Page, crash_points: str) -> str:
+    """One page's post-crash messages (`post_crash_sql`) counted per (run, round_after) and per
+    (run, agent) (GROUPING SETS; `by_agent` tells which): messages, comp and the level counts.
+    Every figure of `compensation` is a sum or a distinct count over these rows, so the messages
+    themselves (1.3M rows at 100x the study) are never kept: the two groupings hold a few rows
+    per run (issue 12)."""
+    return f"""
+        SELECT grouping(agent_id) = 0 AS by_agent, run_id, series, round_after, agent_id,
+               count(*) AS messages, sum(comp)::BIGINT AS comp, {_level_cols()}
+        FROM ({post_crash_sql(codebook_id, rule, comp_filter, page, crash_points)}) AS pc
+        WHERE comp IS NOT NULL
+        GROUP BY GROUPING SETS ((run_id, series, round_after), (run_id, series, agent_id))
+    """
+
+
 def _rows(con, sql: str) -> list[dict[str, Any]]:
     cur = con.execute(sql)
     names = [d[0] for d in cur.description]
@@ -187,9 +222,9 @@ def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
     runs_with_crash, post_crash_messages, comp_messages, share, levels, by_round, by_series,
     by_model, runs, isolation_runs_excluded, note. Isolation runs are left out: their agents cannot
     see a crash. `comp_filter="broadcast"` is the study's clean-up step: judges' comp codes on
-    messages that name no crashed agent are dropped. The post-crash messages are collected a page
+    messages that name no crashed agent are dropped. The post-crash messages are counted a page
     of about `page_messages` messages at a time (analysis.profiles.message_pages), or over the
-    given `pages`."""
+    given `pages`, into per-run partial counts (`partial_sql`)."""
     con = connection(con)
     check_rule(rule)
     check_comp_filter(comp_filter)
@@ -216,53 +251,68 @@ def compensation(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
     if pages is None:
         pages = message_pages(con, page_messages)
     with scratch(con, "crash_point", crash_point_sql(), "compensation") as points, \
-         scratch(con, "post_crash", post_crash_sql(codebook_id, rule, comp_filter, pages[0], points),
+         scratch(con, "post_crash", partial_sql(codebook_id, rule, comp_filter, pages[0], points),
                  "compensation") as table:
         for page in pages[1:]:
-            con.execute(f"INSERT INTO {table} {post_crash_sql(codebook_id, rule, comp_filter, page, points)}")
-        levels = _level_cols()
-        total = _rows(con, f"SELECT count(*) AS messages, coalesce(sum(comp), 0) AS comp, {levels} FROM {table} "
-                           "WHERE comp IS NOT NULL")[0]
-        out["post_crash_messages"], out["comp_messages"] = int(total["messages"]), int(total["comp"])
-        out["share"] = _share(out["comp_messages"], out["post_crash_messages"])
-        out["levels"] = {k: int(total[k]) for k in (*LEVELS, "unspecified")}
-        base = f"count(*) AS messages, coalesce(sum(comp), 0)::BIGINT AS comp, {levels}"
-        out["by_round"] = _rows(con, f"""
-            SELECT round_after, count(DISTINCT run_id) AS runs, {base},
-                   count(DISTINCT run_id) FILTER (WHERE comp = 1) AS runs_with_comp
-            FROM {table} WHERE comp IS NOT NULL GROUP BY round_after ORDER BY round_after""")
-        out["by_series"] = sorted(_rows(con, f"""
-            SELECT series, count(DISTINCT run_id) AS runs, {base},
-                   count(DISTINCT run_id) FILTER (WHERE comp = 1) AS runs_with_comp
-            FROM {table} WHERE comp IS NOT NULL GROUP BY series"""), key=lambda r: series_key(r["series"]))
-        out["by_model"] = _rows(con, f"""
-            SELECT model_label, count(DISTINCT run_id || '\x1f' || agent_id) AS agents,
-                   count(DISTINCT run_id || '\x1f' || agent_id) FILTER (WHERE comp = 1) AS compensating_agents,
-                   count(DISTINCT run_id) AS runs, {base}
-            FROM {table} WHERE comp IS NOT NULL GROUP BY model_label ORDER BY comp DESC, model_label""")
-        runs = _rows(con, f"""
-            WITH per_agent AS (
-                SELECT run_id, agent_id, sum(comp) AS c FROM {table} WHERE comp IS NOT NULL GROUP BY ALL)
-            SELECT t.run_id, any_value(t.series) AS series, any_value(t.crashed) AS crashed,
-                   count(*) AS messages, coalesce(sum(t.comp), 0)::BIGINT AS comp,
-                   min(t.round_after) FILTER (WHERE t.comp = 1) AS first_comp_round_after,
-                   (SELECT map_from_entries(list((p.agent_id, p.c::BIGINT) ORDER BY p.agent_id))
-                      FROM per_agent p WHERE p.run_id = t.run_id AND p.c > 0) AS compensators
-            FROM {table} t WHERE t.comp IS NOT NULL GROUP BY t.run_id""")
+            con.execute(f"INSERT INTO {table} {partial_sql(codebook_id, rule, comp_filter, page, points)}")
+        _summarise(con, table, points, out)
+    return out
+
+
+def _summarise(con: duckdb.DuckDBPyConnection, table: str, points: str, out: dict[str, Any]) -> None:
+    """compensation's figures from the partial counts (`partial_sql`) in `table`: per round, per
+    series, per model, per run and in total."""
+    sums = ", ".join(f"coalesce(sum({c}), 0)::BIGINT AS {c}" for c in COUNTS)
+    # per (run, round_after) and per (run, agent), over the pages (a run's messages may span two)
+    rounds = (f"(SELECT run_id, any_value(series) AS series, round_after, {sums} FROM {table} "
+              "WHERE NOT by_agent GROUP BY run_id, round_after)")
+    agents = (f"(SELECT run_id, agent_id, {sums} FROM {table} WHERE by_agent GROUP BY run_id, agent_id)")
+    total = _rows(con, f"SELECT {sums} FROM {rounds}")[0]
+    out["post_crash_messages"], out["comp_messages"] = int(total["messages"]), int(total["comp"])
+    out["share"] = _share(out["comp_messages"], out["post_crash_messages"])
+    out["levels"] = {k: int(total[k]) for k in (*LEVELS, "unspecified")}
+    per_group = f"count(DISTINCT run_id) AS runs, {sums}, count(DISTINCT run_id) FILTER (WHERE comp > 0) AS runs_with_comp"
+    out["by_round"] = _rows(con, f"SELECT round_after, {per_group} FROM {rounds} GROUP BY round_after "
+                                 "ORDER BY round_after")
+    out["by_series"] = sorted(_rows(con, f"SELECT series, {per_group} FROM {rounds} GROUP BY series"),
+                              key=lambda r: series_key(r["series"]))
+    out["by_model"] = _rows(con, f"""
+        SELECT coalesce(a.model_label, a.model, t.agent_id) AS model_label,
+               count(DISTINCT t.run_id || '\x1f' || t.agent_id) AS agents,
+               count(DISTINCT t.run_id || '\x1f' || t.agent_id) FILTER (WHERE t.comp > 0) AS compensating_agents,
+               count(DISTINCT t.run_id) AS runs, {", ".join(f"coalesce(sum(t.{c}), 0)::BIGINT AS {c}" for c in COUNTS)}
+        FROM {agents} t LEFT JOIN agents a ON a.run_id = t.run_id AND a.agent_id = t.agent_id
+        GROUP BY ALL ORDER BY comp DESC, model_label""")
     for group in ("by_round", "by_series", "by_model"):
         for r in out[group]:
             for k, v in list(r.items()):
                 if k not in ("series", "model_label", "round_after") and v is not None:
                     r[k] = int(v)
             r["share"] = _share(r["comp"], r["messages"])
+    out["runs"] = _runs(con, rounds, agents, points)
+
+
+def _runs(con: duckdb.DuckDBPyConnection, rounds: str, agents: str, points: str) -> list[dict[str, Any]]:
+    """compensation's `runs`: per run with a counted post-crash message, its series, crashed agents,
+    messages, comp, share, first round after the crash with a comp, and comp per compensating
+    agent; in series then run order."""
+    runs = _rows(con, f"""
+        WITH per_run AS (
+            SELECT run_id, any_value(series) AS series, sum(messages) AS messages, sum(comp) AS comp,
+                   min(round_after) FILTER (WHERE comp > 0) AS first_comp_round_after
+            FROM {rounds} GROUP BY run_id),
+        comp_agents AS (
+            SELECT run_id, map_from_entries(list((agent_id, comp) ORDER BY agent_id)) AS compensators
+            FROM {agents} WHERE comp > 0 GROUP BY run_id)
+        SELECT r.run_id, r.series, cp.crashed, r.messages, r.comp, r.first_comp_round_after, c.compensators
+        FROM per_run r JOIN {points} cp USING (run_id) LEFT JOIN comp_agents c USING (run_id)""")
     for r in runs:
         r["messages"], r["comp"] = int(r["messages"]), int(r["comp"])
         r["share"] = _share(r["comp"], r["messages"])
         r["crashed"] = list(r["crashed"] or [])
         r["compensators"] = {str(k): int(v) for k, v in (r["compensators"] or {}).items()}
     runs.sort(key=lambda r: (series_key(r["series"]), r["run_id"]))
-    out["runs"] = runs
-    return out
+    return runs
 
 
 # ---- isolation baseline ---------------------------------------------------------------------

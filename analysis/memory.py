@@ -29,25 +29,33 @@ import duckdb
 
 log = logging.getLogger(__name__)
 
-MEMORY_LIMIT = "128MB"   # 100x the WarRoom study (22M codes) runs in it; 96MB does not (compensation)
+MEMORY_LIMIT = "64MB"    # 100x the WarRoom study (22M codes) runs in it: no scan keeps a row per message
 THREADS = 1
+# After a query whose allocations peaked above this, DuckDB hands its allocator's freed memory back
+# to the system; by default 128 MiB, so up to that much of freed hash tables stayed in the RSS on
+# top of the memory limit between queries.
+FLUSH_THRESHOLD = "8MB"
 # `sociolab judge`: with nothing (or little) left to code its DuckDB work is one anti-join per judge
-# of the messages with the codes, which spills well; 64MB keeps it within 1.6x from 1x to 100x.
-JUDGE_MEMORY_LIMIT = "64MB"
+# of the messages with the codes, which spills; 48MB keeps it within 1.5x from 1x to 100x (32MB is
+# too small for the anti-join: judge would then run again without the budget).
+JUDGE_MEMORY_LIMIT = "48MB"
 T = TypeVar("T")
 
 
-def settings(con: duckdb.DuckDBPyConnection) -> tuple[str, int]:
-    """The connection's (memory_limit, threads); the limit as DuckDB prints it (e.g. '18.8 GiB')."""
-    row = con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchone()
+def settings(con: duckdb.DuckDBPyConnection) -> tuple[str, int, str]:
+    """The connection's (memory_limit, threads, allocator_flush_threshold); sizes as DuckDB prints
+    them (e.g. '18.8 GiB')."""
+    row = con.execute("SELECT current_setting('memory_limit'), current_setting('threads'), "
+                      "current_setting('allocator_flush_threshold')").fetchone()
     if row is None:
         raise ValueError("DuckDB returned no row for current_setting")
-    return str(row[0]), int(row[1])
+    return str(row[0]), int(row[1]), str(row[2])
 
 
 @functools.cache
-def defaults() -> tuple[str, int]:
-    """DuckDB's own (memory_limit, threads) on this machine, as `settings` prints them."""
+def defaults() -> tuple[str, int, str]:
+    """DuckDB's own (memory_limit, threads, allocator_flush_threshold) on this machine, as
+    `settings` prints them."""
     with duckdb.connect() as probe:
         return settings(probe)
 
@@ -67,15 +75,17 @@ def budget(con: duckdb.DuckDBPyConnection, memory_limit: str | None = None,
     """The connection under the budget (by default MEMORY_LIMIT and THREADS) for the block; its own
     settings are put back after it (a Results object or a caller's connection goes on as it was;
     the settings are the DuckDB instance's, shared by its connections)."""
-    own_limit, own_threads = settings(con)
-    default_limit, default_threads = defaults()
+    own_limit, own_threads, own_flush = settings(con)
+    default_limit, default_threads, default_flush = defaults()
     con.execute(f"SET memory_limit = '{memory_limit or MEMORY_LIMIT}'")
     con.execute(f"SET threads = {int(threads or THREADS)}")
+    con.execute(f"SET allocator_flush_threshold = '{FLUSH_THRESHOLD}'")
     try:
         yield
     finally:
         restore(con, "memory_limit", own_limit, default_limit)
         restore(con, "threads", own_threads, default_threads)
+        restore(con, "allocator_flush_threshold", own_flush, default_flush)
 
 
 def within_budget(con: duckdb.DuckDBPyConnection, compute: Callable[[], T], memory_limit: str | None = None,

@@ -307,9 +307,12 @@ def agent_partial_sql(codebook_id: str, flags: Sequence[str], rule: str, page: P
     """
 
 
-def agent_counts_sql(partial: str, flags: Sequence[str]) -> str:
+def agent_counts_sql(partial: str, flags: Sequence[str], runs: Page = (None, None)) -> str:
     """The per-agent counts from the pages' partial rows (table `partial`): summed per (run,
-    agent), agents with a counted message in a finished run, with series, name, model and label."""
+    agent), agents with a counted message in a finished run, with series, name, model and label;
+    only the runs whose id is in the range `runs` (by default all). Summed a range of runs at a
+    time (`agent_counts` uses the message pages' bounds), the hash aggregate holds a page's agents,
+    not the store's: 150k agents' 30 sums did not fit a 64MB budget (issue 12)."""
     k = len(flags)
     sums = ", ".join(f"sum(n{i})::INTEGER AS n{i}, sum(t{i})::INTEGER AS t{i}, "
                      f"sum(i{i})::INTEGER AS i{i}, sum(u{i})::INTEGER AS u{i}" for i in range(k))
@@ -317,7 +320,7 @@ def agent_counts_sql(partial: str, flags: Sequence[str]) -> str:
         WITH per_agent AS (
             SELECT run_id, agent_id, sum(messages)::INTEGER AS messages, sum(any_flag)::INTEGER AS any_flag,
                    max(max_rows) AS max_rows{', ' + sums if sums else ''}
-            FROM {partial} GROUP BY run_id, agent_id
+            FROM {partial} WHERE {page_sql(runs, "run_id")} GROUP BY run_id, agent_id
         )
         SELECT p.*, r.series, a.name, a.model, coalesce(a.model_label, a.model, p.agent_id) AS model_label
         FROM per_agent p JOIN runs r ON r.run_id = p.run_id AND r.status <> 'running'
@@ -375,7 +378,7 @@ def agent_counts(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
                 raise                     # analysis.memory.within_budget lifts its budget
             except duckdb.Error as exc:
                 raise UserError(f"cannot compute profiles: {first_line(exc)}") from None
-        table = create_scratch(con, "agent_counts", agent_counts_sql(partial, flags), "profiles")
+        table = _sum_partials(con, partial, flags, pages)
     finally:
         drop_scratch(con, partial)
     max_rows = con.execute(f"SELECT coalesce(max(max_rows), 0) FROM {table}").fetchone()[0]
@@ -386,6 +389,19 @@ def agent_counts(con: Any, *, rule: Rule = "intersection", codebook_id: str | No
             drop_scratch(con, table)
             raise UserError(f"{judges} judges coded {codebook_id}; profiles adjudicate at most {MAX_SLOT}")
     return AgentCounts(table, codebook_id, rule, tuple(flags), tuple(traits))
+
+
+def _sum_partials(con: duckdb.DuckDBPyConnection, partial: str, flags: Sequence[str], pages: Sequence[Page]) -> str:
+    """The agent_counts table from the partial rows: summed a range of runs at a time (the pages'
+    bounds, read as run ids: every row of a run falls in one range, whichever page it came from)."""
+    table = create_scratch(con, "agent_counts", agent_counts_sql(partial, flags, pages[0]), "profiles")
+    try:
+        for page in pages[1:]:
+            con.execute(f"INSERT INTO {table} {agent_counts_sql(partial, flags, page)}")
+    except BaseException:
+        drop_scratch(con, table)
+        raise
+    return table
 
 
 def _counts(con, counts: AgentCounts | None, rule: Rule, codebook_id: str | None) -> tuple[AgentCounts, bool]:

@@ -83,7 +83,8 @@ def test_analyze_runs_under_the_budget_and_gives_the_connection_its_settings_bac
     result = an.analyze(con, n_perm=50)
     probe = duckdb.connect()
     probe.execute(f"SET memory_limit = '{memory.MEMORY_LIMIT}'")
-    assert seen == [(memory.settings(probe)[0], memory.THREADS)]
+    probe.execute(f"SET allocator_flush_threshold = '{memory.FLUSH_THRESHOLD}'")
+    assert seen == [(memory.settings(probe)[0], memory.THREADS, memory.settings(probe)[2])]
     assert memory.settings(con) == own != seen[0]
     assert result["agreement"]["by_flag"] and result["compensation"]["post_crash_messages"] > 0
 
@@ -97,6 +98,7 @@ def test_the_budget_changes_no_number(judged, monkeypatch):
     results.append(an.analyze(con, n_perm=50))
     monkeypatch.setattr(memory, "MEMORY_LIMIT", memory.settings(con)[0])
     monkeypatch.setattr(memory, "THREADS", memory.settings(con)[1])
+    monkeypatch.setattr(memory, "FLUSH_THRESHOLD", memory.settings(con)[2])
     results.append(an.analyze(con, n_perm=50))
     assert json.dumps(results[0]) == json.dumps(results[1]) == json.dumps(results[2])
 
@@ -148,6 +150,7 @@ def test_judge_runs_under_its_budget(tmp_path):
     seen = judge_within_budget(store, lambda: memory.settings(store.con))
     probe = duckdb.connect()
     probe.execute(f"SET memory_limit = '{memory.JUDGE_MEMORY_LIMIT}'")
-    assert seen == (memory.settings(probe)[0], memory.THREADS)
+    probe.execute(f"SET allocator_flush_threshold = '{memory.FLUSH_THRESHOLD}'")
+    assert seen == (memory.settings(probe)[0], memory.THREADS, memory.settings(probe)[2])
     assert memory.settings(store.con) == own
     store.close()
