@@ -664,16 +664,19 @@ def report(
     seed: int = seed_option("permutation seed"),
     comp_filter: str = typer.Option("none", "--comp-filter", help="compensation filter: none | broadcast (the "
                                     "WarRoom study's: comp counts only on messages naming a crashed agent)"),
+    view_port: int = typer.Option(8700, "--view-port", help="port of `sociolab view` that the report's links "
+                                  "open (its --port)"),
 ) -> None:
     """Write one self-contained HTML report (tables and embedded plots)."""
     from sociolab.analysis.report import build_report
 
     from sociolab.analysis.memory import within_budget
 
+    in_range("--view-port", view_port, 1, 65535)
     writable_output(output)
     with Store_read_only(db) as store:
         result = analyze_store(store.con, rule, codebook, compare, n_perm, seed, comp_filter)
-        page = within_budget(store.con, lambda: build_report(store.con, result))  # its sample scans the store
+        page = within_budget(store.con, lambda: build_report(store.con, result, view_port))  # its sample scans the store
     write_output(output, page)
     console.print(f"Wrote {output} ({len(page) // 1024} KB): {result['data']['runs']} runs, "
                   f"{result['data']['messages']} coded messages. Open it in a browser.", markup=False)
@@ -1038,6 +1041,9 @@ def models_to_check(file: Optional[Path], names: list[str], sim: bool):
     client, models = ModelClient(), list(names)
     if file is not None:
         from sociolab.base.yamlfile import read_yaml
+        from sociolab.config import resolve_scenario
+
+        file = resolve_scenario(file)  # a library scenario's name, as `sociolab run` takes it
 
         doc = read_yaml(file)
         if isinstance(doc.data, dict) and "judges" in doc.data:

@@ -323,3 +323,11 @@ def test_judge_dry_run_and_budget(tmp_path):
                "--max-cost", f"{spent * 2:.6f}")
     assert rest.returncode == 0, rest.stderr
     assert codes(tmp_path / "b.duckdb") == codes(tmp_path / "a.duckdb")
+
+
+def test_models_check_takes_a_library_scenarios_name_as_run_does():
+    done = cli("models", "check", "quickstart", "--sim")
+    assert done.returncode == 0, done.stderr
+    assert "sim/llama-3.3-70b-versatile" in done.stdout
+    unknown = cli("models", "check", "no-such-scenario")
+    assert unknown.returncode == 2 and "neither a file nor a library scenario" in unknown.stderr

@@ -382,6 +382,12 @@ def test_the_report_links_each_section_to_the_view(store, server, tmp_path):
         assert status in (200, 302), path
         if status == 302:
             assert server.get(headers["Location"])[0] == 200
+    port = server.base.rsplit(":", 1)[1]
+    assert cli("report", "--db", str(store), "-o", str(html), "--n-perm", "50", "--view-port", port).returncode == 0
+    moved = html.read_text()
+    assert "127.0.0.1:8700" not in moved and moved.count(f"http://127.0.0.1:{port}/") >= len(links) + len(messages)
+    bad = cli("report", "--db", str(store), "-o", str(html), "--view-port", "0")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--view-port" in bad.stderr
 
 
 def test_a_bug_in_a_page_is_a_500_and_the_server_goes_on(store, monkeypatch, caplog):
