@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import study_figures as sf
+from .credits import imported_notes
 from .htmlparts import Markup, esc, figure, nan0, num, pval, short, shorten, table
 from .ratings import sql_str
 
@@ -67,18 +68,6 @@ def provenance_notes(con: Any) -> list[str]:
     if sim:
         notes.append(SIM_NOTE)
     return notes + imported_notes(con)
-
-
-def imported_notes(con: Any) -> list[str]:
-    """One note per source of imported runs (every source but sociolab's own): how many runs, and
-    the credit lines their importer stored with them."""
-    rows = con.execute("""
-        SELECT source, count(*),
-               list(DISTINCT json_extract_string(config, '$.imported.credit') ORDER BY 1)
-                   FILTER (WHERE json_extract_string(config, '$.imported.credit') IS NOT NULL)
-        FROM runs WHERE source <> 'sociolab' GROUP BY source ORDER BY source""").fetchall()
-    return [" ".join([f"Includes {n} run{'' if n == 1 else 's'} imported from '{source}'.", *(credits or [])])
-            for source, n, credits in rows]
 
 
 def view_url(port: int, path: str) -> str:

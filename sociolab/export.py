@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import duckdb
 
+from sociolab.analysis.credits import imported_notes
 from sociolab.base.errors import UserError, first_line
 from sociolab.base.userfiles import regular_file
 from sociolab.orchestrator.store import SCHEMA_VERSION, Store
@@ -136,19 +137,6 @@ def chosen(available: list[Relation], names: Sequence[str] | None) -> list[Relat
     return [by_name[n] for n in dict.fromkeys(names)]
 
 
-def credit_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Per source of imported runs, how many and the credit its importer stored with them
-    (`$.imported.credit` of runs.config, as the report shows it): data travel with their credit.
-    (Not analysis.report's own function: importing the report costs matplotlib, 0.7 s.)"""
-    rows = con.execute("""
-        SELECT source, count(*),
-               list(DISTINCT json_extract_string(config, '$.imported.credit') ORDER BY 1)
-                   FILTER (WHERE json_extract_string(config, '$.imported.credit') IS NOT NULL)
-          FROM runs WHERE source <> 'sociolab' GROUP BY source ORDER BY source""").fetchall()
-    return [" ".join([f"Includes {n} run{'' if n == 1 else 's'} imported from '{source}'.", *(credits or [])])
-            for source, n, credits in rows]
-
-
 def target_folder(to: str | Path, overwrite: bool) -> Path:
     """Check the output folder before anything is read or written: it is created by the export
     (its parent must exist: nothing is made outside it), or exists and is empty, or `overwrite`."""
@@ -211,7 +199,7 @@ def export_tables(db: str | Path, to: str | Path, fmt: str, tables: Sequence[str
         manifest = Manifest(format=fmt, source_db=str(Path(db).resolve()), sociolab_version=__version__,
                             schema_version=store.schema_version(),
                             exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                            credits=credit_lines(store.con))
+                            credits=imported_notes(store.con))
         folder.mkdir(exist_ok=True)
         for relation in todo:
             name = f"{relation.name}.{TABLE_FORMATS[fmt][0]}"
