@@ -213,16 +213,23 @@ def first_sentence(text: str | None, limit: int = 120) -> str:
     return sentence if len(sentence) <= limit else sentence[:limit - 3].rstrip() + "..."
 
 
+def with_origins(own: list[str], plugins: dict) -> list[tuple[str, str]]:
+    """sociolab's own names, then the plugins' others, each with where it comes from: '' for
+    sociolab's, ' (plugin DIST)' for a plugin's (`plugins`: name -> its entry points)."""
+    from sociolab.base.plugins import distribution
+
+    others = sorted(name for name in plugins if name not in own)
+    return [(name, "") for name in own] + [
+        (name, f" (plugin {' and '.join(distribution(ep) for ep in plugins[name])})") for name in others]
+
+
 def scenario_kinds() -> list[tuple[str, str]]:
     """Built-in and plugin kinds with their docstring's first line (the class's, else its module's).
     A plugin that cannot be loaded is listed with why, not left out."""
-    from sociolab.base.plugins import distribution
     from sociolab.scenarios.registry import BUILTIN, PLUGINS, scenario_class
 
     rows = []
-    for kind in sorted(BUILTIN) + sorted(k for k in PLUGINS.declared() if k not in BUILTIN):
-        origin = "" if kind in BUILTIN else \
-            f" (plugin {' and '.join(distribution(ep) for ep in PLUGINS.declared()[kind])})"
+    for kind, origin in with_origins(sorted(BUILTIN), PLUGINS.declared()):
         try:
             cls = scenario_class(kind)
         except UserError as exc:
@@ -260,13 +267,10 @@ def first_comment(path: Path) -> str:
 
 def codebook_rows() -> list[tuple[str, str]]:
     """Library and plugin codebooks with their flags."""
-    from sociolab.base.plugins import distribution
     from sociolab.judges.codebook import PLUGINS, library_names, load_codebook
 
     rows = []
-    for name in library_names() + sorted(k for k in PLUGINS.declared() if k not in library_names()):
-        origin = "" if name in library_names() else \
-            f" (plugin {' and '.join(distribution(ep) for ep in PLUGINS.declared()[name])})"
+    for name, origin in with_origins(library_names(), PLUGINS.declared()):
         try:
             codebook = load_codebook(name)
         except UserError as exc:
