@@ -96,6 +96,7 @@ def test_open_the_run_list_a_run_and_filter_by_flag(browser, viewer, store, shot
     screenshot(browser, shots, "view-runs.png")
 
     browser.find_element(By.LINK_TEXT, DISCUSSION_RUN).click()
+    arrived(browser, url_contains=f"/run/{DISCUSSION_RUN}")
     assert browser.find_element(By.TAG_NAME, "h1").text == f"Run {DISCUSSION_RUN}"
     seed = browser.find_element(By.ID, "m0").find_element(By.CLASS_NAME, "content").text
     assert "<script>window.__pwned = 1</script><img src=x onerror='window.__pwned=2'>" in seed
@@ -112,7 +113,7 @@ def test_open_the_run_list_a_run_and_filter_by_flag(browser, viewer, store, shot
 
     Select(browser.find_element(By.NAME, "flag")).select_by_value("lead")
     browser.find_element(By.CSS_SELECTOR, "form.filters button").click()
-    assert "flag=lead" in browser.current_url
+    arrived(browser, url_contains="flag=lead")
     shown = browser.find_elements(By.CSS_SELECTOR, "div.msg")
     expected = sql(store, """SELECT m.seq FROM messages m JOIN adjudicated_codes a USING (message_id)
                               WHERE m.run_id = ? AND a.flag = 'lead' AND a.by_intersection ORDER BY m.seq""",
@@ -123,11 +124,22 @@ def test_open_the_run_list_a_run_and_filter_by_flag(browser, viewer, store, shot
         assert "yes" in lead.get_attribute("class").split() and lead.text.endswith("⇒ ✓")
 
 
+def arrived(browser, url_contains: str, seconds: float = 30) -> None:
+    """Wait for the navigation a click started: selenium does not wait for a form's submission,
+    so the next look could still see the page before it."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, seconds).until(expected_conditions.url_contains(url_contains))
+    WebDriverWait(browser, seconds).until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+
 def test_an_agentic_run_shows_its_tool_calls(browser, viewer, store, shots):  # noqa: F811
     from selenium.webdriver.common.by import By
 
     browser.get(viewer + "?kind=peer_preservation")
     browser.find_element(By.LINK_TEXT, AGENTIC_RUN).click()
+    arrived(browser, url_contains=f"/run/{AGENTIC_RUN}")
     outcomes = browser.find_elements(By.XPATH, "//h2[text()='Outcomes']/following-sibling::table[1]//tbody/tr")
     assert len(outcomes) == sql(store, "SELECT count(*) FROM outcomes WHERE run_id = ?", [AGENTIC_RUN])[0][0]
     tools = browser.find_elements(By.CSS_SELECTOR, "div.tool code")
