@@ -213,7 +213,11 @@ def test_run_file_with_worker_processes_through_the_cli(tmp_path):
     """The real CLI in a subprocess: `client: processes: 2` runs a discussion over HTTP; the
     stored conversations equal the ones run in one process."""
     openai = FAMILIES[0]
-    with openai.server() as srv:
+
+    def respond(view):  # a reply that depends on who asks, not on when (what peers said so far)
+        return Reply(text=f"noted, says the one told: {view.system[:60]}")
+
+    with openai.server(responder=respond) as srv:
         tables = {}
         for processes in (1, 2):
             path = write_yaml(tmp_path, f"""
@@ -230,7 +234,8 @@ def test_run_file_with_worker_processes_through_the_cli(tmp_path):
             db = tmp_path / f"p{processes}.duckdb"
             result = cli("run", str(path), "--db", str(db), "-q")
             assert result.returncode == 0, result.stderr
-            # turns of one round finish in whatever order the HTTP replies arrive: compare by speaker
+            # turns of one round finish in whatever order the HTTP replies arrive, and a turn's context
+            # is what its peers had said when it left: compare each speaker's replies
             out = cli("sql", "SELECT run_id, round, sender, content FROM messages ORDER BY run_id, round, sender",
                       "--db", str(db), "--format", "json")
             assert out.returncode == 0, out.stderr
