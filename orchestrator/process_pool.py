@@ -246,10 +246,10 @@ class ProcessPoolProvider(LitellmProvider):
         loop = asyncio.get_running_loop()
         if self.loop is loop:
             return
-        for worker in self.workers:
-            if worker is not None:
-                worker.release()  # its loop is gone; it exits when its stdin closes
-                worker.reap()
+        old = [w for w in self.workers if w is not None]
+        for worker in old:
+            worker.release()  # its loop is gone; it exits when its stdin closes
+        await asyncio.gather(*(asyncio.to_thread(w.reap) for w in old))  # never wait on this loop
         self.workers = [None] * self.size
         self.loop, self.starting = loop, asyncio.Lock()
 

@@ -251,12 +251,28 @@ async def test_flush_with_nothing_written_is_a_no_op(store):
     await EventSink(store, RUN).flush()
 
 
-def test_a_virtual_time_run_writes_its_rounds_in_batches_with_the_same_result(tmp_path, monkeypatch):
-    """Sim runs write rounds together (VIRTUAL_BATCH_SECONDS): far fewer transactions, and the
-    same rows as writing every round, seq numbers and rounds_done included."""
+def writes_per_batch_window(tmp_path, monkeypatch, plan, prefix: str, completed: int = 1) -> dict[float, int]:
+    """Run `plan` with sim writes batched over 0 s (every round) and over 60 s, into
+    `<prefix><seconds>.duckdb`; how many transactions each wrote."""
     import asyncio
 
     import sociolab.runner as runner
+
+    writes: dict[float, int] = {}
+    original = Store.write_now
+    for seconds in (0.0, 60.0):
+        monkeypatch.setattr(runner, "VIRTUAL_BATCH_SECONDS", seconds)
+        monkeypatch.setattr(Store, "write_now", lambda self, batch: (writes.__setitem__(seconds, writes.get(
+            seconds, 0) + 1), original(self, batch))[1])
+        with Store.open(tmp_path / f"{prefix}{seconds}.duckdb") as store:
+            report = asyncio.run(runner.execute(plan, store))
+        assert report.ok and report.completed == completed
+    return writes
+
+
+def test_a_virtual_time_run_writes_its_rounds_in_batches_with_the_same_result(tmp_path, monkeypatch):
+    """Sim runs write rounds together (VIRTUAL_BATCH_SECONDS): far fewer transactions, and the
+    same rows as writing every round, seq numbers and rounds_done included."""
     from sociolab.config import load_plan
 
     from tests.conftest import TINY_DISCUSSION, tables, write_yaml
@@ -264,14 +280,7 @@ def test_a_virtual_time_run_writes_its_rounds_in_batches_with_the_same_result(tm
     plan = load_plan(write_yaml(tmp_path, TINY_DISCUSSION.replace("rounds: 2", "rounds: 8")))
     queries = {"messages": "SELECT message_id, seq, round, turn, sender, content FROM messages ORDER BY seq",
                "runs": "SELECT run_id, status, rounds_done FROM runs", "calls": "SELECT count(*) FROM llm_calls"}
-    writes: dict[float, int] = {}
-    original = Store.write_now
-    for seconds in (0.0, 60.0):
-        monkeypatch.setattr(runner, "VIRTUAL_BATCH_SECONDS", seconds)
-        monkeypatch.setattr(Store, "write_now", lambda self, batch: (writes.__setitem__(seconds, writes.get(
-            seconds, 0) + 1), original(self, batch))[1])
-        with Store.open(tmp_path / f"b{seconds}.duckdb") as store:
-            assert asyncio.run(runner.execute(plan, store)).ok
+    writes = writes_per_batch_window(tmp_path, monkeypatch, plan, "b")
     assert tables(tmp_path / "b0.0.duckdb", queries) == tables(tmp_path / "b60.0.duckdb", queries)
     assert writes[60.0] < writes[0.0] - 5  # 8 rounds: one write for the run instead of one per round
 
@@ -280,9 +289,6 @@ def test_sim_runs_played_one_after_another_share_transactions_with_the_same_resu
     """A sim run's last write waits (within its batch window) for the next runs' rows, and its own
     run row and roster go with its first rounds: three runs one at a time take fewer
     transactions than runs, and store exactly what writing every round stores."""
-    import asyncio
-
-    import sociolab.runner as runner
     from sociolab.config import load_plan
 
     from tests.conftest import TINY_DISCUSSION, tables, write_yaml
@@ -294,15 +300,7 @@ def test_sim_runs_played_one_after_another_share_transactions_with_the_same_resu
                        "FROM runs ORDER BY run_id",
                "agents": "SELECT * FROM agents ORDER BY run_id, position",
                "calls": "SELECT message_id, model, prompt_tokens, completion_tokens FROM llm_calls ORDER BY 1"}
-    writes: dict[float, int] = {}
-    original = Store.write_now
-    for seconds in (0.0, 60.0):
-        monkeypatch.setattr(runner, "VIRTUAL_BATCH_SECONDS", seconds)
-        monkeypatch.setattr(Store, "write_now", lambda self, batch: (writes.__setitem__(seconds, writes.get(
-            seconds, 0) + 1), original(self, batch))[1])
-        with Store.open(tmp_path / f"s{seconds}.duckdb") as store:
-            report = asyncio.run(runner.execute(plan, store))
-        assert report.ok and report.completed == 3
+    writes = writes_per_batch_window(tmp_path, monkeypatch, plan, "s", completed=3)
     assert tables(tmp_path / "s0.0.duckdb", queries) == tables(tmp_path / "s60.0.duckdb", queries)
     assert writes[60.0] < 3 <= writes[0.0]
 

@@ -144,16 +144,22 @@ def test_the_run_list_shows_every_run_and_filters_by_kind_series_model_status(se
     assert "0 runs" in page
 
 
+def pages(server: "Server", path: str) -> list[str]:
+    """Every page from `path` on, following the rel='next' links (each must answer 200)."""
+    out = []
+    while path:
+        status, page, _ = server.get(path)
+        assert status == 200, path
+        out.append(page)
+        following = re.search(r"<a rel='next' href='([^']+)'>", page)
+        path = unescape(following.group(1)) if following else ""
+    return out
+
+
 def test_runs_are_paged(store):
     small = Server(store, runs_per_page=2)
     try:
-        seen, path = [], "/"
-        while path:
-            status, page, _ = small.get(path)
-            assert status == 200
-            seen += re.findall(r"<tr><td><a href='/run/([^']+)'>", page)
-            following = re.search(r"<a rel='next' href='([^']+)'>", page)
-            path = unescape(following.group(1)) if following else ""
+        seen = [run for page in pages(small, "/") for run in re.findall(r"<tr><td><a href='/run/([^']+)'>", page)]
         assert seen == [r[0] for r in sql(store, "SELECT run_id FROM runs ORDER BY run_id")]
         _, page, _ = small.get("/?offset=2")
         assert "rel='prev' href='/?offset=0'" in page
@@ -243,13 +249,9 @@ def test_text_search_and_errors_only_in_a_run(server, store):
 def test_a_conversation_is_paged_by_seq(store):
     small = Server(store, messages_per_page=5)
     try:
-        seen, path = [], f"/run/{DISCUSSION_RUN}"
-        while path:
-            status, page, _ = small.get(path)
-            assert status == 200 and len(ids_on(page)) <= 5
-            seen += ids_on(page)
-            following = re.search(r"<a rel='next' href='([^']+)'>", page)
-            path = unescape(following.group(1)) if following else ""
+        shown = [ids_on(page) for page in pages(small, f"/run/{DISCUSSION_RUN}")]
+        assert all(len(ids) <= 5 for ids in shown)
+        seen = [seq for ids in shown for seq in ids]
         assert seen == [str(s) for (s,) in sql(store, "SELECT seq FROM messages WHERE run_id = ? ORDER BY seq",
                                                [DISCUSSION_RUN])]
     finally:
@@ -259,13 +261,8 @@ def test_a_conversation_is_paged_by_seq(store):
 def test_message_search_across_runs_is_paged_and_links_to_the_run(store):
     small = Server(store, messages_per_page=7)
     try:
-        seen, path = [], "/messages?q=the"
-        while path:
-            status, page, _ = small.get(path)
-            assert status == 200
-            seen += re.findall(r"<a href='/run/[^']+#m\d+'>([^<]+)</a>", page)
-            following = re.search(r"<a rel='next' href='([^']+)'>", page)
-            path = unescape(following.group(1)) if following else ""
+        seen = [run for page in pages(small, "/messages?q=the")
+                for run in re.findall(r"<a href='/run/[^']+#m\d+'>([^<]+)</a>", page)]
         expected = sql(store, "SELECT run_id FROM messages WHERE contains(lower(content), 'the') ORDER BY message_id")
         assert seen == [r for (r,) in expected] and len(seen) > 7
         _, page, _ = small.get("/messages?flag=lead&suite=pp-small")
