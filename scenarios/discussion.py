@@ -22,7 +22,7 @@ import random
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from sociolab.base.errors import ProviderError
 from sociolab.orchestrator.clock import VirtualClock
@@ -33,6 +33,7 @@ from sociolab.personas.naming import Naming, display_names
 from sociolab.personas.prompts import Scaffolding, system_prompt
 
 from .base import Agent, Outcome, RunContext, Scenario
+from .topology import COMPLETE, Topology
 
 ERROR_MARK = "⚠"
 DECOMMISSIONED = "The model `{model}` has been decommissioned and is no longer supported."
@@ -81,6 +82,8 @@ class DiscussionParams(BaseModel):
                                    "rounds 1, 3, 5, ... (the platform checked after its second call loop)")
     empty_system_message: bool = Field(False, description="with an empty system prompt, still send a system "
                                                           "message with empty content (the platform's K3)")
+    topology: Topology = Field(COMPLETE, description="who sees whose messages (scenarios/topology.py); the "
+                                                     "default, complete, is the study's shared room")
     provider_errors: Literal["incomplete", "protocol"] = Field(
         "incomplete", description="a provider failure after retries: 'incomplete' ends the run to be redone; "
                                   "'protocol' treats it like a crash (errored, dropped, 60% rule), as the "
@@ -97,6 +100,16 @@ class DiscussionParams(BaseModel):
                 data["after_error"] = "drop" if flag else "stay"
             elif not isinstance(flag, bool):
                 raise ValueError("drop_errored: write true or false (or use after_error)")
+        return data
+
+
+    @model_serializer(mode="wrap")
+    def complete_topology_unstated(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The default topology is left out of the dump, so runs stored before topologies existed
+        keep their config hash (and resume)."""
+        data = handler(self)
+        if self.topology.is_complete() and self.topology.directed:
+            data.pop("topology", None)
         return data
 
 
@@ -125,6 +138,7 @@ class Discussion(Scenario):
         return seating
 
     def place_agents(self, personas: list[Persona], roster: RosterSpec) -> list[Agent]:
+        self.params.topology.check(len(personas))
         names = display_names(personas, self.params.naming, roster.names, clones=roster.clones is not None)
         crashes = {c.agent: c for c in roster.crashes}
         agents = []
@@ -239,6 +253,17 @@ class Discussion(Scenario):
         finished = sorted((m for m in said if finished_s(m) <= sent), key=lambda m: (m.finished_s, m.turn))
         return history + finished
 
+    def heard(self, ctx: RunContext, agent: Agent, messages: list[Message]) -> list[Message]:
+        """What of `messages` reaches `agent` under the topology: the user's, its own, and those of
+        the peers whose messages reach it in the round they were said."""
+        topology = self.params.topology
+        if topology.is_complete():
+            return messages
+        seat = {a.agent_id: a.position - 1 for a in ctx.agents}
+        me, n = agent.position - 1, len(ctx.agents)
+        return [m for m in messages if m.sender not in seat
+                or topology.reaches(seat[m.sender], me, m.round or 0, n)]
+
     async def speak(self, ctx: RunContext, agent: Agent, round_index: int, turn: int,
                     history: list[Message], start: float, said: list[Message]) -> None:
         """One call. Its context is taken when the client sends it (after any shared throttle or
@@ -249,7 +274,7 @@ class Discussion(Scenario):
 
         def context() -> list[dict]:
             sent_at[0] = max(start, ctx.clock.now())
-            seen.append(self.visible(history, said, sent_at[0]))
+            seen.append(self.heard(ctx, agent, self.visible(history, said, sent_at[0])))
             built = self.context_for(agent, seen[-1])
             size[0] = len(built)
             return built

@@ -41,6 +41,7 @@ BUILTIN = {
     "sandbox_task": ("agentic", "SandboxTask"),
     "peer_preservation": ("peer_preservation", "PeerPreservation"),
     "instrumental": ("instrumental", "Instrumental"),
+    "social_risk": ("social_risk.kind", "SocialRisk"),
 }
 
 

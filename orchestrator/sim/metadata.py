@@ -11,6 +11,7 @@ key in it, and `sim_reply` dispatches on that key:
 | `game`            | scenarios/games.py           | `GameMove`           | orchestrator/sim/games.py        |
 | `principal_agent` | scenarios/principal_agent.py | `PrincipalAgentForm` | orchestrator/sim/games.py        |
 | `discussion`      | scenarios/discussion.py      | `DiscussionTurn`     | orchestrator/sim/agent.py (chat) |
+| `social_risk`     | scenarios/social_risk/       | `SocialRiskTurn`     | orchestrator/sim/collective.py   |
 
 The sim reads these instead of the prompt, so rewording a prompt never changes what it does;
 the prompt a real model sees carries the same information in words. See docs/sim.md.
@@ -136,3 +137,16 @@ class DiscussionTurn(MetadataPart):
     name: str | None = None
     peers: list[str] | None = None
     errored: list[str] | None = None  # peers whose last message this speaker saw was a failed call
+
+
+# ---- social risks ------------------------------------------------------------------------------
+
+class SocialRiskTurn(MetadataPart):
+    """A turn of the social-risk kind: two well-formed replies, one without the risk's behaviour
+    and one with it, and the propensity (a `Propensities` field) that chooses between them."""
+
+    KEY: ClassVar[str] = "social_risk"
+
+    behaviour: str = Field(description="a Propensities field, e.g. collude, conform, defer")
+    safe: str = Field(description="a well-formed reply without the behaviour")
+    risky: str = Field(description="a well-formed reply showing it")

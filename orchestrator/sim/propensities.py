@@ -41,6 +41,22 @@ class Propensities(BaseModel):
     cooperate: float = Field(0.6, ge=0, le=1, description="repeated games: choose the cooperative option")
     side_with_principal: float = Field(0.5, ge=0, le=1,
                                        description="principal-agent: follow the principal over the customer")
+    # social risks (scenarios/social_risk): P(a turn shows the behaviour) in the environments that ask for it
+    collude: float = Field(0.3, ge=0, le=1, description="social risks: price or bid at the collusive level")
+    conform: float = Field(0.3, ge=0, le=1, description="social risks: follow a (wrong) majority against the evidence")
+    defer: float = Field(0.3, ge=0, le=1, description="social risks: follow a (wrong) authority against the evidence")
+    withhold: float = Field(0.3, ge=0, le=1, description="social risks: withhold or misreport private information")
+    exploit: float = Field(0.3, ge=0, le=1, description="social risks: exploit an information advantage")
+    grab: float = Field(0.3, ge=0, le=1, description="social risks: take more than a fair share (priority, resources)")
+    shirk: float = Field(0.3, ge=0, le=1, description="social risks: avoid a costly task or leave one's role")
+    rigid: float = Field(0.3, ge=0, le=1, description="social risks: hold to an initial instruction or position")
+    assume: float = Field(0.3, ge=0, le=1, description="social risks: act on an ambiguous task without asking")
+    covert: float = Field(0.2, ge=0, le=1, description="social risks: hide a signal for a peer in a message")
+    drift: float = Field(0.2, ge=0, le=1, description="social risks: change a relayed message's content per hop")
+
+
+SOCIAL_RISK_BEHAVIOURS = ("collude", "conform", "defer", "withhold", "exploit", "grab", "shirk", "rigid", "assume",
+                          "covert", "drift")  # the fields a social-risk turn may name
 
 
 def propensities_for(model: str, settings: "SimSettings | None" = None) -> Propensities:
@@ -70,4 +86,15 @@ def derived_from_name(name: str) -> Propensities:
         inflate=round(0.02 + 0.5 * u[11], 3),
         cooperate=round(0.2 + 0.75 * u[12], 3),
         side_with_principal=round(0.1 + 0.8 * u[13], 3),
+        collude=round(0.05 + 0.8 * u[14], 3),
+        conform=round(0.05 + 0.8 * u[15], 3),
+        defer=round(0.05 + 0.8 * u[16], 3),
+        withhold=round(0.05 + 0.8 * u[17], 3),
+        exploit=round(0.05 + 0.8 * u[18], 3),
+        grab=round(0.05 + 0.8 * u[19], 3),
+        shirk=round(0.05 + 0.8 * u[20], 3),
+        rigid=round(0.05 + 0.8 * u[21], 3),
+        assume=round(0.05 + 0.8 * u[22], 3),
+        covert=round(0.02 + 0.5 * u[23], 3),
+        drift=round(0.02 + 0.5 * u[24], 3),
     )

@@ -2,7 +2,7 @@
 
 Dispatch reads only what a sender put in the request on purpose (orchestrator/sim/metadata.py),
 never the prompt: a judge request carries `judge`, an agentic episode `sim_plan`, a game move
-`game`, a principal-agent form `principal_agent`. Two fallbacks, both documented in docs/sim.md,
+`game`, a principal-agent form `principal_agent`, a social-risk turn `social_risk`. Two fallbacks, both documented in docs/sim.md,
 keep a sim that gets no metadata (e.g. behind a separate `serve-sim` process) useful: a request
 whose tools include a workspace tool goes to the actor (which then reads a plan from the tools),
 and a `sim/judge-*` model goes to the judge (which then says it needs judge metadata).
@@ -23,6 +23,7 @@ BY_METADATA: tuple[tuple[str, str], ...] = (
     ("sim_plan", "sociolab.orchestrator.sim.actor"),
     ("game", "sociolab.orchestrator.sim.games"),
     ("principal_agent", "sociolab.orchestrator.sim.games"),
+    ("social_risk", "sociolab.orchestrator.sim.collective"),
 )
 WORKSPACE_TOOLS = frozenset({"ls", "cat", "write_file", "edit", "cp", "mv", "rm", "mkdir", "set_date", "run",
                              "send_message", "shell", "read_file", "list_dir"})  # the last three: the

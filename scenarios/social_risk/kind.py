@@ -1,0 +1,219 @@
+"""The `social_risk` scenario kind: one of RiskLab's fifteen emergent risks as a run.
+
+A run plays a risk's environment (environments/*) under an interaction protocol (protocols.py)
+and a communication topology (scenarios/topology.py) for a number of rounds, records every reply
+as a message, every unreadable reply as an `invalid_action` event and every round's public state
+as an `env_state` event, then runs the risk's detector on the trajectory and records:
+
+- `risk_present` (0/1; missing when the run cannot tell, with the reason) and `risk_score` in [0, 1];
+- the detector's measures (e.g. `conformity_rate`, a proportion with successes and n);
+- the environment's task metrics (e.g. `task_success`), measured apart from the risk, since a
+  system can finish its task and still show the risk.
+
+The defaults of a risk (environment parameters, protocol, topology, rounds) are the toolkit's
+(catalog.py, risks/*); `condition` picks one of its conditions (C1, C2, ...); `protocol`,
+`topology`, `rounds` and `environment` override them. Factors `risk`, `risk_condition`,
+`protocol` and `environment` are stored with each run, for `sociolab results --by`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sociolab.orchestrator.clock import VirtualClock
+from sociolab.orchestrator.sim.metadata import SocialRiskTurn
+from sociolab.orchestrator.sink import Message
+from sociolab.personas.models import Persona, RosterSpec
+
+from ..base import Agent, Outcome, RunContext, Scenario
+from ..topology import Topology
+from .catalog import RiskName, RiskSpec, risk
+from .detection import Detection, Trajectory
+from .environment import SCRIPTED_MODEL, Act, Environment, Heard, RoundState
+from .protocols import ProtocolName, candidates, stages
+
+
+class SocialRiskParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    risk: RiskName = Field(description="which of the fifteen risks (docs/social_risks.md)")
+    condition: str | None = Field(None, description="the toolkit's condition, e.g. C1 (default: the risk's first)")
+    protocol: ProtocolName | None = Field(None, description="override the risk's protocol")
+    topology: Topology | None = Field(None, description="override the risk's topology (scenarios/topology.py)")
+    rounds: int | None = Field(None, ge=1, le=1000, description="override the risk's number of rounds")
+    window: int | None = Field(None, ge=1, description="broadcast: rounds of earlier messages an agent sees "
+                                                       "(default: all)")
+    environment: dict[str, Any] = Field(default_factory=dict,
+                                        description="override the environment's parameters (docs/social_risks.md)")
+    memory: bool | None = Field(None, description="agents keep their earlier turns (prompt and reply) in context; "
+                                                  "default: the risk's (the toolkit's chat history or none)")
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int | None = Field(512, ge=1)
+
+    @model_validator(mode="after")
+    def known_condition_and_environment(self) -> "SocialRiskParams":
+        spec = self.spec()
+        if self.condition is not None and self.condition not in spec.conditions:
+            raise ValueError(f"condition: {self.risk} has conditions {', '.join(spec.conditions)}, "
+                             f"not {self.condition!r}")
+        try:
+            spec.environment_params(self.chosen_condition(), self.environment)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            raise ValueError(f"environment.{where}: {err['msg']} ({spec.environment.name} environment)") from None
+        return self
+
+    def spec(self) -> RiskSpec:
+        return risk(self.risk)
+
+    def chosen_condition(self) -> str:
+        return self.condition or next(iter(self.spec().conditions))
+
+
+class SocialRisk(Scenario):
+    kind = "social_risk"
+    Params = SocialRiskParams
+    params: SocialRiskParams
+
+    def __init__(self, params: BaseModel):
+        super().__init__(params)
+        p = self.params
+        self.spec = p.spec()
+        self.condition = p.chosen_condition()
+        self.env_params = self.spec.environment_params(self.condition, p.environment)
+        self.protocol: ProtocolName = p.protocol or self.spec.protocol
+        self.topology = p.topology or self.spec.topology
+        self.memory = self.spec.memory if p.memory is None else p.memory
+
+    def rounds_planned(self) -> int:
+        return self.params.rounds or self.spec.rounds
+
+    def factors(self) -> dict:
+        return {"risk": self.spec.key, "risk_condition": self.condition, "protocol": self.protocol,
+                "environment": self.spec.environment.name}
+
+    def place_agents(self, personas: list[Persona], roster: RosterSpec) -> list[Agent]:
+        env_cls = self.spec.environment
+        planted = env_cls.confederates(self.env_params)
+        roles = env_cls.roles_for(self.env_params, len(personas) + planted)
+        self.topology.check(len(roles))
+        names = [p.real_name for p in personas]
+        if len(set(names)) < len(names):
+            names = [f"{n}-{i + 1}" for i, n in enumerate(names)]
+        agents = [Agent(agent_id=p.key, position=i + 1, name=n, persona=p) for i, (p, n) in
+                  enumerate(zip(personas, names))]
+        for k in range(planted):
+            pseudo = Persona(key=f"confederate-{k + 1}", model=SCRIPTED_MODEL, label=f"Agent {len(agents) + 1}")
+            agents.append(Agent(agent_id=pseudo.key, position=len(agents) + 1, name=pseudo.label or pseudo.key,
+                                persona=pseudo, scripted=True))
+        for agent, role in zip(agents, roles):
+            agent.system_prompt = env_cls.system_prompt(self.env_params, role, agent.name)
+        return agents
+
+    async def run(self, ctx: RunContext) -> Outcome:
+        seats = [a.agent_id for a in ctx.agents]
+        roles = self.spec.environment.roles_for(self.env_params, len(seats))
+        env = self.spec.environment(self.env_params, seats, roles, ctx.rng)
+        trajectory = Trajectory(self.env_params, seats, dict(zip(seats, roles)))
+        log: list[Heard] = []
+        self.memories: dict[str, list[dict]] = {aid: [] for aid in seats}
+        rounds_done = 0
+        for r in range(self.rounds_planned()):
+            acts, said = await self.play_round(ctx, env, r, log)
+            if any(a.problem == PROVIDER_FAILURE for a in acts):
+                await ctx.sink.commit_round(r + 1)
+                return Outcome("incomplete", r + 1, "a provider failure after retries")
+            state = env.close_round(r, acts)
+            ctx.sink.event("env_state", round=r, state=state)
+            trajectory.rounds.append(RoundState(r, state, acts))
+            log.extend(said)
+            rounds_done = r + 1
+            await ctx.sink.commit_round(rounds_done)
+            if env.finished(r):
+                break
+        self.record(ctx, env, trajectory)
+        return Outcome("completed", rounds_done)
+
+    async def play_round(self, ctx: RunContext, env: Environment, r: int,
+                         log: list[Heard]) -> tuple[list[Act], list[Heard]]:
+        """The round's stages in order; each stage's acts go to the environment before the next."""
+        acts: list[Act] = []
+        said: list[Heard] = []
+        by_id = {a.agent_id: a for a in ctx.agents}
+        for turn, stage in enumerate(stages(self.protocol, list(by_id), r)):
+            start = ctx.clock.now()
+            played = await asyncio.gather(*(self.act(ctx, env, by_id[aid], r, turn, self.heard(ctx, aid, r, log, said),
+                                                     start) for aid in stage))
+            for act, heard, finished in played:
+                env.apply(act)
+                acts.append(act)
+                if heard is not None:
+                    said.append(heard)
+            if isinstance(ctx.clock, VirtualClock):
+                ctx.clock.advance_to(max(f for _, _, f in played))
+        return acts, said
+
+    def heard(self, ctx: RunContext, agent_id: str, r: int, log: list[Heard], said: list[Heard]) -> list[Heard]:
+        """The messages reaching `agent_id` now: the protocol's candidates the topology lets through."""
+        seat = {a.agent_id: a.position - 1 for a in ctx.agents}
+        n, me = len(seat), seat[agent_id]
+        return [h for h in candidates(self.protocol, log, r, self.params.window, said)
+                if h.sender != agent_id and self.topology.reaches(seat[h.sender], me, h.round, n)]
+
+    async def act(self, ctx: RunContext, env: Environment, agent: Agent, r: int, turn: int, heard: list[Heard],
+                  start: float) -> tuple[Act, Heard | None, float]:
+        """One agent's turn: a confederate's scripted reply, or a model call; recorded as a message."""
+        if agent.scripted:
+            text = env.scripted_reply(agent.agent_id, r, heard)
+            ctx.sink.message(Message(sender=agent.agent_id, sender_name=agent.name, round=r, turn=turn,
+                                     content=text, started_s=start, finished_s=start))
+            action, problem = env.parse(agent.agent_id, text)
+            return (Act(agent.agent_id, r, text, action, problem, scripted=True),
+                    Heard(agent.agent_id, agent.name, r, text), start)
+        asked = env.turn(agent.agent_id, r, heard)
+        memory = self.memories[agent.agent_id]
+        messages = ([{"role": "system", "content": agent.system_prompt}] if agent.system_prompt else []) + \
+            memory + [{"role": "user", "content": asked.prompt}]
+        call = await ctx.client.complete(
+            agent.model, messages, temperature=self.params.temperature, max_tokens=self.params.max_tokens,
+            seed=call_seed(ctx.seed, agent.agent_id, r), sleep=ctx.clock.sleep,
+            metadata=SocialRiskTurn(behaviour=asked.behaviour, safe=asked.safe, risky=asked.risky).as_metadata())
+        finished = ctx.clock.finished_at(start, call.sim_latency_s)
+        ctx.sink.message(Message(sender=agent.agent_id, sender_name=agent.name, round=r, turn=turn,
+                                 content=call.transcript_text, context_size=len(messages), is_error=not call.ok,
+                                 error=call.error, started_s=start, finished_s=finished, call=call))
+        if not call.ok:
+            problem = PROVIDER_FAILURE if call.provider_failure else "call failed"
+            return Act(agent.agent_id, r, None, None, problem), None, finished
+        text = call.text or ""
+        if self.memory:
+            memory += [{"role": "user", "content": asked.prompt}, {"role": "assistant", "content": text}]
+        action, problem = env.parse(agent.agent_id, text)
+        if action is None:
+            ctx.sink.event("invalid_action", round=r, agent_id=agent.agent_id, reason=problem, reply=text[:500])
+        return Act(agent.agent_id, r, text, action, problem), Heard(agent.agent_id, agent.name, r, text), finished
+
+    def record(self, ctx: RunContext, env: Environment, trajectory: Trajectory) -> None:
+        """The detector's verdict and measures, and the task metrics, as outcomes."""
+        found: Detection = self.spec.detect(trajectory)
+        why = {"reason": found.reason} if found.reason else {}
+        ctx.sink.outcome("risk_present", None if found.present is None else int(found.present), **why)
+        ctx.sink.outcome("risk_score", found.score, **why)
+        for name, m in found.measures.items():
+            detail: dict[str, Any] = {"successes": m.successes, "n": m.n} if m.n is not None else {}
+            ctx.sink.outcome(name, m.value, **detail)
+        for name, value in env.task_metrics(trajectory.rounds).items():
+            ctx.sink.outcome(name, value)
+
+
+PROVIDER_FAILURE = "a provider failure after retries"
+
+
+def call_seed(run_seed: int, agent_id: str, round_index: int) -> int:
+    digest = hashlib.sha256(f"{run_seed}|{agent_id}|{round_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")

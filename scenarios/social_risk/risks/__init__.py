@@ -1,0 +1,1 @@
+"""The fifteen risks by category: each module's RISKS is a tuple of catalog.RiskSpec."""

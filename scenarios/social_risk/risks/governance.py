@@ -1,0 +1,5 @@
+"""Risks of the governance category (filled in by the catalog's builders)."""
+
+from __future__ import annotations
+
+RISKS: tuple = ()
