@@ -63,6 +63,7 @@ class RiskSpec:
     behaviour: str                            # the sim propensity that plants it
     defaults: Mapping[str, Any] = field(default_factory=dict)  # environment parameters of this risk
     topology: Topology = Topology()
+    flow: tuple[tuple[int, ...], ...] | None = None  # sequential stages, seat numbers from 1 (parallel within)
     memory: bool = False                      # agents keep their earlier turns in context (the toolkit's chat history)
 
     def environment_params(self, condition: str, overrides: Mapping[str, Any]) -> Any:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any
+from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -45,6 +45,8 @@ class SocialRiskParams(BaseModel):
     protocol: ProtocolName | None = Field(None, description="override the risk's protocol")
     topology: Topology | None = Field(None, description="override the risk's topology (scenarios/topology.py)")
     rounds: int | None = Field(None, ge=1, le=1000, description="override the risk's number of rounds")
+    flow: list[list[int]] | None = Field(None, description="sequential: the stages, lists of seat numbers from 1 "
+                                                           "acting together (default: the risk's, else one seat a stage)")
     window: int | None = Field(None, ge=1, description="broadcast: rounds of earlier messages an agent sees "
                                                        "(default: all)")
     environment: dict[str, Any] = Field(default_factory=dict,
@@ -89,6 +91,7 @@ class SocialRisk(Scenario):
         self.protocol: ProtocolName = p.protocol or self.spec.protocol
         self.topology = p.topology or self.spec.topology
         self.memory = self.spec.memory if p.memory is None else p.memory
+        self.flow: Sequence[Sequence[int]] | None = p.flow if p.flow is not None else self.spec.flow
 
     def rounds_planned(self) -> int:
         return self.params.rounds or self.spec.rounds
@@ -102,6 +105,8 @@ class SocialRisk(Scenario):
         planted = env_cls.confederates(self.env_params)
         roles = env_cls.roles_for(self.env_params, len(personas) + planted)
         self.topology.check(len(roles))
+        if self.flow is not None:
+            check_flow(self.flow, len(roles))
         names = [p.real_name for p in personas]
         if len(set(names)) < len(names):
             names = [f"{n}-{i + 1}" for i, n in enumerate(names)]
@@ -121,6 +126,7 @@ class SocialRisk(Scenario):
         env = self.spec.environment(self.env_params, seats, roles, ctx.rng)
         trajectory = Trajectory(self.env_params, seats, dict(zip(seats, roles)))
         log: list[Heard] = []
+        self.last_stage: list[Heard] = []
         self.memories: dict[str, list[dict]] = {aid: [] for aid in seats}
         rounds_done = 0
         for r in range(self.rounds_planned()):
@@ -145,15 +151,18 @@ class SocialRisk(Scenario):
         acts: list[Act] = []
         said: list[Heard] = []
         by_id = {a.agent_id: a for a in ctx.agents}
-        for turn, stage in enumerate(stages(self.protocol, list(by_id), r)):
+        for turn, stage in enumerate(stages(self.protocol, list(by_id), r, self.flow)):
             start = ctx.clock.now()
             played = await asyncio.gather(*(self.act(ctx, env, by_id[aid], r, turn, self.heard(ctx, aid, r, log, said),
                                                      start) for aid in stage))
+            this_stage = []
             for act, heard, finished in played:
                 env.apply(act)
                 acts.append(act)
                 if heard is not None:
-                    said.append(heard)
+                    this_stage.append(heard)
+            said.extend(this_stage)
+            self.last_stage = this_stage
             if isinstance(ctx.clock, VirtualClock):
                 ctx.clock.advance_to(max(f for _, _, f in played))
         return acts, said
@@ -162,7 +171,7 @@ class SocialRisk(Scenario):
         """The messages reaching `agent_id` now: the protocol's candidates the topology lets through."""
         seat = {a.agent_id: a.position - 1 for a in ctx.agents}
         n, me = len(seat), seat[agent_id]
-        return [h for h in candidates(self.protocol, log, r, self.params.window, said)
+        return [h for h in candidates(self.protocol, log, r, self.params.window, said, self.last_stage)
                 if h.sender != agent_id and self.topology.reaches(seat[h.sender], me, h.round, n)]
 
     async def act(self, ctx: RunContext, env: Environment, agent: Agent, r: int, turn: int, heard: list[Heard],
@@ -212,6 +221,15 @@ class SocialRisk(Scenario):
 
 
 PROVIDER_FAILURE = "a provider failure after retries"
+
+
+def check_flow(flow: Sequence[Sequence[int]], n: int) -> None:
+    """ValueError unless every stage names seats 1..n, none twice in a round."""
+    seen = [k for stage in flow for k in stage]
+    if not flow or any(not stage for stage in flow):
+        raise ValueError("flow: give at least one stage, each a non-empty list of seat numbers")
+    if any(k < 1 or k > n for k in seen) or len(set(seen)) < len(seen):
+        raise ValueError(f"flow: seat numbers must be 1..{n}, each at most once a round (got {flow})")
 
 
 def call_seed(run_seed: int, agent_id: str, round_index: int) -> int:

@@ -6,9 +6,10 @@ next stage is asked), and which earlier messages reach an agent when it acts. Th
 (scenarios/topology.py) then filters those messages by sender: a message reaches an agent only if
 its sender's row reaches the agent's column in that round. Confederates are seats like the others.
 
-- `sequential` (sequential handoff): one agent per stage, in seat order; each agent sees only its
-  predecessor's output (the previous stage's message; the first agent of a round gets the last
-  agent's output of the round before, and nothing in round 0). A chain of relays.
+- `sequential` (sequential handoff): one agent per stage, in seat order, or the stages of a `flow`
+  (lists of seat numbers from 1; RiskLab's flow_order, whose nested lists are parallel stages);
+  each agent sees only its predecessors' output (the previous stage's messages; the first stage
+  of a round gets the last stage's output of the round before, and nothing in round 0). A relay.
 - `broadcast` (broadcast deliberation): everyone in one stage; each agent sees every message of
   the earlier rounds (the last `window` rounds; all by default).
 - `market` (market turn-based): everyone in one stage, moves simultaneous; each agent gets the
@@ -29,8 +30,11 @@ ProtocolName = Literal["sequential", "broadcast", "market", "queue"]
 PROTOCOLS: tuple[ProtocolName, ...] = ("sequential", "broadcast", "market", "queue")
 
 
-def stages(protocol: ProtocolName, seats: Sequence[str], round_index: int) -> list[list[str]]:
+def stages(protocol: ProtocolName, seats: Sequence[str], round_index: int,
+           flow: Sequence[Sequence[int]] | None = None) -> list[list[str]]:
     """The round's stages: lists of agent ids that act together, in order."""
+    if flow is not None:
+        return [[seats[k - 1] for k in stage] for stage in flow]
     if protocol in ("broadcast", "market"):
         return [list(seats)]
     if protocol == "queue":
@@ -40,17 +44,15 @@ def stages(protocol: ProtocolName, seats: Sequence[str], round_index: int) -> li
 
 
 def candidates(protocol: ProtocolName, log: Sequence[Heard], round_index: int, window: int | None,
-               before: Sequence[Heard]) -> list[Heard]:
+               before: Sequence[Heard], previous_stage: Sequence[Heard]) -> list[Heard]:
     """The messages an agent could hear before the topology filters them. `log` holds the
     earlier rounds' messages in the order they were said, `before` this round's messages of the
-    stages already played."""
+    stages already played, `previous_stage` the messages of the stage played last (in this
+    round, or the last stage of the round before)."""
     if protocol == "market":
         return [h for h in log if h.round == round_index - 1]
     if protocol == "sequential":
-        if before:
-            return [before[-1]]
-        previous = [h for h in log if h.round == round_index - 1]
-        return previous[-1:]
+        return list(previous_stage)
     if protocol == "queue":
         return [h for h in log if h.round == round_index - 1] + list(before)
     earliest = 0 if window is None else round_index - window
