@@ -1,0 +1,203 @@
+"""The social-risk kind's machinery, apart from any one risk: protocols, the sim's planted
+turns, parameter errors as one line, provider failures, and the real provider families' wire
+formats (a seller's chat history must alternate user/assistant turns for Anthropic and Gemini)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import duckdb
+import pytest
+
+from sociolab.orchestrator.sim.collective import UNREADABLE, reply
+from sociolab.orchestrator.sim.metadata import MetadataError, SocialRiskTurn
+from sociolab.orchestrator.sim.settings import GameTraits, SimSettings
+from sociolab.scenarios.social_risk.catalog import RISK_NAMES, risks
+from sociolab.scenarios.social_risk.environment import Heard
+from sociolab.scenarios.social_risk.protocols import candidates, stages
+from sociolab.config import load_plan
+from sociolab.orchestrator.store import Store
+from sociolab.runner import execute
+from tests.conftest import cli, write_yaml
+from tests.wire import Reply
+from tests.wire.families import FAMILIES, PLANTED_KEY
+from tests.test_provider_conformance import KEY_ENV
+from tests.test_run_guards import FaultConfig, start_in_thread
+
+SEATS = ["a", "b", "c"]
+
+
+def said(sender: str, r: int) -> Heard:
+    return Heard(sender, sender.upper(), r, f"{sender}{r}")
+
+
+def test_stages_per_protocol():
+    assert stages("broadcast", SEATS, 0) == [SEATS] == stages("market", SEATS, 3)
+    assert stages("sequential", SEATS, 2) == [["a"], ["b"], ["c"]]
+    assert stages("queue", SEATS, 1) == [["b"], ["c"], ["a"]]        # the FIFO queue rotates each round
+    assert stages("queue", SEATS, 3) == [["a"], ["b"], ["c"]]
+    assert stages("sequential", SEATS, 0, flow=[[1], [2, 3]]) == [["a"], ["b", "c"]]
+
+
+def test_what_each_protocol_lets_an_agent_hear():
+    log = [said(s, r) for r in range(3) for s in SEATS]
+    now = [said("a", 3)]
+    assert candidates("market", log, 3, None, now, now) == [said(s, 2) for s in SEATS]   # last round only
+    assert candidates("broadcast", log, 3, None, now, now) == log                         # everything before
+    assert candidates("broadcast", log, 3, 1, now, now) == [said(s, 2) for s in SEATS]
+    assert candidates("sequential", log, 3, None, now, now) == now                        # the predecessor
+    assert candidates("queue", log, 3, None, now, now) == [said(s, 2) for s in SEATS] + now
+
+
+def test_the_catalog_lists_every_risk_once():
+    assert len(RISK_NAMES) == 15 == len(set(RISK_NAMES))
+    built = risks()
+    assert set(built) <= set(RISK_NAMES)
+    for spec in built.values():
+        assert spec.conditions and spec.formula and spec.source
+        assert spec.detect.__doc__, f"{spec.key}: the detector's docstring states its formula"
+
+
+# ---- the sim's planted turns ---------------------------------------------------------------------
+
+TURN = SocialRiskTurn(behaviour="conform", safe="Decision: real", risky="Decision: fake")
+
+
+def test_a_planted_propensity_is_what_the_sim_does():
+    settings = SimSettings(models={"m": {"conform": 0.3}}, games={"m": GameTraits(malformed_rate=0.0)})
+    said_risky = sum(reply("sim/m", [{"role": "user", "content": "?"}], seed=s, metadata=TURN.as_metadata(),
+                           settings=settings).text == TURN.risky for s in range(2000))
+    assert abs(said_risky / 2000 - 0.3) < 0.04
+    again = [reply("sim/m", [], seed=7, metadata=TURN.as_metadata(), settings=settings).text for _ in range(3)]
+    assert len(set(again)) == 1                                      # deterministic for a seed
+
+
+def test_the_sim_sometimes_answers_unreadably_and_refuses_bad_metadata():
+    settings = SimSettings(games={"m": GameTraits(malformed_rate=1.0)})
+    assert reply("sim/m", [], seed=1, metadata=TURN.as_metadata(), settings=settings).text == UNREADABLE
+    with pytest.raises(MetadataError, match="unknown behaviour"):
+        reply("sim/m", [], seed=1, metadata={"social_risk": {"behaviour": "greet", "safe": "", "risky": ""}})
+    with pytest.raises(MetadataError, match="social_risk"):
+        reply("sim/m", [], seed=1, metadata={"social_risk": {"safe": ""}})
+
+
+# ---- the kind through the CLI ----------------------------------------------------------------------
+
+MARKET = """
+name: m
+kind: social_risk
+seed: 3
+repeats: {repeats}
+agents:
+  personas:
+    - {{key: s1, model: {model}}}
+    - {{key: s2, model: sim/seller}}
+    - {{key: s3, model: sim/seller}}
+params:
+  risk: tacit_collusion
+  rounds: {rounds}
+  {extra}
+client: {{initial_wait_s: 0.01, max_wait_s: 0.05, max_attempts: 2, timeout_s: 5}}
+"""
+
+
+def market(tmp_path, *, model="sim/seller", rounds=3, repeats=1, extra="", name="m.yaml"):
+    return write_yaml(tmp_path, MARKET.format(model=model, rounds=rounds, repeats=repeats, extra=extra), name)
+
+
+def test_a_run_records_messages_states_and_outcomes(tmp_path):
+    db = tmp_path / "m.duckdb"
+    done = cli("run", str(market(tmp_path, rounds=4)), "--db", str(db), "--quiet")
+    assert done.returncode == 0, done.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT status, rounds_done, factors FROM runs").fetchone()[:2] == ("completed", 4)
+    factors = json.loads(con.execute("SELECT factors FROM runs").fetchone()[0])
+    assert factors == {"risk": "tacit_collusion", "risk_condition": "C1", "protocol": "market", "environment": "market"}
+    assert con.execute("SELECT count(*) FROM messages WHERE round IS NOT NULL").fetchone()[0] == 12
+    states = [json.loads(d) for (d,) in con.execute(
+        "SELECT detail FROM events WHERE kind = 'env_state' ORDER BY round").fetchall()]
+    assert len(states) == 4 and all(s["state"]["market_price"] == min(
+        v for v in s["state"]["prices"].values() if v is not None) for s in states)
+    metrics = {m for (m,) in con.execute("SELECT DISTINCT metric FROM outcomes").fetchall()}
+    assert {"risk_present", "risk_score", "high_price_rounds", "mean_market_price", "total_profit"} <= metrics
+    # memory: the last round's call carried the earlier rounds as alternating user/assistant turns
+    assert con.execute("SELECT max(context_size) FROM messages").fetchone()[0] == 2 + 2 * 3
+
+
+@pytest.mark.parametrize("extra, words", [
+    ("condition: C9", "has conditions C1, C2, C3, not 'C9'"),
+    ("environment: {marginal_costs: 3}", "environment.marginal_costs"),
+    ("environment: {price_range: [50, 10]}", "lowest price first"),
+    ("topology: {matrix: [[0, 1], [1, 0]]}", "must be 3 x 3"),
+    ("flow: [[1], [4]]", "seat numbers must be 1..3"),
+    ("protocol: gossip", "protocol"),
+])
+def test_bad_params_are_one_line_naming_the_file(tmp_path, extra, words):
+    done = cli("run", str(market(tmp_path, extra=extra)), "--db", str(tmp_path / "x.duckdb"), "--quiet")
+    assert done.returncode == 2, done.stdout
+    assert words in done.stderr and "m.yaml" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def run_in_process(path, db):
+    """The CLI's runner in this process (litellm is imported once for the whole test file)."""
+    store = Store.open(db)
+    try:
+        return asyncio.run(execute(load_plan(path), store))
+    finally:
+        store.close()
+
+
+def test_a_provider_outage_leaves_the_run_incomplete_and_a_rerun_completes_it(tmp_path):
+    db = tmp_path / "o.duckdb"
+    model = "openai/sim-alpha"
+    with start_in_thread(faults=FaultConfig(fail_rate=1.0, fault_kinds=[503])) as server:
+        path = market(tmp_path, model=model)
+        path.write_text(path.read_text().replace(f"{{key: s1, model: {model}}}",
+                                                 f"{{key: s1, model: {model}, api_base: '{server.url}'}}"))
+        report = run_in_process(path, db)
+    assert report.incomplete == ["m/001"] and not report.completed
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT status FROM runs").fetchone()[0] == "incomplete"
+    assert con.execute("SELECT count(*) FROM outcomes").fetchone()[0] == 0     # no verdict on a broken run
+    con.close()
+    with start_in_thread() as healthy:
+        path.write_text(path.read_text().replace(server.url, healthy.url))
+        again = run_in_process(path, db)
+    assert again.completed == 1, again
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT status FROM runs").fetchone()[0] == "completed"
+    # a chat model over HTTP gets no sim metadata: its replies are read as they come (or recorded invalid)
+    invalid = con.execute("SELECT count(*) FROM events WHERE kind = 'invalid_action'").fetchone()[0]
+    readable = con.execute("SELECT count(*) FROM messages WHERE sender = 's1' AND NOT is_error").fetchone()[0]
+    assert readable == 3 and invalid <= 3
+
+
+# ---- the wire formats of the real provider families ---------------------------------------------------
+
+def seller(view) -> Reply:
+    """A seller that raises its price by one each round it remembers."""
+    remembered = sum(m["role"] == "assistant" for m in view.messages)
+    return Reply(text=f"[Price]\n{20 + remembered}\n[Speech]\nRound {remembered + 1}: holding steady.")
+
+
+@pytest.mark.parametrize("fam", [f for f in FAMILIES if f.name in ("openai", "anthropic", "gemini", "groq")],
+                         ids=lambda f: f.name)
+def test_a_seller_with_memory_over_each_family(tmp_path, fam, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, PLANTED_KEY)
+    with fam.server(responder=seller) as srv:
+        path = market(tmp_path, model=fam.model)
+        path.write_text(path.read_text().replace(
+            f"{{key: s1, model: {fam.model}}}",
+            f"{{key: s1, model: {fam.model}, api_base: '{srv.url}', api_key_env: {KEY_ENV}}}"))
+        report = run_in_process(path, tmp_path / "w.duckdb")
+        sent = [r for r in srv.requests if r.body]
+    assert report.completed == 1, report
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    prices = [json.loads(d)["state"]["prices"]["s1"] for (d,) in con.execute(
+        "SELECT detail FROM events WHERE kind = 'env_state' ORDER BY round").fetchall()]
+    assert prices == [20, 21, 22]
+    assert len(sent) == 3
+    last = json.dumps(sent[-1].body)
+    assert "Round 2: holding steady." in last and "--- Round 3 of 10 ---" in last
