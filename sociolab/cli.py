@@ -771,6 +771,8 @@ def results(
                                    "variant's, in points with 95% intervals (Instrumental Choices)"),
     baseline: Optional[str] = typer.Option(None, help="with --contrasts: the baseline variant "
                                            "(default: the paper's dilemma_forbidden_unwatched)"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="also draw the rows as a forest plot (PNG) "
+                                        "at this path", metavar="<path>"),
 ) -> None:
     """Outcome rates per model x condition with Wilson 95% intervals; usable as a CI gate."""
     from sociolab.analysis.results import check_gate, render_results, results as outcome_rows, validate_gate
@@ -789,10 +791,25 @@ def results(
         print(json.dumps([r.to_dict() for r in rows], indent=1, ensure_ascii=False))
     else:
         render_results(rows, console)
+    if plot is not None:
+        draw_results(rows, plot)
     if violations:
         for violation in violations:
             err_console.print(f"gate failed: {violation}", markup=False, highlight=False)
         raise typer.Exit(1)
+
+
+def draw_results(rows: list, path: Path) -> None:
+    """`results --plot`: the forest plot, or one line saying why there is none."""
+    from sociolab.analysis.results_plot import plot_results
+
+    if not rows:
+        raise UserError(f"--plot {path}: no outcomes to plot (check --metrics and --db)")
+    if not path.parent.is_dir():
+        raise UserError(f"--plot {path}: folder {path.parent} does not exist")
+    drawn = plot_results(rows, path)
+    err_console.print(f"plot: {path} ({len(drawn)} metric{'s' if len(drawn) != 1 else ''})",
+                      markup=False, highlight=False)
 
 
 def print_contrasts(db: Path, by: str, metrics: Optional[str], baseline: Optional[str], json_out: bool) -> None:

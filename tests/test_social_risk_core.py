@@ -19,7 +19,7 @@ from sociolab.scenarios.social_risk.protocols import candidates, stages
 from sociolab.config import load_plan
 from sociolab.orchestrator.store import Store
 from sociolab.runner import execute
-from tests.conftest import cli, write_yaml
+from tests.conftest import TINY_DISCUSSION, cli, write_yaml
 from tests.wire import Reply
 from tests.wire.families import FAMILIES, PLANTED_KEY
 from tests.test_provider_conformance import KEY_ENV
@@ -201,3 +201,21 @@ def test_a_seller_with_memory_over_each_family(tmp_path, fam, monkeypatch):
     assert len(sent) == 3
     last = json.dumps(sent[-1].body)
     assert "Round 2: holding steady." in last and "--- Round 3 of 10 ---" in last
+
+
+def test_results_plot_draws_each_metric_with_its_interval(tmp_path):
+    db = tmp_path / "p.duckdb"
+    assert cli("run", str(market(tmp_path, rounds=3, repeats=3)), "--db", str(db), "--quiet").returncode == 0
+    png = tmp_path / "rates.png"
+    done = cli("results", "--db", str(db), "--by", "risk_condition", "--metrics", "risk_present,high_price_rounds",
+               "--plot", str(png))
+    assert done.returncode == 0, done.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "2 metrics" in done.stderr
+    bad = cli("results", "--db", str(db), "--plot", str(tmp_path / "no" / "such" / "x.png"))
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+    unknown = cli("results", "--db", str(db), "--metrics", "nothing_like_this", "--plot", str(png))
+    assert unknown.returncode == 2 and "no outcome 'nothing_like_this'" in unknown.stderr
+    chat = tmp_path / "chat.duckdb"                                 # a discussion records no outcomes
+    assert cli("run", str(write_yaml(tmp_path, TINY_DISCUSSION, "chat.yaml")), "--db", str(chat), "--quiet").returncode == 0
+    empty = cli("results", "--db", str(chat), "--plot", str(png))
+    assert empty.returncode == 2 and "no outcomes to plot" in empty.stderr, empty.stderr
