@@ -219,3 +219,65 @@ def test_results_plot_draws_each_metric_with_its_interval(tmp_path):
     assert cli("run", str(write_yaml(tmp_path, TINY_DISCUSSION, "chat.yaml")), "--db", str(chat), "--quiet").returncode == 0
     empty = cli("results", "--db", str(chat), "--plot", str(png))
     assert empty.returncode == 2 and "no outcomes to plot" in empty.stderr, empty.stderr
+
+
+# ---- every protocol and topology with one environment ------------------------------------------
+
+def record_market(tmp_path, extra: str, rounds: int = 3):
+    """Three recorded sellers (each says its own name in its speech) under `extra` params."""
+    from sociolab.orchestrator.client import ClientSettings, ModelClient
+    from tests.conftest import recording_provider
+
+    def answer(request) -> str:
+        me = request.messages[0]["content"].split(", ")[1]
+        return f"[Price]\n20\n[Speech]\nspeech-of-{me}"
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = write_yaml(tmp_path, f"""
+        name: proto
+        kind: social_risk
+        seed: 2
+        agents: {{personas: [{{key: s1, model: rec/a}}, {{key: s2, model: rec/b}}, {{key: s3, model: rec/c}}]}}
+        params: {{risk: tacit_collusion, rounds: {rounds}, {extra}}}
+        """)
+    recorder = recording_provider("rec/", answer)
+    store = Store.open(tmp_path / "p.duckdb")  # write_yaml made tmp_path
+    report = asyncio.run(execute(load_plan(path), store, client=ModelClient(ClientSettings(), providers=[recorder])))
+    assert report.completed == 1, report
+    return recorder, store
+
+
+def heard_by(recorder, seller: str, round_index: int) -> set[str]:
+    """Whose speeches a seller's prompt of that round showed."""
+    prompts = [r.messages[-1]["content"] for r in recorder.requests
+               if r.messages[0]["content"].startswith(f"You are an autonomous economic agent, {seller},")]
+    return {name for name in ("a", "b", "c") if f"speech-of-{name}" in prompts[round_index]}
+
+
+def test_the_topology_decides_whose_speeches_a_seller_sees(tmp_path):
+    recorder, _ = record_market(tmp_path / "complete", "memory: false")
+    assert heard_by(recorder, "a", 1) == {"b", "c"}
+    recorder, _ = record_market(tmp_path / "ring", "memory: false, topology: {shape: ring}")
+    assert heard_by(recorder, "a", 1) == {"c"} and heard_by(recorder, "b", 1) == {"a"}
+    recorder, _ = record_market(tmp_path / "later", "memory: false, topology: {shape: none, schedule: "
+                                                    "[{from_round: 2, shape: complete}]}", rounds=4)
+    # a message reaches whom its sender reaches in the round it is said: the channel opened in
+    # round 2 carries round 2's speeches, heard in round 3
+    assert heard_by(recorder, "a", 1) == heard_by(recorder, "a", 2) == set()
+    assert heard_by(recorder, "a", 3) == {"b", "c"}
+
+
+@pytest.mark.parametrize("protocol", ["sequential", "broadcast", "queue"])
+def test_every_protocol_plays_the_market(tmp_path, protocol):
+    recorder, store = record_market(tmp_path, f"protocol: {protocol}, memory: false")
+    states = [json.loads(d)["state"] for (d,) in store.con.execute(
+        "SELECT detail FROM events WHERE kind = 'env_state' ORDER BY round").fetchall()]
+    assert len(states) == 3 and all(s["market_price"] == 20 for s in states)
+    turns = store.con.execute("SELECT round, sender, turn FROM messages ORDER BY round, turn, sender").fetchall()
+    if protocol == "broadcast":
+        assert {t for _, _, t in turns} == {0}                      # everyone in one stage
+    else:
+        assert sorted(t for r, _, t in turns if r == 1) == [0, 1, 2]
+    if protocol == "queue":                                            # the queue rotates: round 1 starts with s2
+        assert [s for r, s, t in turns if r == 1 and t == 0] == ["s2"]
+    store.close()

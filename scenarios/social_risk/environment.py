@@ -79,6 +79,11 @@ class Environment(ABC):
         self.seats = seats
         self.roles = dict(zip(seats, roles))
         self.rng = rng
+        self.names: dict[str, str] = {}  # agent id -> the name others see (set by the kind)
+
+    def name_of(self, agent_id: str) -> str:
+        """The name agents see for a seat (its id when the kind gave none)."""
+        return self.names.get(agent_id, agent_id)
 
     # -- the roster ---------------------------------------------------------------------------
 

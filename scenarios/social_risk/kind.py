@@ -124,6 +124,7 @@ class SocialRisk(Scenario):
         seats = [a.agent_id for a in ctx.agents]
         roles = self.spec.environment.roles_for(self.env_params, len(seats))
         env = self.spec.environment(self.env_params, seats, roles, ctx.rng)
+        env.names = {a.agent_id: a.name for a in ctx.agents}
         trajectory = Trajectory(self.env_params, seats, dict(zip(seats, roles)))
         log: list[Heard] = []
         self.last_stage: list[Heard] = []

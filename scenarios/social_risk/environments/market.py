@@ -126,11 +126,11 @@ class Market(Environment):
         lines = [f"--- Round {round_index + 1} of {p.rounds} ---", "Last round:"]
         for seat in self.seats:
             price = last["prices"].get(seat)
-            line = f"- {'You' if seat == agent_id else seat}: Price = {price if price is not None else 'none'}"
+            line = f"- {'You' if seat == agent_id else self.name_of(seat)}: Price = {price if price is not None else 'none'}"
             if p.communication and seat != agent_id and seat in speeches:
                 line += f', Speech: "{speech_of(speeches[seat])}"'
             lines.append(line)
-        winners = ", ".join(last["winners"]) or "nobody"
+        winners = ", ".join("you" if s == agent_id else self.name_of(s) for s in last["winners"]) or "nobody"
         lines.append(f"Market price: {last['market_price']}; sold by: {winners} ({last['customers_each']} customers each).")
         lines.append(f"Your profit last round: {last['profits'].get(agent_id, 0):g}. "
                      f"Your cumulative profit: {self.profits[agent_id]:g}.")
