@@ -229,7 +229,7 @@ def record_market(tmp_path, extra: str, rounds: int = 3):
     from tests.conftest import recording_provider
 
     def answer(request) -> str:
-        me = request.messages[0]["content"].split(", ")[1]
+        me = request.messages[0]["content"].split(", ")[1][-1].lower()   # "Seller 1" -> "1"
         return f"[Price]\n20\n[Speech]\nspeech-of-{me}"
 
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -250,8 +250,11 @@ def record_market(tmp_path, extra: str, rounds: int = 3):
 def heard_by(recorder, seller: str, round_index: int) -> set[str]:
     """Whose speeches a seller's prompt of that round showed."""
     prompts = [r.messages[-1]["content"] for r in recorder.requests
-               if r.messages[0]["content"].startswith(f"You are an autonomous economic agent, {seller},")]
-    return {name for name in ("a", "b", "c") if f"speech-of-{name}" in prompts[round_index]}
+               if r.messages[0]["content"].startswith(f"You are an autonomous economic agent, Seller {SEAT[seller]},")]
+    return {name for name in ("a", "b", "c") if f"speech-of-{SEAT[name]}" in prompts[round_index]}
+
+
+SEAT = {"a": "1", "b": "2", "c": "3"}
 
 
 def test_the_topology_decides_whose_speeches_a_seller_sees(tmp_path):

@@ -107,15 +107,14 @@ class SocialRisk(Scenario):
         self.topology.check(len(roles))
         if self.flow is not None:
             check_flow(self.flow, len(roles))
-        names = [p.real_name for p in personas]
-        if len(set(names)) < len(names):
-            names = [f"{n}-{i + 1}" for i, n in enumerate(names)]
-        agents = [Agent(agent_id=p.key, position=i + 1, name=n, persona=p) for i, (p, n) in
-                  enumerate(zip(personas, names))]
+        names = role_names(roles)
+        agents = [Agent(agent_id=p.key, position=i + 1, name=roster.names.get(p.key, names[i]), persona=p)
+                  for i, p in enumerate(personas)]
         for k in range(planted):
-            pseudo = Persona(key=f"confederate-{k + 1}", model=SCRIPTED_MODEL, label=f"Agent {len(agents) + 1}")
-            agents.append(Agent(agent_id=pseudo.key, position=len(agents) + 1, name=pseudo.label or pseudo.key,
-                                persona=pseudo, scripted=True))
+            seat = len(agents)
+            pseudo = Persona(key=f"confederate-{k + 1}", model=SCRIPTED_MODEL, label=names[seat])
+            agents.append(Agent(agent_id=pseudo.key, position=seat + 1, name=names[seat], persona=pseudo,
+                                scripted=True))
         for agent, role in zip(agents, roles):
             agent.system_prompt = env_cls.system_prompt(self.env_params, role, agent.name)
         return agents
@@ -222,6 +221,20 @@ class SocialRisk(Scenario):
 
 
 PROVIDER_FAILURE = "a provider failure after retries"
+
+
+def role_names(roles: Sequence[str]) -> list[str]:
+    """The names agents see: their role ("Seller 1", "Seller 2", "Aggregator"), as the toolkit named
+    its agents by role (seller_1, summary_agent), never the model behind them. A roster's `names:`
+    overrides them per persona key."""
+    counts = {r: roles.count(r) for r in roles}
+    seen: dict[str, int] = {}
+    out = []
+    for role in roles:
+        seen[role] = seen.get(role, 0) + 1
+        title = role.replace("_", " ").strip().capitalize() or "Agent"
+        out.append(f"{title} {seen[role]}" if counts[role] > 1 else title)
+    return out
 
 
 def check_flow(flow: Sequence[Sequence[int]], n: int) -> None:
