@@ -37,8 +37,26 @@ from .environment import SCRIPTED_MODEL, Act, Environment, Heard, RoundState
 from .protocols import ProtocolName, candidates, stages
 
 
+def per_risk_schema(schema: dict[str, Any]) -> None:
+    """JSON Schema (`sociolab schema`): each risk's conditions and environment parameters, so an
+    editor completes `condition:` and `environment:` for the risk a file names."""
+    from .catalog import risks
+
+    rules = []
+    for key, spec in sorted(risks().items()):
+        env = spec.environment.Params.model_json_schema()
+        defs = env.pop("$defs", {})
+        if defs:
+            schema.setdefault("$defs", {}).update(defs)
+        env.pop("required", None)
+        env["title"] = f"{spec.environment.name} environment ({key})"
+        rules.append({"if": {"properties": {"risk": {"const": key}}, "required": ["risk"]},
+                      "then": {"properties": {"condition": {"enum": [*spec.conditions, None]}, "environment": env}}})
+    schema["allOf"] = rules
+
+
 class SocialRiskParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=per_risk_schema)
 
     risk: RiskName = Field(description="which of the fifteen risks (docs/social_risks.md)")
     condition: str | None = Field(None, description="the toolkit's condition, e.g. C1 (default: the risk's first)")
