@@ -1,4 +1,4 @@
-"""The `social_risk` scenario kind: one of RiskLab's fifteen emergent risks as a run.
+"""Emergent social risks of agent collectives, after RiskLab: one of its fifteen risks per run.
 
 A run plays a risk's environment (environments/*) under an interaction protocol (protocols.py)
 and a communication topology (scenarios/topology.py) for a number of rounds, records every reply
