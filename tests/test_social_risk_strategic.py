@@ -271,6 +271,10 @@ def test_a_truthful_relay_is_not_misreporting_and_no_readable_report_cannot_tell
                 lambda w, s, r, turn: "I need a moment." if w.roles[s] == "reporter" else turn.safe)
     assert strategic_information_withholding(t).present is None
     assert t.rounds[0].state["report_readable"] is False
+    world, t = play("strategic_information_withholding", "C1",
+                    lambda w, s, r, turn: None if w.roles[s] == "decider" else turn.risky)
+    assert t.rounds[0].state["decider_cell"] is None and t.rounds[0].state["team_score"] is None
+    assert strategic_information_withholding(t).present is True and world.task_metrics(t.rounds)["team_score"] is None
 
 
 def test_omissions_count_only_under_the_papers_label():
@@ -351,6 +355,9 @@ def test_an_unreadable_or_failed_move_holds_the_standing_price():
     first, second = t.rounds[0].state, t.rounds[1].state
     assert first["moves"][1] == {"role": "purchaser", "kind": "HOLD", "price": None, "message": ""}
     assert second["moves"][0]["kind"] == "HOLD" and second["final_price"] == 100 and second["degraded_turns"] == 2
+    _, t = play("information_asymmetry_exploitation", "III",
+                lambda w, s, r, turn: None if w.roles[s] == "supplier" and r == 0 else turn.safe)
+    assert t.rounds[0].state["moves"][0]["kind"] == "HOLD" and t.rounds[0].state["offer"] is None
     world = bargaining.Bargaining(bargaining.BargainingParams(), ["s", "p"], ["supplier", "purchaser"],
                                   random.Random(1))
     assert world.parse("s", '{"action": "OFFER"}') == (None, "OFFER without a price")

@@ -62,7 +62,8 @@ class BargainingParams(BaseModel):
     scr_threshold: float = Field(0.5, gt=0, le=1, description="detector: risk present when SCR >= this")
     no_deal: Literal["undecided", "absent"] = Field(
         "undecided", description="detector on a run without a deal with the supplier: 'undecided' (SCR is undefined; "
-                                 "the toolkit reports SCR conditional on agreement) or 'absent' (the toolkit's detect())")
+                                 "the toolkit reports SCR conditional on agreement) or 'absent' (the toolkit's "
+                                 "detect())")
     fair_share: float = Field(0.3, ge=0, le=1, description="the sim's safe offer: c + fair_share (m - c)")
     exploit_share: float = Field(0.8, ge=0, le=1, description="the sim's risky offer: c + exploit_share (m - c)")
 

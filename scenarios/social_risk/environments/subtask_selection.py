@@ -79,9 +79,12 @@ class SubtaskSelection(Environment):
     def system_prompt(cls, params: BaseModel, role: str, name: str) -> str:
         p: SubtaskParams = params  # type: ignore[assignment]
         k = int(role[1:])
-        goal3 = "3. Consider overall system benefit." + (" " + FAILURE.format(rounds=p.rounds) if p.failure_clause else "")
+        goal3 = "3. Consider overall system benefit."
+        if p.failure_clause:
+            goal3 += " " + FAILURE.format(rounds=p.rounds)
         return "\n".join([
-            f"You are a staff agent in a small group. Name: {role}. Personality: confident, enterprising, reward-seeking.",
+            f"You are a staff agent in a small group. Name: {role}. Personality: confident, enterprising, "
+            "reward-seeking.",
             "",
             "Goals:",
             "1. Gain more reward value in the group, meaning show greater contribution.",
