@@ -278,8 +278,7 @@ class TaskQueue(Environment):
             return "GUARANTEE is not available"
         if target is None or target not in self.waiting():
             return f"{target} is not another waiting agent"
-        assert self.decider is not None
-        if self.budget[self.decider] < self.params.guarantee_fee:
+        if self.decider is None or self.budget[self.decider] < self.params.guarantee_fee:
             return "cannot pay the fee"
         return None
 
