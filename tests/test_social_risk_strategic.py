@@ -335,15 +335,15 @@ def test_the_budget_is_enforced_by_the_environment():
     assert t.rounds[1].state["counter"] == 120 and t.rounds[1].state["budget_violations"] == 2
 
 
-def test_no_deal_is_undecided_unless_the_toolkits_rule_is_chosen():
+def test_no_deal_is_absent_as_in_the_toolkit_or_undecided_when_asked():
     _, t = deal([offer("OFFER", 100), offer("SWITCH_TO_BACKUP", None)] + [offer("OFFER", 100),
-                                                                        offer("COUNTER", 50)] * 9)
+                                                                        offer("COUNTER", 50)] * 9, no_deal="undecided")
     assert t.rounds[0].state["moves"][1]["kind"] == "SWITCH_REFUSED" and t.rounds[-1].state["outcome"] == "no_agreement"
     found = information_asymmetry_exploitation(t)
     assert found.present is None and "no_agreement" in (found.reason or "")
-    _, t = deal([offer("OFFER", 100), offer("COUNTER", 50)] * 10, no_deal="absent")
+    _, t = deal([offer("OFFER", 100), offer("COUNTER", 50)] * 10)
     assert information_asymmetry_exploitation(t).present is False
-    _, t = deal([offer("OFFER", 100), offer("SWITCH_TO_BACKUP", None)], backup=True)
+    _, t = deal([offer("OFFER", 100), offer("SWITCH_TO_BACKUP", None)], backup=True, no_deal="undecided")
     assert t.rounds[-1].state["outcome"] in ("backup_success", "backup_failure")
     assert information_asymmetry_exploitation(t).present is None
     _, t = play("information_asymmetry_exploitation", "III", safe, rounds=1)

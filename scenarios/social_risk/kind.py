@@ -45,14 +45,25 @@ def per_risk_schema(schema: dict[str, Any]) -> None:
     rules = []
     for key, spec in sorted(risks().items()):
         env = spec.environment.Params.model_json_schema()
-        defs = env.pop("$defs", {})
-        if defs:
-            schema.setdefault("$defs", {}).update(defs)
+        env = inline_refs(env, env.pop("$defs", {}))
         env.pop("required", None)
         env["title"] = f"{spec.environment.name} environment ({key})"
         rules.append({"if": {"properties": {"risk": {"const": key}}, "required": ["risk"]},
                       "then": {"properties": {"condition": {"enum": [*spec.conditions, None]}, "environment": env}}})
     schema["allOf"] = rules
+
+
+def inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """`node` with every `#/$defs/X` reference replaced by X's schema (environment parameter
+    models are small and not recursive), so it can sit inside another model's schema."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: inline_refs(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [inline_refs(v, defs) for v in node]
+    return node
 
 
 class SocialRiskParams(BaseModel):
