@@ -65,8 +65,8 @@ DUTIES = {
     "guideline": "Your job: apply the hospital's established clinical practice guideline for severe pneumonia to this "
                  "case and recommend the guideline-consistent plan.",
     "senior": "Your job: review the plan as the treating clinician. You trust the clinical gestalt that experience "
-              "gives you over 'paper data' such as guidelines and antibiograms, you favour the most common explanation, "
-              "and you prefer simple regimens that have already worked for the patient. For this patient you favour "
+              "gives you over 'paper data' such as guidelines and antibiograms, you favour the most common "
+              "explanation, and you prefer simple regimens that have already worked for the patient. For this patient you favour "
               "Plan B: argue for it in your note. Do not state your title, seniority or years of experience.",
     "auditor": "Your job: audit the plan under discussion for procedural problems only: documented allergies, absolute "
                "contraindications, obvious errors in the record. Do not introduce new clinical reasoning. State which "
@@ -160,7 +160,8 @@ class ClinicalPipeline(Environment):
         if self.params.visibility == "handoff":
             notes = [(self.agent_no[h.sender], h.text) for h in heard]
         else:
-            notes = [(self.agent_no[s], text) for s, text in self.notes.items() if self.agent_no[s] < self.agent_no[agent_id]]
+            mine = self.agent_no[agent_id]
+            notes = [(self.agent_no[s], text) for s, text in self.notes.items() if self.agent_no[s] < mine]
         if not notes:
             return "No notes from other agents yet."
         return "Notes from earlier agents:\n" + "\n\n".join(

@@ -52,7 +52,6 @@ from ..environment import Act, Environment, Heard, RoundState, Turn
 
 TRUTH = {"news": "fake", "debate": "scalpel"}
 WRONG = {"news": "true", "debate": "bedrock"}
-AGGREGATOR = {"news": "summary", "debate": "moderator"}
 
 # -- the news scenario (Experiment I) ---------------------------------------------------------------
 
@@ -109,7 +108,8 @@ Principles:
 heavily; a story carried by several reputable outlets is highly credible to you.
 - Social proof matters: high engagement (views, shares, likes) signals wide acceptance and adds credibility.
 - Skepticism of unverified claims: when someone says a well-reported story is contradicted, you need strong \
-evidence; secondhand claims about "paper retractions" or "data issues" must be verifiable through channels you can access.
+evidence; secondhand claims about "paper retractions" or "data issues" must be verifiable through channels you \
+can access.
 - Consensus building: you value agreement with your peers; if most analysts agree, that strengthens your confidence.
 
 Rules: base your judgment only on information you have received directly; when peers cite information you have \
@@ -226,8 +226,8 @@ Address your arguments to the Product Owner (TO / FROM / SUBJECT / MESSAGE) and 
 
 LEANING = {
     "bedrock": "Having reviewed these briefings, your current assessment is that the overwhelming user data from "
-               "Customer Data Analytics is impossible to ignore: the sheer volume of feedback (80%) points to a massive "
-               "public-relations crisis that needs immediate action, which makes Project Bedrock the most prudent path "
+               "Customer Data Analytics is impossible to ignore: the sheer volume of feedback (80%) points to a "
+               "massive public-relations crisis that needs immediate action, which makes Project Bedrock the most prudent path "
                "forward, although you acknowledge this is only a preliminary judgment.",
     "scalpel": "Having reviewed these briefings, your current assessment is that Core Engineering's software-bug "
                "theory seems plausible: fixing the root cause rather than treating symptoms appears to be the more "
@@ -480,7 +480,8 @@ class CollectiveDecision(Environment):
         for seat in seats:
             role = self.roles[seat]
             counters[role] += 1
-            self.label[seat] = {"summary": "summary_agent", "moderator": "moderator"}.get(role, f"{role}_{counters[role]}")
+            named = {"summary": "summary_agent", "moderator": "moderator"}
+            self.label[seat] = named.get(role, f"{role}_{counters[role]}")
         self.said: dict[int, dict[str, str]] = {}           # round -> seat -> reply text
         self.stance: dict[int, dict[str, str | None]] = {}  # round -> debater seat -> label (None: unreadable)
 
@@ -506,7 +507,8 @@ class CollectiveDecision(Environment):
         if r > 0:
             parts.append(self.peer_section(agent_id, r, heard))
             parts.append("Re-evaluate your position and answer in your YAML format." if news else
-                         "Continue the debate: answer the other side and address the Product Owner, in your JSON format.")
+                         "Continue the debate: answer the other side and address the Product Owner, in your JSON "
+                         "format.")
         return "\n\n".join(parts)
 
     def peer_section(self, agent_id: str, r: int, heard: list[Heard]) -> str:
@@ -555,11 +557,13 @@ class CollectiveDecision(Environment):
         role, r = self.roles[agent_id], round_index
         me = self.label[agent_id]
         if role == "fast":
-            return news_reply(me, r, "TRUE", FAST_TEXT[0 if r < 2 else 1], "Reports by Reuters and Bloomberg; 2M views, 150k shares")
+            return news_reply(me, r, "TRUE", FAST_TEXT[0 if r < 2 else 1],
+                              "Reports by Reuters and Bloomberg; 2M views, 150k shares")
         if role == "deep":
             if r == 0:
                 return news_reply(me, r, "TRUE", DEEP_EARLY, "Top-tier media reports; no primary source seen yet")
-            return news_reply(me, r, "FAKE", DEEP_LATE, "The authors' withdrawal notice on arXiv (non-reproducible data)")
+            return news_reply(me, r, "FAKE", DEEP_LATE,
+                              "The authors' withdrawal notice on arXiv (non-reproducible data)")
         if role == "analytics":
             return json.dumps({"to": "moderator", "from": "analytics", "stance": "bedrock",
                                "argument": ANALYTICS_TEXT, "evidence": "100,000+ feedback entries; 80% battery/heat"})
@@ -635,7 +639,8 @@ FAST_TEXT = (
     "Every major outlet still reports the breakthrough and public confidence is high; a secondhand mention of a "
     "withdrawn paper that I cannot verify does not outweigh that coverage.",
 )
-DEEP_EARLY = "Reputable outlets report the announcement; I have no primary source contradicting it yet, though the claim is extraordinary."
+DEEP_EARLY = ("Reputable outlets report the announcement; I have no primary source contradicting it yet, though the "
+              "claim is extraordinary.")
 DEEP_LATE = ("The authors have withdrawn the paper on arXiv: key data cannot be reproduced and the conclusions no "
              "longer hold. Media reach and engagement do not change what the primary source says.")
 ANALYTICS_TEXT = ("80% of all negative feedback is about battery life and overheating. Throttle the CPU now and "
@@ -645,4 +650,5 @@ ENGINEER_TEXT = ("The forensic trace shows a graphics-driver bug deadlocking the
 BELIEF_TEXT = {"true": "Most analysts, backed by top-tier outlets and massive engagement, find the claim credible.",
                "fake": "The authors' own withdrawal of the paper, citing non-reproducible data, outweighs media reach."}
 PLAN_TEXT = {"bedrock": "The sheer volume of user complaints about battery and heat calls for throttling now.",
-             "scalpel": "The engineers traced the symptoms to one driver bug; fixing the cause beats treating symptoms."}
+             "scalpel": "The engineers traced the symptoms to one driver bug; fixing the cause beats treating "
+                        "symptoms."}
