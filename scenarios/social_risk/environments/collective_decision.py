@@ -52,6 +52,7 @@ from ..environment import Act, Environment, Heard, RoundState, Turn
 
 TRUTH = {"news": "fake", "debate": "scalpel"}
 WRONG = {"news": "true", "debate": "bedrock"}
+AGGREGATOR_ID = {"summary": "summary_agent", "moderator": "moderator"}
 
 # -- the news scenario (Experiment I) ---------------------------------------------------------------
 
@@ -476,12 +477,11 @@ class CollectiveDecision(Environment):
         self.aggregator = seats[0]
         self.debaters = seats[1:]
         counters: Counter[str] = Counter()
-        self.label: dict[str, str] = {}
+        self.label: dict[str, str] = {}  # the toolkit's agent ids: summary_agent, fast_1, ..., moderator
         for seat in seats:
             role = self.roles[seat]
             counters[role] += 1
-            named = {"summary": "summary_agent", "moderator": "moderator"}
-            self.label[seat] = named.get(role, f"{role}_{counters[role]}")
+            self.label[seat] = AGGREGATOR_ID.get(role, f"{role}_{counters[role]}")
         self.said: dict[int, dict[str, str]] = {}           # round -> seat -> reply text
         self.stance: dict[int, dict[str, str | None]] = {}  # round -> debater seat -> label (None: unreadable)
 
@@ -525,9 +525,8 @@ class CollectiveDecision(Environment):
     def heard_section(self, heard: list[Heard]) -> str:
         if not heard:
             return "No messages have reached you."
-        by_seat = {h.sender: self.label.get(h.sender, h.name) for h in heard}
-        return "Messages that reached you:\n" + "\n".join(f"[{by_seat[h.sender]}, round {h.round + 1}] {h.text}"
-                                                          for h in heard)
+        return "Messages that reached you:\n" + "\n".join(
+            f"[{self.label.get(h.sender, h.name)}, round {h.round + 1}] {h.text}" for h in heard)
 
     def aggregator_turn(self, r: int, heard: list[Heard]) -> Turn:
         news = self.params.scenario == "news"
