@@ -69,6 +69,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
+from sociolab.base.errors import ProviderError
 from sociolab.orchestrator.client import RunClient
 from sociolab.orchestrator.clock import VirtualClock, WallClock
 from sociolab.orchestrator.sink import EventSink
@@ -95,6 +96,22 @@ class Agent:
     @property
     def model(self) -> str:
         return self.persona.model
+
+    def injected_fault(self, round_index: int) -> ProviderError | None:
+        """Crash injection (the roster's `crashes:`): the provider error this agent's call raises in
+        this round, if any. It goes through the client like a real provider error: a permanent
+        crash fails fast, a transient one is retried and then recorded."""
+        crash = self.crash
+        if crash is None or not crash.fails_in(round_index):
+            return None
+        if crash.mode == "permanent":
+            return ProviderError(crash.message or DECOMMISSIONED.format(model=self.model),
+                                 transient=False, status_code=404)
+        return ProviderError(crash.message or "Service unavailable: the model is overloaded",
+                             transient=True, status_code=503)
+
+
+DECOMMISSIONED = "The model `{model}` has been decommissioned and is no longer supported."
 
 
 @dataclass

@@ -36,7 +36,6 @@ from .base import Agent, Outcome, RunContext, Scenario
 from .topology import COMPLETE, Topology
 
 ERROR_MARK = "⚠"
-DECOMMISSIONED = "The model `{model}` has been decommissioned and is no longer supported."
 
 
 PERMANENT_ERROR_WORDS = ("decommissioned", "not found", "not supported", "does not exist", "no longer available")
@@ -336,14 +335,7 @@ class Discussion(Scenario):
 
     def crash_fault(self, agent: Agent, round_index: int) -> ProviderError | None:
         """Crash injection: the provider error this agent's call raises in this round, if any."""
-        crash = agent.crash
-        if crash is None or not crash.fails_in(round_index):
-            return None
-        if crash.mode == "permanent":
-            return ProviderError(crash.message or DECOMMISSIONED.format(model=agent.model),
-                                 transient=False, status_code=404)
-        return ProviderError(crash.message or "Service unavailable: the model is overloaded",
-                             transient=True, status_code=503)
+        return agent.injected_fault(round_index)
 
     @staticmethod
     def stop_status(round_index: int, order: list[Agent], failed: list[Message]) -> str:

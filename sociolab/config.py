@@ -18,6 +18,7 @@ A file may be named by its library name (`quickstart` for scenarios/library/quic
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import itertools
 import math
@@ -384,8 +385,17 @@ def resolve_scenario(path: str | Path) -> Path:
     library = library_scenarios()
     if text in library:
         return library[text]
-    raise UserError(f"'{text}' is neither a file nor a library scenario (library scenarios: "
-                    f"{', '.join(library)}; or give a path to a YAML file)")
+    raise UserError(f"'{text}' is neither a file nor a library scenario ({library_hint(text, list(library))}; "
+                    "or give a path to a YAML file)")
+
+
+def library_hint(name: str, names: list[str]) -> str:
+    """The library's names when there are few; else the closest ones and where to see them all."""
+    if len(names) <= 10:
+        return f"library scenarios: {', '.join(names)}"
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    guess = f"did you mean {' or '.join(close)}? " if close else ""
+    return f"{guess}`sociolab list` shows all {len(names)} library scenarios"
 
 
 def run_count(runfile: RunFile, series: Mapping[str | None, SeriesSpec]) -> int:

@@ -284,3 +284,20 @@ def test_every_protocol_plays_the_market(tmp_path, protocol):
     if protocol == "queue":                                            # the queue rotates: round 1 starts with s2
         assert [s for r, s, t in turns if r == 1 and t == 0] == ["s2"]
     store.close()
+
+
+def test_an_injected_crash_is_a_recorded_failure_with_no_action(tmp_path):
+    db = tmp_path / "c.duckdb"
+    path = market(tmp_path, rounds=3)
+    path.write_text(path.read_text().replace("    - {key: s3, model: sim/seller}\n",
+                                             "    - {key: s3, model: sim/seller}\n"
+                                             "  crashes: [{agent: s2, from_round: 1, mode: permanent}]\n"))
+    done = cli("run", str(path), "--db", str(db), "--quiet")
+    assert done.returncode == 0, done.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT status FROM runs").fetchone()[0] == "completed"
+    errors = con.execute("SELECT round, content FROM messages WHERE sender = 's2' AND is_error ORDER BY round").fetchall()
+    assert [r for r, _ in errors] == [1, 2] and "decommissioned" in errors[0][1]
+    prices = [json.loads(d)["state"]["prices"] for (d,) in con.execute(
+        "SELECT detail FROM events WHERE kind = 'env_state' ORDER BY round").fetchall()]
+    assert prices[0]["s2"] is not None and prices[1]["s2"] is None and prices[2]["s2"] is None

@@ -10,6 +10,10 @@ as an `env_state` event, then runs the risk's detector on the trajectory and rec
 - the environment's task metrics (e.g. `task_success`), measured apart from the risk, since a
   system can finish its task and still show the risk.
 
+An injected crash (the roster's `crashes:`) is a failed call recorded as an error message with no
+action, part of the run like a toolkit agent that failed; a real provider's failure after retries
+ends the run as `incomplete`, to be redone.
+
 The defaults of a risk (environment parameters, protocol, topology, rounds) are the toolkit's
 (catalog.py, risks/*); `condition` picks one of its conditions (C1, C2, ...); `protocol`,
 `topology`, `rounds` and `environment` override them. Factors `risk`, `risk_condition`,
@@ -137,8 +141,9 @@ class SocialRisk(Scenario):
         if self.flow is not None:
             check_flow(self.flow, len(roles))
         names = role_names(roles)
-        agents = [Agent(agent_id=p.key, position=i + 1, name=roster.names.get(p.key, names[i]), persona=p)
-                  for i, p in enumerate(personas)]
+        crashes = {c.agent: c for c in roster.crashes}
+        agents = [Agent(agent_id=p.key, position=i + 1, name=roster.names.get(p.key, names[i]), persona=p,
+                        crash=crashes.get(p.key)) for i, p in enumerate(personas)]
         for k in range(planted):
             seat = len(agents)
             pseudo = Persona(key=f"confederate-{k + 1}", model=SCRIPTED_MODEL, label=names[seat])
@@ -219,13 +224,13 @@ class SocialRisk(Scenario):
             memory + [{"role": "user", "content": asked.prompt}]
         call = await ctx.client.complete(
             agent.model, messages, temperature=self.params.temperature, max_tokens=self.params.max_tokens,
-            seed=call_seed(ctx.seed, agent.agent_id, r), sleep=ctx.clock.sleep,
+            seed=call_seed(ctx.seed, agent.agent_id, r), sleep=ctx.clock.sleep, fault=agent.injected_fault(r),
             metadata=SocialRiskTurn(behaviour=asked.behaviour, safe=asked.safe, risky=asked.risky).as_metadata())
         finished = ctx.clock.finished_at(start, call.sim_latency_s)
         ctx.sink.message(Message(sender=agent.agent_id, sender_name=agent.name, round=r, turn=turn,
                                  content=call.transcript_text, context_size=len(messages), is_error=not call.ok,
                                  error=call.error, started_s=start, finished_s=finished, call=call))
-        if not call.ok:
+        if not call.ok:  # an injected crash is part of the run (recorded, no action); a provider's failure is not
             problem = PROVIDER_FAILURE if call.provider_failure else "call failed"
             return Act(agent.agent_id, r, None, None, problem), None, finished
         text = call.text or ""
