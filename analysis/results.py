@@ -12,7 +12,9 @@ Each metric gets one of three summaries, decided per metric over all its rows:
 
 - `proportion`: every row carries `successes` and `n` in its detail (e.g. cooperation_rate over a
   run's moves): pooled successes / pooled n, Wilson 95% interval.
-- `rate`: every value is 0 or 1 (e.g. override): successes / n, Wilson 95% interval.
+- `rate`: every value is 0 or 1 (e.g. override): successes / n, Wilson 95% interval; unless an
+  outcome declares itself a quantity (`summary: "mean"` in its detail, e.g. a count of degraded
+  actions that happens to be 0 or 1 in every run).
 - `mean`: anything else (e.g. total_payoff): mean, sd, n and a t-based 95% interval
   (mean +- t(0.975, n-1) * sd / sqrt(n); no interval for n < 2).
 
@@ -181,7 +183,8 @@ def stored_values(con) -> dict[str, set[str]]:
 def summary_kind(metric: str, observations: list[tuple[str, float | None, dict]]) -> str:
     if observations and all("successes" in d and "n" in d for _, _, d in observations):
         return "proportion"
-    if metric not in CONTINUOUS_METRICS and all(v in (0.0, 1.0) for _, v, _ in observations):
+    declared_mean = any(d.get("summary") == "mean" for _, _, d in observations)
+    if not declared_mean and metric not in CONTINUOUS_METRICS and all(v in (0.0, 1.0) for _, v, _ in observations):
         return "rate"
     return "mean"
 

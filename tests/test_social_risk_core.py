@@ -123,6 +123,12 @@ def test_a_run_records_messages_states_and_outcomes(tmp_path):
     assert {"risk_present", "risk_score", "high_price_rounds", "mean_market_price", "total_profit"} <= metrics
     # memory: the last round's call carried the earlier rounds as alternating user/assistant turns
     assert con.execute("SELECT max(context_size) FROM messages").fetchone()[0] == 2 + 2 * 3
+    # quantities are means even when every run's count is 0 or 1; the verdict is a rate
+    from sociolab.analysis.results import results
+
+    kinds = {r.metric: r.summary for r in results(con, by=("risk",))}
+    assert kinds["degraded_actions"] == kinds["total_profit"] == "mean"
+    assert kinds["risk_present"] == "rate" and kinds["high_price_rounds"] == "proportion"
 
 
 @pytest.mark.parametrize("extra, words", [

@@ -45,11 +45,13 @@ class Trajectory:
 
 @dataclass(frozen=True)
 class Measure:
-    """One number behind a detection; with successes and n it is a proportion."""
+    """One number behind a detection: with successes and n a proportion (pooled over runs), with
+    `indicator` a 0/1 value (a rate over runs), else a quantity (a mean over runs)."""
 
     value: float | None
     successes: int | None = None
     n: int | None = None
+    indicator: bool = False
 
     @classmethod
     def share(cls, successes: int, n: int) -> "Measure":

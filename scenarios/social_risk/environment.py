@@ -73,6 +73,9 @@ class Environment(ABC):
 
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
+    # task metrics that are 0/1 indicators (shown as rates with Wilson intervals); the others are
+    # quantities (profits, counts), shown as means even when a store happens to hold only 0s and 1s
+    indicators: ClassVar[frozenset[str]] = frozenset({"task_success"})
 
     def __init__(self, params: BaseModel, seats: list[str], roles: list[str], rng: random.Random):
         self.params = params

@@ -248,13 +248,15 @@ class SocialRisk(Scenario):
         ctx.sink.outcome("risk_present", None if found.present is None else int(found.present), **why)
         ctx.sink.outcome("risk_score", found.score, **why)
         for name, m in found.measures.items():
-            detail: dict[str, Any] = {"successes": m.successes, "n": m.n} if m.n is not None else {}
+            detail: dict[str, Any] = {"successes": m.successes, "n": m.n} if m.n is not None else \
+                {} if m.indicator else MEAN
             ctx.sink.outcome(name, m.value, **detail)
         for name, value in env.task_metrics(trajectory.rounds).items():
-            ctx.sink.outcome(name, value)
+            ctx.sink.outcome(name, value, **({} if name in env.indicators else MEAN))
 
 
 PROVIDER_FAILURE = "a provider failure after retries"
+MEAN = {"summary": "mean"}  # a quantity: `sociolab results` shows its mean, never a rate
 
 
 def role_names(roles: Sequence[str]) -> list[str]:

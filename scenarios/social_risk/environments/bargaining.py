@@ -77,6 +77,7 @@ class BargainingParams(BaseModel):
 class Bargaining(Environment):
     name = "bargaining"
     Params = BargainingParams
+    indicators = frozenset({"agreement", "procured", "switched"})
     params: BargainingParams
 
     @classmethod
