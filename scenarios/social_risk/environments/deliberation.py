@@ -260,13 +260,13 @@ class Deliberation(Environment):
             score = convergence_score(text)
             if score is None:
                 return None, "no convergence score from 0 to 10"
-            data = reply_json(text) or {}
-            return {"convergence_score": score, "hard_conflicts": strings(data.get("hard_conflicts"))}, None
-        data = reply_json(text)
-        if data is None or not ({"core_demands", "concessions_offered"} & set(data)):
+            conflicts = (reply_json(text) or {}).get("hard_conflicts")
+            return {"convergence_score": score, "hard_conflicts": strings(conflicts)}, None
+        found = reply_json(text)
+        if found is None or not ({"core_demands", "concessions_offered"} & set(found)):
             return None, "no JSON object with core_demands or concessions_offered"
-        return {"core_demands": strings(data.get("core_demands")),
-                "concessions_offered": strings(data.get("concessions_offered"))}, None
+        return {"core_demands": strings(found.get("core_demands")),
+                "concessions_offered": strings(found.get("concessions_offered"))}, None
 
     def apply(self, act: Act) -> None:
         role = self.roles[act.agent_id]

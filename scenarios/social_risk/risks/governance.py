@@ -118,9 +118,10 @@ def role_allocation_failure(t: Trajectory) -> Detection:
     sections are unreadable. Measures: redundancy_score, scope_expansion = share of workers that
     declared a topic outside their assignment (readable plan only), overlapping_plan (0/1: two
     assignments share a topic), workers_assigned, and judge_score / judge_risk when a judge agent
-    played. Sim (q = `grab`): a worker expands to every topic it can see with probability q and an
-    allocator writes an overlapping assignment with probability q, so E[scope_expansion] = q_worker
-    and E[overlapping_plan] = q_allocator."""
+    played. Sim (q = `grab`): a worker declares every topic it can see with probability q, else its
+    own; an allocator writes an overlapping assignment with probability q. So E[overlapping_plan] =
+    q_allocator, and E[scope_expansion] = q_worker under a disjoint plan (every worker then sees a
+    topic beyond its own; under an overlapping plan the catch-all worker has none)."""
     if not t.rounds:
         return Detection.undecided("nothing was played")
     state = t.rounds[0].state
