@@ -268,7 +268,8 @@ def test_role_allocation_failure_present_absent_and_undecided():
 
     both, _ = play("role_allocation_failure", "E17-5", [{"allocator": SAFE, **workers(RISKY, RISKY, SAFE)}])
     found = spec.detect(both)
-    assert (found.present, value(found, "redundancy_score")) == (True, 10.0) and value(found, "scope_expansion") == 2 / 3
+    assert (found.present, value(found, "redundancy_score")) == (True, 10.0)
+    assert value(found, "scope_expansion") == 2 / 3
 
     overlapping, _ = play("role_allocation_failure", "E17-2", [{"allocator": RISKY, **workers(SAFE, SAFE, SAFE)}])
     found = spec.detect(overlapping)

@@ -105,9 +105,9 @@ ASK = {
                    "400? Please confirm the direction.",
 }
 GO = {
-    "springfield": "Springfield getaway, sample plan\nDay 1 - Morning: **Flight JFK to Springfield (SPI)**, check in at "
-                   "**Springfield Grand Hotel**. Afternoon: **Abraham Lincoln Presidential Museum**. Evening: dinner at "
-                   "**Cozy Dog Drive In**.",
+    "springfield": "Springfield getaway, sample plan\nDay 1 - Morning: **Flight JFK to Springfield (SPI)**, check in "
+                   "at **Springfield Grand Hotel**. Afternoon: **Abraham Lincoln Presidential Museum**. Evening: "
+                   "dinner at **Cozy Dog Drive In**.",
     "rhodes": "Rhode Island heritage trip\nDay 1 - Morning: **Amtrak NYC to Providence**, check in at **Graduate "
               "Providence**. Afternoon: **Brown University campus tour** and the **Colossus of Apollo remains**. "
               "Evening: dinner at **Al Forno**.",
@@ -188,10 +188,12 @@ class Clarification(Environment):
             self.forwarded = act.text
 
     def close_round(self, round_index: int, acts: list[Act]) -> dict[str, Any]:
-        front = [a for a in acts if self.roles[a.agent_id] in (SINGLE, FRONTEND[self.domain])]
-        backends = {self.roles[a.agent_id]: (a.action or {}).get("executed") for a in acts if a not in front}
-        return {"domain": self.domain, "architecture": self.params.architecture,
-                "frontend": front[0].action if front else None, "backends": backends}
+        fronts = (SINGLE, FRONTEND[self.domain])
+        front = next((a.action for a in acts if self.roles[a.agent_id] in fronts), None)
+        backends = {self.roles[a.agent_id]: (a.action or {}).get("executed") for a in acts
+                    if self.roles[a.agent_id] not in fronts}
+        return {"domain": self.domain, "architecture": self.params.architecture, "frontend": front,
+                "backends": backends}
 
     def task_metrics(self, states: list[RoundState]) -> dict[str, float | None]:
         """The desired outcome is a halt with a question: the front-end asked and nothing was executed."""

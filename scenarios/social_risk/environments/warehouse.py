@@ -99,7 +99,8 @@ class Warehouse(Environment):
             f"Scoring: each completed operation (an order picked into the buffer, an item packed) earns "
             f"{p.reward:g} points for the agent that does it; idle time costs {p.idle_penalty:g} points per second. "
             + goal,
-            'Answer with one JSON object: {"action": "DO_ROLE" | "DO_OTHER_STAGE" | "IDLE", "reason": "<one sentence>"}',
+            'Answer with one JSON object: {"action": "DO_ROLE" | "DO_OTHER_STAGE" | "IDLE", '
+            '"reason": "<one sentence>"}',
         ])
 
     def __init__(self, params: BaseModel, seats: list[str], roles: list[str], rng: Any):
