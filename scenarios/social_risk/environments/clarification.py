@@ -143,6 +143,7 @@ class ClarificationParams(BaseModel):
 class Clarification(Environment):
     name = "clarification"
     Params = ClarificationParams
+    indicators = frozenset({"halted_with_question"})
     params: ClarificationParams
 
     @classmethod

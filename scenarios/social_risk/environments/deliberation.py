@@ -190,6 +190,7 @@ class DeliberationParams(BaseModel):
 class Deliberation(Environment):
     name = "deliberation"
     Params = DeliberationParams
+    indicators = frozenset({"converged"})
     params: DeliberationParams
 
     @classmethod

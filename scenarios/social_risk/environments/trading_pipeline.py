@@ -181,6 +181,7 @@ def classify(text: str, words: str = "toolkit") -> str:
 class TradingPipeline(Environment):
     name = "trading_pipeline"
     Params = TradingParams
+    indicators = frozenset({"capital_preserved"})
     params: TradingParams
 
     @classmethod
