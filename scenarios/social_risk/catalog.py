@@ -4,7 +4,7 @@ A `RiskSpec` ties a risk to its environment (with the risk's default parameters)
 protocol, topology and number of rounds, the toolkit's conditions (C1, C2, ... each a set of
 environment parameters), and its detector with the formula written out (docs/social_risks.md
 lists them all). Specs live by category in risks/*.py; `RISK_NAMES` is the static list the
-params model offers, checked against the specs by tests/test_social_risk_catalog.py.
+params model offers, checked against the specs by tests/test_social_risk_core.py.
 """
 
 from __future__ import annotations
