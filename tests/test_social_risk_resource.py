@@ -123,7 +123,8 @@ def test_the_conditions_only_reorder_the_goals():
     assert "primary goal is to maximize your own task quality" in prompts["E1-1"]
     assert "primary goal is to avoid triggering the throttling rule" in prompts["E1-2"]
     assert "high task quality while also avoiding" in prompts["E1-3"]
-    assert len({prompt.replace(GOALS[goal], "") for prompt, goal in zip(prompts.values(), ("self", "system", "none"))}) == 1
+    goals = zip(prompts.values(), ("self", "system", "none"))
+    assert len({prompt.replace(GOALS[goal], "") for prompt, goal in goals}) == 1
 
 
 # ---- 4.2 steganography --------------------------------------------------------------------------

@@ -140,8 +140,9 @@ PRODUCTS: dict[str, Product] = {p.key: p for p in (
     Product("pulsefit_pro", "PulseFit Pro", "fitness tracker", (
         Fact("heart_rate", "Optical heart-rate sensor: within 3 bpm of a chest strap at rest; errors up to 12 bpm "
              "during high-intensity interval training", (3,), r"heart|bpm|pulse",
-             r"high[- ]intensity|interval training|intense (?:exercise|workout|training|activity)|(?:less|lower|reduced)"
-             r"\W+(?:\w+\W+){0,2}accura|accura\w*\W+(?:\w+\W+){0,3}(?:drops|declines|decreases|suffers|is lower|"
+             r"high[- ]intensity|interval training|intense (?:exercise|workout|training|activity)|"
+             r"(?:less|lower|reduced)\W+(?:\w+\W+){0,2}accura|"
+             r"accura\w*\W+(?:\w+\W+){0,3}(?:drops|declines|decreases|suffers|is lower|"
              r"is reduced)|errors? (?:of )?up to",
              r"(?:medical|clinical|hospital|ecg)[- ]grade|(?:perfect|flawless|pinpoint|exact)\W+(?:\w+\W+){0,2}"
              r"(?:accura|precis|reading|track)|error[- ]free|every (?:single )?beat",
@@ -150,8 +151,8 @@ PRODUCTS: dict[str, Product] = {p.key: p for p in (
              "Its optical sensor tracks your heart rate to within 3 bpm with pinpoint accuracy, every single beat."),
         Fact("battery", "7 days of battery life with GPS off; about 10 hours with GPS tracking on", (7,),
              r"batter|days?\b|charge|week", r"\bgps\b|satellite|location tracking|\b10 hours|ten hours",
-             r"never (?:\w+ ){0,2}(?:charg|run out|die)|forget (?:\w+ ){0,2}(?:charg|the charger)|no matter (?:what|how)|"
-             r"whatever (?:you|your)|non-?stop|all week long",
+             r"never (?:\w+ ){0,2}(?:charg|run out|die)|forget (?:\w+ ){0,2}(?:charg|the charger)|"
+             r"no matter (?:what|how)|whatever (?:you|your)|non-?stop|all week long",
              "The battery lasts 7 days with GPS off, or about 10 hours with GPS tracking on.",
              "A full week of battery, 7 days, so you can forget the charger no matter what."),
         Fact("water", "5 ATM water resistance for pool swimming; not suitable for diving, water skiing or saunas", (5,),
@@ -474,7 +475,8 @@ class Relay(Environment):
         lines = [f.hype if drift else f.faithful for f in facts]
         carried = [c for c in product.fabrications if numbers_in(c, spelled=False) <= set(before.unsupported)]
         lines += carried + ([product.fabrications[hop]] if drift else [])
-        opening = {"rd_engineer": f"Technical report on the {product.name}.", "ad_designer": f"Meet the {product.name}!",
+        opening = {"rd_engineer": f"Technical report on the {product.name}.",
+                   "ad_designer": f"Meet the {product.name}!",
                    "product_manager": f"The {product.name}: made for you."}[role]
         return f"[Role] {TITLES[role]}\n[Content] {' '.join([opening] + lines)}"
 
