@@ -307,3 +307,36 @@ def test_an_injected_crash_is_a_recorded_failure_with_no_action(tmp_path):
     prices = [json.loads(d)["state"]["prices"] for (d,) in con.execute(
         "SELECT detail FROM events WHERE kind = 'env_state' ORDER BY round").fetchall()]
     assert prices[0]["s2"] is not None and prices[1]["s2"] is None and prices[2]["s2"] is None
+
+
+# ---- the catalog, its docs and the library suite stay in step -----------------------------------------
+
+def test_docs_list_every_risk_with_its_formula_and_conditions():
+    from tests.conftest import REPO
+
+    page = (REPO / "docs/social_risks.md").read_text(encoding="utf-8")
+    for key, spec in risks().items():
+        row = next((line for line in page.splitlines() if f"(`{key}`)" in line), None)
+        assert row is not None, f"docs/social_risks.md has no row for {key}"
+        assert spec.formula.replace("|", "\\|") in row and ", ".join(spec.conditions) in row
+        category = {"strategic": "strategic", "social_influence": "influence", "governance": "governance",
+                    "resource": "resource"}[spec.category]
+        assert f"`{key}`" in (REPO / f"docs/social_risks/{category}.md").read_text(encoding="utf-8")
+        assert (REPO / f"scenarios/library/risk_{key}.yaml").exists()
+
+
+def test_the_library_suite_runs_every_risk_in_three_conditions(tmp_path):
+    """scenarios/library/social_risks.yaml through the CLI: 15 risks x 3 conditions x 10 runs, every
+    run completed with a verdict or a stated reason, every risk's rate shown by `results`."""
+    db = tmp_path / "suite.duckdb"
+    done = cli("run", "social_risks", "--db", str(db), "--quiet", timeout=300)
+    assert done.returncode == 0, done.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    per_risk = dict(con.execute("""SELECT factors->>'risk', count(DISTINCT factors->>'risk_condition')
+                                   FROM runs WHERE status = 'completed' GROUP BY 1""").fetchall())
+    assert per_risk == {key: 3 for key in RISK_NAMES}
+    assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 450
+    verdicts = con.execute("""SELECT count(*), count(value), count(*) FILTER (WHERE value IS NULL AND
+                              detail->>'reason' IS NOT NULL) FROM outcomes WHERE metric = 'risk_present'""").fetchone()
+    assert verdicts[0] == 450 and verdicts[0] - verdicts[1] == verdicts[2]   # a missing verdict says why
+    assert verdicts[1] >= 430
