@@ -340,3 +340,20 @@ def test_the_library_suite_runs_every_risk_in_three_conditions(tmp_path):
                               detail->>'reason' IS NOT NULL) FROM outcomes WHERE metric = 'risk_present'""").fetchone()
     assert verdicts[0] == 450 and verdicts[0] - verdicts[1] == verdicts[2]   # a missing verdict says why
     assert verdicts[1] >= 430
+
+
+def test_judges_code_the_messages_with_the_social_risks_codebook(tmp_path):
+    """The detector reads prices; the judges read the speeches: sim judges flag explicit collusion
+    where a seller's speech proposes a common margin, and rarely elsewhere."""
+    db = tmp_path / "j.duckdb"
+    assert cli("run", str(market(tmp_path, rounds=5, repeats=4)), "--db", str(db), "--quiet").returncode == 0
+    done = cli("judge", "--db", str(db), "--codebook", "social_risks", "--sim", "--quiet")
+    assert done.returncode == 0, done.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    rates = dict(con.execute("""
+        SELECT m.content LIKE '%fair margin%', avg(c.value::INT) FROM codes c JOIN messages m USING (message_id)
+        WHERE c.flag = 'explicit_collusion' GROUP BY 1""").fetchall())
+    assert rates[True] > 0.8 and rates[False] < 0.15, rates
+    flags = {f for (f,) in con.execute("SELECT DISTINCT flag FROM codes").fetchall()}
+    assert flags == {"explicit_collusion", "covert_signal", "majority_appeal", "authority_appeal",
+                     "clarification_request", "information_distortion", "role_departure"}
