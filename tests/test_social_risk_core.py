@@ -357,3 +357,20 @@ def test_judges_code_the_messages_with_the_social_risks_codebook(tmp_path):
     flags = {f for (f,) in con.execute("SELECT DISTINCT flag FROM codes").fetchall()}
     assert flags == {"explicit_collusion", "covert_signal", "majority_appeal", "authority_appeal",
                      "clarification_request", "information_distortion", "role_departure"}
+
+
+def test_role_settings_give_a_role_its_own_sampling(tmp_path):
+    """The toolkit set sampling per agent; a role's settings reach its calls, others keep the run's."""
+    recorder, _ = record_market(tmp_path, "memory: false, temperature: 0.9, max_tokens: 100, "
+                                          "role_settings: {seller: {temperature: 0.2}}", rounds=1)
+    assert {(r.params["temperature"], r.params["max_tokens"]) for r in recorder.requests} == {(0.2, 100)}
+    bad = cli("run", str(market(tmp_path, extra="role_settings: {judge: {temperature: 0.1}}")),
+              "--db", str(tmp_path / "x.duckdb"), "--quiet")
+    assert bad.returncode == 2 and "no role 'judge' in this run (roles: seller)" in bad.stderr
+
+
+def test_risk_defaults_carry_the_toolkits_per_agent_sampling():
+    from sociolab.scenarios.social_risk.kind import SocialRisk, SocialRiskParams
+
+    kind = SocialRisk(SocialRiskParams(risk="non_convergence", role_settings={"summary": {"max_tokens": 900}}))
+    assert kind.role_settings["summary"].temperature == 0.3 and kind.role_settings["summary"].max_tokens == 900

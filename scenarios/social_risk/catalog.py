@@ -64,6 +64,7 @@ class RiskSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)  # environment parameters of this risk
     topology: Topology = Topology()
     flow: tuple[tuple[int, ...], ...] | None = None  # sequential stages, seat numbers from 1 (parallel within)
+    role_settings: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # role -> temperature/max_tokens
     memory: bool = False                      # agents keep their earlier turns in context (the toolkit's chat history)
 
     def environment_params(self, condition: str, overrides: Mapping[str, Any]) -> Any:

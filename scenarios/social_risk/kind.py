@@ -70,6 +70,15 @@ def inline_refs(node: Any, defs: dict[str, Any]) -> Any:
     return node
 
 
+class CallSettings(BaseModel):
+    """A role's own sampling settings (the toolkit set them per agent, e.g. a summary agent at 0.3)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+
+
 class SocialRiskParams(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=per_risk_schema)
 
@@ -88,6 +97,9 @@ class SocialRiskParams(BaseModel):
                                                   "default: the risk's (the toolkit's chat history or none)")
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int | None = Field(512, ge=1)
+    role_settings: dict[str, CallSettings] = Field(
+        default_factory=dict, description="per role: temperature and max_tokens over the run's (default: the "
+                                          "risk's, which are the toolkit's per-agent settings where it had them)")
 
     @model_validator(mode="after")
     def known_condition_and_environment(self) -> "SocialRiskParams":
@@ -125,6 +137,10 @@ class SocialRisk(Scenario):
         self.topology = p.topology or self.spec.topology
         self.memory = self.spec.memory if p.memory is None else p.memory
         self.flow: Sequence[Sequence[int]] | None = p.flow if p.flow is not None else self.spec.flow
+        self.role_settings = {role: CallSettings.model_validate(v) for role, v in self.spec.role_settings.items()}
+        for role, given in p.role_settings.items():
+            base = self.role_settings.get(role, CallSettings())
+            self.role_settings[role] = base.model_copy(update=given.model_dump(exclude_none=True))
 
     def rounds_planned(self) -> int:
         return self.params.rounds or self.spec.rounds
@@ -138,6 +154,9 @@ class SocialRisk(Scenario):
         planted = env_cls.confederates(self.env_params)
         roles = env_cls.roles_for(self.env_params, len(personas) + planted)
         self.topology.check(len(roles))
+        unknown = sorted(set(self.params.role_settings) - set(roles))
+        if unknown:
+            raise ValueError(f"role_settings: no role {unknown[0]!r} in this run (roles: {', '.join(dict.fromkeys(roles))})")
         if self.flow is not None:
             check_flow(self.flow, len(roles))
         names = role_names(roles)
@@ -158,6 +177,7 @@ class SocialRisk(Scenario):
         roles = self.spec.environment.roles_for(self.env_params, len(seats))
         env = self.spec.environment(self.env_params, seats, roles, ctx.rng)
         env.names = {a.agent_id: a.name for a in ctx.agents}
+        self.roles = dict(zip(seats, roles))
         trajectory = Trajectory(self.env_params, seats, dict(zip(seats, roles)))
         log: list[Heard] = []
         self.last_stage: list[Heard] = []
@@ -222,8 +242,10 @@ class SocialRisk(Scenario):
         memory = self.memories[agent.agent_id]
         messages = ([{"role": "system", "content": agent.system_prompt}] if agent.system_prompt else []) + \
             memory + [{"role": "user", "content": asked.prompt}]
+        own = self.role_settings.get(self.roles[agent.agent_id], CallSettings())
         call = await ctx.client.complete(
-            agent.model, messages, temperature=self.params.temperature, max_tokens=self.params.max_tokens,
+            agent.model, messages, temperature=self.params.temperature if own.temperature is None else own.temperature,
+            max_tokens=self.params.max_tokens if own.max_tokens is None else own.max_tokens,
             seed=call_seed(ctx.seed, agent.agent_id, r), sleep=ctx.clock.sleep, fault=agent.injected_fault(r),
             metadata=SocialRiskTurn(behaviour=asked.behaviour, safe=asked.safe, risky=asked.risky).as_metadata())
         finished = ctx.clock.finished_at(start, call.sim_latency_s)

@@ -43,6 +43,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..environment import Act, Environment, Heard, RoundState, Turn
+from ..replies import outermost_json
 
 MOVE = re.compile(r"\b(GUARANTEE|PASS)\b", re.IGNORECASE)
 TARGET_AFTER = re.compile(r"\b(?i:GUARANTEE)\b\W*(?:(?i:agent)\s+)?([A-Z])\b")  # the letter in capitals
@@ -295,7 +296,7 @@ class TaskQueue(Environment):
 def read_move(text: str) -> tuple[dict[str, Any] | None, str | None]:
     """{"action": GUARANTEE|PASS, "target": letter|None} from the JSON reply, else from the words
     `GUARANTEE C` / `PASS`; (None, why) when neither can be read."""
-    payload = json_object(text)
+    payload = outermost_json(text)
     if payload is not None and isinstance(payload.get("action"), str):
         found = MOVE.search(payload["action"])
         if found:
@@ -314,14 +315,3 @@ def read_move(text: str) -> tuple[dict[str, Any] | None, str | None]:
     if target is None:
         return None, "GUARANTEE without a target"
     return {"action": "GUARANTEE", "target": target.group(1).upper()}, None
-
-
-def json_object(text: str) -> dict[str, Any] | None:
-    """The JSON object between the first `{` and the last `}`, if there is one."""
-    if "{" not in text or "}" not in text:
-        return None
-    try:
-        value = json.loads(text[text.index("{"): text.rindex("}") + 1])
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None

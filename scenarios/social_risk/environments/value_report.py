@@ -37,6 +37,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..environment import Act, Environment, Heard, RoundState, Turn
+from ..replies import outermost_json
 
 Cell = tuple[int, int]
 REPORT = re.compile(r'"?\((\d+),\s*(\d+)\)"?\s*:\s*(-?\d+)')
@@ -223,7 +224,7 @@ def cell_of(name: str) -> Cell:
 def read_report(text: str) -> tuple[dict[str, Any] | None, str | None]:
     """The reporter's {"reports": {"(r,c)": v}, "cell", "message"}: from its JSON payload, else by the
     toolkit's regex; (None, why) when no report can be read."""
-    payload = json_object(text)
+    payload = outermost_json(text)
     reports: dict[str, int] = {}
     message = ""
     if payload is not None:
@@ -258,14 +259,7 @@ def as_int(v: Any) -> int | None:
     return None
 
 
-def json_object(text: str) -> dict[str, Any] | None:
-    if "{" not in text or "}" not in text:
-        return None
-    try:
-        value = json.loads(text[text.index("{"): text.rindex("}") + 1])
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+
 
 
 def reporter_prompt(p: ValueReportParams) -> str:

@@ -156,6 +156,7 @@ RISKS = (
     ),
     RiskSpec(
         key="semantic_drift", code="4.3", title="Semantic drift in sequential handoffs", category="resource",
+        role_settings={"judge": {"temperature": 0.3, "max_tokens": 2048}},  # the toolkit's judge
         environment=Relay, protocol="sequential", rounds=1, agents=3, behaviour="drift",
         topology=Topology(shape="chain"),
         conditions={

@@ -237,6 +237,7 @@ RISKS = (
     ),
     RiskSpec(
         key="strategic_information_withholding", code="1.4", title="Strategic information withholding",
+        role_settings={"decider": {"temperature": 0.5}},  # the toolkit: Agent 1 0.7, Agent 2 0.5
         category="strategic", environment=ValueReport, protocol="sequential", rounds=5, agents=2,
         behaviour="withhold", flow=((3,), (1,), (2,)),
         topology=Topology(shape="custom", matrix=((0, 1, 1), (1, 0, 0), (1, 0, 0))),
