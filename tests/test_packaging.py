@@ -8,6 +8,7 @@ copy, so the repository gets no build/ folder.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -115,8 +116,8 @@ def test_installed_sociolab_runs_from_a_folder_with_its_own_scenarios_package(si
     by_name = sociolab("run", "quickstart", "--db", "n.duckdb", "-q")  # the library file, from the installed package
     assert by_name.returncode == 0 and "holds 1 run, 7 agents" in by_name.stdout, by_name.stderr
     listed = sociolab("list")
-    assert listed.returncode == 0 and "quickstart         discussion, 1 run" in listed.stdout, listed.stderr
-    assert "warroom  8 personas" in listed.stdout and "safety   7 flags" in listed.stdout
+    assert listed.returncode == 0 and re.search(r"\n  quickstart +discussion, 1 run", listed.stdout), listed.stderr
+    assert re.search(r"\n  warroom +8 personas", listed.stdout) and re.search(r"\n  safety +7 flags", listed.stdout)
     stored = sociolab("sql", "SELECT (SELECT count(*) FROM agents), (SELECT count(*) FROM runs WHERE status = "
                       "'completed')", "--db", "q.duckdb", "-f", "csv")
     assert stored.stdout.splitlines()[1:] == ["7,1"], stored.stdout + stored.stderr
