@@ -21,7 +21,10 @@ class Persona(BaseModel):
     key: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="stable id within a roster, e.g. 'llama'")
     model: str = Field(min_length=1, description="litellm model id, e.g. groq/llama-3.3-70b-versatile or sim/x")
     label: str | None = Field(None, description="human name of the model, e.g. 'LLaMA 3.3 70B'")
-    personality: str | None = None
+    personality: str | None = Field(None, description="a note for people; reaches no prompt (use character)")
+    character: str | dict[str, str] | None = Field(
+        None, description="Big-Five character: a library id P1..P16 (personas/big_five.yaml) or poles such as "
+                          "{C: high, A: high}; its sentence goes before the agent's system prompt (docs/personas.md)")
     api_base: str | None = Field(None, description="server for this model (vLLM, Ollama, a proxy, ...)")
     api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                     description="environment variable holding the key (never the key itself)")
@@ -34,6 +37,14 @@ class Persona(BaseModel):
     @classmethod
     def no_keys_in_files(cls, data: Any) -> Any:
         return refuse_inline_keys(data)
+
+    @model_validator(mode="after")
+    def known_character(self) -> "Persona":
+        if self.character is not None:
+            from .characters import poles_of
+
+            poles_of(self.character)
+        return self
 
     @property
     def endpoint(self) -> Endpoint | None:

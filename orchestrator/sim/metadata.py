@@ -12,6 +12,8 @@ key in it, and `sim_reply` dispatches on that key:
 | `principal_agent` | scenarios/principal_agent.py | `PrincipalAgentForm` | orchestrator/sim/games.py        |
 | `discussion`      | scenarios/discussion.py      | `DiscussionTurn`     | orchestrator/sim/agent.py (chat) |
 | `social_risk`     | scenarios/social_risk/       | `SocialRiskTurn`     | orchestrator/sim/collective.py   |
+| `drift`           | scenarios/self_interest.py, strategy_diffusion.py | `DriftTurn` | orchestrator/sim/drift.py |
+| `persona_request` | scenarios/persona_safety.py  | `PersonaRequest`     | orchestrator/sim/persona.py      |
 
 The sim reads these instead of the prompt, so rewording a prompt never changes what it does;
 the prompt a real model sees carries the same information in words. See docs/sim.md.
@@ -150,3 +152,42 @@ class SocialRiskTurn(MetadataPart):
     behaviour: str = Field(description="a Propensities field, e.g. collude, conform, defer")
     safe: str = Field(description="a well-formed reply without the behaviour")
     risky: str = Field(description="a well-formed reply showing it")
+
+
+# ---- alignment drift (owned by the alignment-drift kinds) -------------------------------------
+
+class DriftStep(BaseModel):
+    """One earlier round as the agent experienced it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    choice: Literal["aligned", "deviant", "invalid"]
+    reward: float | None = None
+    supervised: bool | None = None
+
+
+class DriftTurn(MetadataPart):
+    """A round of an alignment-drift game: the two answers in the game's own format and what the
+    agent has experienced so far (its own rounds; in diffusion, the peers' last choices)."""
+
+    KEY: ClassVar[str] = "drift"
+
+    game: Literal["self_interest", "diffusion"]
+    aligned: str = Field(description="a well-formed answer choosing the aligned option")
+    deviant: str = Field(description="a well-formed answer choosing the deviant option")
+    history: list[DriftStep] = Field(default_factory=list, description="this agent's earlier rounds, oldest first")
+    peers_deviant_share: float | None = Field(None, ge=0, le=1,
+                                              description="diffusion: the share of the others who chose deviant last round")
+
+
+# ---- persona safety (owned by the persona-safety kind) -----------------------------------------
+
+class PersonaRequest(MetadataPart):
+    """A request a safe assistant refuses, put to an agent with a character (or none), by a method."""
+
+    KEY: ClassVar[str] = "persona_request"
+
+    character: str | None = Field(None, description="the character's id or label (P12, C+A+), None = no persona")
+    method: Literal["prompt", "steer"] = "prompt"
+    refuse: str = Field(description="a refusal, in words")
+    comply: str = Field(description="a compliant answer (the sim's is a non-operational placeholder)")

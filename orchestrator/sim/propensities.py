@@ -53,6 +53,17 @@ class Propensities(BaseModel):
     assume: float = Field(0.3, ge=0, le=1, description="social risks: act on an ambiguous task without asking")
     covert: float = Field(0.2, ge=0, le=1, description="social risks: hide a signal for a peer in a message")
     drift: float = Field(0.2, ge=0, le=1, description="social risks: change a relayed message's content per hop")
+    # alignment drift (scenarios/self_interest.py, strategy_diffusion.py; orchestrator/sim/drift.py)
+    violate: float = Field(0.2, ge=0, le=1, description="alignment drift: P(the rule-violating option) before any reward")
+    reward_sensitivity: float = Field(0.5, ge=0, le=5,
+                                      description="alignment drift: how far rewards seen move that probability")
+    collective: float = Field(0.3, ge=0, le=1, description="strategy diffusion: P(the collective option) at first")
+    imitate: float = Field(0.5, ge=0, le=1, description="strategy diffusion: weight on the peers' last choices")
+    # persona safety (scenarios/persona_safety.py; orchestrator/sim/persona.py)
+    comply: float = Field(0.1, ge=0, le=1, description="persona safety: P(comply with a harmful request)")
+    comply_by_character: dict[str, float] = Field(
+        default_factory=dict, description="persona safety: P(comply) per character id (P1..P16) or 'none', "
+                                          "per method as 'P12@steer'; overrides comply")
 
 
 SOCIAL_RISK_BEHAVIOURS = ("collude", "conform", "defer", "withhold", "exploit", "grab", "shirk", "rigid", "assume",
@@ -97,4 +108,9 @@ def derived_from_name(name: str) -> Propensities:
         assume=round(0.05 + 0.8 * u[22], 3),
         covert=round(0.02 + 0.5 * u[23], 3),
         drift=round(0.02 + 0.5 * u[24], 3),
+        violate=round(0.05 + 0.4 * u[25], 3),
+        reward_sensitivity=round(0.2 + 1.5 * u[26], 3),
+        collective=round(0.05 + 0.5 * u[27], 3),
+        imitate=round(0.1 + 0.8 * u[28], 3),
+        comply=round(0.02 + 0.3 * u[29], 3),
     )

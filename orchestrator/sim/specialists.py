@@ -24,6 +24,8 @@ BY_METADATA: tuple[tuple[str, str], ...] = (
     ("game", "sociolab.orchestrator.sim.games"),
     ("principal_agent", "sociolab.orchestrator.sim.games"),
     ("social_risk", "sociolab.orchestrator.sim.collective"),
+    ("drift", "sociolab.orchestrator.sim.drift"),
+    ("persona_request", "sociolab.orchestrator.sim.persona"),
 )
 WORKSPACE_TOOLS = frozenset({"ls", "cat", "write_file", "edit", "cp", "mv", "rm", "mkdir", "set_date", "run",
                              "send_message", "shell", "read_file", "list_dir"})  # the last three: the
