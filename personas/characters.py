@@ -14,8 +14,7 @@ import functools
 from pathlib import Path
 from typing import Literal, Mapping
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 TRAITS = ("O", "C", "E", "A", "N")
 TRAIT_NAMES = {"O": "openness", "C": "conscientiousness", "E": "extraversion", "A": "agreeableness",
@@ -30,13 +29,55 @@ class BigFive(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     template: str = Field(description="'{poles}' is replaced by the poles' words joined with '; '")
-    poles: dict[str, dict[Pole, str]]
-    characters: dict[str, dict[str, Pole]]
+    poles: dict[str, dict[Pole, str]] = Field(description="each trait's words for its high and low pole")
+    characters: dict[str, dict[str, Pole]] = Field(description="id -> poles, e.g. P12: {C: high, A: high}")
+
+    @field_validator("template")
+    @classmethod
+    def one_placeholder(cls, template: str) -> str:
+        """The template is filled with str.format: `{poles}` and nothing else in braces."""
+        try:
+            template.format(poles="")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("use {poles} as the only placeholder (write a literal brace as {{ or }})") from None
+        if "{poles}" not in template:
+            raise ValueError("put {poles} where the poles' words go")
+        return template
+
+    @field_validator("poles")
+    @classmethod
+    def every_pole_worded(cls, poles: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        """Every trait needs words for both poles, so inline poles always render."""
+        for trait in TRAITS:
+            missing = [pole for pole in ("high", "low") if not poles.get(trait, {}).get(pole, "").strip()]
+            if missing:
+                raise ValueError(f"give words for {trait} ({TRAIT_NAMES[trait]}) {missing[0]}")
+        unknown = [t for t in poles if t not in TRAITS]
+        if unknown:
+            raise ValueError(f"unknown trait {unknown[0]!r} (traits: O, C, E, A, N)")
+        return poles
+
+    @field_validator("characters")
+    @classmethod
+    def known_traits(cls, characters: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for cid, poles in characters.items():
+            unknown = [t for t in poles if t not in TRAITS]
+            if unknown or not poles:
+                raise ValueError(f"{cid}: give at least one trait of O, C, E, A, N (got {unknown[0] if unknown else 'none'})")
+        return characters
 
 
 @functools.cache
 def big_five() -> BigFive:
-    return BigFive.model_validate(yaml.safe_load(BIG_FIVE_FILE.read_text(encoding="utf-8")))
+    """The library file, read once; an edit that breaks it is a one-line error with its line."""
+    from sociolab.base.yamlfile import read_yaml, validate
+
+    return validate(read_yaml(BIG_FIVE_FILE), BigFive)
+
+
+def character_ids() -> list[str]:
+    """The library's characters, in the file's order (P1..P16)."""
+    return list(big_five().characters)
 
 
 def poles_of(character: str | Mapping[str, str]) -> dict[str, Pole]:
@@ -51,10 +92,10 @@ def poles_of(character: str | Mapping[str, str]) -> dict[str, Pole]:
         return {t: found[t] for t in TRAITS if t in found}
     unknown = [t for t in character if t not in TRAITS]
     if unknown:
-        raise ValueError(f"character: unknown trait {unknown[0]!r} (traits: O, C, E, A, N)")
+        raise ValueError(f"unknown trait {unknown[0]!r} in the character's poles (traits: O, C, E, A, N)")
     wrong = [f"{t}: {v}" for t, v in character.items() if v not in ("high", "low")]
     if wrong or not character:
-        raise ValueError(f"character: give each trait 'high' or 'low' (got {', '.join(wrong) or 'nothing'})")
+        raise ValueError(f"give each trait of the character 'high' or 'low' (got {', '.join(wrong) or 'nothing'})")
     return {t: character[t] for t in TRAITS if t in character}  # type: ignore[misc]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sociolab.base.errors import UserError
 from sociolab.orchestrator.provider import Endpoint, refuse_inline_keys
@@ -38,13 +38,19 @@ class Persona(BaseModel):
     def no_keys_in_files(cls, data: Any) -> Any:
         return refuse_inline_keys(data)
 
-    @model_validator(mode="after")
-    def known_character(self) -> "Persona":
-        if self.character is not None:
-            from .characters import poles_of
+    @field_validator("character", mode="before")
+    @classmethod
+    def known_character(cls, value: Any) -> Any:
+        """A library id or poles the library knows; checked on the field itself, so a bad one is an
+        error naming the line of `character:` (what to fix is in the message)."""
+        if value is None:
+            return value
+        if not isinstance(value, (str, dict)):
+            raise ValueError(f"give a library id such as P12 or poles such as {{C: high, A: high}} (got {value!r})")
+        from .characters import poles_of
 
-            poles_of(self.character)
-        return self
+        poles_of(value)
+        return value
 
     @property
     def endpoint(self) -> Endpoint | None:

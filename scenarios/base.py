@@ -17,6 +17,13 @@ own package and is declared as an entry point of the group `sociolab.scenarios`
   user sees that text as one line naming the file's `agents` section;
 - implement `async run(ctx: RunContext) -> Outcome`: play the run.
 
+Characters (personas/characters.py, docs/personas.md). After `place_agents`, the runner calls
+`give_characters(agents)`: an agent whose persona has a Big-Five `character` gets the character's
+sentence before its `system_prompt` (an empty prompt becomes the sentence alone). So a kind never
+handles characters itself; it must send `agent.system_prompt`, as the system message of every
+call the agent makes (`system_messages(agent)`: none when the prompt is empty), and never a
+system text of its own built elsewhere. Without characters nothing changes, byte for byte.
+
 Optional hooks, with defaults: `rounds_planned()` (for progress), `factors()` (the condition's
 levels, stored in runs.factors and usable as `sociolab results --by` keys), and
 `provider_errors_are_results()`.
@@ -74,6 +81,7 @@ from sociolab.orchestrator.client import RunClient
 from sociolab.orchestrator.clock import VirtualClock, WallClock
 from sociolab.orchestrator.sink import EventSink
 from sociolab.orchestrator.store import RunSoFar
+from sociolab.personas.characters import with_character
 from sociolab.personas.models import Crash, Persona, RosterSpec
 
 KIND_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -112,6 +120,21 @@ class Agent:
 
 
 DECOMMISSIONED = "The model `{model}` has been decommissioned and is no longer supported."
+
+
+def give_characters(agents: list[Agent]) -> list[Agent]:
+    """Put each agent's character sentence before its system prompt (module docstring): one
+    place for every kind, built-in or plugin, so a character reaches the model whatever the
+    kind. Agents without a character, and scripted ones, are left as they are."""
+    for agent in agents:
+        if agent.persona.character is not None and not agent.scripted:
+            agent.system_prompt = with_character(agent.persona.character, agent.system_prompt)
+    return agents
+
+
+def system_messages(agent: Agent) -> list[dict]:
+    """The system message of the agent's calls: its system prompt, or none when that is empty."""
+    return [{"role": "system", "content": agent.system_prompt}] if agent.system_prompt else []
 
 
 @dataclass

@@ -40,7 +40,7 @@ from sociolab.orchestrator.sink import Message
 from sociolab.orchestrator.store import RunSoFar, StoredMessage
 from sociolab.personas.models import Persona, RosterSpec
 
-from .base import Agent, Outcome, RunContext, Scenario
+from .base import Agent, Outcome, RunContext, Scenario, system_messages
 
 # The system prompt of `prompt: sociolab` (the original sends no system message).
 SYSTEM_PROMPT = ("You are playing a game repeatedly with another player. In each round, you and the other player "
@@ -482,11 +482,12 @@ def prompt_for(p: GamesParams, player: int, k: int, rounds: list[Round], lab: La
 
 def move_messages(p: GamesParams, agent: Agent, player: int, k: int, rounds: list[Round],
                   lab: Labelling) -> list[dict]:
-    """The chat request of one move, without SCoT."""
+    """The chat request of one move, without SCoT: the agent's system message, then the question.
+    `prompt: sociolab` has its SYSTEM_PROMPT; the paper's protocol sends none, unless the agent has
+    a character, whose sentence is then its system message (docs/personas.md)."""
     if p.prompt == "paper":
-        return paper_messages(p, player, k, rounds, lab)
-    return [{"role": "system", "content": agent.system_prompt},
-            {"role": "user", "content": prompt_for(p, player, k, rounds, lab)}]
+        return system_messages(agent) + paper_messages(p, player, k, rounds, lab)
+    return system_messages(agent) + [{"role": "user", "content": prompt_for(p, player, k, rounds, lab)}]
 
 
 def move_metadata(p: GamesParams, player: int, rounds: list[Round], lab: Labelling, *,
@@ -627,7 +628,8 @@ class RepeatedGames(Scenario):
             if prediction is None:
                 self.invalid(ctx, pl, k, "prediction call failed", "")
                 return None, "", start
-            messages = [{"role": "user", "content": scot_choice_prompt(p, pl.index, k, rounds, lab, prediction)}]
+            messages = system_messages(pl.agent) + [
+                {"role": "user", "content": scot_choice_prompt(p, pl.index, k, rounds, lab, prediction)}]
         else:
             messages = move_messages(p, pl.agent, pl.index, k, rounds, lab)
         text, finished = await self.ask(ctx, clock, pl, k, messages, move_metadata(p, pl.index, rounds, lab), start)
@@ -642,7 +644,8 @@ class RepeatedGames(Scenario):
                       start: float) -> tuple[str | None, float]:
         """SCoT's first call: the prediction as answered (the original inserts it unparsed)."""
         p = self.params
-        messages = [{"role": "user", "content": scot_prediction_prompt(p, pl.index, k, rounds, lab)}]
+        messages = system_messages(pl.agent) + [
+            {"role": "user", "content": scot_prediction_prompt(p, pl.index, k, rounds, lab)}]
         text, finished = await self.ask(ctx, clock, pl, k, messages,
                                         move_metadata(p, pl.index, rounds, lab, ask="predict"), start,
                                         tag="predict")

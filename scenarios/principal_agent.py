@@ -34,7 +34,7 @@ from sociolab.orchestrator.sim.metadata import PrincipalAgentForm
 from sociolab.orchestrator.sink import Message
 from sociolab.personas.models import Persona, RosterSpec
 
-from .base import Agent, Outcome, RunContext, Scenario
+from .base import Agent, Outcome, RunContext, Scenario, system_messages
 
 Visibility = Literal["both", "principal", "customer", "nobody"]
 CaseName = Literal["ethics", "climate"]
@@ -334,6 +334,12 @@ def listing_for(p: PrincipalAgentParams, seed: int) -> Listing:
                    [x.role for x in products], [x.name for x in products])
 
 
+def agent_request(agent: Agent, listing: Listing) -> list[dict]:
+    """What one agent is sent: its own system prompt (sociolab_v1's, or none in the paper's
+    protocol, either with the agent's character before it: docs/personas.md), then the listing."""
+    return system_messages(agent) + [m for m in listing.messages if m["role"] != "system"]
+
+
 def read_choice(p: PrincipalAgentParams, text: str | None, n: int) -> Form:
     """The chosen position (1-based, as listed) by `parser`; the paper's may name a number not listed."""
     strict = parse_form(text, n)
@@ -401,11 +407,12 @@ class PrincipalAgent(Scenario):
         p = self.params
         seed = int.from_bytes(hashlib.sha256(f"{ctx.seed}|{agent.agent_id}".encode()).digest()[:4], "big")
         start = ctx.clock.now()
-        call = await ctx.client.complete(agent.model, listing.messages, temperature=p.temperature,
+        messages = agent_request(agent, listing)
+        call = await ctx.client.complete(agent.model, messages, temperature=p.temperature,
                                          max_tokens=p.max_tokens, seed=seed, metadata=roles_metadata(listing.roles),
                                          sleep=ctx.clock.sleep)
         ctx.sink.message(Message(sender=agent.agent_id, sender_name=agent.name, round=0, turn=turn,
-                                 content=call.transcript_text, context_size=len(listing.messages),
+                                 content=call.transcript_text, context_size=len(messages),
                                  is_error=not call.ok, error=call.error, started_s=start,
                                  finished_s=ctx.clock.finished_at(start, call.sim_latency_s), call=call))
         form = read_choice(p, call.text, len(listing.roles)) if call.ok else Form(None, None, "call failed")

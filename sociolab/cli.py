@@ -183,7 +183,8 @@ def has_outcomes(store, suite: str) -> bool:
 
 @app.command("list")
 def list_library() -> None:
-    """What there is to run and code with: scenario kinds, library scenarios, codebooks, rosters, judge configs."""
+    """What there is to run and code with: scenario kinds, library scenarios, codebooks, rosters, judge configs,
+    Big-Five characters."""
     console.print("[bold]Scenario kinds[/bold] (kind: in a file; docs/scenarios.md)")
     print_rows(scenario_kinds())
     console.print("\n[bold]Library scenarios[/bold] (sociolab run NAME)")
@@ -194,6 +195,8 @@ def list_library() -> None:
     print_rows(roster_rows())
     console.print("\n[bold]Judge configs[/bold] (sociolab judge --config FILE)")
     print_rows(judge_config_rows())
+    console.print("\n[bold]Characters (P1..P16)[/bold] (a persona's character: ID; docs/personas.md)")
+    print_rows(character_rows())
 
 
 def print_rows(rows: list[tuple[str, str]]) -> None:
@@ -289,6 +292,18 @@ def roster_rows() -> list[tuple[str, str]]:
     for path in sorted(LIBRARY.glob("*.yaml")):
         roster = validate(read_yaml(path), RosterFile)
         rows.append((path.stem, f"{counted(len(roster.personas), 'persona')}: {first_sentence(roster.description)}"))
+    return rows
+
+
+def character_rows() -> list[tuple[str, str]]:
+    """The Big-Five library's characters: id, poles as a label (C+A+) and in words."""
+    from sociolab.personas.characters import TRAIT_NAMES, big_five, character_label, poles_of
+
+    rows = []
+    for cid in big_five().characters:
+        poles = poles_of(cid)
+        words = ", ".join(f"{pole} {TRAIT_NAMES[t]}" for t, pole in poles.items())
+        rows.append((cid, f"{character_label(poles)}: {words}"))
     return rows
 
 

@@ -256,12 +256,12 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
     """Play one run and store its status; with `resume`, continue it from what it committed
     (its run and agent rows are kept) instead of writing it afresh. `played` is called once
     the run's last rows are committed to its sink, before they are written."""
-    from sociolab.scenarios.base import RunContext
+    from sociolab.scenarios.base import RunContext, give_characters
     from sociolab.scenarios.registry import scenario_class
 
     scenario = scenario_class(spec.kind)(spec.params)
     rng = random.Random(spec.seed)
-    agents = scenario.place_agents(scenario.arrange(list(spec.personas), rng), spec.roster)
+    agents = give_characters(scenario.place_agents(scenario.arrange(list(spec.personas), rng), spec.roster))
     so_far = await store.run_blocking(store.run_so_far, spec.run_id) if resume else None
     start = Batch()
     start.add(RunRow(run_id=spec.run_id, source="sociolab", suite=spec.suite, series=spec.series,

@@ -33,7 +33,7 @@ from sociolab.orchestrator.sim.metadata import SocialRiskTurn
 from sociolab.orchestrator.sink import Message
 from sociolab.personas.models import Persona, RosterSpec
 
-from ..base import Agent, Outcome, RunContext, Scenario
+from ..base import Agent, Outcome, RunContext, Scenario, system_messages
 from ..topology import Topology
 from .catalog import RiskName, RiskSpec, risk
 from .detection import Detection, Trajectory
@@ -240,8 +240,7 @@ class SocialRisk(Scenario):
                     Heard(agent.agent_id, agent.name, r, text), start)
         asked = env.turn(agent.agent_id, r, heard)
         memory = self.memories[agent.agent_id]
-        messages = ([{"role": "system", "content": agent.system_prompt}] if agent.system_prompt else []) + \
-            memory + [{"role": "user", "content": asked.prompt}]
+        messages = system_messages(agent) + memory + [{"role": "user", "content": asked.prompt}]
         own = self.role_settings.get(self.roles[agent.agent_id], CallSettings())
         call = await ctx.client.complete(
             agent.model, messages, temperature=self.params.temperature if own.temperature is None else own.temperature,
