@@ -136,6 +136,30 @@ def test_the_roster_and_scenario_schemas_describe_character():
         assert "character" in json.dumps(committed)   # the editors' copies are regenerated
 
 
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "personas.md"
+
+
+def test_the_docs_table_and_template_are_the_librarys():
+    from sociolab.personas.characters import TRAIT_NAMES
+
+    text = DOCS.read_text(encoding="utf-8")
+    library = big_five()
+    assert f'template: "{library.template}"' in text
+    for cid in library.characters:
+        poles = poles_of(cid)
+        words = ", ".join(f"{pole} {TRAIT_NAMES[t]}" for t, pole in poles.items())
+        assert f"| {cid} | {character_label(poles)} | {words} |" in text
+
+
+def test_the_docs_examples_load_as_described(tmp_path):
+    blocks = DOCS.read_text(encoding="utf-8").split("```yaml\n")[1:]
+    files = [b.split("```")[0] for b in blocks if b.startswith("name: ")]
+    plans = [load_plan(write_yaml(tmp_path, f, f"ex{i}.yaml")) for i, f in enumerate(files)]
+    assert [len(p.runs) for p in plans] == [1, 16]
+    crossed = {r.series: [x.character for x in r.personas] for r in plans[1].runs}
+    assert crossed["P12.battle_of_the_sexes"] == ["P12"] and crossed["none.prisoners_dilemma"] == [None]
+
+
 # ---- every kind: the character reaches the model; without one, nothing changes --------------
 
 # Per kind: its params and series (the protocols whose prompts differ), how many agents it plays
