@@ -63,7 +63,8 @@ class BigFive(BaseModel):
         for cid, poles in characters.items():
             unknown = [t for t in poles if t not in TRAITS]
             if unknown or not poles:
-                raise ValueError(f"{cid}: give at least one trait of O, C, E, A, N (got {unknown[0] if unknown else 'none'})")
+                got = repr(unknown[0]) if unknown else "none"
+                raise ValueError(f"{cid}: give at least one trait of O, C, E, A, N (got {got})")
         return characters
 
 
