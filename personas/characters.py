@@ -62,9 +62,10 @@ class BigFive(BaseModel):
     def known_traits(cls, characters: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
         for cid, poles in characters.items():
             unknown = [t for t in poles if t not in TRAITS]
-            if unknown or not poles:
-                got = repr(unknown[0]) if unknown else "none"
-                raise ValueError(f"{cid}: give at least one trait of O, C, E, A, N (got {got})")
+            if unknown:
+                raise ValueError(f"{cid}: unknown trait {unknown[0]!r} (traits: O, C, E, A, N)")
+            if not poles:
+                raise ValueError(f"{cid}: give at least one trait's pole, e.g. {{C: high}}")
         return characters
 
 
