@@ -248,11 +248,11 @@ def tipping_row(group: dict[str, Any], values: list[tuple[float | None, str]]) -
     row.share_low, row.share_high = wilson(row.tipped, row.runs)
     if tipped:
         row.mean, row.sd, row.low, row.high = t_interval(tipped)
-    for v in sorted(tipped):
-        label = str(int(v)) if v.is_integer() else str(v)
-        row.rounds[label] = row.rounds.get(label, 0) + 1
-    for v, reason in values:
-        if v is None:
+    for t in sorted(tipped):
+        name = str(int(t)) if t.is_integer() else str(t)
+        row.rounds[name] = row.rounds.get(name, 0) + 1
+    for value, reason in values:
+        if value is None:
             row.not_tipped[reason] = row.not_tipped.get(reason, 0) + 1
     return row
 
