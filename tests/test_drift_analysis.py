@@ -273,9 +273,19 @@ def test_drift_command_prints_the_numbers_and_draws_the_curves(stores, tmp_path)
     with Store.open_read_only(stores[0]) as store:
         assert json.loads(out.stdout) == json.loads(json.dumps(drift_summary(store.con)))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "drift and diffusion curves" in out.stderr
-    table = cli("drift", "--db", str(stores[0]), "--by", "supervision")
-    assert table.returncode == 0 and "Drift curve" in table.stdout and "all_unsupervised" in table.stdout
-    assert "Planted agents" in table.stdout and "+22.9" in table.stdout
+
+
+def test_drift_tables_name_every_group_and_round(con):
+    from rich.console import Console
+
+    from sociolab.analysis.drift import drift_summary, render_drift
+
+    console = Console(record=True, width=250)
+    render_drift(drift_summary(con, by=("model", "supervision", "game")), console)
+    text = console.export_text()
+    assert "Drift curve" in text and "sim/alpha / all_unsupervised / -" in text and "[38.7%, 78.1%]" in text
+    assert "sim/gamma / - / public_fund" in text and "never reached: 5" in text
+    assert "Planted agents" in text and "+22.9" in text and "[+11.2, +33.7]" in text
 
 
 @pytest.mark.parametrize("args, message", [
