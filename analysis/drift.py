@@ -156,7 +156,7 @@ def check_keys(con: Any, by: Sequence[str]) -> tuple[str, ...]:
             raise UserError(f"unknown grouping key '{key}': use {', '.join(sorted(BASE_KEYS))} or a factor of "
                             f"these runs ({', '.join(sorted(factors)) or 'none stored'})")
     if len(set(by)) != len(by):
-        raise UserError(f"--by names a key twice ({', '.join(by)})")
+        raise UserError(f"the grouping names a key twice ({', '.join(by)})")
     return by
 
 
@@ -339,8 +339,8 @@ def render_drift(summary: dict[str, Any], console: Any) -> None:
         for column in ("group", "round", "n", what, "invalid", "rate", "95% CI", "original rate"):
             table.add_column(column, justify="left" if column == "group" else "right")
         for p in points:
-            table.add_row(escape(label(p["group"])), str(p["round"]), str(p["n"]), str(p["successes"]), str(p["invalid"]),
-                          pct(p["rate"]), f"[{pct(p['low'])}, {pct(p['high'])}]" if p["low"] is not None else "",
+            table.add_row(escape(label(p["group"])), str(p["round"]), str(p["n"]), str(p["successes"]),
+                          str(p["invalid"]), pct(p["rate"]), f"[{pct(p['low'])}, {pct(p['high'])}]" if p["low"] is not None else "",
                           pct(p["original_rate"]))
         console.print(table)
 

@@ -234,7 +234,8 @@ def readme_text(manifest: DpoManifest) -> str:
              "{instruction, chosen, rejected, system}; `dataset_info.json` describes each file (put this folder "
              "as `dataset_dir`, and name the dataset, e.g. `dataset: sociolab_self_interest`)", "",
              "## How the pairs were formed", "", manifest.pairing, "", "## Files", "",
-             "| file | dataset | pairs | aligned / deviant / invalid decisions | unusable | unpaired aligned / deviant | models |",
+             "| file | dataset | pairs | aligned / deviant / invalid decisions | unusable "
+             "| unpaired aligned / deviant | models |",
              "|---|---|---|---|---|---|---|"]
     for f in manifest.files:
         d = f.decisions
