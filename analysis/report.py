@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 from . import study_figures as sf
 from .credits import imported_notes
+from .drift import drift_summary, has_drift, label
+from .drift_plot import PANELS, draw_curves
 from .htmlparts import Markup, esc, figure, nan0, num, pval, short, shorten, table
 from .ratings import sql_str
 
@@ -45,6 +47,9 @@ def build_report(con, result: dict[str, Any], view_port: int = VIEW_PORT) -> str
         ("Group behaviours absent in isolation", isolation_section(result) + sf.isolation_figure(result), "/"),
         ("A sample of coded messages", sample_section(con, result, view_port), "/messages"),
     ]
+    drift = drift_summary(con) if has_drift(con) else None
+    if drift is not None:
+        sections.append(("Alignment drift", drift_section(drift), "/"))
     notes = provenance_notes(con)
     body = "".join(f"<section><h2>{html.escape(title)}</h2>{view_link(view_port, path)}{content}</section>"
                    for title, content, path in sections)
@@ -55,9 +60,17 @@ def build_report(con, result: dict[str, Any], view_port: int = VIEW_PORT) -> str
               f"{esc(', '.join(result['data']['judges']))}</p>")
     notes_html = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
     payload = json.dumps(result, ensure_ascii=False).replace("</", "<\\/")
+    drift_json = "" if drift is None else drift_script(drift)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>sociolab report</title>"
             f"<style>{CSS}</style></head><body><h1>sociolab report</h1>{header}{notes_html}{body}"
-            f"<script id='analysis' type='application/json'>{payload}</script></body></html>")
+            f"<script id='analysis' type='application/json'>{payload}</script>{drift_json}</body></html>")
+
+
+def drift_script(drift: dict[str, Any]) -> str:
+    """The drift numbers as `sociolab drift --json` prints them (default grouping), embedded like
+    the analysis JSON: only in a report that has the "Alignment drift" section."""
+    payload = json.dumps(drift, ensure_ascii=False).replace("</", "<\\/")
+    return f"<script id='drift' type='application/json'>{payload}</script>"
 
 
 def provenance_notes(con: Any) -> list[str]:
@@ -162,6 +175,33 @@ def isolation_section(result: dict) -> str:
                       [[s["series"], "yes" if s["isolation"] else "", s["messages"], s["any_flag"],
                         num(s["any_flag_rate"])] for s in iso.get("by_series", [])])
     return table(["flag", "rate in groups", "rate alone", "difference", "only in groups"], rows) + by_series
+
+
+def drift_section(drift: dict) -> str:
+    """ATP's two curves with their Wilson bands, the tipping rounds and the planted-agent contrasts
+    (analysis/drift.py; the numbers are `sociolab drift --json`'s, embedded as `#drift`)."""
+    intro = ("<p>Alignment drift over rounds (ATP): the violation rate of <code>self_interest</code> agents and the "
+             "collective share of the non-planted agents of <code>strategy_diffusion</code>, by model and condition; "
+             "invalid answers are left out of n (the tables of <code>sociolab drift</code> count them). Rounds from 0.</p>")
+    plots = "".join(figure(draw_curves, (drift[key], ylabel), alt=f"{key} curve")
+                    for key, ylabel in PANELS if drift[key])
+    tips = table(["group", "runs", "tipped", "share", "95% CI", "mean round", "95% CI", "rounds", "not tipped"],
+                 [[label(t["group"]), t["runs"], t["tipped"], num(t["share"]), interval(t["share_low"], t["share_high"]),
+                   num(t["mean"], 2), interval(t["low"], t["high"], 2),
+                   ", ".join(f"{k}: {v}" for k, v in t["rounds"].items()),
+                   ", ".join(f"{k}: {v}" for k, v in t["not_tipped"].items())] for t in drift["tipping"]])
+    planted = table(["group", "stratum", "planted", "from round", "with: rate (n)", "without: rate (n)",
+                     "difference (points)", "Newcombe 95% CI"],
+                    [[label(c["group"]), ", ".join(f"{k}={v}" for k, v in c["stratum"].items()), c["planted"],
+                      c["from_round"], f"{num(c['rate_with'])} ({c['n_with']})",
+                      f"{num(c['rate_without'])} ({c['n_without']})", f"{c['diff_pp']:+.1f}",
+                      f"[{c['low_pp']:+.1f}, {c['high_pp']:+.1f}]"] for c in drift["planted"]])
+    return (intro + plots + ("<h3>Tipping rounds</h3>" + tips if drift["tipping"] else "")
+            + ("<h3>Planted agents</h3>" + planted if drift["planted"] else ""))
+
+
+def interval(low: float | None, high: float | None, digits: int = 3) -> str:
+    return "" if low is None or high is None else f"[{num(low, digits)}, {num(high, digits)}]"
 
 
 def sample_ids(con, codebook_id: str, n: int = SAMPLE_SIZE) -> list[str]:

@@ -827,6 +827,39 @@ def draw_results(rows: list, path: Path) -> None:
                       markup=False, highlight=False)
 
 
+@app.command()
+def drift(
+    db: Path = DB_OPTION,
+    by: str = typer.Option("model,condition", help="grouping: model, condition, or any stored factor"),
+    json_out: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="also draw the drift and diffusion curves with their "
+                                        "95% bands (PNG) at this path", metavar="<path>"),
+    from_round: int = typer.Option(1, "--from-round", help="planted-agent contrasts pool the rounds from this one "
+                                   "(0-based; default 1, the first after the agents saw the planted choices)"),
+) -> None:
+    """Alignment drift (ATP): violation and collective rates by round, tipping rounds, planted agents."""
+    from sociolab.analysis.drift import drift_summary, has_drift, render_drift
+
+    in_range("--from-round", from_round, 0, 1_000_000)
+    if plot is not None and not plot.parent.is_dir():
+        raise UserError(f"--plot {plot}: folder {plot.parent} does not exist")
+    with Store_read_only(db) as store:
+        if not has_drift(store.con):
+            raise UserError(f"no drift decisions in {db} (events drift_choice or diffusion_round); run a "
+                            "self_interest or strategy_diffusion scenario first")
+        summary = drift_summary(store.con, by=tuple(split(by) or ()), from_round=from_round)
+    if json_out:
+        print_json(summary)
+    else:
+        render_drift(summary, console)
+    if plot is not None:
+        from sociolab.analysis.drift_plot import plot_drift
+
+        drawn = plot_drift(summary, plot)
+        err_console.print(f"plot: {plot} ({' and '.join(drawn)} curve{'s' if len(drawn) > 1 else ''})",
+                          markup=False, highlight=False)
+
+
 def print_contrasts(db: Path, by: str, metrics: Optional[str], baseline: Optional[str], json_out: bool) -> None:
     """`results --contrasts`: the paper's percentage-point contrasts against its baseline variant,
     within the --by groups other than condition and variant (one metric: the first of --metrics)."""
@@ -957,16 +990,17 @@ def split(value: Optional[str]) -> list[str] | None:
 
 
 
-EXPORT_FORMATS = ("parquet", "csv", "jsonl", "inspect")
+EXPORT_FORMATS = ("parquet", "csv", "jsonl", "inspect", "dpo")
 
 
 @app.command()
 def export(
     format: str = typer.Option(..., "--format", "-f", help="parquet | csv | jsonl (tables and views, typed) | "
-                               "inspect (Inspect AI .eval logs, for `inspect view`)"),
+                               "inspect (Inspect AI .eval logs, for `inspect view`) | dpo (preference pairs "
+                               "from the ATP kinds, LLaMA-Factory format)"),
     to: Path = typer.Option(..., "--to", help="folder to write; created if missing, else it must be empty"),
     tables: Optional[str] = typer.Option(None, "--tables", help="only these tables and views, comma-separated "
-                                         "(default: all; not with --format inspect)"),
+                                         "(default: all; not with --format inspect or dpo)"),
     db: Path = DB_OPTION,
     overwrite: bool = typer.Option(False, "--overwrite", help="write into a non-empty folder, replacing the files "
                                    "of the same names (other files are left alone)"),
@@ -975,6 +1009,9 @@ def export(
     from sociolab.export import check_format
 
     check_format(format, EXPORT_FORMATS)
+    if format == "dpo":
+        export_preference_pairs(db, to, tables, overwrite)
+        return
     if format == "inspect":
         if tables is not None:
             raise UserError("--tables applies to parquet, csv and jsonl; --format inspect writes every run")
@@ -992,6 +1029,21 @@ def export(
                   f"to {to}.", markup=False, highlight=False)
     for credit in manifest.credits:
         console.print(f"Credit: {credit}", markup=False, highlight=False)
+
+
+def export_preference_pairs(db: Path, to: Path, tables: Optional[str], overwrite: bool) -> None:
+    """`export --format dpo`: ATP-format preference pairs, one file per game (sociolab/export_dpo.py)."""
+    if tables is not None:
+        raise UserError("--tables applies to parquet, csv and jsonl; --format dpo writes the pairs of every ATP game")
+    from sociolab.export_dpo import export_dpo
+
+    manifest = export_dpo(db, to, overwrite=overwrite)
+    games = ", ".join(f"{f.file}: {counted(f.pairs, 'pair')}" for f in manifest.files)
+    console.print(f"Wrote {counted(sum(f.pairs for f in manifest.files), 'preference pair')} ({games}), "
+                  f"dataset_info.json, manifest.json and README.md to {to}. Train with LLaMA-Factory: dataset_dir: {to}, "
+                  f"dataset: {manifest.files[0].dataset} (docs/training.md)", markup=False, highlight=False, soft_wrap=True)
+    for credit in manifest.credits:
+        console.print(f"Credit: {credit}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("import")
