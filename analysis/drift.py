@@ -43,7 +43,7 @@ from typing import Any, Iterable, Sequence
 from sociolab.base.errors import UserError
 
 from .ratings import sql_str
-from .results import BASE_KEYS, t_interval, wilson
+from .results import BASE_KEYS, newcombe, t_interval, wilson
 
 DRIFT_EVENT = "drift_choice"
 DIFFUSION_EVENT = "diffusion_round"
@@ -123,17 +123,6 @@ class PlantedContrast:
     diff_pp: float              # (rate_with - rate_without) x 100
     low_pp: float               # Newcombe 95%, in points
     high_pp: float
-
-
-def newcombe(s1: int, n1: int, s0: int, n0: int) -> tuple[float, float, float]:
-    """p1 - p0 and its 95% interval by Newcombe's hybrid score method (1998, method 10), built
-    from the two Wilson intervals, so a contrast never disagrees with the rates it compares (the
-    same rule as scenarios/instrumental_report.py, which analysis cannot import)."""
-    p1, p0 = s1 / n1, s0 / n0
-    l1, u1 = wilson(s1, n1)
-    l0, u0 = wilson(s0, n0)
-    d = p1 - p0
-    return d, d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
 
 
 # ---- what the store holds --------------------------------------------------------------------

@@ -84,6 +84,17 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     return low, high
 
 
+def newcombe(s1: int, n1: int, s0: int, n0: int) -> tuple[float, float, float]:
+    """p1 - p0 and its 95% interval (Newcombe 1998, method 10: from the two Wilson intervals);
+    unlike the Wald interval it stays inside [-1, 1] and is sensible at 0 or n successes, and a
+    contrast never disagrees with the rates it compares."""
+    p1, p0 = s1 / n1, s0 / n0
+    l1, u1 = wilson(s1, n1)
+    l0, u0 = wilson(s0, n0)
+    d = p1 - p0
+    return d, d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
+
+
 def t_interval(values: Sequence[float]) -> tuple[float, float | None, float | None, float | None]:
     """(mean, sd, low, high): a t-based 95% interval; sd and interval None when n < 2."""
     n = len(values)

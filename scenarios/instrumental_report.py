@@ -15,12 +15,11 @@ Both take an open store connection (`sociolab.open(db).connection`, or the CLI's
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from sociolab.analysis.results import ResultRow, results, wilson
+from sociolab.analysis.results import ResultRow, newcombe, results, wilson
 
 from .instrumental import PAPER_BASELINE
 
@@ -43,16 +42,6 @@ class Contrast:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def newcombe(s1: int, n1: int, s0: int, n0: int) -> tuple[float, float, float]:
-    """p1 - p0 and its 95% interval (Newcombe 1998, method 10: from the two Wilson intervals);
-    unlike the Wald interval it stays inside [-1, 1] and is sensible at 0 or n successes."""
-    p1, p0 = s1 / n1, s0 / n0
-    l1, u1 = wilson(s1, n1)
-    l0, u0 = wilson(s0, n0)
-    d = p1 - p0
-    return d, d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
 
 
 def contrasts_of(rows: Sequence[ResultRow], *, baseline: str = PAPER_BASELINE,
