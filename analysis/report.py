@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
+from sociolab.base.errors import UserError
+
 from . import study_figures as sf
 from .credits import imported_notes
 from .drift import drift_summary, has_drift, label
@@ -64,6 +66,49 @@ def build_report(con, result: dict[str, Any], view_port: int = VIEW_PORT) -> str
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>sociolab report</title>"
             f"<style>{CSS}</style></head><body><h1>sociolab report</h1>{header}{notes_html}{body}"
             f"<script id='analysis' type='application/json'>{payload}</script>{drift_json}</body></html>")
+
+
+def build_outcome_report(con, view_port: int = VIEW_PORT) -> str:
+    """The page for a store whose messages nobody has judged yet (games, safety scenarios, social
+    risks, alignment drift): its scored outcomes with intervals, and the alignment-drift curves when
+    it has them. The judged sections appear once `sociolab judge` has coded the messages."""
+    from .results import results
+
+    rows = results(con)
+    sections = [("Outcome rates per model and condition", outcome_section(rows), "/")] if rows else []
+    drift = drift_summary(con) if has_drift(con) else None
+    if drift is not None:
+        sections.append(("Alignment drift", drift_section(drift), "/"))
+    if not sections:
+        raise UserError("the store holds no judge codes and no scored outcomes yet: run `sociolab judge` "
+                        "(for a conversation) or a scenario that scores outcomes first")
+    runs = con.execute("SELECT count(*) FROM runs").fetchone()[0]
+    header = (f"<p class='meta'>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · {runs} runs · no judge "
+              f"codes yet: the judged sections (agreement, profiles, similarity) appear after <code>sociolab "
+              f"judge</code></p>")
+    notes_html = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in provenance_notes(con))
+    body = "".join(f"<section><h2>{html.escape(title)}</h2>{view_link(view_port, path)}{content}</section>"
+                   for title, content, path in sections)
+    drift_json = "" if drift is None else drift_script(drift)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>sociolab report</title>"
+            f"<style>{CSS}</style></head><body><h1>sociolab report</h1>{header}{notes_html}{body}"
+            f"{drift_json}</body></html>")
+
+
+def outcome_section(rows: list) -> str:
+    """`sociolab results`' rows as a table and its forest plot (rates, proportions and means with 95% intervals)."""
+    import base64
+    import io
+
+    from .results_plot import plot_results
+
+    buffer = io.BytesIO()
+    plot_results(rows, buffer)
+    image = f"<img alt='outcome rates' src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"
+    cells = [[r.metric, ", ".join(f"{k}={v}" for k, v in r.group.items()), r.summary, r.n, r.missing,
+              "-" if r.value is None else num(r.value),
+              "-" if r.low is None or r.high is None else f"[{num(r.low)}, {num(r.high)}]"] for r in rows]
+    return table(["metric", "group", "summary", "n", "missing", "estimate", "95% CI"], cells) + image
 
 
 def drift_script(drift: dict[str, Any]) -> str:

@@ -10,15 +10,16 @@ drawn as 0.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
 from .results import ResultRow
 
 MAX_PANELS = 12
 
 
-def plot_results(rows: Sequence[ResultRow], path: Path) -> list[str]:
-    """Draw the rows' metrics (at most MAX_PANELS) into a PNG at `path`; the metrics drawn."""
+def plot_results(rows: Sequence[ResultRow], path: Path | BinaryIO) -> list[str]:
+    """Draw the rows' metrics (at most MAX_PANELS) into a PNG at `path` (or a binary stream);
+    the metrics drawn."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -694,6 +694,14 @@ def report(
     in_range("--view-port", view_port, 1, 65535)
     writable_output(output)
     with Store_read_only(db) as store:
+        if not store.con.execute("SELECT count(*) FROM codes").fetchone()[0]:
+            from sociolab.analysis.report import build_outcome_report
+
+            page = build_outcome_report(store.con, view_port)
+            write_output(output, page)
+            console.print(f"Wrote {output} ({len(page) // 1024} KB): outcomes only, no judge codes yet (`sociolab "
+                          "judge` adds the judged sections). Open it in a browser.", markup=False)
+            return
         result = analyze_store(store.con, rule, codebook, compare, n_perm, seed, comp_filter)
         page = within_budget(store.con, lambda: build_report(store.con, result, view_port))  # its sample scans the store
     write_output(output, page)

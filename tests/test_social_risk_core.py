@@ -374,3 +374,20 @@ def test_risk_defaults_carry_the_toolkits_per_agent_sampling():
 
     kind = SocialRisk(SocialRiskParams(risk="non_convergence", role_settings={"summary": {"max_tokens": 900}}))
     assert kind.role_settings["summary"].temperature == 0.3 and kind.role_settings["summary"].max_tokens == 900
+
+
+def test_report_of_an_unjudged_store_shows_its_outcomes(tmp_path):
+    """Social-risk runs need no judges for their verdicts: `sociolab report` renders their outcome
+    rates with intervals and says that the judged sections come after `sociolab judge`."""
+    db = tmp_path / "r.duckdb"
+    assert cli("run", str(market(tmp_path, rounds=3, repeats=3)), "--db", str(db), "--quiet").returncode == 0
+    page_path = tmp_path / "r.html"
+    done = cli("report", "--db", str(db), "-o", str(page_path))
+    assert done.returncode == 0, done.stderr
+    page = page_path.read_text(encoding="utf-8")
+    assert "Outcome rates per model and condition" in page and "risk_present" in page
+    assert "data:image/png;base64," in page and "no judge codes yet" in page
+    chat = tmp_path / "chat.duckdb"                                 # neither codes nor outcomes: one line
+    assert cli("run", str(write_yaml(tmp_path, TINY_DISCUSSION, "chat.yaml")), "--db", str(chat), "--quiet").returncode == 0
+    empty = cli("report", "--db", str(chat), "-o", str(tmp_path / "e.html"))
+    assert empty.returncode == 2 and "no judge codes and no scored outcomes" in empty.stderr
