@@ -306,7 +306,7 @@ class StrategyDiffusion(Scenario):
         start = ctx.clock.now()
         ctx.sink.message(Message(sender="user", sender_name="environment", content=question(self.params), round=r,
                                  turn=0, started_s=start, finished_s=start))
-        last = [s.steps[-1].choice if s.steps else None for s in seats]
+        last: list[str | None] = [s.steps[-1].choice if s.steps else None for s in seats]
         answers = await asyncio.gather(*(self.answer(ctx, s, r, start, self.peers_share(seats, s, last))
                                          for s in seats))
         if isinstance(ctx.clock, VirtualClock):
