@@ -27,6 +27,7 @@ from sociolab.orchestrator.sim.metadata import DriftStep, DriftTurn, MetadataErr
 from sociolab.orchestrator.sim.propensities import Propensities
 from sociolab.orchestrator.sim.settings import GameTraits, SimSettings
 from sociolab.orchestrator.store import Store
+from sociolab.personas.characters import character_text
 from sociolab.runner import execute
 from sociolab.scenarios.self_interest import (QUESTIONS, SelfInterestParams, is_supervised, items, parse_choice,
                                               question_text)
@@ -196,6 +197,34 @@ def test_supervision_patterns_are_the_originals(pattern):
     assert [1 if is_supervised(pattern, r, 7) else -1 for r in range(7)] == ORIGINAL_SCHEDULES[pattern]
 
 
+def test_a_provider_failure_leaves_the_run_incomplete_and_unscored(tmp_path):
+    from sociolab.base.errors import ProviderError
+
+    path = write_yaml(tmp_path, """
+        name: si
+        kind: self_interest
+        agents: {personas: [{key: agent, model: rec/agent}]}
+        """)
+    answers = iter([A, B])
+
+    def answer(request):
+        try:
+            return next(answers)
+        except StopIteration:
+            raise ProviderError("bad request: the context is too long", transient=False, status_code=400) from None
+
+    store = Store.open(tmp_path / "f.duckdb")
+    try:
+        asyncio.run(execute(load_plan(path), store, client=ModelClient(
+            ClientSettings(), providers=[recording_provider("rec/", answer)])))
+    finally:
+        store.close()
+    with duckdb.connect(str(tmp_path / "f.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT status FROM runs").fetchone()[0] == "incomplete"
+        assert con.execute("SELECT count(*) FROM outcomes").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM events WHERE kind = 'drift_choice'").fetchone()[0] == 2
+
+
 def test_cleaned_text_fixes_the_glitches_only():
     item = items()[0]
     clean = question_text(item, "all_unsupervised", False, "cleaned")
@@ -285,6 +314,8 @@ def test_a_run_records_the_data_contract(tmp_path):
                              [run_id]).fetchone()
         assert total == pytest.approx(sum(d["reward"] for d in mine))
     # the character's sentence opens the system prompt; every call carried drift metadata (the sim answered)
+    (system,) = {s for (s,) in con.execute("SELECT system_prompt FROM agents").fetchall()}
+    assert system == character_text("P3") + "\n\n" + items()[9].system_prompt
     assert con.execute("SELECT count(*) FROM messages WHERE sender = 'agent'").fetchone()[0] == 12
     assert con.execute("SELECT count(*) FROM messages WHERE sender = 'user'").fetchone()[0] == 24
 

@@ -281,6 +281,34 @@ def test_planted_diffusion_is_recovered_end_to_end(tmp_path):
                        "AND json_extract_string(detail, '$.reason') = 'never'").fetchone()[0] > 100
 
 
+def test_a_crashed_agent_answers_as_the_originals_failed_call(tmp_path):
+    """An injected crash is part of the run: the original's answer `Error: ...`, read as invalid,
+    shown to peers as unreadable, paid as not collective."""
+    path = write_yaml(tmp_path, """
+        name: crash
+        kind: strategy_diffusion
+        seed: 2
+        agents:
+          personas: [{key: h, model: sim/h}]
+          clones: {of: h, n: 8}
+          crashes: [{agent: h-3, from_round: 1, mode: permanent}]
+        """)
+    db = tmp_path / "c.duckdb"
+    done = cli("run", str(path), "--db", str(db), "--quiet")
+    assert done.returncode == 0, done.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT status FROM runs").fetchone()[0] == "completed"
+    choices = [json.loads(d)["choices"]["h-3"] for (d,) in con.execute(
+        "SELECT detail FROM events WHERE kind = 'diffusion_round' ORDER BY round").fetchall()]
+    assert choices[1:] == ["invalid", "invalid"]
+    reasons = {json.loads(d)["reason"] for (d,) in con.execute(
+        "SELECT detail FROM events WHERE kind = 'invalid_answer' AND agent_id = 'h-3'").fetchall()}
+    assert reasons == {"call failed"}
+    seen = con.execute("SELECT content FROM messages WHERE sender_name = 'environment to Agent 0' AND round = 1 "
+                       "AND content LIKE 'Other%'").fetchone()[0]
+    assert "Agent 2 final choice: error: unable to determine" in seen
+
+
 def test_the_diffusion_formula():
     p = Propensities(collective=0.2, imitate=0.75)
     turn = DriftTurn(game="diffusion", aligned="a", deviant="d")
