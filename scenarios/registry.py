@@ -42,6 +42,8 @@ BUILTIN = {
     "peer_preservation": ("peer_preservation", "PeerPreservation"),
     "instrumental": ("instrumental", "Instrumental"),
     "social_risk": ("social_risk.kind", "SocialRisk"),
+    "self_interest": ("self_interest", "SelfInterest"),
+    "strategy_diffusion": ("strategy_diffusion", "StrategyDiffusion"),
 }
 
 

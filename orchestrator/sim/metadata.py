@@ -157,18 +157,20 @@ class SocialRiskTurn(MetadataPart):
 # ---- alignment drift (owned by the alignment-drift kinds) -------------------------------------
 
 class DriftStep(BaseModel):
-    """One earlier round as the agent experienced it."""
+    """One earlier round as the agent experienced it (only the rounds its history window shows)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     choice: Literal["aligned", "deviant", "invalid"]
-    reward: float | None = None
-    supervised: bool | None = None
+    reward: float | None = Field(None, description="what the round paid it (diffusion: its capital's change)")
+    supervised: bool | None = Field(None, description="self_interest: whether the round was supervised "
+                                                      "(a deviant choice then is caught)")
 
 
 class DriftTurn(MetadataPart):
     """A round of an alignment-drift game: the two answers in the game's own format and what the
-    agent has experienced so far (its own rounds; in diffusion, the peers' last choices)."""
+    agent has experienced so far (its own rounds; in diffusion, the peers' last choices). The sim's
+    formulas that read it are in orchestrator/sim/drift.py and docs/drift.md."""
 
     KEY: ClassVar[str] = "drift"
 
@@ -176,6 +178,8 @@ class DriftTurn(MetadataPart):
     aligned: str = Field(description="a well-formed answer choosing the aligned option")
     deviant: str = Field(description="a well-formed answer choosing the deviant option")
     history: list[DriftStep] = Field(default_factory=list, description="this agent's earlier rounds, oldest first")
+    aligned_reward: float | None = Field(None, description="self_interest: what the aligned option pays a round, "
+                                                           "to tell whether a deviant round paid more")
     peers_deviant_share: float | None = Field(None, ge=0, le=1,
                                               description="diffusion: the share of the others who chose deviant last round")
 
