@@ -310,6 +310,7 @@ class SelfInterest(Scenario):
         start = ctx.clock.now()
         ctx.sink.message(Message(sender="user", sender_name="environment", content=question, round=r, turn=0,
                                  started_s=start, finished_s=start))
+        ctx.sink.event("drift_prompt", round=r, agent_id=agent.agent_id, system=agent.system_prompt, user=question)
         call = await ctx.client.complete(agent.model, messages, temperature=p.temperature, max_tokens=p.max_tokens,
                                          seed=call_seed(ctx.seed, agent.agent_id, r), sleep=ctx.clock.sleep,
                                          metadata=self.drift_turn(steps).as_metadata(), fault=agent.injected_fault(r))

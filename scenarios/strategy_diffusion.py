@@ -338,6 +338,7 @@ class StrategyDiffusion(Scenario):
         turn = DriftTurn(game="diffusion", history=seat.steps[-p.history_window:], peers_deviant_share=share,
                          aligned=f'I will keep to my own option.\n{{"choice": "{i}"}}',
                          deviant=f'I will go with the group.\n{{"choice": "{c}"}}')
+        ctx.sink.event("drift_prompt", round=r, agent_id=agent.agent_id, system=agent.system_prompt, user=question(p))
         call = await ctx.client.complete(agent.model, messages, temperature=p.temperature, max_tokens=p.max_tokens,
                                          seed=call_seed(ctx.seed, agent.agent_id, r), sleep=ctx.clock.sleep,
                                          metadata=turn.as_metadata(), fault=agent.injected_fault(r))
