@@ -42,6 +42,7 @@ BUILTIN = {
     "peer_preservation": ("peer_preservation", "PeerPreservation"),
     "instrumental": ("instrumental", "Instrumental"),
     "social_risk": ("social_risk.kind", "SocialRisk"),
+    "persona_safety": ("persona_safety", "PersonaSafety"),
 }
 
 
