@@ -342,9 +342,10 @@ def inversions_of(rankings: Sequence[Ranking], boot: Bootstrap | None) -> list[I
         for a, b in combinations(sorted(group, key=lambda r: r.method), 2):
             rank_a = {x.character: x.rank for x in a.order}
             rank_b = {x.character: x.rank for x in b.order}
-            ranks = [{"character": c, "rank_a": rank_a[c], "rank_b": rank_b[c], "shift": rank_b[c] - rank_a[c]}
-                     for c in sorted(set(rank_a) & set(rank_b), key=character_order)]
-            ranks.sort(key=lambda x: -abs(x["shift"]))
+            shared = sorted(set(rank_a) & set(rank_b), key=character_order)
+            ranks: list[dict[str, Any]] = [
+                {"character": c, "rank_a": rank_a[c], "rank_b": rank_b[c], "shift": rank_b[c] - rank_a[c]}
+                for c in sorted(shared, key=lambda c: -abs(rank_b[c] - rank_a[c]))]
             out.append(Inversion(model, a.method, b.method, correlate(a, b, a.method, b.method, boot), ranks))
     return out
 
