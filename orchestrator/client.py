@@ -11,7 +11,9 @@ passes `messages` as a function: it is called once the call has passed the throt
 in-flight cap, so a shared rate limit delays a call without changing what it sees.
 
 Three failures are not a model's answer and stop the work instead, with one line for the user:
-a refused key, a host that cannot be reached, and a spent budget.
+a refused key, a host that cannot be reached, and a spent budget. So does a request for
+activation steering (`steering=`) to a model whose provider does not declare it: a steered
+condition must never run unsteered in silence.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .cache import ResponseCache, cache_key
 from sociolab.base.errors import BudgetExhausted, HostUnreachable, ProviderError, UserError, first_line
-from .provider import Endpoint, ModelRequest, Price, Provider, ProviderReply
+from .provider import STEERING, Endpoint, ModelRequest, Price, Provider, ProviderReply, Steering
 from .redact import redact, register_secrets
 from .retry import AttemptCounter, call_with_retries, error_name, is_provider_error, is_transient
 
@@ -95,6 +97,7 @@ class Completion:
     reasoning: str | None = None
     dropped_params: list[str] = field(default_factory=list)
     provider: str | None = None
+    steering_applied: dict[str, Any] | None = None  # what a steering backend says it applied
 
     @property
     def ok(self) -> bool:
@@ -229,6 +232,15 @@ class ModelClient:
         its provider's capability data does not know the model."""
         return self.provider_for(model).supports(model, capability)
 
+    def check_steerable(self, model: str) -> None:
+        """UserError naming the model unless its provider says it honours `ModelRequest.steering`
+        (API models expose no hidden states; docs/persona_safety.md says how a backend plugs in)."""
+        provider = self.provider_for(model)
+        if provider.supports(model, STEERING) is not True:
+            raise UserError(f"model {model} cannot be steered: its provider ({provider.name}) does not support "
+                            "activation steering; use method 'prompt' for it, or serve it with a steering "
+                            "backend (docs/persona_safety.md)")
+
     def price_for(self, model: str) -> Price | None:
         """The run's own price for a model: exact name first, then the first matching pattern."""
         if model in self.prices:
@@ -260,12 +272,16 @@ class ModelClient:
                        max_tokens: int | None = None, seed: int | None = None,
                        extra: dict[str, Any] | None = None,
                        metadata: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
-                       fault: ProviderError | None = None, sleep: Sleep = asyncio.sleep) -> Completion:
+                       fault: ProviderError | None = None, sleep: Sleep = asyncio.sleep,
+                       steering: Steering | None = None) -> Completion:
         """Call `model`; on failure after retries, return a Completion that says why.
 
         `messages` (and `metadata`) may be functions, called when the call is admitted (module
         docstring). Raises only for what no retry can mend: BudgetExhausted (before starting),
-        and UserError for a refused key or an unreachable host."""
+        and UserError for a refused key, an unreachable host, or `steering` for a model whose
+        provider does not declare the capability."""
+        if steering is not None:
+            self.check_steerable(model)
         if self.budget is not None:
             self.budget.check(free=self.is_free(model))
         params: dict[str, Any] = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
@@ -273,13 +289,13 @@ class ModelClient:
         params.update(extra or {})
         if not callable(messages):
             request = ModelRequest(model, messages, params, seed, built_metadata(metadata), self.endpoints.get(model),
-                                   self.settings.timeout_s)
+                                   self.settings.timeout_s, steering)
             return await self._complete(request, fault, sleep, admitted=None)
         group = self._group(model)
         async with group.semaphore:
             await group.pace()
             request = ModelRequest(model, messages(), params, seed, built_metadata(metadata),
-                                   self.endpoints.get(model), self.settings.timeout_s)
+                                   self.endpoints.get(model), self.settings.timeout_s, steering)
             return await self._complete(request, fault, sleep, admitted=Admitted(group))
 
     async def _complete(self, request: ModelRequest, fault: ProviderError | None, sleep: Sleep, *,
@@ -322,6 +338,8 @@ class ModelClient:
         the provider adds of its own (the sim's settings for the model)."""
         extra = {"api_base": request.endpoint.api_base if request.endpoint else None,
                  "metadata": request.metadata, "provider": self.provider_for(request.model).cache_salt(request.model)}
+        if request.steering is not None:  # absent otherwise, so existing keys stay valid
+            extra["steering"] = request.steering.model_dump(mode="json")
         return cache_key(request.model, request.messages, {**request.params, **extra}, request.seed)
 
     def _announce(self, model: str, endpoint: Endpoint | None) -> Callable[[float, BaseException], None] | None:
@@ -359,6 +377,7 @@ class ModelClient:
         done.prompt_tokens = plausible_tokens(reply.prompt_tokens, model, "prompt")
         done.completion_tokens = plausible_tokens(reply.completion_tokens, model, "completion")
         done.sim_latency_s, done.dropped_params = reply.sim_latency_s, reply.dropped_params
+        done.steering_applied = reply.steering_applied
         price = self.price_for(model)
         done.cost_usd = price.cost(done.prompt_tokens, done.completion_tokens) if price else reply.cost_usd
 
@@ -415,6 +434,10 @@ class RunClient:
     def is_in_process(self, model: str) -> bool:
         return self.shared.is_in_process(model)
 
+    def check_steerable(self, model: str) -> None:
+        """UserError naming the model unless its provider honours steering (ModelClient.check_steerable)."""
+        self.shared.check_steerable(model)
+
 
 def error_text(exc: BaseException) -> str:
     """One line about a provider error, keys masked before anything is cut (a key split at the
@@ -427,7 +450,7 @@ class RedactedError(Exception):
 
 
 CACHED_FIELDS = ("text", "tool_calls", "reasoning", "prompt_tokens", "completion_tokens", "cost_usd",
-                 "sim_latency_s", "dropped_params", "provider")
+                 "sim_latency_s", "dropped_params", "provider", "steering_applied")
 
 
 def cache_entry(done: Completion) -> dict[str, Any]:

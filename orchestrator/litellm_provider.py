@@ -160,6 +160,8 @@ class LitellmProvider:
     def supports(self, model: str, capability: str) -> bool | None:
         """From litellm's model list; None for a model it does not list (its answer for those
         would be a guess). A seed is a family-wide parameter, so it is known for any model."""
+        if capability == "steering":
+            return False  # API models expose no hidden states (docs/persona_safety.md)
         if capability == "seed":
             return "seed" in (self.supported_params(model) or set())
         if self.list_price(model) is None and not self._listed(model):

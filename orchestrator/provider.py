@@ -9,14 +9,23 @@ model; nothing else in sociolab knows which provider a model belongs to.
 `metadata` is how a scenario or judge tells a simulated provider what it must know (a sim plan,
 the flags to code, a game's payoffs) without writing it into the prompt. Real providers never
 send it anywhere: it is structured side information, never part of the conversation.
+
+`steering` is the one request field that asks something of the model itself rather than of the
+prompt: activation steering toward a Big-Five character (`Steering`). Only a provider that
+declares the capability `steering` (`supports(model, "steering")`) may receive it; the client
+refuses to send it anywhere else, with one line naming the model, so a steered condition never
+silently runs unsteered (docs/persona_safety.md describes what a steering backend receives and
+returns).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+STEERING = "steering"  # the capability a provider declares when it honours `ModelRequest.steering`
 
 
 class Endpoint(BaseModel):
@@ -55,6 +64,23 @@ class Price(BaseModel):
         return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
 
 
+class Steering(BaseModel):
+    """Activation steering asked of a provider: add the character's trait directions to the
+    model's hidden states while it answers (docs/persona_safety.md). What the vectors are, and
+    how they are found, is the backend's business; this says only which poles, how strongly and
+    (as a hint) where. Empty `poles` asks for the same backend's unsteered baseline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    poles: dict[Literal["O", "C", "E", "A", "N"], Literal["high", "low"]] = Field(
+        default_factory=dict, description="Big-Five trait letter -> pole to steer toward; empty = no steering")
+    label: str | None = Field(None, description="the character's id or label (P12, C+A+), for records")
+    coefficient: float | None = Field(None, description="steering strength alpha; None = the backend's calibrated default")
+    layers: tuple[int, ...] | None = Field(None, description="layers to steer at (a hint); None = the backend's choice")
+    apply_to: Literal["all", "generated"] = Field(
+        "all", description="steer every position, or only the tokens the model generates")
+
+
 @dataclass(frozen=True)
 class ModelRequest:
     """One call as the scenario or judge asked for it, before any provider adapts it."""
@@ -66,6 +92,7 @@ class ModelRequest:
     metadata: dict[str, Any] | None = None  # for simulated providers only; never sent to a real one
     endpoint: Endpoint | None = None
     timeout_s: float = 120.0
+    steering: Steering | None = None        # only for providers that support STEERING (module docstring)
 
 
 @dataclass
@@ -80,6 +107,7 @@ class ProviderReply:
     cost_usd: float | None = None
     sim_latency_s: float | None = None     # simulated seconds a real model would take (virtual clock)
     dropped_params: list[str] = field(default_factory=list)  # asked for, not supported, not sent
+    steering_applied: dict[str, Any] | None = None  # a steering backend's record of what it applied (layers, alpha)
 
 
 class Provider(Protocol):
@@ -104,8 +132,9 @@ class Provider(Protocol):
         ...
 
     def supports(self, model: str, capability: str) -> bool | None:
-        """Whether the model takes `capability`: 'response_schema', 'tools' or 'seed'; None when
-        the provider does not know the model."""
+        """Whether the model takes `capability`: 'response_schema', 'tools', 'seed' or 'steering'
+        (`ModelRequest.steering`: only a provider that says True may get it); None when the
+        provider does not know the model."""
         ...
 
     def cache_salt(self, model: str) -> object:

@@ -44,6 +44,7 @@ BUILTIN = {
     "social_risk": ("social_risk.kind", "SocialRisk"),
     "self_interest": ("self_interest", "SelfInterest"),
     "strategy_diffusion": ("strategy_diffusion", "StrategyDiffusion"),
+    "persona_safety": ("persona_safety", "PersonaSafety"),
 }
 
 

@@ -889,6 +889,42 @@ def print_contrasts(db: Path, by: str, metrics: Optional[str], baseline: Optiona
         console.print(render(found), markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command("persona-safety")
+def persona_safety(
+    db: Path = DB_OPTION,
+    json_out: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="also draw ASR per character per model and method "
+                                        "(PNG) at this path", metavar="<path>"),
+    k: int = typer.Option(3, "--k", help="paradox check: among the k safest under one method, the k most "
+                          "vulnerable under another"),
+    rule: str = typer.Option("intersection", help="adjudication of the judges: intersection | union | majority"),
+    codebook: Optional[str] = typer.Option(None, help="codebook name or path (default: the one whose 'complied' "
+                                           "codes the store holds)"),
+    bootstrap: int = typer.Option(0, help="rho intervals by this many bootstrap replicates over requests "
+                                  "(0: Fisher's z)"),
+    seed: int = seed_option("bootstrap seed"),
+    with_baseline: bool = typer.Option(False, "--with-baseline", help="rank the no-persona baseline with the "
+                                       "characters"),
+) -> None:
+    """Persona safety: ASR per model x method x character, danger rankings, Spearman rho, the paradox check."""
+    from sociolab.analysis.persona_safety import persona_safety as analyse, render
+
+    if plot is not None and not plot.parent.is_dir():
+        raise UserError(f"--plot {plot}: folder {plot.parent} does not exist")
+    with Store_read_only(db) as store:
+        report = analyse(store.con, db=str(db), codebook_id=codebook_id_of(codebook), rule=rule, k=k,
+                         include_baseline=with_baseline, bootstrap=bootstrap, seed=seed)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        render(report, console)
+    if plot is not None:
+        from sociolab.analysis.persona_safety_plot import plot_persona_safety
+
+        drawn = plot_persona_safety(report.cells, plot)
+        err_console.print(f"plot: {plot} ({counted(len(drawn), 'model')})", markup=False, highlight=False)
+
+
 @app.command()
 def samples(
     db: Path = DB_OPTION,

@@ -203,7 +203,7 @@ def test_a_plugin_codebook_loads_by_name_like_its_file_and_stays_out_of_the_libr
     codebook_module.forget_plugins()  # entry points are read once
     assert load_codebook("tiny2").name == "tiny2"
     assert "tiny" not in library_names()
-    with pytest.raises(UserError, match=r"unknown codebook 'nope': give a YAML path or one of safety, social_risks, warroom; "
+    with pytest.raises(UserError, match=r"unknown codebook 'nope': give a YAML path or one of refusal, safety, social_risks, warroom; "
                                         r"from plugins: tiny \(tiny-codebook\), tiny2 \(str-codebook\)$"):
         load_codebook("nope")
 

@@ -22,7 +22,9 @@ from .settings import SimSettings
 
 LOCAL_KEY = "sk-local"  # what serve-sim gets when no key variable is named (it ignores it unless started with one)
 FREE = Price(input_per_mtok=0.0, output_per_mtok=0.0)
-CAPABILITIES = frozenset({"tools", "seed"})  # the sim ignores response_format: judges ask in the prompt
+# The sim ignores response_format (judges ask in the prompt). It takes `steering`: a persona-safety
+# request says its method in its metadata, which is what the sim agent reads (orchestrator/sim/persona.py).
+CAPABILITIES = frozenset({"tools", "seed", "steering"})
 
 
 class SimProvider:
