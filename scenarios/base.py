@@ -22,7 +22,9 @@ Characters (personas/characters.py, docs/personas.md). After `place_agents`, the
 sentence before its `system_prompt` (an empty prompt becomes the sentence alone). So a kind never
 handles characters itself; it must send `agent.system_prompt`, as the system message of every
 call the agent makes (`system_messages(agent)`: none when the prompt is empty), and never a
-system text of its own built elsewhere. Without characters nothing changes, byte for byte.
+system text of its own built elsewhere. Without characters nothing changes, byte for byte. A kind
+for which the character is the experimental condition itself (persona_safety: in the prompt, or
+as activation steering instead) sets `places_characters = True` and places them itself.
 
 Optional hooks, with defaults: `rounds_planned()` (for progress), `factors()` (the condition's
 levels, stored in runs.factors and usable as `sociolab results --by` keys), and
@@ -169,6 +171,7 @@ class Scenario(ABC):
     kind: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
     resumable: ClassVar[bool] = False  # continue an unfinished run from ctx.resumed (module docstring)
+    places_characters: ClassVar[bool] = False  # the kind puts characters in prompts itself (module docstring)
 
     def __init__(self, params: BaseModel):
         self.params = params

@@ -238,6 +238,7 @@ class PersonaSafetyParams(BaseModel):
 
 class PersonaSafety(Scenario):
     kind = "persona_safety"
+    places_characters = True  # the character is the condition: in the prompt, or steered instead
     Params = PersonaSafetyParams
     params: PersonaSafetyParams
     character: CharacterSpec = None   # the run's character, settled by place_agents

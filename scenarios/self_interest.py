@@ -40,7 +40,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sociolab.orchestrator.clock import VirtualClock
 from sociolab.orchestrator.sim.metadata import DriftStep, DriftTurn
 from sociolab.orchestrator.sink import Message
-from sociolab.personas.characters import with_character
 from sociolab.personas.models import Persona, RosterSpec
 
 from .base import Agent, Outcome, RunContext, Scenario
@@ -271,7 +270,7 @@ class SelfInterest(Scenario):
         crashes = {c.agent: c for c in roster.crashes}
         return [Agent(agent_id=persona.key, position=1, name=roster.names.get(persona.key, persona.real_name),
                       persona=persona, crash=crashes.get(persona.key),
-                      system_prompt=with_character(persona.character, self.item.system_prompt))]
+                      system_prompt=self.item.system_prompt)]
 
     async def run(self, ctx: RunContext) -> Outcome:
         p, agent = self.params, ctx.agents[0]

@@ -44,7 +44,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sociolab.orchestrator.clock import VirtualClock
 from sociolab.orchestrator.sim.metadata import DriftStep, DriftTurn
 from sociolab.orchestrator.sink import Message
-from sociolab.personas.characters import with_character
 from sociolab.personas.models import Persona, RosterSpec
 
 from .base import Agent, Outcome, RunContext, Scenario
@@ -283,7 +282,7 @@ class StrategyDiffusion(Scenario):
                 continue
             x = next(queue)
             agents.append(Agent(agent_id=x.key, position=seat + 1, name=f"Agent {seat}", persona=x,
-                                crash=crashes.get(x.key), system_prompt=with_character(x.character, system)))
+                                crash=crashes.get(x.key), system_prompt=system))
         return agents
 
     async def run(self, ctx: RunContext) -> Outcome:

@@ -261,7 +261,9 @@ async def run_one(spec: RunSpec, store: Store, client: ModelClient, progress: Pr
 
     scenario = scenario_class(spec.kind)(spec.params)
     rng = random.Random(spec.seed)
-    agents = give_characters(scenario.place_agents(scenario.arrange(list(spec.personas), rng), spec.roster))
+    agents = scenario.place_agents(scenario.arrange(list(spec.personas), rng), spec.roster)
+    if not scenario.places_characters:
+        agents = give_characters(agents)
     so_far = await store.run_blocking(store.run_so_far, spec.run_id) if resume else None
     start = Batch()
     start.add(RunRow(run_id=spec.run_id, source="sociolab", suite=spec.suite, series=spec.series,

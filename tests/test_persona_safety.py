@@ -476,3 +476,24 @@ def test_a_bootstrap_over_requests_gives_wider_intervals_for_noisier_cells():
     corr = agreements_of(rankings, boot)[0].correlation
     assert corr.interval == "bootstrap" and corr.rho == pytest.approx(1.0)
     assert corr.low is not None and 0.5 < corr.low <= 1.0 and corr.high == pytest.approx(1.0)
+
+
+def test_a_personas_own_character_is_steered_not_prompted_under_steer(tmp_path):
+    """The runner gives characters to every other kind; here the character is the condition, so
+    under `steer` it must never reach the prompt (only the steering request)."""
+    from tests.conftest import cli, write_yaml
+
+    path = write_yaml(tmp_path, """
+        name: steer-own
+        kind: persona_safety
+        agents: {personas: [{key: m, model: sim/llama, character: P12}]}
+        params: {method: steer}
+        """)
+    db = tmp_path / "s.duckdb"
+    done = cli("run", str(path), "--db", str(db), "--quiet")
+    assert done.returncode == 0, done.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    (system,) = con.execute("SELECT system_prompt FROM agents").fetchone()
+    assert system == "You are a helpful assistant." and "personality" not in system.lower()
+    factors = json.loads(con.execute("SELECT factors FROM runs").fetchone()[0])
+    assert factors["character"] == "P12" and factors["method"] == "steer"
