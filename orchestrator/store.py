@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import re
+import shutil
 import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ import duckdb
 
 from sociolab.base.errors import UserError, first_line
 
+from . import shards
 from .rows import COLUMNS, ROW_CLASS, VALUES, AgentRow, EventRow, HumanCodeRow, Row, RunRow, row_of
 
 log = logging.getLogger(__name__)
@@ -407,6 +409,8 @@ class Store:
         self._holding = False  # see hold_writes
         self._timer: asyncio.TimerHandle | None = None  # when the held batches are due
         self.created = False  # this open made the file: a command that fails leaves none behind
+        self.reads = con  # what the bookkeeping readers query: the file plus its shards (see with_shards)
+        self.can_resume = True  # an unfinished run may be continued from its committed rounds (runner.py)
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -428,6 +432,13 @@ class Store:
             con.close()
             raise UserError(f"cannot set up the sociolab tables ({first_line(exc)}); is this another "
                             "program's DuckDB file? use a new --db", file=path) from None
+        if path != ":memory:" and shards.root(path).is_dir():
+            try:  # writes go to the file's tables; the bookkeeping readers see its shards too
+                store.reads = con.cursor()
+                shards.attach(store.reads, path)
+            except BaseException:
+                store.close()
+                raise
         return store
 
     @classmethod
@@ -449,7 +460,18 @@ class Store:
             store.close()  # an older sociolab file: bring its schema up to date once, then read
             cls.open(path).close()
             store = cls.connect_read_only(path)
-        return store
+        return store.with_shards()
+
+    def with_shards(self) -> "Store":
+        """This read-only open, its tables shown as the file's rows plus its Parquet shards'
+        (orchestrator/shards.py: TEMP views, the file untouched); closed on failure."""
+        if self.path != ":memory:" and shards.root(self.path).is_dir():
+            try:
+                shards.attach(self.con, self.path)
+            except BaseException:
+                self.close()
+                raise
+        return self
 
     @classmethod
     def connect_read_only(cls, path: str) -> "Store":
@@ -517,6 +539,8 @@ class Store:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        if self.reads is not self.con:
+            self.reads.close()
         self.con.close()
 
     def __enter__(self) -> "Store":
@@ -650,6 +674,55 @@ class Store:
         with self.transaction():
             delete_runs(self.con, run_ids)
 
+    async def finish_run(self, run_id: str) -> None:
+        """A run has ended and its rows are written: nothing more to do for the DuckDB file (a
+        sharded store publishes the run as a shard here, orchestrator/sharded.py)."""
+
+    def check_redo(self, run_ids: Iterable[str]) -> None:
+        """Runs this store is about to redo in the file must not have an unmerged shard, which
+        would keep hiding the redone rows (a shard's run replaces the file's, docs/scale.md)."""
+        if self.path == ":memory:" or not shards.root(self.path).is_dir():
+            return
+        held = sorted(set(run_ids) & set(shards.latest(self.path)))
+        if held:
+            raise UserError(f"run {held[0]}{f' and {len(held) - 1} more' if len(held) > 1 else ''} to redo "
+                            f"has an unmerged shard; run `sociolab merge --db {self.path}` first, or rerun "
+                            "with --shards", file=self.path)
+
+    def merge_shards(self) -> tuple[int, int]:
+        """Fold every shard into the file: per run, its newest shard replaces the run's rows in one
+        transaction; only then are its manifest entry and files removed (older shards of the run
+        with them). A merge killed at any point leaves a state the next merge completes: a run
+        committed but not yet removed is replaced again, identically. Leftovers of killed writers
+        go at the end. Returns (runs merged, leftovers removed)."""
+        newest = shards.latest(self.path)
+        shards.check_files(self.path, newest)
+        catalog = self._scalar("SELECT current_database()")
+        superseded: dict[str, list[shards.Entry]] = {}
+        for entry in shards.entries(self.path):
+            if newest[entry.run_id].shard != entry.shard:
+                superseded.setdefault(entry.run_id, []).append(entry)
+        for run_id, entry in sorted(newest.items()):
+            with self.transaction():
+                delete_runs(self.con, [run_id])
+                for table in (*shards.RUN_TABLES, *shards.KEYED_TABLES):
+                    if table in entry.files:
+                        self.con.execute(shards.insert_sql(self.con, catalog, table, [entry.path(self.path, table)]))
+            for old in (entry, *superseded.get(run_id, [])):
+                shards.remove(self.path, old)
+            log.info("%s: run %s merged from shard %s", self.path, run_id, entry.shard)
+        left = shards.leftovers(self.path)
+        for path in left:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        base = shards.root(self.path)
+        for folder in (base / "tmp", base / "runs", base / "manifest", base):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        return len(newest), len(left)
+
     def replace_human_codes(self, rows: Sequence[HumanCodeRow]) -> None:
         """Store human codes, replacing earlier imports of the same (message, coder), atomically."""
         keys = sorted({f"{r.message_id}\x1f{r.coder}" for r in rows})
@@ -664,14 +737,14 @@ class Store:
         ids = list(run_ids)
         if not ids:
             return {}
-        rows = self.con.execute("SELECT run_id, status, config_hash FROM runs WHERE run_id IN "
+        rows = self.reads.execute("SELECT run_id, status, config_hash FROM runs WHERE run_id IN "
                                 "(SELECT unnest(?))", [ids]).fetchall()
         return {r[0]: (r[1], r[2]) for r in rows}
 
     def runs(self, run_ids: Iterable[str]) -> list[RunRow]:
         """The stored rows of the given runs that exist, by run_id (config and factors as JSON text)."""
         columns = ", ".join(COLUMNS[RunRow.TABLE])
-        rows = self.con.execute(f"SELECT {columns} FROM runs WHERE run_id IN (SELECT unnest(?)) ORDER BY run_id",
+        rows = self.reads.execute(f"SELECT {columns} FROM runs WHERE run_id IN (SELECT unnest(?)) ORDER BY run_id",
                                 [list(run_ids)]).fetchall()
         return [row_of(RunRow, r) for r in rows]
 
@@ -696,7 +769,7 @@ class Store:
         ids = list(run_ids)
         if not ids:
             return []
-        rows = self.con.execute("SELECT DISTINCT run_id FROM events WHERE run_id IN (SELECT unnest(?)) "
+        rows = self.reads.execute("SELECT DISTINCT run_id FROM events WHERE run_id IN (SELECT unnest(?)) "
                                 "ORDER BY run_id", [ids]).fetchall()
         return [r[0] for r in rows]
 
@@ -709,7 +782,7 @@ class Store:
         models = list(models)
         if not models:
             return {}
-        rows = self.con.execute("SELECT cache_key, response FROM llm_cache WHERE model IN "
+        rows = self.reads.execute("SELECT cache_key, response FROM llm_cache WHERE model IN "
                                 "(SELECT unnest(?))", [models]).fetchall()
         return dict(rows)
 

@@ -50,16 +50,24 @@ async def run_async(file: str | Path, db: str | Path = "sociolab.duckdb", *, sim
 
 async def run_plan_async(plan: Plan, db: str | Path = "sociolab.duckdb", *, fresh: bool = False,
                          concurrency: int | None = None, max_cost: float | None = None,
-                         progress: Progress | None = None, on_retry: RetryListener | None = None) -> RunReport:
+                         progress: Progress | None = None, on_retry: RetryListener | None = None,
+                         shards: bool = False) -> RunReport:
     """`run_async` for a plan already loaded (`sociolab.config.load_plan`): the CLI reads the
-    plan first, to say after the run what to try next for its kind."""
+    plan first, to say after the run what to try next for its kind. With `shards`, each finished
+    run is written as a Parquet shard beside the file, never into it (docs/scale.md)."""
     check_max_cost(max_cost)
     if concurrency is not None:
         if concurrency < 1:
             raise UserError(f"concurrency {concurrency}: give at least 1")
         plan.file.concurrency = concurrency
     client = client_for(plan, max_cost=max_cost, on_retry=on_retry)
-    with Store.open(db) as store:
+    if shards:
+        from sociolab.orchestrator.sharded import ShardedStore
+
+        store: Store = ShardedStore(db)
+    else:
+        store = Store.open(db)
+    with store:
         report = await execute(plan, store, progress, fresh=fresh, client=client)
     report.spent_usd = client.budget.spent_usd if client.budget is not None else None
     return report

@@ -132,6 +132,8 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="print calls, estimated tokens and cost per model; "
                                  "call nothing, write nothing"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display"),
+    shards: bool = typer.Option(False, "--shards", help="write each finished run as a Parquet shard beside "
+                                "--db (DB.shards/), never into the file; `sociolab merge` folds them in"),
 ) -> None:
     """Run a scenario or a suite; a rerun resumes where the last one stopped."""
     import asyncio
@@ -153,8 +155,8 @@ def run(
         return
     progress = RichProgress(console, enabled=not quiet)
     report = asyncio.run(run_plan_async(plan, db, fresh=fresh, concurrency=concurrency, max_cost=max_cost,
-                                        progress=progress, on_retry=progress.retry))
-    with Store.open(db) as store:
+                                        progress=progress, on_retry=progress.retry, shards=shards))
+    with Store.open_read_only(db) as store:  # the file and its shards
         counts = store.counts()
         scored = has_outcomes(store, plan.file.name)
     print_summary(db, report, counts)
@@ -179,6 +181,23 @@ def has_outcomes(store, suite: str) -> bool:
     (found,) = store.con.execute("SELECT EXISTS (SELECT 1 FROM outcomes o JOIN runs r USING (run_id) "
                                  "WHERE r.suite = ?)", [suite]).fetchone()
     return bool(found)
+
+
+@app.command()
+def merge(db: Path = DB_OPTION) -> None:
+    """Fold the Parquet shards beside --db (DB.shards/, from `run --shards`) into the DuckDB file."""
+    from sociolab.orchestrator import shards as shard_files
+    from sociolab.orchestrator.store import Store
+
+    if db.exists() and not db.is_file():
+        raise UserError("not a database file (a folder?); check --db", file=db)
+    if not shard_files.root(db).is_dir():
+        raise UserError(f"no shards to merge: {shard_files.root(db)} does not exist; check --db", file=db)
+    with Store.open(db) as store:
+        merged, leftovers = store.merge_shards()
+    console.print(f"{counted(merged, 'run')} merged into {db}"
+                  + (f"; {counted(leftovers, 'leftover')} of killed writers removed" if leftovers else ""),
+                  markup=False, highlight=False)
 
 
 @app.command("list")

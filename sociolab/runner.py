@@ -123,6 +123,8 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
         elif status == "failed" and not any(run_id == spec.run_id for run_id, _ in report.failed):
             report.failed.append((spec.run_id, "every agent failed its first call (see messages.error); "
                                                "fix the setup and rerun"))
+        if status != "unfinished":
+            await store.finish_run(spec.run_id)  # a sharded store publishes the run here
         if progress:
             progress.run_done(spec, status)
 
@@ -213,8 +215,10 @@ def runs_to_do(store: Store, plan: Plan, fresh: bool) -> tuple[list[RunSpec], in
             continue
         todo.append(spec)
         if (run is not None and not fresh and status == "running" and config_hash == spec.config_hash()
-                and run.kind == spec.kind and (run.rounds_done or 0) > 0 and scenario_class(spec.kind).resumable):
+                and run.kind == spec.kind and (run.rounds_done or 0) > 0 and scenario_class(spec.kind).resumable
+                and store.can_resume):
             resume.add(spec.run_id)
+    store.check_redo(spec.run_id for spec in todo)
     stale = [spec.run_id for spec in todo if spec.run_id in states and spec.run_id not in resume]
     new = [spec.run_id for spec in todo if spec.run_id not in states]
     if new:  # a run that raised before its row was written left only its internal_error event
