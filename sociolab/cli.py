@@ -192,7 +192,10 @@ def merge(db: Path = DB_OPTION) -> None:
     if db.exists() and not db.is_file():
         raise UserError("not a database file (a folder?); check --db", file=db)
     if not shard_files.root(db).is_dir():
-        raise UserError(f"no shards to merge: {shard_files.root(db)} does not exist; check --db", file=db)
+        if not db.exists():
+            raise UserError(f"no such database file and no shards ({shard_files.root(db)}); check --db", file=db)
+        console.print(f"nothing to merge: {db} has no shards", markup=False, highlight=False)
+        return
     with Store.open(db) as store:
         merged, leftovers = store.merge_shards()
     console.print(f"{counted(merged, 'run')} merged into {db}"
