@@ -100,7 +100,7 @@ def open_source(db: str | Path) -> Store:
     except BaseException:
         store.close()
         raise
-    return store
+    return store.with_shards()  # its Parquet shards, if any, as part of its tables (docs/scale.md)
 
 
 def is_duckdb_file(path: Path) -> bool:
@@ -114,8 +114,8 @@ def relations(con: duckdb.DuckDBPyConnection) -> list[Relation]:
     rows = con.execute("""
         SELECT t.table_name, t.table_type, c.column_name, c.data_type
           FROM information_schema.tables t
-          JOIN information_schema.columns c USING (table_schema, table_name)
-         WHERE t.table_schema = 'main'
+          JOIN information_schema.columns c USING (table_catalog, table_schema, table_name)
+         WHERE t.table_schema = 'main' AND t.table_catalog = current_database()
          ORDER BY t.table_type, t.table_name, c.ordinal_position""").fetchall()
     found: dict[str, Relation] = {}
     for name, table_type, column, data_type in rows:

@@ -226,3 +226,21 @@ def test_bad_input_is_one_line(tmp_path, reference):
     with pytest.raises(UserError, match="unmerged shard; run `sociolab merge"):
         run(path, db)
     assert run(path, db, sharded=True).completed == 1
+
+
+def test_view_and_export_read_the_shards(tmp_path, reference):
+    from sociolab.export import open_source
+    from sociolab.view.routes import Viewer
+    from sociolab.view.server import open_store
+
+    path, _ = reference
+    db = tmp_path / "s.duckdb"
+    assert run(path, db, sharded=True).ok
+    store = open_store(db)
+    try:
+        page = Viewer(store.con, db.name, prepare=lambda cursor: shards.attach(cursor, db)).handle("/", {})
+        assert page.status == 200 and "t/A/001" in page.body
+    finally:
+        store.close()
+    with open_source(db) as store:
+        assert store.con.execute("SELECT count(*) FROM runs").fetchone() == (5,)

@@ -45,9 +45,11 @@ class Viewer:
     """Answers a path and query with a page, over one read-only connection."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, db_name: str, runs_per_page: int = q.RUNS_PER_PAGE,
-                 messages_per_page: int = q.MESSAGES_PER_PAGE):
+                 messages_per_page: int = q.MESSAGES_PER_PAGE,
+                 prepare: Callable[[duckdb.DuckDBPyConnection], object] | None = None):
         self.con = con
         self.db_name = db_name
+        self.prepare = prepare  # called on each request's cursor (TEMP views over shards are per connection)
         self.runs_per_page, self.messages_per_page = runs_per_page, messages_per_page
 
     def handle(self, path: str, query: dict[str, str]) -> Response:
@@ -59,6 +61,8 @@ class Viewer:
         handler, rest = route
         cursor = self.con.cursor()
         try:
+            if self.prepare is not None:
+                self.prepare(cursor)
             return handler(cursor, rest, query)
         except BadRequest as exc:
             return self.error(exc.status, str(exc))

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from sociolab.base.errors import UserError
 from sociolab.export import open_source
+from sociolab.orchestrator import shards
 from sociolab.orchestrator.store import SCHEMA_VERSION, Store
 
 from .routes import Response, Viewer
@@ -130,7 +131,7 @@ def serve(db: Path, port: int, open_browser: bool, ready: Callable[[str], None])
     `ready(url)` is called once the socket listens (the CLI prints the address)."""
     store = open_store(db)
     try:
-        server = listen(port, Viewer(store.con, db.name))
+        server = listen(port, Viewer(store.con, db.name, prepare=lambda cursor: shards.attach(cursor, db)))
     except BaseException:
         store.close()
         raise
