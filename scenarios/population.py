@@ -46,7 +46,7 @@ CODE = {name: i for i, name in enumerate(KINDS)}
 ROLES = tuple(ROLE_SHARES)  # periphery, broadcaster, conversationalist, amplifier, connector, coordinator
 # what each role does when active (sim_population): weights over post, reply, react, follow, task, contribute
 ROLE_MIX = np.array([
-    [0.10, 0.10, 0.60, 0.20, 0.00, 0.00],   # periphery: reads and reacts
+    [0.01, 0.01, 0.96, 0.02, 0.00, 0.00],   # periphery: reads and reacts (the homogeneous periphery)
     [0.80, 0.05, 0.05, 0.05, 0.05, 0.00],   # broadcaster
     [0.05, 0.80, 0.10, 0.05, 0.00, 0.00],   # conversationalist
     [0.05, 0.05, 0.80, 0.05, 0.00, 0.05],   # amplifier (and reposts, ROLE_REPOST)
@@ -55,9 +55,9 @@ ROLE_MIX = np.array([
 ])
 MIX_KINDS = np.array([CODE["post"], CODE["reply"], CODE["react"], CODE["follow"], CODE["task"],
                       CODE["contribute"]], dtype=np.uint8)
-ROLE_ACTIVITY = np.array([1.0, 4.0, 4.0, 4.0, 4.0, 4.0])  # structural roles are the active core
-ROLE_ACTIONS = np.array([0.3, 3.0, 3.0, 3.0, 3.0, 3.0])   # extra actions per active tick (Poisson mean)
-ROLE_REPOST = np.array([1.0, 1.0, 1.0, 30.0, 1.0, 1.0])   # weight as a reposter in a cascade
+ROLE_ACTIVITY = np.array([1.0, 5.0, 5.0, 5.0, 5.0, 5.0])  # structural roles are the active core
+ROLE_ACTIONS = np.array([0.2, 6.0, 6.0, 6.0, 6.0, 6.0])   # extra actions per active tick (Poisson mean)
+ROLE_REPOST = np.array([0.05, 1.0, 1.0, 30.0, 1.0, 1.0])   # weight as a reposter in a cascade
 MAX_CASCADE = 100_000
 
 
@@ -115,6 +115,12 @@ class Population(Scenario):
             await ctx.sink.commit_round(t + 1)
         closing = world.close_tasks()
         ctx.sink.actions(self.params.ticks - 1, closing["agent"], closing["kind"], closing["target"], closing["item"])
+        acted = np.zeros(self.params.size, bool)
+        for block in world.acted:
+            acted[block] = True
+        shares = np.bincount(world.role[acted], minlength=len(ROLES)) / max(1, int(acted.sum()))
+        for role, share in zip(ROLES, shares):  # the truth the role measure should recover
+            ctx.sink.outcome(f"planted_share_{role}", float(share), among="agents with at least one action")
         record_task_outcomes(ctx, world.tasks_posted, int((closing["kind"] == CODE["resolve"]).sum()),
                              int((closing["kind"] == CODE["solo_ok"]).sum()))
         return Outcome("completed", self.params.ticks)
@@ -241,6 +247,7 @@ class SimWorld:
         self.task_authors = np.empty(0, np.int32)
         self.task_contrib = np.empty(0, np.int64)      # contributions so far
         self.tasks_posted = 0
+        self.acted: list[np.ndarray] = []              # who acted, per tick
 
     def tick(self, t: int) -> dict[str, np.ndarray]:
         rng, n = self.rng, self.p.size
@@ -302,6 +309,7 @@ class SimWorld:
                            np.concatenate([self.recent_pop[self.recent_age == t - 1], size.astype(np.float64)]))
         self.recent_age = (np.full(posts.size, t) if t == 0 else
                            np.concatenate([self.recent_age[self.recent_age == t - 1], np.full(posts.size, t)]))
+        self.acted.append(np.unique(np.concatenate([agent, reposter])))
         return {"agent": np.concatenate([agent, reposter]),
                 "kind": np.concatenate([kind, np.full(total, CODE["repost"], np.uint8)]),
                 "target": np.concatenate([target, parent_agent.astype(np.int32)]),
