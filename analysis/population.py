@@ -370,3 +370,36 @@ def _rate(r: dict[str, Any]) -> str:
     if r["p"] is None:
         return "n/a (n=0)"
     return f"{r['p']:.3f} [{r['low']:.3f}, {r['high']:.3f}] ({r['successes']}/{r['n']})"
+
+
+def plot_reports(reports: list[PopulationReport], path: Any) -> None:
+    """Cascade size distribution (log-log, with the fitted law), role shares and P(adopt | k)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for r in reports:
+        dist = np.array(r.cascades["distribution"], dtype=np.float64).reshape(-1, 2)
+        if len(dist):
+            ccdf = np.cumsum(dist[::-1, 1])[::-1] / dist[:, 1].sum()
+            axes[0].loglog(dist[:, 0], ccdf, ".", label=r.run_id)
+            fit = r.cascades["fit"]
+            if fit:
+                axes[0].loglog(dist[:, 0], ccdf[0] * (dist[:, 0] / dist[0, 0]) ** (1 - fit["alpha"]), "-",
+                               label=f"alpha {fit['alpha']:.2f}")
+        shares = [c["share"] for c in r.roles["clusters"]]
+        axes[1].bar([c["label"] + f"\n{i}" for i, c in enumerate(r.roles["clusters"])], shares)
+        if r.adoption:
+            axes[2].errorbar([a["exposures"] for a in r.adoption], [a["p"] for a in r.adoption],
+                             yerr=[[a["p"] - a["low"] for a in r.adoption], [a["high"] - a["p"] for a in r.adoption]],
+                             fmt="o-", label=r.run_id)
+    axes[0].set(title="cascade sizes (CCDF)", xlabel="size", ylabel="P(S >= s)")
+    axes[0].legend(fontsize=7)
+    axes[1].set(title="structural roles", ylabel="share of active agents")
+    axes[1].tick_params(axis="x", labelsize=6)
+    axes[2].set(title="adoption by exposures", xlabel="exposures k", ylabel="P(repost | k)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
