@@ -94,14 +94,20 @@ def analyse(con: duckdb.DuckDBPyConnection, run_id: str, *, k: int | None = 6, b
 def network(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     con.execute("CREATE OR REPLACE TEMP TABLE _pop_edges AS SELECT DISTINCT agent AS a, target AS b FROM actions "
                 f"WHERE run_id = ? AND kind IN {EDGE_KINDS} AND target IS NOT NULL AND target <> agent", [run_id])
-    edges, nodes, recip, top = con.execute("""
+    edges, nodes, recip, top = fetch_one(con, """
         SELECT (SELECT count(*) FROM _pop_edges),
                (SELECT count(*) FROM (SELECT a FROM _pop_edges UNION SELECT b FROM _pop_edges)),
                (SELECT count(*) FROM _pop_edges e JOIN _pop_edges r ON r.a = e.b AND r.b = e.a),
-               (SELECT max(n) FROM (SELECT count(*) AS n FROM _pop_edges GROUP BY b))""").fetchone()
+               (SELECT max(n) FROM (SELECT count(*) AS n FROM _pop_edges GROUP BY b))""")
     con.execute("DROP TABLE _pop_edges")
     return {"nodes": nodes, "edges": edges, "reciprocity": recip / edges if edges else None,
             "mean_degree": edges / nodes if nodes else None, "max_in_degree": top or 0}
+
+
+def fetch_one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple[Any, ...]:
+    row = con.execute(sql, params or []).fetchone()
+    assert row is not None  # aggregates always return a row
+    return row
 
 
 def agent_features(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[np.ndarray, np.ndarray]:
@@ -316,10 +322,10 @@ def adoption_by_exposures(con: duckdb.DuckDBPyConnection, run_id: str, max_k: in
 
 
 def tasks(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
-    posted, resolved, solo_ok, solo_fail = con.execute("""
+    posted, resolved, solo_ok, solo_fail = fetch_one(con, """
         SELECT count(*) FILTER (WHERE kind = 5), count(DISTINCT item) FILTER (WHERE kind = 7),
                count(*) FILTER (WHERE kind = 8), count(*) FILTER (WHERE kind = 9)
-        FROM actions WHERE run_id = ? AND kind IN (5, 7, 8, 9)""", [run_id]).fetchone()
+        FROM actions WHERE run_id = ? AND kind IN (5, 7, 8, 9)""", [run_id])
     group = rate(resolved, posted)
     solo_n = solo_ok + solo_fail
     solo = rate(solo_ok, solo_n) if solo_n else None

@@ -177,7 +177,7 @@ class Population(Scenario):
             ctx.sink.event("invalid_action", round=t, agent_id=seat.agent_id, population_agent=agent,
                            reason=problem, reply=(call.text or "")[:300])
             return [(agent, CODE["invalid"], -1, -1)]
-        if action[0] == "none":
+        if len(action) != 3:  # ("none",)
             return []
         kind, target, item = action
         if kind in ("post", "task"):

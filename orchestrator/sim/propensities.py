@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from .settings import SimSettings
 
 
+ROLE_SHARES: dict[str, float] = {"periphery": 0.935, "broadcaster": 0.013, "conversationalist": 0.013, "amplifier": 0.013,
+               "connector": 0.013, "coordinator": 0.013}
+FEED_ACTIONS: dict[str, float] = {"post": 0.2, "reply": 0.2, "react": 0.3, "follow": 0.1, "repost": 0.15, "task": 0.02,
+                "contribute": 0.03, "none": 0.1}
+
+
 class Propensities(BaseModel):
     """Probabilities (0..1) that a sim agent's message shows each behaviour."""
 
@@ -84,10 +90,6 @@ class Propensities(BaseModel):
                                                                "actions a sim agent picks among those its feed offers")
 
 
-ROLE_SHARES = {"periphery": 0.935, "broadcaster": 0.013, "conversationalist": 0.013, "amplifier": 0.013,
-               "connector": 0.013, "coordinator": 0.013}
-FEED_ACTIONS = {"post": 0.2, "reply": 0.2, "react": 0.3, "follow": 0.1, "repost": 0.15, "task": 0.02,
-                "contribute": 0.03, "none": 0.1}
 
 SOCIAL_RISK_BEHAVIOURS = ("collude", "conform", "defer", "withhold", "exploit", "grab", "shirk", "rigid", "assume",
                           "covert", "drift")  # the fields a social-risk turn may name
