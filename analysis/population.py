@@ -10,7 +10,7 @@ Per population run:
   KS distance and a parametric bootstrap p (fitted law, same tail size, refitted each time);
 - adoption by exposures: for each agent and post, k = the agent's followees who shared it (posted
   or reposted) no later than the agent reposted it (any time, if it did not); P(repost | k), with
-  Wilson intervals;
+  Wilson intervals (over a sample of at most 20,000 following agents);
 - tasks: posted, resolved by a group (a quorum of contributors), and the single-agent baseline's
   successes, both with Wilson intervals, and their difference.
 
@@ -295,14 +295,28 @@ def sample_power_law_counts(rng: np.random.Generator, n: int, alpha: float, xmin
 
 # ---- adoption and tasks ------------------------------------------------------------------------
 
-def adoption_by_exposures(con: duckdb.DuckDBPyConnection, run_id: str, max_k: int = 10) -> list[dict[str, Any]]:
+def adoption_by_exposures(con: duckdb.DuckDBPyConnection, run_id: str, max_k: int = 10,
+                          max_followers: int = 20_000, max_pairs: int = 5_000_000) -> list[dict[str, Any]]:
     """P(repost | k exposures), k = followees who shared the post no later than the agent reposted
-    it (module docstring); k above max_k pooled as max_k."""
+    it (module docstring); k above max_k pooled as max_k. Over at most `max_followers` following
+    agents (every stride-th agent id) and, if their exposures would still exceed `max_pairs`, over
+    every item_stride-th post: the (agent, post) pairs grow as followers x their followees' shares,
+    tens of GB at 10M actions; a sample of agents and posts keeps each rate unbiased."""
+    followers = fetch_one(con, "SELECT count(DISTINCT agent) FROM actions WHERE run_id = ? AND kind = 3", [run_id])[0]
+    stride = max(1, math.ceil(followers / max_followers))
+    pairs = fetch_one(con, f"""
+        WITH f AS (SELECT target AS followee, count(DISTINCT agent) AS nf FROM actions
+                   WHERE run_id = $1 AND kind = 3 AND target IS NOT NULL AND agent % {stride} = 0 GROUP BY 1),
+             s AS (SELECT agent, count(*) AS ns FROM actions WHERE run_id = $1 AND kind IN (0, 4) GROUP BY 1)
+        SELECT coalesce(sum(nf * ns), 0) FROM f JOIN s ON s.agent = f.followee""", [run_id])[0]
+    item_stride = max(1, math.ceil(pairs / max_pairs))
     rows = con.execute(f"""
         WITH f AS (SELECT DISTINCT agent AS follower, target AS followee FROM actions
-                   WHERE run_id = $1 AND kind = 3 AND target IS NOT NULL AND target <> agent),
+                   WHERE run_id = $1 AND kind = 3 AND target IS NOT NULL AND target <> agent
+                     AND agent % {stride} = 0),
              sh AS (SELECT agent, item, min(tick) AS tick FROM actions
-                    WHERE run_id = $1 AND kind IN (0, 4) AND item IS NOT NULL GROUP BY ALL),
+                    WHERE run_id = $1 AND kind IN (0, 4) AND item IS NOT NULL AND item % {item_stride} = 0
+                    GROUP BY ALL),
              ad AS (SELECT agent, item, min(tick) AS tick FROM actions WHERE run_id = $1 AND kind = 4 GROUP BY ALL),
              au AS (SELECT item, agent FROM actions WHERE run_id = $1 AND kind = 0),
              ex AS (SELECT f.follower AS agent, sh.item, count(*) AS k, any_value(ad.tick IS NOT NULL) AS adopted
@@ -317,7 +331,8 @@ def adoption_by_exposures(con: duckdb.DuckDBPyConnection, run_id: str, max_k: in
     for k, pairs, adopters in rows:
         lo, hi = wilson(adopters, pairs)
         out.append({"exposures": int(k), "pairs": int(pairs), "adopters": int(adopters),
-                    "p": adopters / pairs if pairs else None, "low": lo, "high": hi})
+                    "p": adopters / pairs if pairs else None, "low": lo, "high": hi, "agent_stride": stride,
+                    "item_stride": item_stride})
     return out
 
 

@@ -67,7 +67,7 @@ class PopulationParams(BaseModel):
     agents: Literal["model", "sim_population"] = Field(
         "model", description="model: each active agent is a model call; sim_population: behaviour drawn from the "
                              "sim's planted propensities in vectorised code, no model calls (docs/population.md)")
-    size: int = Field(50, ge=2, le=2_000_000, description="number of agents in the population")
+    size: int = Field(50, ge=2, le=10_000_000, description="number of agents in the population")
     ticks: int = Field(5, ge=1, le=1000, description="number of ticks")
     active_share: float = Field(0.1, gt=0, le=1, description="mean share of agents active in a tick")
     activity_alpha: float | None = Field(None, gt=1, le=10, description="Pareto exponent of activity weights "
