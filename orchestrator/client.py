@@ -232,6 +232,17 @@ class ModelClient:
         its provider's capability data does not know the model."""
         return self.provider_for(model).supports(model, capability)
 
+    def sim_settings(self) -> Any:
+        """The in-process sim's settings (`SimSettings`), or None when no sim provider is configured:
+        for a kind whose sim mode draws the planted propensities itself (scenarios/population.py)."""
+        from .sim.settings import SimSettings
+
+        for provider in self.providers:
+            settings = getattr(provider, "settings", None)
+            if isinstance(settings, SimSettings):
+                return settings
+        return None
+
     def check_steerable(self, model: str) -> None:
         """UserError naming the model unless its provider says it honours `ModelRequest.steering`
         (API models expose no hidden states; docs/persona_safety.md says how a backend plugs in)."""
@@ -433,6 +444,9 @@ class RunClient:
 
     def is_in_process(self, model: str) -> bool:
         return self.shared.is_in_process(model)
+
+    def sim_settings(self) -> Any:
+        return self.shared.sim_settings()
 
     def check_steerable(self, model: str) -> None:
         """UserError naming the model unless its provider honours steering (ModelClient.check_steerable)."""

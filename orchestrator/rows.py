@@ -219,8 +219,23 @@ class OutcomeRow(Row):
     detail: Json | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionRow(Row):
+    """One action of a population agent (scenarios/population.py; docs/schema.md "actions"): `kind`
+    is a code of `action_kinds`, `agent` and `target` are population indexes, `item` a post or task
+    id. Bulk writers hand whole columns to the sink instead (`EventSink.actions`, `Batch.columns`)."""
+
+    TABLE: ClassVar[str] = "actions"
+    run_id: str
+    tick: int
+    agent: int
+    kind: int
+    target: int | None = None
+    item: int | None = None
+
+
 ROW_CLASSES: tuple[type[Row], ...] = (RunRow, AgentRow, MessageRow, LlmCallRow, EventRow, CacheRow, CodebookRow,
-                                      CodeRow, HumanCodeRow, ToolCallRow, OutcomeRow)
+                                      CodeRow, HumanCodeRow, ToolCallRow, OutcomeRow, ActionRow)
 
 # Columns each row class writes, in order, by table.
 COLUMNS: dict[str, tuple[str, ...]] = {cls.TABLE: tuple(f.name for f in fields(cls)) for cls in ROW_CLASSES}

@@ -87,6 +87,23 @@ class EventSink:
             batch, self._carried = self._carried, None
             await self.store.write(batch)
 
+    def actions(self, tick: Any, agent: Any, kind: Any, target: Any = None, item: Any = None) -> None:
+        """Population actions, as whole columns (numpy arrays of one length; `tick` may be one int
+        for all): the `actions` table (docs/schema.md), written column-wise with the next commit,
+        never a row object per action. -1 in `target` or `item` is NULL."""
+        import numpy as np
+
+        n = len(agent)
+        if n == 0:
+            return
+        block: dict[str, Any] = {"run_id": self.run_id,
+                                 "tick": np.broadcast_to(np.asarray(tick, dtype=np.int32), (n,)).copy(),
+                                 "agent": np.asarray(agent, dtype=np.int32), "kind": np.asarray(kind, dtype=np.uint8)}
+        for name, values in (("target", target), ("item", item)):
+            if values is not None:
+                block[name] = np.asarray(values, dtype=np.int32 if name == "target" else np.int64)
+        self._pending.columns.append(("actions", block))
+
     def message(self, message: Message) -> Message:
         self._messages.append(message)
         return message

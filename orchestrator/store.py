@@ -231,6 +231,25 @@ MIGRATIONS: list[str] = [
                                       WHEN model LIKE 'strategy/%' THEN 'scripted' ELSE 'litellm' END
      WHERE run_id IN (SELECT run_id FROM runs WHERE source = 'sociolab');
     """,
+    # v6: population scenarios (issue 16): one narrow row per action, written column-wise in bulk.
+    """
+    CREATE TABLE action_kinds (
+        code            UTINYINT PRIMARY KEY,
+        name            VARCHAR NOT NULL
+    );
+    INSERT INTO action_kinds VALUES (0, 'post'), (1, 'reply'), (2, 'react'), (3, 'follow'), (4, 'repost'),
+        (5, 'task'), (6, 'contribute'), (7, 'resolve'), (8, 'solo_ok'), (9, 'solo_fail'), (10, 'invalid');
+    CREATE TABLE actions (
+        run_id          VARCHAR NOT NULL,
+        tick            INTEGER NOT NULL,          -- the tick (0..ticks-1)
+        agent           INTEGER NOT NULL,          -- the acting population agent (0..size-1)
+        kind            UTINYINT NOT NULL,         -- action_kinds.code
+        target          INTEGER,                   -- the agent acted on (followed, replied to, reposted from)
+        item            BIGINT                     -- the post or task (a repost: the cascade's root post)
+    );
+    CREATE VIEW action_names AS
+        SELECT a.*, k.name AS kind_name FROM actions a JOIN action_kinds k ON k.code = a.kind;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -241,7 +260,7 @@ def tables_up_to(version: int) -> set[str]:
     that merely has a `schema_version` table of its own is told apart from a sociolab store."""
     return {name.lower() for sql in MIGRATIONS[:version] for name in re.findall(r"CREATE TABLE (\w+)", sql)}
 
-RUN_TABLES = ("codes", "tool_calls", "outcomes", "messages", "llm_calls", "events", "agents", "runs")
+RUN_TABLES = ("codes", "tool_calls", "outcomes", "messages", "llm_calls", "events", "agents", "actions", "runs")
 
 
 @dataclass
@@ -255,6 +274,9 @@ class Batch:
 
     rows: dict[type[Row], list[Row]] = field(default_factory=dict)
     updates: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    # bulk rows as whole columns (table, {column: numpy array or list}), for tables written at a
+    # scale where a row object per row would cost more than the write (the population's actions)
+    columns: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def add(self, row: Row) -> None:
         """Add a row; its class says which table it goes to."""
@@ -270,6 +292,7 @@ class Batch:
             for row_class, rows in batch.rows.items():
                 out.rows.setdefault(row_class, []).extend(rows)
             out.updates.extend(batch.updates)
+            out.columns.extend(batch.columns)
         return out
 
     def folded(self) -> "Batch":
@@ -285,7 +308,7 @@ class Batch:
                     by_key[row_class.TABLE, tuple(getattr(row, k) for k in row_class.KEY)] = (rows, i)
         if not by_key:
             return self
-        out = Batch(rows={row_class: list(rows) for row_class, rows in self.rows.items()})
+        out = Batch(rows={row_class: list(rows) for row_class, rows in self.rows.items()}, columns=self.columns)
         for table, where, values in self.updates:
             keyed = table in ROW_CLASS and tuple(where) == ROW_CLASS[table].KEY
             target = by_key.get((table, tuple(where.values()))) if keyed else None
@@ -298,7 +321,7 @@ class Batch:
         return out
 
     def __len__(self) -> int:
-        return sum(len(r) for r in self.rows.values())
+        return sum(len(r) for r in self.rows.values()) + sum(block_length(c) for _, c in self.columns)
 
 
 class ModelCalls(NamedTuple):
@@ -578,12 +601,14 @@ class Store:
 
     def write_now(self, batch: Batch) -> None:
         """Write a batch in one transaction (blocking)."""
-        if not batch.rows and not batch.updates:
+        if not batch.rows and not batch.updates and not batch.columns:
             return
         batch = batch.folded()
         with self.transaction():
             for row_class, rows in batch.rows.items():
                 insert_rows(self.con, row_class, rows)
+            for table, block in batch.columns:
+                insert_columns(self.con, table, block)
             apply_updates(self.con, batch.updates)
 
     async def write(self, batch: Batch, *, within: float = 0.0) -> None:
@@ -916,6 +941,33 @@ def insert_rows(con: duckdb.DuckDBPyConnection, row_class: type[Row], rows: Sequ
     con.execute(f"{verb} INTO {table} ({', '.join(columns)}) SELECT {selects}", values)
     if invalid:
         record_invalid_text(con, table, columns, values, invalid)
+
+
+def block_length(block: dict[str, Any]) -> int:
+    """Rows in a column block: the length of its first array (constants count for every row)."""
+    return next((len(v) for v in block.values() if not isinstance(v, (str, int, float))), 0)
+
+
+def insert_columns(con: duckdb.DuckDBPyConnection, table: str, block: dict[str, Any]) -> None:
+    """Insert a column block into `table`: numpy arrays of one length, scanned by DuckDB as they
+    are (no Python object per row), and constants (a str, int or float: the same value in every
+    row, e.g. the run id). In a nullable integer column, -1 stands for NULL. Columns missing from
+    `block` get their default."""
+    if not block_length(block):
+        return
+    arrays = {c: v for c, v in block.items() if not isinstance(v, (str, int, float))}
+    constants = {c: v for c, v in block.items() if c not in arrays}
+    nullable = {name for name, nulls in con.execute(
+        "SELECT column_name, is_nullable FROM information_schema.columns WHERE table_name = ? AND "
+        "table_schema = 'main'", [table]).fetchall() if nulls == "YES"}
+    name = f"_sociolab_block_{table}"
+    con.register(name, arrays)
+    try:
+        selects = [f"NULLIF({c}, -1)" if c in nullable else c for c in arrays] + ["?"] * len(constants)
+        con.execute(f"INSERT INTO {table} ({', '.join([*arrays, *constants])}) SELECT {', '.join(selects)} "
+                    f"FROM {name}", list(constants.values()))
+    finally:
+        con.unregister(name)
 
 
 class InvalidText(str):

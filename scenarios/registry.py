@@ -45,6 +45,7 @@ BUILTIN = {
     "self_interest": ("self_interest", "SelfInterest"),
     "strategy_diffusion": ("strategy_diffusion", "StrategyDiffusion"),
     "persona_safety": ("persona_safety", "PersonaSafety"),
+    "population": ("population", "Population"),
 }
 
 

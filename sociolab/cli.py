@@ -858,6 +858,39 @@ def draw_results(rows: list, path: Path) -> None:
 
 
 @app.command()
+def population(
+    db: Path = DB_OPTION,
+    json_out: bool = typer.Option(False, "--json", help="print the measures as JSON"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="also draw cascade sizes, roles and adoption (PNG)",
+                                        metavar="<path>"),
+    k: int = typer.Option(6, "--k", help="structural roles to cluster (0: chosen by silhouette)"),
+    bootstrap: int = typer.Option(50, "--bootstrap", help="bootstrap samples of the power-law p value"),
+) -> None:
+    """Population measures per run: network, structural roles, cascades, adoption, tasks (docs/population.md)."""
+    from sociolab.analysis.population import analyse, population_runs, render_text
+
+    with Store_read_only(db) as store:
+        runs = population_runs(store.con)
+        if not runs:
+            raise UserError(f"{db}: no population actions (run a `kind: population` file first)")
+        reports = [analyse(store.con, r, k=k or None, bootstrap=bootstrap) for r in runs]
+    if json_out:
+        import json
+
+        print(json.dumps([r.to_dict() for r in reports], indent=1))
+    else:
+        for report in reports:
+            print(render_text(report))
+    if plot is not None:
+        if not plot.parent.is_dir():
+            raise UserError(f"--plot {plot}: folder {plot.parent} does not exist")
+        from sociolab.analysis.population import plot_reports
+
+        plot_reports(reports, plot)
+        err_console.print(f"plot: {plot}", markup=False, highlight=False)
+
+
+@app.command()
 def drift(
     db: Path = DB_OPTION,
     by: str = typer.Option("model,condition", help="grouping: model, condition, or any stored factor"),

@@ -11,7 +11,7 @@ from datetime import datetime
 import duckdb
 import pytest
 
-from sociolab.orchestrator.rows import (COLUMNS, ROW_CLASSES, AgentRow, CacheRow, CodebookRow, CodeRow, EventRow,
+from sociolab.orchestrator.rows import (COLUMNS, ROW_CLASSES, ActionRow, AgentRow, CacheRow, CodebookRow, CodeRow, EventRow,
                                         HumanCodeRow, LlmCallRow, MessageRow, OutcomeRow, Row, RunRow, ToolCallRow,
                                         row_of)
 from sociolab.orchestrator.store import (SAMPLE_STRATA, Batch, ConversationMessage, ModelCalls, SampledMessage,
@@ -49,7 +49,8 @@ def test_every_table_sociolab_writes_has_a_row_class(store):
     tables = {r[0] for r in store.con.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
         "AND table_type = 'BASE TABLE'").fetchall()}
-    assert tables - {"schema_version"} == {cls.TABLE for cls in ROW_CLASSES}
+    # schema_version and action_kinds (a fixed lookup of action codes) are written by the migrations only
+    assert tables - {"schema_version", "action_kinds"} == {cls.TABLE for cls in ROW_CLASSES}
 
 
 def test_rows_are_frozen_and_keyword_only():
@@ -83,6 +84,7 @@ def one_of_each() -> list[Row]:
         ToolCallRow(run_id="s/001", seq=0, agent_id="a", message_id="s/001#0", step=1, tool="ls",
                     arguments='{"path":"/"}', result="ok", is_error=True),
         OutcomeRow(run_id="s/001", agent_id="a", metric="m", value=0.5, detail='{"n":2}'),
+        ActionRow(run_id="s/001", tick=1, agent=2, kind=4, target=3, item=9),
     ]
 
 

@@ -14,6 +14,7 @@ key in it, and `sim_reply` dispatches on that key:
 | `social_risk`     | scenarios/social_risk/       | `SocialRiskTurn`     | orchestrator/sim/collective.py   |
 | `drift`           | scenarios/self_interest.py, strategy_diffusion.py | `DriftTurn` | orchestrator/sim/drift.py |
 | `persona_request` | scenarios/persona_safety.py  | `PersonaRequest`     | orchestrator/sim/persona.py      |
+| `population`      | scenarios/population.py      | `PopulationTurn`     | orchestrator/sim/population.py   |
 
 The sim reads these instead of the prompt, so rewording a prompt never changes what it does;
 the prompt a real model sees carries the same information in words. See docs/sim.md.
@@ -195,3 +196,17 @@ class PersonaRequest(MetadataPart):
     method: Literal["prompt", "steer"] = "prompt"
     refuse: str = Field(description="a refusal, in words")
     comply: str = Field(description="a compliant answer (the sim's is a non-operational placeholder)")
+
+
+# ---- populations (owned by the population kind) ------------------------------------------------
+
+class PopulationTurn(MetadataPart):
+    """A population agent's turn in its feed: one well-formed reply per action its feed allows
+    (post, reply, react, follow, repost, task, contribute, none); the sim picks one by the
+    model's `feed_actions` weights (orchestrator/sim/population.py)."""
+
+    KEY: ClassVar[str] = "population"
+
+    options: dict[str, str] = Field(min_length=1, description="action -> a well-formed JSON reply taking it")
+    exposures: dict[str, int] = Field(default_factory=dict,
+                                      description="repost: how often this agent has already seen the offered post")

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from .settings import SimSettings
 
 
+ROLE_SHARES: dict[str, float] = {"periphery": 0.935, "broadcaster": 0.013, "conversationalist": 0.013, "amplifier": 0.013,
+               "connector": 0.013, "coordinator": 0.013}
+FEED_ACTIONS: dict[str, float] = {"post": 0.2, "reply": 0.2, "react": 0.3, "follow": 0.1, "repost": 0.15, "task": 0.02,
+                "contribute": 0.03, "none": 0.1}
+
+
 class Propensities(BaseModel):
     """Probabilities (0..1) that a sim agent's message shows each behaviour."""
 
@@ -64,6 +70,25 @@ class Propensities(BaseModel):
     comply_by_character: dict[str, float] = Field(
         default_factory=dict, description="persona safety: P(comply) per character id (P1..P16) or 'none', "
                                           "per method as 'P12@steer'; overrides comply")
+    # populations (scenarios/population.py; orchestrator/sim/population.py, docs/population.md)
+    activity_alpha: float = Field(2.0, gt=1, le=10, description="population: Pareto exponent of the agents' activity "
+                                                                "weights (smaller = heavier tail)")
+    cascade_alpha: float = Field(2.57, gt=1, le=10, description="population: power-law exponent of cascade sizes "
+                                                                "(reposts + 1 per post; Molt Dynamics 2.57)")
+    exposure_decay: float = Field(0.5, ge=0, le=1, description="population: each further exposure to a post multiplies "
+                                                               "the chance to repost it by this (diminishing returns)")
+    role_shares: dict[str, float] = Field(
+        default_factory=lambda: dict(ROLE_SHARES), description="population: the share of agents in each structural "
+                                                              "role (periphery, broadcaster, conversationalist, "
+                                                              "amplifier, connector, coordinator)")
+    task_group_success: float = Field(0.1, ge=0, le=1, description="population: P(a task with a quorum of "
+                                                                   "contributors is resolved by the group)")
+    task_solo_success: float = Field(0.08, ge=0, le=1, description="population: P(a single agent alone resolves "
+                                                                   "a task), the baseline")
+    feed_actions: dict[str, float] = Field(
+        default_factory=lambda: dict(FEED_ACTIONS), description="population, model mode: relative weights of the "
+                                                               "actions a sim agent picks among those its feed offers")
+
 
 
 SOCIAL_RISK_BEHAVIOURS = ("collude", "conform", "defer", "withhold", "exploit", "grab", "shirk", "rigid", "assume",

@@ -26,6 +26,7 @@ BY_METADATA: tuple[tuple[str, str], ...] = (
     ("social_risk", "sociolab.orchestrator.sim.collective"),
     ("drift", "sociolab.orchestrator.sim.drift"),
     ("persona_request", "sociolab.orchestrator.sim.persona"),
+    ("population", "sociolab.orchestrator.sim.population"),
 )
 WORKSPACE_TOOLS = frozenset({"ls", "cat", "write_file", "edit", "cp", "mv", "rm", "mkdir", "set_date", "run",
                              "send_message", "shell", "read_file", "list_dir"})  # the last three: the
