@@ -37,7 +37,7 @@ from sociolab.base.errors import UserError
 
 # The tables a shard holds rows of, keyed by run (the store's RUN_TABLES), and the content-keyed
 # tables it may carry too (their key column).
-RUN_TABLES = ("runs", "agents", "messages", "llm_calls", "events", "outcomes", "tool_calls", "codes")
+RUN_TABLES = ("runs", "agents", "messages", "llm_calls", "events", "outcomes", "tool_calls", "codes", "actions")
 KEYED_TABLES = {"llm_cache": "cache_key", "codebooks": "codebook_id"}
 
 

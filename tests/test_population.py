@@ -116,3 +116,19 @@ def test_bad_input_is_one_line_with_file_and_line(tmp_path):
     assert done.returncode == 2
     lines = [x for x in done.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and "pop.yaml:" in lines[0] and "size" in lines[0], done.stderr
+
+
+def test_a_sharded_population_run_keeps_its_actions(tmp_path):
+    """Actions are a run table like messages: written to the run's shard and read back with it."""
+    from tests.conftest import cli, write_yaml
+
+    path = write_yaml(tmp_path, SIM_POP.replace("size: 20000", "size: 2000"))
+    counts = {}
+    for mode in ("file", "shards"):
+        db = tmp_path / f"{mode}.duckdb"
+        done = cli("run", str(path), "--db", str(db), "--quiet", *(["--shards"] if mode == "shards" else []))
+        assert done.returncode == 0, done.stderr
+        listed = cli("sql", "SELECT count(*) AS n FROM actions", "--db", str(db), "--format", "csv")
+        assert listed.returncode == 0, listed.stderr
+        counts[mode] = listed.stdout.strip().splitlines()[-1]
+    assert counts["file"] == counts["shards"] and int(counts["file"]) > 0
