@@ -77,7 +77,7 @@ def test_parquet_export_has_every_table_and_view_typed_and_readable_by_duckdb_pa
     counts = source_counts(store_db)
     manifest = json.loads((out / "manifest.json").read_text())
     assert {f["name"] for f in manifest["files"]} == set(counts)
-    assert {f["name"] for f in manifest["files"] if f["kind"] == "view"} == {"adjudicated_codes", "judge_agreement"}
+    assert {f["name"] for f in manifest["files"] if f["kind"] == "view"} == {"adjudicated_codes", "judge_agreement", "action_names"}
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.parquet" for n in counts] +
                                                            ["README.md", "manifest.json"])
     from sociolab import __version__
