@@ -131,3 +131,18 @@ def recording_provider(prefix: str, answer):
             return reply if isinstance(reply, ProviderReply) else ProviderReply(text=reply)
 
     return RecordingProvider()
+
+
+def assert_files_refused(tmp_path: Path, files: list[tuple[str, str]]) -> None:
+    """Each (run-file text, words) case, run by `sociolab run` in its own folder, is refused with
+    one line naming the file and holding `words`, exit 2, no traceback."""
+    cases = []
+    for i, (text, _) in enumerate(files):
+        where = tmp_path / f"c{i}"
+        where.mkdir()
+        write_yaml(where, text, "bad.yaml")
+        cases.append((["run", "bad.yaml", "--db", "x.duckdb", "--quiet"], where))
+    for done, (_, words) in zip(cli_batch(cases), files):
+        assert done.returncode == 2, (words, done.stdout, done.stderr)
+        assert words in done.stderr and "bad.yaml" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -31,7 +31,7 @@ from sociolab.personas.characters import character_text
 from sociolab.runner import execute
 from sociolab.scenarios.self_interest import (QUESTIONS, SelfInterestParams, is_supervised, items, parse_choice,
                                               question_text)
-from tests.conftest import REPO, cli, cli_batch, recording_provider, write_yaml
+from tests.conftest import REPO, assert_files_refused, cli, recording_provider, write_yaml
 
 DELIVERY = "869bf497-ba61-4e10-9fb3-1e567ca96aee"   # delivery worker, item 1: Route A (rule) vs Route B, $2 vs $2.1
 CHOIR = "386e65ea-9963-4308-bfee-12e4f700a854"      # choir team, item 2: Store B (rule) vs Store A, 110.00000000000001 vs 140
@@ -331,29 +331,18 @@ BAD = [
 
 
 def test_bad_input_is_one_line_naming_the_file(tmp_path):
-    cases = []
-    for i, (params, _) in enumerate(BAD):
-        where = tmp_path / f"c{i}"
-        where.mkdir()
-        write_yaml(where, f"""
-            name: bad
-            kind: self_interest
-            agents: {{personas: [{{key: agent, model: sim/x}}]}}
-            params: {params}
-            """, "bad.yaml")
-        cases.append((["run", "bad.yaml", "--db", "x.duckdb", "--quiet"], where))
-    two = tmp_path / "two"
-    two.mkdir()
-    write_yaml(two, """
+    files = [(f"""
+        name: bad
+        kind: self_interest
+        agents: {{personas: [{{key: agent, model: sim/x}}]}}
+        params: {params}
+        """, words) for params, words in BAD]
+    files.append(("""
         name: bad
         kind: self_interest
         agents: {personas: [{key: a, model: sim/x}, {key: b, model: sim/y}]}
-        """, "bad.yaml")
-    cases.append((["run", "bad.yaml", "--db", "x.duckdb", "--quiet"], two))
-    for done, words in zip(cli_batch(cases), [w for _, w in BAD] + ["needs exactly one agent"]):
-        assert done.returncode == 2, (words, done.stdout, done.stderr)
-        assert words in done.stderr and "bad.yaml" in done.stderr, done.stderr
-        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+        """, "needs exactly one agent"))
+    assert_files_refused(tmp_path, files)
 
 
 # ---------------------------------------------------------------------------------------------

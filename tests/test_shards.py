@@ -21,28 +21,14 @@ from sociolab.base.errors import UserError
 from sociolab.config import load_plan
 from sociolab.orchestrator import shards
 from sociolab.orchestrator.store import RUN_TABLES, Store
-from tests.conftest import REPO, cli, write_yaml
+from tests.conftest import REPO, TINY_DISCUSSION, cli, write_yaml
 from tests.test_resume import COMPARE
 
 GAMES = REPO / "scenarios/library/repeated_games.yaml"
 
 
 def plan_file(tmp_path: Path, runs: int = 3) -> Path:
-    return write_yaml(tmp_path, f"""
-        name: t
-        kind: discussion
-        seed: 3
-        agents:
-          roster: warroom
-          only: [llama, kimi]
-        params:
-          seed_message: "@all We need a plan for a food delivery app."
-          rounds: 2
-        series:
-          A: {{runs: {runs}}}
-          B: {{runs: 2}}
-        sim: {{stand_ins: true}}
-        """)
+    return write_yaml(tmp_path, TINY_DISCUSSION + f"series:\n  A: {{runs: {runs}}}\n  B: {{runs: 2}}\n")
 
 
 def run(path: Path, db: Path, *, sharded: bool = False, series: list[str] | None = None):

@@ -27,7 +27,7 @@ from sociolab.orchestrator.sim.propensities import Propensities
 from sociolab.orchestrator.store import Store
 from sociolab.runner import execute
 from sociolab.scenarios.strategy_diffusion import TEMPLATES, StrategyDiffusionParams, parse_choice, templates
-from tests.conftest import REPO, cli, cli_batch, recording_provider, write_yaml
+from tests.conftest import REPO, assert_files_refused, cli, recording_provider, write_yaml
 
 I = '{"choice": "invest"}'
 K = 'Keep.\n{"choice": "keep money"}'
@@ -328,23 +328,14 @@ BAD = [
 
 
 def test_bad_input_is_one_line_naming_the_file(tmp_path):
-    cases = []
-    for i, (params, _) in enumerate(BAD):
-        where = tmp_path / f"c{i}"
-        where.mkdir()
-        write_yaml(where, f"""
-            name: bad
-            kind: strategy_diffusion
-            agents:
-              personas: [{{key: h, model: sim/h}}]
-              clones: {{of: h, n: 8}}
-            params: {params}
-            """, "bad.yaml")
-        cases.append((["run", "bad.yaml", "--db", "x.duckdb", "--quiet"], where))
-    for done, (_, words) in zip(cli_batch(cases), BAD):
-        assert done.returncode == 2, (words, done.stdout, done.stderr)
-        assert words in done.stderr and "bad.yaml" in done.stderr, done.stderr
-        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert_files_refused(tmp_path, [(f"""
+        name: bad
+        kind: strategy_diffusion
+        agents:
+          personas: [{{key: h, model: sim/h}}]
+          clones: {{of: h, n: 8}}
+        params: {params}
+        """, words) for params, words in BAD])
 
 
 def test_the_library_file_crosses_games_thresholds_and_planted_offline():
