@@ -178,6 +178,7 @@ class SocialRisk(Scenario):
         env = self.spec.environment(self.env_params, seats, roles, ctx.rng)
         env.names = {a.agent_id: a.name for a in ctx.agents}
         self.roles = dict(zip(seats, roles))
+        self.seats = {a.agent_id: a.position - 1 for a in ctx.agents}  # for the topology, once per run
         trajectory = Trajectory(self.env_params, seats, dict(zip(seats, roles)))
         log: list[Heard] = []
         self.last_stage: list[Heard] = []
@@ -223,7 +224,7 @@ class SocialRisk(Scenario):
 
     def heard(self, ctx: RunContext, agent_id: str, r: int, log: list[Heard], said: list[Heard]) -> list[Heard]:
         """The messages reaching `agent_id` now: the protocol's candidates the topology lets through."""
-        seat = {a.agent_id: a.position - 1 for a in ctx.agents}
+        seat = self.seats
         n, me = len(seat), seat[agent_id]
         return [h for h in candidates(self.protocol, log, r, self.params.window, said, self.last_stage)
                 if h.sender != agent_id and self.topology.reaches(seat[h.sender], me, h.round, n)]
