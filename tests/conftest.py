@@ -47,11 +47,105 @@ def write_yaml(directory: Path, text: str, name: str = "scenario.yaml") -> Path:
     return path
 
 
-def cli(*args: str, cwd: Path | None = None, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `sociolab ARGS` in a real subprocess."""
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "sociolab", *args], cwd=cwd or REPO,
-                          capture_output=True, text=True, timeout=timeout, env=full_env)
+def cli(*args: str, cwd: Path | None = None, timeout: float = 120, env: dict | None = None,
+        unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run `sociolab ARGS` in its own process, with this process's environment plus ENV minus
+    UNSET: a child forked from this test worker's CLI server (below), or a fresh `python -m
+    sociolab` when SOCIOLAB_TEST_SPAWN=1 or when ENV changes PYTHONPATH (read only at start-up)."""
+    full_env = {k: v for k, v in {**os.environ, "COLUMNS": "200", **(env or {})}.items() if k not in unset}
+    if os.environ.get("SOCIOLAB_TEST_SPAWN") == "1" or full_env.get("PYTHONPATH") != os.environ.get("PYTHONPATH"):
+        return subprocess.run([sys.executable, "-m", "sociolab", *args], cwd=cwd or REPO,
+                              capture_output=True, text=True, timeout=timeout, env=full_env)
+    return _cli_server().call(list(args), cwd or REPO, full_env, timeout)
+
+
+# A CLI server per test worker: one interpreter that imports sociolab and litellm once (litellm
+# alone takes 4-5 s of CPU to import), then forks a child per `cli()` call. The child is a real
+# process running the CLI's `main`: its own environment, folder, stdin (/dev/null), stdout,
+# stderr, exit code and time limit (SIGALRM), and the copy-on-write memory of a clean parent that
+# has run no command.
+_CLI_SERVER = r"""
+import json, os, signal, sys, traceback
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+from sociolab.cli import main
+import sociolab.orchestrator.store, sociolab.config, sociolab.api
+from sociolab.orchestrator.litellm_boot import get_litellm
+get_litellm()
+scratch = sys.argv[1]
+for line in sys.stdin:
+    argv, cwd, env, limit = json.loads(line)
+    out_path, err_path = os.path.join(scratch, "out"), os.path.join(scratch, "err")
+    sys.stdout.flush(); sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.environ.clear(); os.environ.update(env)
+        os.chdir(cwd)
+        sys.argv = ["sociolab", *argv]
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        for fd, path in ((1, out_path), (2, err_path)):
+            os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+        signal.alarm(limit)
+        code = 0
+        try:
+            main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 99
+        sys.stdout.flush(); sys.stderr.flush()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    texts = []
+    for path in (out_path, err_path):
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            texts.append(fh.read())
+    sys.stdout.write(json.dumps([os.waitstatus_to_exitcode(status), *texts]) + "\n")
+    sys.stdout.flush()
+"""
+
+
+class _CliServer:
+    """The per-worker CLI server's process and its one-line-per-call JSON protocol."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.scratch = tempfile.mkdtemp(prefix="sociolab-cli-")
+        self.proc: subprocess.Popen | None = None
+
+    def _started(self) -> subprocess.Popen:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen([sys.executable, "-c", _CLI_SERVER, self.scratch], cwd=REPO,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                         env={**os.environ, "COLUMNS": "200"})
+        return self.proc
+
+    def call(self, argv: list[str], cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
+        import json
+
+        proc = self._started()
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps([argv, str(cwd), env, max(1, int(timeout))]) + "\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the test CLI server died running sociolab {argv}")
+        code, out, err = json.loads(line)
+        if code == -14:  # SIGALRM: the time limit, as subprocess.run's timeout would say
+            raise subprocess.TimeoutExpired(["sociolab", *argv], timeout, out, err)
+        return subprocess.CompletedProcess(["sociolab", *argv], code, out, err)
+
+
+_server: _CliServer | None = None
+
+
+def _cli_server() -> _CliServer:
+    global _server
+    if _server is None:
+        _server = _CliServer()
+    return _server
 
 
 # Many CLI invocations in one real process tree: the driver imports sociolab once, then forks a

@@ -5,7 +5,6 @@ already set wins, and the key's value never reaches the screen, the log or the s
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -44,10 +43,8 @@ def keyed_file(folder: Path, url: str) -> Path:
 
 
 def run_in(folder: Path, url: str, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k != "SOCIOLAB_TEST_KEY"}
-    return subprocess.run([sys.executable, "-m", "sociolab", *extra, "run", str(keyed_file(folder, url)),
-                           "--db", str(folder / "k.duckdb"), "-q"], cwd=folder, capture_output=True, text=True,
-                          timeout=120, env={**base, "COLUMNS": "200", **(env or {})})
+    return cli(*extra, "run", str(keyed_file(folder, url)), "--db", str(folder / "k.duckdb"), "-q", cwd=folder,
+               env=env, unset=() if env and "SOCIOLAB_TEST_KEY" in env else ("SOCIOLAB_TEST_KEY",))
 
 
 def stored_text(folder: Path) -> str:

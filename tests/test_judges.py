@@ -218,7 +218,7 @@ def test_provider_failure_stores_no_code_and_a_rerun_retries(tmp_path):
 @pytest.mark.slow
 def test_judge_run_killed_midway_then_rerun_codes_each_message_once(tmp_path):
     """Judges behind serve-sim with 20 ms latency: slow enough that the kill surely lands mid-way."""
-    path = write_yaml(tmp_path, DISCUSSION.format(repeats=12))
+    path = write_yaml(tmp_path, DISCUSSION.format(repeats=8))
     db = tmp_path / "k.duckdb"
     assert cli("run", str(path), "--db", str(db), "--quiet").returncode == 0
     server = subprocess.Popen([sys.executable, "-m", "sociolab.cli", "serve-sim", "--port", "0",
@@ -249,7 +249,7 @@ def test_judge_run_killed_midway_then_rerun_codes_each_message_once(tmp_path):
         partial = con.execute("SELECT count(*) FROM codes").fetchone()[0]
         con.close()
         assert 0 < partial < n * 2 * len(FLAGS), "the kill should land mid-way"
-        out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+        out = cli(*args[3:], timeout=300)
         assert out.returncode == 0, out.stderr
     finally:
         server.terminate()
