@@ -24,7 +24,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, AsyncContextManager, AsyncIterator, Awaitable, Callable, Protocol, Sequence
 from urllib.parse import urlparse
 
 from aiolimiter import AsyncLimiter
@@ -135,10 +136,30 @@ class Budget:
         self.spent_usd += cost or 0.0
 
 
+class Group(Protocol):
+    """One model group's in-flight cap and pace. A call holds a `slot` for all its attempts and
+    waits for its `pace` before each: here in this process (`LocalGroup`), or across a cluster
+    (sociolab/ray_executor.py), which is why it is a seam rather than a semaphore."""
+
+    def slot(self) -> AsyncContextManager[None]: ...
+
+    async def pace(self) -> None: ...
+
+
+GroupFactory = Callable[[str, "ModelLimits"], Group]  # (group key, its limits) -> the group
+
+
 @dataclass
-class _Group:
+class LocalGroup:
+    """A group whose cap and pace hold across the runs of this process."""
+
     semaphore: asyncio.Semaphore
     pacer: AsyncLimiter | None
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self.semaphore:
+            yield
 
     async def pace(self) -> None:
         """Wait for this call's place in the group's rate limit."""
@@ -146,11 +167,15 @@ class _Group:
             await self.pacer.acquire()
 
 
+def local_group(key: str, limits: "ModelLimits") -> LocalGroup:
+    return LocalGroup(asyncio.Semaphore(limits.in_flight), pacer_for(limits))
+
+
 @dataclass
 class Admitted:
     """A call that passed its group's in-flight cap and throttle before its messages were built."""
 
-    group: _Group
+    group: Group
     first_attempt: bool = True
 
 
@@ -188,7 +213,7 @@ class ModelClient:
     def __init__(self, settings: ClientSettings | None = None, cache: ResponseCache | None = None, *,
                  endpoints: dict[str, Endpoint] | None = None, providers: Sequence[Provider] | None = None,
                  prices: dict[str, Price] | None = None, budget: Budget | None = None,
-                 on_retry: RetryListener | None = None):
+                 on_retry: RetryListener | None = None, groups: GroupFactory = local_group):
         self.settings = settings or ClientSettings()
         self.cache = cache if cache is not None else ResponseCache()
         self.endpoints = endpoints or {}
@@ -196,7 +221,8 @@ class ModelClient:
         self.prices = prices or {}
         self.budget = budget
         self.on_retry = on_retry
-        self._groups: dict[str, _Group] = {}
+        self.make_group = groups
+        self._groups: dict[str, Group] = {}
 
     async def aclose(self) -> None:
         """Release what providers hold between calls (worker processes); calls may follow,
@@ -303,7 +329,7 @@ class ModelClient:
                                    self.settings.timeout_s, steering)
             return await self._complete(request, fault, sleep, admitted=None)
         group = self._group(model)
-        async with group.semaphore:
+        async with group.slot():
             await group.pace()
             request = ModelRequest(model, messages(), params, seed, built_metadata(metadata),
                                    self.endpoints.get(model), self.settings.timeout_s, steering)
@@ -401,7 +427,7 @@ class ModelClient:
                 await admitted.group.pace()
             return await self._call(provider, request, fault)
         group = self._group(request.model)
-        async with group.semaphore:
+        async with group.slot():
             await group.pace()
             return await self._call(provider, request, fault)
 
@@ -411,13 +437,13 @@ class ModelClient:
             raise fault
         return await provider.complete(request)
 
-    def _group(self, model: str) -> _Group:
+    def _group(self, model: str) -> Group:
         """Models matching one `models:` pattern share a throttle and an in-flight cap (a
         provider's rate limit covers the whole account); other models get their own."""
         key, limits = self.limits_for(model)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group(asyncio.Semaphore(limits.in_flight), pacer_for(limits))
+            group = self._groups[key] = self.make_group(key, limits)
         return group
 
     def limits_for(self, model: str) -> tuple[str, ModelLimits]:

@@ -51,15 +51,22 @@ async def run_async(file: str | Path, db: str | Path = "sociolab.duckdb", *, sim
 async def run_plan_async(plan: Plan, db: str | Path = "sociolab.duckdb", *, fresh: bool = False,
                          concurrency: int | None = None, max_cost: float | None = None,
                          progress: Progress | None = None, on_retry: RetryListener | None = None,
-                         shards: bool = False) -> RunReport:
+                         shards: bool = False, executor: str = "local", address: str | None = None,
+                         workers: int | None = None) -> RunReport:
     """`run_async` for a plan already loaded (`sociolab.config.load_plan`): the CLI reads the
     plan first, to say after the run what to try next for its kind. With `shards`, each finished
-    run is written as a Parquet shard beside the file, never into it (docs/scale.md)."""
+    run is written as a Parquet shard beside the file, never into it (docs/scale.md); executor
+    `ray` plays the runs on a Ray cluster (at `address`, else one started here), always into shards."""
     check_max_cost(max_cost)
     if concurrency is not None:
         if concurrency < 1:
             raise UserError(f"concurrency {concurrency}: give at least 1")
         plan.file.concurrency = concurrency
+    if executor == "ray":
+        from sociolab.ray_executor import execute_on_ray
+
+        return await execute_on_ray(plan, db, progress, fresh=fresh, address=address, workers=workers,
+                                    max_cost=max_cost)
     client = client_for(plan, max_cost=max_cost, on_retry=on_retry)
     if shards:
         from sociolab.orchestrator.sharded import ShardedStore

@@ -134,6 +134,12 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display"),
     shards: bool = typer.Option(False, "--shards", help="write each finished run as a Parquet shard beside "
                                 "--db (DB.shards/), never into the file; `sociolab merge` folds them in"),
+    executor: str = typer.Option("local", "--executor", help="local: this process; ray: Ray actors across a "
+                                 "cluster, writing shards (implies --shards; docs/scale.md)"),
+    address: Optional[str] = typer.Option(None, "--address", help="with --executor ray: the cluster to join "
+                                          "(host:port, or auto); default: start one on this machine"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="with --executor ray: worker actors "
+                                          "(default: one per CPU of the cluster)"),
 ) -> None:
     """Run a scenario or a suite; a rerun resumes where the last one stopped."""
     import asyncio
@@ -146,6 +152,12 @@ def run(
     check_budget(max_cost)
     if concurrency is not None:
         in_range("--concurrency", concurrency, 1, 256)
+    if executor not in ("local", "ray"):
+        raise UserError(f"--executor {executor}: give local or ray")
+    if executor == "local" and (address is not None or workers is not None):
+        raise UserError("--address and --workers go with --executor ray")
+    if workers is not None:
+        in_range("--workers", workers, 1, 4096)
     only = series.split(",") if series else None
     plan = load_plan(file, sim=sim, only_series=only, overrides=Overrides.parse(model or [], param or []))
     if dry_run:
@@ -155,7 +167,8 @@ def run(
         return
     progress = RichProgress(console, enabled=not quiet)
     report = asyncio.run(run_plan_async(plan, db, fresh=fresh, concurrency=concurrency, max_cost=max_cost,
-                                        progress=progress, on_retry=progress.retry, shards=shards))
+                                        progress=progress, on_retry=progress.retry, shards=shards,
+                                        executor=executor, address=address, workers=workers))
     with Store.open_read_only(db) as store:  # the file and its shards
         counts = store.counts()
         scored = has_outcomes(store, plan.file.name)

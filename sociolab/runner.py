@@ -109,22 +109,8 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
         async with RunSlot(limit) as slot:
             not_started -= 1
             store.hold_writes(not_started > 0)  # a sim run's last write waits only for runs to come
-            log.info("run %s started", spec.run_id)
-            t0 = time.perf_counter()
-            status = await run_with_bug_retries(spec, store, client, progress, report,
-                                                resume=spec.run_id in resume, played=slot.release)
-            log.info("run %s %s after %.2f s", spec.run_id, status, time.perf_counter() - t0)
-        if status == "completed":
-            report.completed += 1
-        elif status == "stopped":
-            report.stopped += 1
-        elif status == "incomplete":
-            report.incomplete.append(spec.run_id)
-        elif status == "failed" and not any(run_id == spec.run_id for run_id, _ in report.failed):
-            report.failed.append((spec.run_id, "every agent failed its first call (see messages.error); "
-                                               "fix the setup and rerun"))
-        if status != "unfinished":
-            await store.finish_run(spec.run_id)  # a sharded store publishes the run here
+            status = await play(spec, store, client, progress, report, resume=spec.run_id in resume,
+                                played=slot.release)
         if progress:
             progress.run_done(spec, status)
 
@@ -136,6 +122,29 @@ async def execute(plan: Plan, store: Store, progress: Progress | None = None, *,
             progress.stop()
         await client.aclose()  # worker processes, if any, exit with the loop that owns their pipes
     return report
+
+
+async def play(spec: RunSpec, store: Store, client: ModelClient, progress: Progress | None, report: RunReport, *,
+               resume: bool = False, played: Callable[[], None] | None = None) -> str:
+    """One run, start to end, as every executor plays it: run it (with the bug retries), count
+    its status in `report`, and hand a finished run to the store (a sharded store publishes it
+    here). Returns the status; `unfinished` (a spent budget) is never handed over."""
+    log.info("run %s started", spec.run_id)
+    t0 = time.perf_counter()
+    status = await run_with_bug_retries(spec, store, client, progress, report, resume=resume, played=played)
+    log.info("run %s %s after %.2f s", spec.run_id, status, time.perf_counter() - t0)
+    if status == "completed":
+        report.completed += 1
+    elif status == "stopped":
+        report.stopped += 1
+    elif status == "incomplete":
+        report.incomplete.append(spec.run_id)
+    elif status == "failed" and not any(run_id == spec.run_id for run_id, _ in report.failed):
+        report.failed.append((spec.run_id, "every agent failed its first call (see messages.error); "
+                                           "fix the setup and rerun"))
+    if status != "unfinished":
+        await store.finish_run(spec.run_id)
+    return status
 
 
 class RunSlot:

@@ -1,0 +1,185 @@
+"""`sociolab run --executor ray` (sociolab/ray_executor.py) on a real Ray cluster on loopback: a
+head node and a worker node, each its own `ray start` process tree (tests/ray_cluster.py).
+
+The same suite run by the local executor and by Ray gives identical tables (Ray's shards read
+with the file, then merged into it); a worker node killed mid-suite, then a rerun, gives them
+too, as does Ctrl-C then a rerun; and one rate limit holds across the workers, measured as
+requests per second at a loopback OpenAI server.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, TINY_DISCUSSION, cli, write_yaml
+from tests.ray_cluster import RAY_ENV, RayCluster
+from tests.test_shards import file_only, snapshot
+from tests.wire import Reply
+from tests.wire.families import PLANTED_KEY, family
+
+pytest.importorskip("ray")
+# One cluster at a time on a 2-core machine: every test here runs on the same xdist worker.
+pytestmark = pytest.mark.xdist_group("ray")
+
+LONG_SUITE = """
+name: many
+kind: discussion
+seed: 5
+concurrency: 4
+agents: {roster: warroom}
+params: {seed_message: "@all We need a plan for a food delivery app.", rounds: 3}
+sim: {stand_ins: true}
+series:
+  A: {runs: 16}
+  B: {runs: 16}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with RayCluster(worker_nodes=1) as c:
+        yield c
+
+
+def small_suite(folder: Path) -> Path:
+    return write_yaml(folder, TINY_DISCUSSION + "series:\n  A: {runs: 3}\n  B: {runs: 2}\n")
+
+
+def on_ray(path: Path, db: Path, *extra: str) -> subprocess.CompletedProcess:
+    return cli("run", str(path), "--db", str(db), "-q", "--executor", "ray", *extra, env=RAY_ENV, timeout=240)
+
+
+def local_tables(path: Path, db: Path) -> dict:
+    assert cli("run", str(path), "--db", str(db), "-q").returncode == 0
+    return file_only(db)
+
+
+def runs_started(log: Path) -> int:
+    return len(re.findall(r"run \S+ started", log.read_text())) if log.exists() else 0
+
+
+def test_the_cluster_plays_the_suite_into_shards_equal_to_the_local_executors_tables(tmp_path, cluster):
+    path = small_suite(tmp_path)
+    expected = local_tables(path, tmp_path / "local.duckdb")
+    db = tmp_path / "ray.duckdb"
+    done = on_ray(path, db, "--address", cluster.address, "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    assert "5 planned: 5 completed" in done.stdout
+    assert file_only(db)["runs"] == []                       # the file itself is never written
+    assert len(list((tmp_path / "ray.duckdb.shards/manifest").glob("*.json"))) == 5
+    assert snapshot(db) == expected                          # the file plus its shards, as sociolab reads it
+    played = [runs_started(tmp_path / f"ray.worker-{i}.log") for i in (0, 1)]
+    assert sum(played) == 5 and min(played) >= 1, played     # both workers, one on each node, played runs
+    again = on_ray(path, db, "--address", cluster.address)
+    assert again.returncode == 0 and "resuming: 5 of 5 runs already complete" in again.stdout, again.stdout
+    assert cli("merge", "--db", str(db)).returncode == 0
+    assert file_only(db) == expected
+
+
+def test_without_an_address_a_cluster_is_started_here(tmp_path):
+    path = small_suite(tmp_path)
+    expected = local_tables(path, tmp_path / "local.duckdb")
+    done = on_ray(path, tmp_path / "ray.duckdb", "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    assert snapshot(tmp_path / "ray.duckdb") == expected
+
+
+def test_one_rate_limit_holds_across_the_workers(tmp_path, cluster):
+    """10 requests/s for the OpenAI group, 2 workers playing 2 runs each: a limit per worker
+    would let 40 through in two seconds."""
+    openai = family("openai")
+    arrivals: list[float] = []
+
+    def respond(view):
+        arrivals.append(time.monotonic())
+        return Reply(text="Agreed, let's split the work.")
+
+    with openai.server(responder=respond) as srv:
+        persona = "{{key: {k}, model: openai/gpt-4o, api_base: '" + srv.url + "', api_key_env: SOCIOLAB_WIRE_KEY}}"
+        path = write_yaml(tmp_path, f"""
+            name: paced
+            concurrency: 4
+            agents: {{personas: [{persona.format(k='a')}, {persona.format(k='b')}, {persona.format(k='c')}]}}
+            params: {{seed_message: "@all plan the launch", rounds: 3, stagger_ms: 0}}
+            client: {{models: {{"openai/*": {{requests_per_period: 10, period_s: 1.0, in_flight: 8}}}}}}
+            series: {{A: {{runs: 4}}}}
+            """)
+        done = cli("run", str(path), "--db", str(tmp_path / "p.duckdb"), "-q", "--executor", "ray",
+                   "--address", cluster.address, "--workers", "2",
+                   env={**RAY_ENV, "SOCIOLAB_WIRE_KEY": PLANTED_KEY}, timeout=240)
+    assert done.returncode == 0, done.stderr
+    played = [runs_started(tmp_path / f"p.worker-{i}.log") for i in (0, 1)]
+    assert min(played) >= 1, played
+    arrivals.sort()
+    assert len(arrivals) == 4 * 3 * 3
+    # Over any 2 s: 20, plus a few whose trip from the limiter to the server was quicker than the
+    # one before (a worker's event loop and litellm on a busy machine); a limit per worker: 40.
+    most = max(sum(1 for t in arrivals if start <= t < start + 2.0) for start in arrivals)
+    assert most <= 24, most
+    assert arrivals[-1] - arrivals[0] >= (36 - 4) / 10
+
+
+def wait_for_shards(db: Path, at_least: int, proc: subprocess.Popen | None = None, timeout: float = 120) -> int:
+    manifest = Path(str(db) + ".shards") / "manifest"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = len(list(manifest.glob("*.json"))) if manifest.exists() else 0
+        if n >= at_least:
+            return n
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run ended before {at_least} shards: {proc.stderr.read() if proc.stderr else ''}")
+        time.sleep(0.02)
+    raise TimeoutError(f"fewer than {at_least} shards after {timeout} s")
+
+
+def ray_process(path: Path, db: Path, address: str) -> subprocess.Popen:
+    import os
+
+    return subprocess.Popen([sys.executable, "-m", "sociolab", "run", str(path), "--db", str(db), "-q",
+                             "--executor", "ray", "--address", address],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **RAY_ENV})
+
+
+def test_a_lost_worker_node_or_ctrl_c_then_a_rerun_give_the_local_tables(tmp_path):
+    path = write_yaml(tmp_path, LONG_SUITE)
+    expected = local_tables(path, tmp_path / "local.duckdb")
+    with RayCluster(worker_nodes=1) as cluster:
+        killed = tmp_path / "killed.duckdb"
+        proc = ray_process(path, killed, cluster.address)
+        shards_then = wait_for_shards(killed, 3, proc)
+        cluster.kill_worker_node()
+        out, err = proc.communicate(timeout=240)
+        assert shards_then < 32, "the kill should land mid-suite"
+        assert proc.returncode in (0, 1), err                # the head's worker plays what the lost one held
+        assert "Traceback" not in err
+        assert on_ray(path, killed, "--address", cluster.address).returncode == 0
+        assert snapshot(killed) == expected
+
+        stopped = tmp_path / "stopped.duckdb"
+        proc = ray_process(path, stopped, cluster.address)
+        wait_for_shards(stopped, 3, proc)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and "interrupted" in err.lower(), err
+        assert on_ray(path, stopped, "--address", cluster.address).returncode == 0
+        assert snapshot(stopped) == expected
+
+
+def test_bad_executor_options_are_one_line(tmp_path):
+    path = small_suite(tmp_path)
+    for args, words in ((["--executor", "dask"], "--executor dask: give local or ray"),
+                        (["--address", "127.0.0.1:1"], "--address and --workers go with --executor ray"),
+                        (["--executor", "ray", "--workers", "0"], "--workers")):
+        done = cli("run", str(path), "--db", str(tmp_path / "x.duckdb"), *args)
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "x.duckdb").exists()
