@@ -183,3 +183,33 @@ def test_bad_executor_options_are_one_line(tmp_path):
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_max_cost_holds_for_the_cluster_and_a_higher_budget_finishes(tmp_path, cluster):
+    """Priced calls (gpt-4o at litellm's prices) on 2 workers: the budget is the cluster's, so
+    the runs stop near it, not at twice it; a rerun with more finishes what was left."""
+    openai = family("openai")
+    with openai.server(responder=lambda view: Reply(text="Agreed, let's split the work.")) as srv:
+        persona = "{{key: {k}, model: openai/gpt-4o, api_base: '" + srv.url + "', api_key_env: SOCIOLAB_WIRE_KEY}}"
+        path = write_yaml(tmp_path, f"""
+            name: budgeted
+            concurrency: 2
+            agents: {{personas: [{persona.format(k='a')}, {persona.format(k='b')}]}}
+            params: {{seed_message: "@all plan the launch", rounds: 3, stagger_ms: 0}}
+            series: {{A: {{runs: 6}}}}
+            """)
+        db = tmp_path / "b.duckdb"
+        env = {**RAY_ENV, "SOCIOLAB_WIRE_KEY": PLANTED_KEY}
+        args = ["run", str(path), "--db", str(db), "-q", "--executor", "ray", "--address", cluster.address,
+                "--workers", "2"]
+        spent = cli(*args, "--max-cost", "0.0005", env=env, timeout=240)
+        assert spent.returncode == 1, spent.stderr
+        assert "budget of $0.0005 reached" in spent.stderr, spent.stderr
+        told = float(re.search(r"spent \$([0-9.]+) of its", spent.stdout).group(1))
+        done = cli("sql", "SELECT count(*) FROM runs WHERE status = 'completed'", "--db", str(db), "-f", "csv")
+        assert int(done.stdout.splitlines()[1]) < 6     # an unfinished run is never published
+        assert 0.0005 <= told < 0.0009, told  # the cluster's spending (~$0.0001 a call), not each worker's
+        finished = cli(*args, "--max-cost", "1", env=env, timeout=240)
+        assert finished.returncode == 0, finished.stderr
+    runs = cli("sql", "SELECT count(*) FROM runs WHERE status = 'completed'", "--db", str(db), "-f", "csv")
+    assert runs.stdout.splitlines()[1] == "6"
