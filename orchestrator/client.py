@@ -137,11 +137,12 @@ class Budget:
 
 
 class Group(Protocol):
-    """One model group's in-flight cap and pace. A call holds a `slot` for all its attempts and
-    waits for its `pace` before each: here in this process (`LocalGroup`), or across a cluster
-    (sociolab/ray_executor.py), which is why it is a seam rather than a semaphore."""
+    """One model group's in-flight cap and pace. A call is `admitted` (holds a slot, and has
+    waited for its pace) for all its attempts, and waits for the pace again before each retry:
+    here in this process (`LocalGroup`), or across a cluster (sociolab/ray_executor.py), which is
+    why it is a seam rather than a semaphore."""
 
-    def slot(self) -> AsyncContextManager[None]: ...
+    def admitted(self) -> AsyncContextManager[None]: ...
 
     async def pace(self) -> None: ...
 
@@ -157,8 +158,9 @@ class LocalGroup:
     pacer: AsyncLimiter | None
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def admitted(self) -> AsyncIterator[None]:
         async with self.semaphore:
+            await self.pace()
             yield
 
     async def pace(self) -> None:
@@ -329,8 +331,7 @@ class ModelClient:
                                    self.settings.timeout_s, steering)
             return await self._complete(request, fault, sleep, admitted=None)
         group = self._group(model)
-        async with group.slot():
-            await group.pace()
+        async with group.admitted():
             request = ModelRequest(model, messages(), params, seed, built_metadata(metadata),
                                    self.endpoints.get(model), self.settings.timeout_s, steering)
             return await self._complete(request, fault, sleep, admitted=Admitted(group))
@@ -427,8 +428,7 @@ class ModelClient:
                 await admitted.group.pace()
             return await self._call(provider, request, fault)
         group = self._group(request.model)
-        async with group.slot():
-            await group.pace()
+        async with group.admitted():
             return await self._call(provider, request, fault)
 
     @staticmethod

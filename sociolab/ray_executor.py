@@ -73,9 +73,17 @@ class SharedLimiter:
             group = self.groups[key] = local_group(key, limits)
         return group
 
-    async def enter(self, worker: str, key: str, limits: ModelLimits) -> None:
-        await self._group(key, limits).semaphore.acquire()
+    async def admit(self, worker: str, key: str, limits: ModelLimits) -> None:
+        """A slot of the group's in-flight cap, then the group's pace: one round trip for both."""
+        group = self._group(key, limits)
+        await group.semaphore.acquire()
         self.held[(worker, key)] = self.held.get((worker, key), 0) + 1
+        try:
+            await group.pace()
+        except BaseException:
+            await self.leave(worker, key)
+            raise
+        self.admitted += 1
 
     async def leave(self, worker: str, key: str) -> None:
         if self.held.get((worker, key), 0) > 0:
@@ -84,7 +92,6 @@ class SharedLimiter:
 
     async def pace(self, key: str, limits: ModelLimits) -> None:
         await self._group(key, limits).pace()
-        self.admitted += 1
 
     async def release_worker(self, worker: str) -> int:
         """Give back every slot a dead worker held; returns how many."""
@@ -126,8 +133,9 @@ class Hub:
 
 @dataclass
 class ClusterGroup:
-    """A worker's view of one model group of the `SharedLimiter`: a call's slot and pace are
-    three round trips to it (enter, pace, leave), the price of one limit for many machines."""
+    """A worker's view of one model group of the `SharedLimiter`: a call waits one round trip
+    to be admitted (slot and pace) and tells the limiter when it is done without waiting; a
+    retry waits one more for its pace. The price of one limit for many machines."""
 
     worker: str
     key: str
@@ -135,12 +143,12 @@ class ClusterGroup:
     limiter: Any
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        await self.limiter.enter.remote(self.worker, self.key, self.limits)
+    async def admitted(self) -> AsyncIterator[None]:
+        await self.limiter.admit.remote(self.worker, self.key, self.limits)
         try:
             yield
         finally:
-            await self.limiter.leave.remote(self.worker, self.key)
+            self.limiter.leave.remote(self.worker, self.key)  # submitted in order; no need to wait
 
     async def pace(self) -> None:
         await self.limiter.pace.remote(self.key, self.limits)
@@ -214,7 +222,7 @@ class RunWorker:
     def group_maker(self, plan: Plan, name: str, limiter: Any) -> Callable[[str, ModelLimits], Group]:
         """Groups of models a provider serves share the cluster's limiter; groups of models
         answered in this process (sim stand-ins: no provider, no bill) keep a limit per worker
-        and spare every call three round trips."""
+        and spare every call its round trip to the limiter."""
         shared = {self.client.limits_for(model)[0] for model in plan.models()
                   if not self.client.is_in_process(model)}
 
