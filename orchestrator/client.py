@@ -132,6 +132,11 @@ class Budget:
             raise BudgetExhausted(f"budget of ${self.max_usd:.4f} reached (spent ${self.spent_usd:.4f}); "
                                   f"rerun with a higher --max-cost to go on")
 
+    async def admit(self, free: bool) -> None:
+        """`check` before a call starts; a budget shared with other processes first learns what
+        they spent (sociolab/ray_executor.py ClusterBudget)."""
+        self.check(free)
+
     def spend(self, cost: float | None) -> None:
         self.spent_usd += cost or 0.0
 
@@ -322,7 +327,7 @@ class ModelClient:
         if steering is not None:
             self.check_steerable(model)
         if self.budget is not None:
-            self.budget.check(free=self.is_free(model))
+            await self.budget.admit(free=self.is_free(model))
         params: dict[str, Any] = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
                                   if v is not None}
         params.update(extra or {})

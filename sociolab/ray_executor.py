@@ -155,22 +155,24 @@ class ClusterGroup:
 
 
 class ClusterBudget(Budget):
-    """`--max-cost` for the cluster: each worker adds what it spends to the hub and learns the
-    total back, so no call starts once the cluster (as last heard, one round trip ago) spent it."""
+    """`--max-cost` for the cluster: before a priced call starts, the worker asks the hub what
+    the cluster has spent (one round trip); after it, it adds its own cost. So no priced call
+    starts once the cluster has spent the budget, and the overshoot is the calls in flight, as in
+    one process."""
 
     def __init__(self, max_usd: float, hub: Any):
         super().__init__(max_usd)
         self.hub = hub
 
-    def spend(self, cost: float | None) -> None:
-        if not cost:
-            return
-        self.spent_usd += cost  # at once here; the cluster's total arrives with the answer
-        self.hub.spend.remote(cost).future().add_done_callback(self._heard)
+    async def admit(self, free: bool) -> None:
+        if not free:
+            self.spent_usd = max(self.spent_usd, await self.hub.spent.remote())
+        self.check(free)
 
-    def _heard(self, total: Any) -> None:
-        if total.exception() is None:
-            self.spent_usd = max(self.spent_usd, total.result())
+    def spend(self, cost: float | None) -> None:
+        if cost:
+            self.spent_usd += cost
+            self.hub.spend.remote(cost)  # submitted in order, before this worker's next question
 
 
 class ForwardingProgress:
