@@ -61,7 +61,23 @@ class RayCluster:
         self._wait_for_port()
         for i in range(self.worker_nodes):
             self.workers.append(self._node(f"--address={self.address}", log=f"worker{i}.log"))
+        self._wait_for_nodes(1 + self.worker_nodes)
         return self
+
+    def _wait_for_nodes(self, count: int, timeout: float = 90) -> None:
+        """Until every node has joined (a worker node can take seconds on a busy machine, and a
+        command started before would see fewer CPUs), asked by a driver of its own."""
+        probe = ("import ray, sys, time\n"
+                 f"ray.init(address='{self.address}', log_to_driver=False, configure_logging=False)\n"
+                 f"deadline = time.monotonic() + {timeout}\n"
+                 f"while sum(n['Alive'] for n in ray.nodes()) < {count}:\n"
+                 "    if time.monotonic() > deadline: sys.exit(1)\n"
+                 "    time.sleep(0.1)\n")
+        done = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **RAY_ENV}, capture_output=True,
+                              text=True, timeout=timeout + 30)
+        if done.returncode != 0:
+            raise TimeoutError(f"{count} Ray nodes did not join within {timeout} s: {done.stderr[-2000:]}"
+                               f"{self.log('worker0.log')}")
 
     def _wait_for_port(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
