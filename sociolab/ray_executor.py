@@ -314,6 +314,23 @@ async def started(cluster: Cluster, timeout: float = WORKER_START_S) -> None:
         raise UserError(f"no Ray worker started within {timeout:.0f} s; see the Ray logs of the cluster")
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A cluster address that nothing answers is one line now; Ray itself would retry for
+    minutes before saying so."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("ray://") or "127.0.0.1"
+    if not port.isdigit():
+        raise UserError(f"--address {address}: give HOST:PORT (what `ray start --head` prints) or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise UserError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); start one "
+                        "with `ray start --head`, or leave --address out to start one here") from None
+
+
 def start_cluster(ray: Any, plan: Plan, db: Path, workers: int | None, max_cost: float | None) -> Cluster:
     count = worker_count(ray, workers, len(plan.runs))
     per_worker = max(1, math.ceil(plan.file.concurrency / count))
@@ -339,6 +356,8 @@ async def execute_on_ray(plan: Plan, db: str | Path, progress: Progress | None =
     from sociolab.orchestrator.sharded import ShardedStore
 
     ray = import_ray()
+    if address is not None and address != "auto":
+        check_reachable(address)
     db = Path(db)
     client_for(plan, max_cost=max_cost)  # keys, hosts and prices are checked here, before any worker starts
     with ShardedStore(db) as store:

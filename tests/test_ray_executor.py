@@ -178,8 +178,10 @@ def test_bad_executor_options_are_one_line(tmp_path):
     path = small_suite(tmp_path)
     for args, words in ((["--executor", "dask"], "--executor dask: give local or ray"),
                         (["--address", "127.0.0.1:1"], "--address and --workers go with --executor ray"),
-                        (["--executor", "ray", "--workers", "0"], "--workers")):
-        done = cli("run", str(path), "--db", str(tmp_path / "x.duckdb"), *args)
+                        (["--executor", "ray", "--workers", "0"], "--workers"),
+                        (["--executor", "ray", "--address", "127.0.0.1:9"], "no Ray cluster answers there"),
+                        (["--executor", "ray", "--address", "nohost"], "give HOST:PORT")):
+        done = cli("run", str(path), "--db", str(tmp_path / "x.duckdb"), *args, env=RAY_ENV, timeout=60)
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "x.duckdb").exists()
@@ -216,3 +218,16 @@ def test_max_cost_holds_for_the_cluster_and_a_higher_budget_finishes(tmp_path, c
         assert finished.returncode == 0, finished.stderr
     runs = cli("sql", "SELECT count(*) FROM runs WHERE status = 'completed'", "--db", str(db), "-f", "csv")
     assert runs.stdout.splitlines()[1] == "8"
+
+
+def test_without_ray_installed_the_executor_is_one_line(tmp_path):
+    blocker = tmp_path / "no_ray"
+    (blocker / "ray").mkdir(parents=True)
+    (blocker / "ray/__init__.py").write_text("raise ImportError('No module named ray')\n")
+    path = small_suite(tmp_path)
+    import os
+
+    done = cli("run", str(path), "--db", str(tmp_path / "x.duckdb"), "--executor", "ray",
+               env={"PYTHONPATH": os.pathsep.join(p for p in (str(blocker), os.environ.get("PYTHONPATH", "")) if p)})
+    assert done.returncode == 2 and "pip install 'sociolab[ray]'" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.duckdb").exists()
