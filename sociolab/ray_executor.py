@@ -213,6 +213,8 @@ class RunWorker:
         setup_logging(False, worker_log(Path(db), name))  # tracebacks on file, as the parent's
         self.name = name
         self.store = ShardedStore(db)
+        # One worker per CPU: its DuckDB takes that CPU only, or N workers' writers fight over N cores.
+        self.store.con.execute("SET threads = 1")
         self.progress = ForwardingProgress(hub)
         self.client = client_for(plan, on_retry=self.progress.retry)
         self.client.make_group = self.group_maker(plan, name, limiter)
