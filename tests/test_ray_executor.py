@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import REPO, TINY_DISCUSSION, cli, write_yaml
 from tests.ray_cluster import RAY_ENV, RayCluster
 from tests.test_shards import file_only, snapshot
-from tests.wire import Reply
+from tests.wire import Fault, Reply
 from tests.wire.families import PLANTED_KEY, family
 
 pytest.importorskip("ray")
@@ -111,12 +111,19 @@ def test_one_rate_limit_holds_across_the_workers(tmp_path, cluster):
             client: {{models: {{"openai/*": {{requests_per_period: 10, period_s: 1.0, in_flight: 8}}}}}}
             series: {{A: {{runs: 4}}}}
             """)
-        done = cli("run", str(path), "--db", str(tmp_path / "p.duckdb"), "-q", "--executor", "ray",
+        done = cli("run", str(path), "--db", str(tmp_path / "p.duckdb"), "--executor", "ray",
                    "--address", cluster.address, "--workers", "2",
                    env={**RAY_ENV, "SOCIOLAB_WIRE_KEY": PLANTED_KEY}, timeout=240)
     assert done.returncode == 0, done.stderr
     played = [runs_started(tmp_path / f"p.worker-{i}.log") for i in (0, 1)]
     assert min(played) >= 1, played
+    # The workers' tallies, aggregated into the parent's progress display: the store's totals.
+    tokens, cost = cli("sql", "SELECT sum(prompt_tokens + completion_tokens), sum(cost_usd) FROM llm_calls",
+                       "--db", str(tmp_path / "p.duckdb"), "-f", "csv").stdout.splitlines()[1].split(",")
+    shown = re.search(r"all runs .*? 4/4 (36 messages, 0 errors, 36 calls \(0 retries\), ([0-9,]+) tokens, "
+                      r"\$([0-9.]+))", done.stdout)
+    assert shown, done.stdout
+    assert int(shown.group(2).replace(",", "")) == int(tokens) and abs(float(shown.group(3)) - float(cost)) < 5e-5
     arrivals.sort()
     assert len(arrivals) == 4 * 3 * 3
     # Over any 2 s: 20, plus a few whose trip from the limiter to the server was quicker than the
@@ -214,8 +221,11 @@ def test_max_cost_holds_for_the_cluster_and_a_higher_budget_finishes(tmp_path, c
         # the calls in flight (4 at most: 2 runs x 2 agents), as the local executor does ($0.0026
         # for this file); a budget per worker would let each spend $0.0015: $0.003 or more in all.
         assert 0.0015 <= told < 0.003, told
-        finished = cli(*args, "--max-cost", "1", env=env, timeout=240)
+        srv.push(Fault(429, retry_after=0.2))  # a worker's retry wait, shown by the parent as it starts
+        finished = cli(*[a for a in args if a != "-q"], "--max-cost", "1", env=env, timeout=240)
         assert finished.returncode == 0, finished.stderr
+        assert re.search(r"waiting 0\.\d s: 429 from 127\.0\.0\.1:\d+ \(openai/gpt-4o\)", finished.stdout), \
+            finished.stdout
     runs = cli("sql", "SELECT count(*) FROM runs WHERE status = 'completed'", "--db", str(db), "-f", "csv")
     assert runs.stdout.splitlines()[1] == "8"
 
