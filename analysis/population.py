@@ -110,27 +110,28 @@ def fetch_one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None
     return row
 
 
+SMOOTHING = 1.0  # pseudo-actions of the population's mix added to each agent's counts (agent_features)
+
+
 def agent_features(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[np.ndarray, np.ndarray]:
     """(features, agent ids) of every agent with at least one action: the share of each kind in
-    FEATURE_KINDS among its actions (what it does)."""
+    FEATURE_KINDS among its actions (what it does), smoothed toward the population's mix by
+    SMOOTHING pseudo-actions. An agent seen twice (a react and a repost) is not a pure type: raw
+    shares put such agents half-way between kinds, and k-means then splits the low-activity
+    periphery into look-alike clusters instead of finding the small active roles; the smoothing
+    leaves an agent of many actions as it is."""
     counts = ", ".join(f"count(*) FILTER (WHERE kind = {KIND_CODES[k]})::DOUBLE" for k in FEATURE_KINDS)
     rows = con.execute(f"""
-        WITH own AS (SELECT agent, {counts}, count(*)::DOUBLE AS n FROM actions
-                     WHERE run_id = ? AND kind IN {tuple(KIND_CODES[k] for k in FEATURE_KINDS)} GROUP BY agent),
-             got AS (SELECT target AS agent, count(*)::DOUBLE AS m FROM actions
-                     WHERE run_id = ? AND kind IN {EDGE_KINDS} AND target IS NOT NULL GROUP BY target)
-        SELECT own.*, coalesce(got.m, 0) FROM own LEFT JOIN got USING (agent) ORDER BY agent""",
-                       [run_id, run_id]).fetchnumpy()
+        SELECT agent, {counts} FROM actions
+        WHERE run_id = ? AND kind IN {tuple(KIND_CODES[k] for k in FEATURE_KINDS)} GROUP BY agent ORDER BY agent""",
+                       [run_id]).fetchnumpy()
     cols = list(rows)
     agents = np.asarray(rows[cols[0]], dtype=np.int64)
     if agents.size == 0:
-        return np.empty((0, len(FEATURE_KINDS) + 2)), agents
-    kinds = np.column_stack([np.asarray(rows[c], dtype=np.float64) for c in cols[1:1 + len(FEATURE_KINDS)]])
-    n = np.asarray(rows[cols[1 + len(FEATURE_KINDS)]], dtype=np.float64)
-    got = np.asarray(rows[cols[-1]], dtype=np.float64)
-    n = np.asarray(rows[cols[1 + len(FEATURE_KINDS)]], dtype=np.float64)
-    del got  # how often an agent is acted upon is reported by the network, not used to cluster
-    return kinds / n[:, None], agents
+        return np.empty((0, len(FEATURE_KINDS))), agents
+    kinds = np.column_stack([np.asarray(rows[c], dtype=np.float64) for c in cols[1:]])
+    mix = kinds.sum(0) / kinds.sum()
+    return (kinds + SMOOTHING * mix) / (kinds.sum(1) + SMOOTHING)[:, None], agents
 
 
 def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, *, iters: int = 60, restarts: int = 3

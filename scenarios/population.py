@@ -262,13 +262,15 @@ class SimWorld:
         kind = MIX_KINDS[np.minimum(pick, len(MIX_KINDS) - 1)].copy()
         target = np.full(agent.size, -1, np.int32)
         item = np.full(agent.size, -1, np.int64)
-        # reply / react: a recent post, by popularity; none yet: the action becomes a post
+        # reply / react: a recent post, by popularity; none yet (the first tick): no action. (Turning
+        # them into posts, as before, gave most of the reacting periphery a post of its first tick,
+        # a look-alike of the broadcasters that hid the planted roles.)
         on_post = (kind == CODE["reply"]) | (kind == CODE["react"])
         if self.recent_items.size:
             chosen = rng.choice(self.recent_items.size, on_post.sum(), p=self.recent_pop / self.recent_pop.sum())
             item[on_post], target[on_post] = self.recent_items[chosen], self.recent_authors[chosen]
         else:
-            kind[on_post] = CODE["post"]
+            agent, kind, target, item = agent[~on_post], kind[~on_post], target[~on_post], item[~on_post]
         # contribute: an open task (uniformly); none: a react-less post
         contrib = kind == CODE["contribute"]
         if self.task_items.size:
