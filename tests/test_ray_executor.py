@@ -126,10 +126,11 @@ def test_one_rate_limit_holds_across_the_workers(tmp_path, cluster):
     assert int(shown.group(2).replace(",", "")) == int(tokens) and abs(float(shown.group(3)) - float(cost)) < 5e-5
     arrivals.sort()
     assert len(arrivals) == 4 * 3 * 3
-    # The 36 calls take at least 3.2 s (a limit per worker: 1.8 s). Over any 2 s: 20 admitted, and
-    # a few more may arrive when a busy machine holds some admitted calls back and sends them
-    # together (the limiter admits; the worker's loop and litellm send); a limit per worker: 40.
-    assert arrivals[-1] - arrivals[0] >= (36 - 4) / 10
+    # The 36 admissions take 3.5 s; their arrivals at least 2.8 s (the first calls of a fresh worker
+    # reach the server late, through litellm's cold start); a limit per worker: 1.8 s. Over any 2 s:
+    # 20 admitted, and a few more may arrive when a busy machine holds some admitted calls back and
+    # sends them together (the limiter admits; the worker's loop and litellm send); per worker: 40.
+    assert arrivals[-1] - arrivals[0] >= (36 - 8) / 10
     most = max(sum(1 for t in arrivals if start <= t < start + 2.0) for start in arrivals)
     assert most <= 30, most
 
@@ -242,3 +243,23 @@ def test_without_ray_installed_the_executor_is_one_line(tmp_path):
                env={"PYTHONPATH": os.pathsep.join(p for p in (str(blocker), os.environ.get("PYTHONPATH", "")) if p)})
     assert done.returncode == 2 and "pip install 'sociolab[ray]'" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.duckdb").exists()
+
+
+def test_a_key_refused_in_a_worker_is_one_line_for_the_user(tmp_path, cluster):
+    """The worker's UserError crosses Ray as the user's one line, not Ray's wrapper and traceback."""
+    openai = family("openai")
+    with openai.server() as srv:
+        path = write_yaml(tmp_path, f"""
+            name: refused
+            agents: {{personas: [{{key: a, model: openai/gpt-4o, api_base: '{srv.url}', api_key_env: SOCIOLAB_WIRE_KEY}},
+                                 {{key: b, model: openai/gpt-4o, api_base: '{srv.url}', api_key_env: SOCIOLAB_WIRE_KEY}}]}}
+            params: {{seed_message: "@all plan the launch", rounds: 1}}
+            client: {{max_attempts: 1}}
+            series: {{A: {{runs: 2}}}}
+            """)
+        done = cli("run", str(path), "--db", str(tmp_path / "k.duckdb"), "-q", "--executor", "ray",
+                   "--address", cluster.address, env={**RAY_ENV, "SOCIOLAB_WIRE_KEY": "sk-wrong-key-0000000000"},
+                   timeout=240)
+    assert done.returncode == 2, done.stderr
+    assert "refused the API key" in done.stderr and "Traceback" not in done.stderr and "Ray" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
