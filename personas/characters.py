@@ -92,6 +92,9 @@ def poles_of(character: str | Mapping[str, str]) -> dict[str, Pole]:
             raise ValueError(f"character {character!r} is not in the Big-Five library "
                              f"(ids: {', '.join(library.characters)}; or give poles such as {{C: high, A: high}})")
         return {t: found[t] for t in TRAITS if t in found}
+    if not isinstance(character, Mapping):  # e.g. YAML's `no` or `off`, read as false
+        raise ValueError(f"character {character!r}: give a library id (P1 ... P16), none, or poles such as "
+                         "{C: high, A: high}")
     unknown = [t for t in character if t not in TRAITS]
     if unknown:
         raise ValueError(f"unknown trait {unknown[0]!r} in the character's poles (traits: O, C, E, A, N)")

@@ -331,3 +331,12 @@ if __name__ == "__main__":  # print the digests of UNCHANGED for the code as it 
     with tempfile.TemporaryDirectory() as tmp:
         for name in sorted(KINDS):
             print(f'    "{name}": "{digest(record(Path(tmp), name)[0])}",')
+
+
+@pytest.mark.parametrize("character", [False, 12, ["P1"]])
+def test_a_persona_safety_condition_whose_character_is_no_name_is_refused(character):
+    """`character: no` in YAML reads as false: a ValueError saying what to give, never a TypeError."""
+    from sociolab.scenarios.persona_safety import PersonaSafetyParams
+
+    with pytest.raises(ValueError, match="give a library id"):
+        PersonaSafetyParams(character=character)
