@@ -65,7 +65,6 @@ class SharedLimiter:
     def __init__(self) -> None:
         self.groups: dict[str, LocalGroup] = {}
         self.held: dict[tuple[str, str], int] = {}  # (worker, group) -> slots it holds
-        self.admitted = 0
 
     def _group(self, key: str, limits: ModelLimits) -> LocalGroup:
         group = self.groups.get(key)
@@ -83,7 +82,6 @@ class SharedLimiter:
         except BaseException:
             await self.leave(worker, key)
             raise
-        self.admitted += 1
 
     async def leave(self, worker: str, key: str) -> None:
         if self.held.get((worker, key), 0) > 0:
@@ -104,8 +102,6 @@ class SharedLimiter:
                 del self.held[(who, key)]
         return freed
 
-    async def stats(self) -> dict[str, int]:
-        return {"admitted": self.admitted, "held": sum(self.held.values())}
 
 
 class Hub:

@@ -148,58 +148,11 @@ def _cli_server() -> _CliServer:
     return _server
 
 
-# Many CLI invocations in one real process tree: the driver imports sociolab once, then forks a
-# child per command (its own cwd, stdout, stderr, exit code and a time limit), so a table of bad
-# inputs costs a fork each instead of a Python start-up each.
-_FORK_DRIVER = r"""
-import json, os, signal, sys, traceback
-from sociolab.cli import main
-import sociolab.orchestrator.store, sociolab.config  # warm the imports every command needs
-
-results = []
-for argv, cwd, limit in json.loads(sys.stdin.read()):
-    out_path, err_path = os.path.join(cwd, ".out"), os.path.join(cwd, ".err")
-    sys.stdout.flush(); sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        os.chdir(cwd)
-        for fd, path in ((1, out_path), (2, err_path)):
-            target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            os.dup2(target, fd)
-        signal.alarm(limit)
-        code = 0
-        try:
-            main(argv)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-            code = 99
-        sys.stdout.flush(); sys.stderr.flush()
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    texts = []
-    for path in (out_path, err_path):
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            texts.append(fh.read())
-        os.unlink(path)
-    results.append([code, *texts])
-print(json.dumps(results))
-"""
-
-
 def cli_batch(cases: list[tuple[list[str], Path]], limit: int = 60) -> list[subprocess.CompletedProcess]:
-    """Run `sociolab ARGV` in directory CWD for each case, each in its own forked process."""
-    import json
-
-    payload = json.dumps([[list(argv), str(cwd), limit] for argv, cwd in cases])
+    """Run `sociolab ARGV` in directory CWD for each case, each in its own process forked from
+    this worker's CLI server (a table of bad inputs costs a fork each, not a Python start-up)."""
     env = {**os.environ, "COLUMNS": "200"}
-    done = subprocess.run([sys.executable, "-c", _FORK_DRIVER], input=payload, capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=limit * len(cases) + 60)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [subprocess.CompletedProcess(argv, code, out, err)
-            for (argv, _), (code, out, err) in zip(cases, json.loads(done.stdout))]
+    return [_cli_server().call(list(argv), cwd, env, limit) for argv, cwd in cases]
 
 
 def recording_provider(prefix: str, answer):
